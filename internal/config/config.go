@@ -1,0 +1,271 @@
+// Package config loads lockguard's settings from defaults, a YAML file,
+// LOCKGUARD_* environment variables and command-line flags, in that order of
+// precedence (flags win).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config holds every setting of `lockguard serve`. Each field's yaml tag is
+// also its flag name, and LOCKGUARD_ + the upper-cased name with '-' → '_' is
+// its environment variable.
+type Config struct {
+	Listen          []string      `yaml:"listen" usage:"address to accept clients on: HOST:PORT or a unix socket path (repeatable; LOCKGUARD_LISTEN takes a comma-separated list)"`
+	Upstream        string        `yaml:"upstream" usage:"PostgreSQL to relay to: HOST:PORT or a unix socket directory"`
+	TLSCert         string        `yaml:"tls-cert" usage:"PEM certificate for TLS with clients (with tls-key); without it SSLRequest is answered 'N'"`
+	TLSKey          string        `yaml:"tls-key" usage:"PEM private key for tls-cert"`
+	TLSClientCA     string        `yaml:"tls-client-ca" usage:"PEM CA bundle; when set, clients using TLS must present a certificate it signed"`
+	UpstreamSSLMode string        `yaml:"upstream-sslmode" usage:"TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full"`
+	UpstreamCA      string        `yaml:"upstream-ca" usage:"PEM CA bundle to verify PostgreSQL's certificate"`
+	MaxConnections  int           `yaml:"max-connections" usage:"most client sessions at once; more get FATAL 53300 (0 = no cap)"`
+	MaxMessageSize  int           `yaml:"max-message-size" usage:"largest Query/Parse/Bind message in bytes; larger ones get 08P01"`
+	StartupTimeout  time.Duration `yaml:"startup-timeout" usage:"time a client has from connect to the end of authentication"`
+	ConnectTimeout  time.Duration `yaml:"connect-timeout" usage:"time to connect to PostgreSQL (TCP and TLS)"`
+	DrainTimeout    time.Duration `yaml:"drain-timeout" usage:"on SIGTERM, how long sessions may finish their transactions before they are closed"`
+	Admin           string        `yaml:"admin" usage:"HOST:PORT of the admin HTTP endpoint (/healthz, /readyz); empty = off"`
+	LogLevel        string        `yaml:"log-level" usage:"debug, info, warn or error"`
+	LogFormat       string        `yaml:"log-format" usage:"text or json"`
+}
+
+// Default returns the documented defaults (see README.md).
+func Default() *Config {
+	return &Config{
+		Listen:          []string{"127.0.0.1:6432"},
+		UpstreamSSLMode: "prefer",
+		MaxConnections:  4096,
+		MaxMessageSize:  64 << 20,
+		StartupTimeout:  60 * time.Second,
+		ConnectTimeout:  10 * time.Second,
+		DrainTimeout:    25 * time.Second,
+		Admin:           "127.0.0.1:9633",
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// Loader remembers where settings came from so that a reload (SIGHUP) can
+// read the file and environment again and apply the same flags on top.
+type Loader struct {
+	File    string            // --config path, "" for none
+	flags   map[string]string // flags given on the command line
+	listens []string
+	Getenv  func(string) string // nil means os.Getenv
+}
+
+// fields lists Config's settings by name.
+func fields(c *Config) map[string]reflect.Value {
+	v := reflect.ValueOf(c).Elem()
+	m := make(map[string]reflect.Value, v.NumField())
+	for i := 0; i < v.NumField(); i++ {
+		m[v.Type().Field(i).Tag.Get("yaml")] = v.Field(i)
+	}
+	return m
+}
+
+// RegisterFlags defines a flag for every setting on fs, plus --config. Call
+// fs.Parse, then Load.
+func (l *Loader) RegisterFlags(fs *flag.FlagSet) {
+	l.flags = make(map[string]string)
+	def := Default()
+	t := reflect.TypeOf(def).Elem()
+	vals := fields(def)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("yaml")
+		usage := f.Tag.Get("usage")
+		dv := vals[name]
+		fs.Var(&flagValue{l: l, name: name, def: format(dv)}, name, usage)
+	}
+	fs.StringVar(&l.File, "config", "", "YAML file with settings (keys are the flag names); LOCKGUARD_CONFIG also works")
+}
+
+type flagValue struct {
+	l    *Loader
+	name string
+	def  string
+	set  string
+}
+
+func (f *flagValue) String() string {
+	if f == nil {
+		return ""
+	}
+	if f.set != "" {
+		return f.set
+	}
+	return f.def
+}
+
+func (f *flagValue) Set(s string) error {
+	if f.name == "listen" {
+		f.l.listens = append(f.l.listens, s)
+	}
+	f.l.flags[f.name] = s
+	f.set = s
+	return nil
+}
+
+func format(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// Load builds the configuration: defaults, then the file, then the
+// environment, then flags. It validates the result.
+func (l *Loader) Load() (*Config, error) {
+	getenv := l.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	file := l.File
+	if file == "" {
+		file = getenv("LOCKGUARD_CONFIG")
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		if err := Parse(b, c); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	fs := fields(c)
+	for name, v := range fs {
+		env := "LOCKGUARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if s := getenv(env); s != "" {
+			if err := setValue(v, s, true); err != nil {
+				return nil, fmt.Errorf("%s: %w", env, err)
+			}
+		}
+	}
+	for name, s := range l.flags {
+		if name == "listen" {
+			fs[name].Set(reflect.ValueOf(append([]string(nil), l.listens...)))
+			continue
+		}
+		if err := setValue(fs[name], s, false); err != nil {
+			return nil, fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes YAML into c, rejecting unknown keys.
+func Parse(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF(err)) {
+		return err
+	}
+	return nil
+}
+
+func errEOF(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return errors.New("not EOF")
+}
+
+func setValue(v reflect.Value, s string, list bool) error {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("not a whole number: %q", s)
+		}
+		v.SetInt(int64(n))
+	case reflect.Int64: // time.Duration
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("not a duration such as 30s: %q", s)
+		}
+		v.SetInt(int64(d))
+	case reflect.Slice:
+		var parts []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		v.Set(reflect.ValueOf(parts))
+	default:
+		panic("BUG: config field of kind " + v.Kind().String())
+	}
+	return nil
+}
+
+// Validate checks values that can be checked without touching the network.
+func (c *Config) Validate() error {
+	if len(c.Listen) == 0 {
+		return errors.New("no listen address")
+	}
+	for _, a := range c.Listen {
+		if !strings.HasPrefix(a, "/") {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("listen address %q: %w", a, err)
+			}
+		}
+	}
+	switch c.UpstreamSSLMode {
+	case "disable", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return fmt.Errorf("upstream-sslmode %q: want disable, prefer, require, verify-ca or verify-full", c.UpstreamSSLMode)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key go together")
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return errors.New("tls-client-ca needs tls-cert and tls-key")
+	}
+	if c.MaxConnections < 0 {
+		return errors.New("max-connections must be 0 (no cap) or more")
+	}
+	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 1<<30-1 {
+		return fmt.Errorf("max-message-size %d: want 1024 to %d bytes", c.MaxMessageSize, 1<<30-1)
+	}
+	for name, d := range map[string]time.Duration{"startup-timeout": c.StartupTimeout, "connect-timeout": c.ConnectTimeout, "drain-timeout": c.DrainTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s must be positive", name)
+		}
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			return fmt.Errorf("admin address %q: %w", c.Admin, err)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log-format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"fmt"
+	"sync"
+)
+
+// extOp is a frontend message of the extended protocol whose effect on session
+// state is only certain once the server acknowledges it.
+type extOp struct {
+	kind byte   // 'P' Parse, 'B' Bind, 'c' Close statement, 'p' Close portal, 'S' Sync, 'Q' Query or FunctionCall
+	name string // statement (P, c) or portal (B, p) name
+	stmt string // B: statement name
+}
+
+// extTracker knows the named prepared statements and portals of a session.
+// The client side records what it forwards; the server side confirms it with
+// ParseComplete, BindComplete and CloseComplete, and drops what the server
+// skipped after an error up to the next Sync.
+type extTracker struct {
+	mu      sync.Mutex
+	pending []extOp
+	head    int
+	stmts   map[string]string // name → the same string, interned
+	portals map[string]string // portal → statement
+}
+
+func (t *extTracker) push(op extOp) {
+	t.mu.Lock()
+	if t.head > 0 && t.head == len(t.pending) {
+		t.pending, t.head = t.pending[:0], 0
+	}
+	t.pending = append(t.pending, op)
+	t.mu.Unlock()
+}
+
+// noteClient records a Parse, Bind or Close. body is the message without its
+// header.
+func (t *extTracker) noteClient(typ byte, body []byte) error {
+	switch typ {
+	case 'P':
+		name, _, ok := cstring(body)
+		if !ok {
+			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
+		}
+		t.push(extOp{kind: 'P', name: t.intern(name)})
+	case 'B':
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+		}
+		stmt, _, ok := cstring(rest)
+		if !ok {
+			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+		}
+		t.push(extOp{kind: 'B', name: t.intern(portal), stmt: t.intern(stmt)})
+	case 'C':
+		if len(body) < 2 {
+			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+		}
+		kind := byte('c')
+		if body[0] == 'P' {
+			kind = 'p'
+		}
+		t.push(extOp{kind: kind, name: t.intern(name)})
+	}
+	return nil
+}
+
+// intern returns name as a string, reusing a known statement's string so that
+// steady-state Bind messages allocate nothing.
+func (t *extTracker) intern(name []byte) string {
+	if len(name) == 0 {
+		return ""
+	}
+	t.mu.Lock()
+	k, ok := t.stmts[string(name)]
+	t.mu.Unlock()
+	if ok {
+		return k
+	}
+	return string(name)
+}
+
+// onAck handles ParseComplete ('1'), BindComplete ('2') or CloseComplete ('3').
+func (t *extTracker) onAck(typ byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for t.head < len(t.pending) {
+		op := t.pending[t.head]
+		t.head++
+		if !acks(typ, op.kind) {
+			continue // Describe/Execute produce no ack of their own
+		}
+		switch op.kind {
+		case 'P':
+			if op.name != "" {
+				if t.stmts == nil {
+					t.stmts = make(map[string]string)
+				}
+				t.stmts[op.name] = op.name
+			}
+		case 'B':
+			if op.name != "" {
+				if t.portals == nil {
+					t.portals = make(map[string]string)
+				}
+				t.portals[op.name] = op.stmt
+			}
+		case 'c':
+			delete(t.stmts, op.name)
+		case 'p':
+			delete(t.portals, op.name)
+		}
+		return
+	}
+}
+
+// acks reports whether the server message typ acknowledges an op of kind.
+func acks(typ, kind byte) bool {
+	switch typ {
+	case '1':
+		return kind == 'P'
+	case '2':
+		return kind == 'B'
+	case '3':
+		return kind == 'c' || kind == 'p'
+	}
+	return false
+}
+
+// onError drops the operations the server skips after an error in an
+// extended-protocol batch: everything up to the next Sync. An error answering
+// a simple Query or FunctionCall skips nothing.
+func (t *extTracker) onError() {
+	t.mu.Lock()
+	if t.head < len(t.pending) && t.pending[t.head].kind != 'Q' {
+		for t.head < len(t.pending) && t.pending[t.head].kind != 'S' {
+			t.head++
+		}
+	}
+	t.mu.Unlock()
+}
+
+// onReady consumes the sync point (Sync, Query or FunctionCall) that a
+// ReadyForQuery answers. Protocol-level portals live until the end of their
+// transaction, so they are forgotten once the session is idle.
+func (t *extTracker) onReady(status byte) {
+	t.mu.Lock()
+	for t.head < len(t.pending) {
+		k := t.pending[t.head].kind
+		t.head++
+		if k == 'S' || k == 'Q' {
+			break
+		}
+	}
+	if status == 'I' && len(t.portals) > 0 {
+		clear(t.portals)
+	}
+	t.mu.Unlock()
+}
+
+// Prepared reports whether a named prepared statement exists.
+func (t *extTracker) Prepared(name string) bool {
+	t.mu.Lock()
+	_, ok := t.stmts[name]
+	t.mu.Unlock()
+	return ok
+}
+
+// PortalStatement returns the statement a named or unnamed portal was bound
+// from, if known.
+func (t *extTracker) PortalStatement(portal string) (string, bool) {
+	t.mu.Lock()
+	st, ok := t.portals[portal]
+	t.mu.Unlock()
+	return st, ok
+}

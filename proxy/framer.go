@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"sync"
+)
+
+// bufSize matches PostgreSQL's own socket buffers (PQ_RECV_BUFFER_SIZE).
+const bufSize = 8 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// framer splits one direction of a protocol stream into messages while the
+// bytes themselves are relayed unchanged. It reads as much as is ready with one
+// Read, and the caller writes every message that became complete with one Write,
+// so messages that arrive together leave together.
+//
+// Messages whose type the caller wants whole are kept in the buffer until all of
+// their bytes have arrived (growing it up to limit); all other messages are
+// streamed: their bytes pass through as they come, whatever their length.
+type framer struct {
+	pooled *[]byte
+	buf    []byte
+	start  int // first unprocessed byte
+	end    int // end of data read so far
+	skip   int // bytes of a streamed message still to pass through
+	limit  int // largest message (type byte included) kept whole
+	// streamLimit is the largest length field accepted for any message.
+	streamLimit int
+}
+
+func (f *framer) init(limit, streamLimit int) {
+	f.pooled = bufPool.Get().(*[]byte)
+	f.buf = *f.pooled
+	f.limit = limit
+	f.streamLimit = streamLimit
+}
+
+// release returns the pooled buffer. The framer must not be used afterwards.
+func (f *framer) release() {
+	if f.pooled != nil {
+		bufPool.Put(f.pooled)
+		f.pooled = nil
+	}
+	f.buf = nil
+}
+
+// fill reads once from r, after making room in the buffer.
+func (f *framer) fill(r io.Reader) error {
+	if f.start == f.end {
+		f.start, f.end = 0, 0
+		if len(f.buf) > bufSize && f.pooled != nil {
+			f.buf = *f.pooled // drop an oversized buffer once it is empty
+		}
+	} else if f.end == len(f.buf) || len(f.buf)-f.end < headerLen {
+		n := copy(f.buf, f.buf[f.start:f.end])
+		f.start, f.end = 0, n
+	}
+	n, err := r.Read(f.buf[f.end:])
+	f.end += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// frame is one unit returned by next.
+type frame struct {
+	typ   byte
+	msg   []byte // the whole message, header included; nil for a streamed one
+	whole bool
+}
+
+// next returns the next complete message (when wanted whole) or consumes the
+// header of a streamed message. It reports ok=false when more bytes must be
+// read first. The returned msg is valid until the next call to fill.
+func (f *framer) next(whole *[256]bool) (fr frame, ok bool, err error) {
+	if f.skip > 0 {
+		n := min(f.skip, f.end-f.start)
+		f.start += n
+		f.skip -= n
+		if f.skip > 0 {
+			return frame{}, false, nil
+		}
+	}
+	if f.end-f.start < headerLen {
+		return frame{}, false, nil
+	}
+	typ := f.buf[f.start]
+	n := int(be32(f.buf[f.start+1:]))
+	if n < 4 || n > f.streamLimit {
+		return frame{}, false, fmt.Errorf("%w: message type %q with invalid length %d", ErrProtocol, typ, n)
+	}
+	total := 1 + n
+	if !whole[typ] {
+		f.skip = total
+		n := min(f.skip, f.end-f.start)
+		f.start += n
+		f.skip -= n
+		return frame{typ: typ}, true, nil
+	}
+	if total > f.limit {
+		return frame{}, false, &tooLarge{typ: typ, size: total, limit: f.limit}
+	}
+	if f.end-f.start < total {
+		return frame{}, false, nil
+	}
+	fr = frame{typ: typ, msg: f.buf[f.start : f.start+total], whole: true}
+	f.start += total
+	return fr, true, nil
+}
+
+// makeRoom ensures that a message of total bytes starting at f.start can be
+// held in the buffer. The caller must have written out everything before
+// f.start, which this moves to the front of the buffer.
+func (f *framer) makeRoom(total int) {
+	if f.start+total <= len(f.buf) {
+		return
+	}
+	if total > len(f.buf) {
+		nb := make([]byte, total)
+		n := copy(nb, f.buf[f.start:f.end])
+		f.buf, f.start, f.end = nb, 0, n
+		return
+	}
+	n := copy(f.buf, f.buf[f.start:f.end])
+	f.start, f.end = 0, n
+}
+
+// pendingWhole reports the size of an incomplete message at f.start that is
+// wanted whole, or 0.
+func (f *framer) pendingWhole(whole *[256]bool) int {
+	if f.skip > 0 || f.end-f.start < headerLen {
+		return 0
+	}
+	typ := f.buf[f.start]
+	if !whole[typ] {
+		return 0
+	}
+	total := 1 + int(be32(f.buf[f.start+1:]))
+	if f.end-f.start >= total {
+		return 0
+	}
+	return total
+}
+
+// tooLarge is returned for a message longer than the configured limit.
+type tooLarge struct {
+	typ   byte
+	size  int
+	limit int
+}
+
+func (e *tooLarge) Error() string {
+	return fmt.Sprintf("message type %q of %d bytes exceeds the limit of %d bytes", e.typ, e.size, e.limit)
+}

@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// clientWhole lists the frontend messages read whole: the ones that carry SQL
+// or change session state. Everything else (CopyData above all) is streamed.
+var clientWhole = func() (t [256]bool) {
+	for _, c := range []byte("QPBCDESHXF") {
+		t[c] = true
+	}
+	return t
+}()
+
+// serverWhole lists the backend messages read whole: ReadyForQuery,
+// ErrorResponse, ParseComplete, BindComplete, CloseComplete, BackendKeyData and
+// ParameterStatus. DataRow, CopyData and the rest are streamed.
+var serverWhole = func() (t [256]bool) {
+	for _, c := range []byte("ZE123KS") {
+		t[c] = true
+	}
+	return t
+}()
+
+// errClientTerminated means the client sent Terminate.
+var errClientTerminated = errors.New("client sent Terminate")
+
+// errClosing means the session was closed while a message waited.
+var errClosing = errors.New("session is closing")
+
+// relay runs both directions until the session ends.
+func (s *Session) relay() {
+	s.cf.init(s.cfg.maxMessageSize(), pgMaxMessage)
+	defer s.cf.release()
+	// The upstream framer was set up by authenticate with a small limit.
+	s.uf.limit, s.uf.streamLimit = 1<<30, 1<<30
+	done := make(chan error, 1)
+	go func() {
+		err := s.relayUpstreamToClient()
+		s.upDone.Store(true)
+		s.client.Close() // unblocks relayClientToUpstream
+		done <- err
+	}()
+	cerr := s.relayClientToUpstream()
+	s.endClientSide(cerr)
+	uerr := <-done
+	s.uf.release()
+	s.close()
+	if !errors.Is(cerr, errClientTerminated) && !s.upDone.Load() {
+		s.logEnd("session ended", cerr)
+	} else {
+		s.logEnd("session ended", uerr)
+	}
+}
+
+// endClientSide closes the upstream connection after the client side ended: it
+// cancels a statement still running for a client that vanished, answers a
+// protocol error, and lets PostgreSQL roll back an open transaction.
+func (s *Session) endClientSide(err error) {
+	if s.upDone.Load() {
+		return
+	}
+	if errors.Is(err, errClientTerminated) {
+		// Terminate was forwarded; the server closes its side.
+		_ = s.upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
+		return
+	}
+	var tl *tooLarge
+	switch {
+	case errors.As(err, &tl):
+		s.answerFatal(&Error{Code: CodeProtocolViolation,
+			Message: "lockguard: message too large",
+			Detail:  tl.Error() + ".",
+			Hint:    "Raise lockguard's max-message-size, or send large data with COPY."})
+	case errors.Is(err, ErrProtocol):
+		s.answerFatal(&Error{Code: CodeProtocolViolation, Message: "lockguard: invalid frontend message",
+			Detail: err.Error() + ".", Hint: "This is a client bug; the session was closed."})
+	}
+	if s.busy() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.cfg.Upstream.forwardCancel(ctx, s.cancelPacket); err != nil {
+			s.log.Warn("cancelling the statement of a vanished client failed", "err", err)
+		}
+		cancel()
+	}
+	_ = s.upstream.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.upstream.Write(terminateMsg[:])
+	s.upstream.Close()
+}
+
+var terminateMsg = [5]byte{'X', 0, 0, 0, 4}
+
+// busy reports whether a statement may be running upstream.
+func (s *Session) busy() bool { return uint32(s.state.Load()) > 0 }
+
+// beginSync counts a sync point about to be sent upstream. It fails once the
+// session is closing, so nothing new starts after a drain decision.
+func (s *Session) beginSync() bool {
+	for {
+		old := s.state.Load()
+		if old&closingBit != 0 {
+			return false
+		}
+		if s.state.CompareAndSwap(old, old+1) {
+			return true
+		}
+	}
+}
+
+// endSync counts the ReadyForQuery that ends a sync point.
+func (s *Session) endSync() {
+	for {
+		old := s.state.Load()
+		if uint32(old) == 0 || s.state.CompareAndSwap(old, old-1) {
+			return
+		}
+	}
+}
+
+// tryClose marks an idle session (no sync point in flight, outside a
+// transaction) as closing. It reports whether it did.
+func (s *Session) tryClose() bool {
+	if s.TxStatus() != 'I' {
+		return false
+	}
+	return s.state.CompareAndSwap(0, closingBit)
+}
+
+// drain closes the session now if it is idle, else when it next becomes idle.
+func (s *Session) drain() {
+	s.draining.Store(true)
+	if s.upstream != nil && s.tryClose() {
+		s.kill(shutdownError)
+	}
+}
+
+// kill ends the session from outside its goroutines: it answers e when the
+// client stream is at a message boundary, cancels a running statement and
+// closes both connections.
+func (s *Session) kill(e *Error) {
+	s.state.Or(closingBit)
+	s.answerFatal(e)
+	if s.upstream != nil && s.busy() && s.cancelPacket != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.cfg.Upstream.forwardCancel(ctx, s.cancelPacket)
+		cancel()
+	}
+	s.close()
+}
+
+// answerFatal sends e to the client if that keeps the stream well formed.
+func (s *Session) answerFatal(e *Error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.atBoundary {
+		return
+	}
+	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.client.Write(appendErrorResponse(nil, e))
+	s.atBoundary = false // nothing may follow a FATAL
+}
+
+// relayClientToUpstream forwards client messages until the client ends.
+func (s *Session) relayClientToUpstream() error {
+	for {
+		if err := s.pumpClient(); err != nil {
+			return err
+		}
+	}
+}
+
+// pumpClient reads what the client sent with one Read, notes the messages that
+// became complete and forwards them with one Write.
+func (s *Session) pumpClient() error {
+	f := &s.cf
+	if err := f.fill(s.client); err != nil {
+		return fmt.Errorf("reading from client: %w", err)
+	}
+	fwd := f.start
+	for {
+		fr, ok, err := f.next(&clientWhole)
+		if err != nil {
+			if werr := s.writeUpstream(f.buf[fwd:f.start]); werr != nil {
+				return werr
+			}
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !fr.whole {
+			continue
+		}
+		if err := s.noteClient(fr.typ, fr.msg); err != nil {
+			if errors.Is(err, errClientTerminated) {
+				if werr := s.writeUpstream(f.buf[fwd:f.start]); werr != nil {
+					return werr
+				}
+			}
+			return err
+		}
+	}
+	if err := s.writeUpstream(f.buf[fwd:f.start]); err != nil {
+		return err
+	}
+	if need := f.pendingWhole(&clientWhole); need > len(f.buf) {
+		f.makeRoom(need)
+	}
+	return nil
+}
+
+func (s *Session) writeUpstream(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := s.upstream.Write(b); err != nil {
+		return &upstreamWriteError{err}
+	}
+	return nil
+}
+
+type upstreamWriteError struct{ err error }
+
+func (e *upstreamWriteError) Error() string { return "writing upstream: " + e.err.Error() }
+func (e *upstreamWriteError) Unwrap() error { return e.err }
+
+// noteClient tracks the session state a frontend message changes.
+func (s *Session) noteClient(typ byte, msg []byte) error {
+	switch typ {
+	case 'Q', 'F':
+		if !s.beginSync() {
+			return errClosing
+		}
+		s.ext.push(extOp{kind: 'Q'})
+	case 'S':
+		if !s.batchOpen && !s.beginSync() {
+			return errClosing
+		}
+		s.batchOpen = false
+		s.ext.push(extOp{kind: 'S'})
+	case 'P', 'B', 'C', 'D', 'E':
+		if !s.batchOpen {
+			if !s.beginSync() {
+				return errClosing
+			}
+			s.batchOpen = true
+		}
+		return s.ext.noteClient(typ, msg[5:])
+	case 'X':
+		return errClientTerminated
+	}
+	return nil
+}
+
+// relayUpstreamToClient forwards server messages until the upstream ends.
+func (s *Session) relayUpstreamToClient() error {
+	for {
+		done, err := s.pumpUpstream()
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// pumpUpstream reads what the server sent with one Read, notes the messages
+// that change session state and forwards them with one Write. done reports
+// that the session ended without an error.
+func (s *Session) pumpUpstream() (done bool, err error) {
+	f := &s.uf
+	if err := f.fill(s.upstream); err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			s.answerFatal(&Error{Code: CodeConnectionFailure,
+				Message: "lockguard: lost the connection to upstream PostgreSQL",
+				Detail:  fmt.Sprintf("Reading from %s: %v. A statement in progress may or may not have completed.", s.cfg.Upstream.Address, err),
+				Hint:    "Reconnect; check whether the last transaction committed before retrying it."})
+		}
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		return true, fmt.Errorf("reading upstream: %w", err)
+	}
+	fwd := f.start
+	ready := false
+	for {
+		fr, ok, err := f.next(&serverWhole)
+		if err != nil {
+			_ = s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0)
+			return true, fmt.Errorf("reading upstream: %w", err)
+		}
+		if !ok {
+			break
+		}
+		if !fr.whole {
+			continue
+		}
+		switch fr.typ {
+		case 'Z':
+			status := byte('I')
+			if len(fr.msg) == 6 {
+				status = fr.msg[5]
+			}
+			s.txStatus.Store(uint32(status))
+			s.endSync()
+			s.ext.onReady(status)
+			ready = true
+		case 'E':
+			s.ext.onError()
+		case '1', '2', '3':
+			s.ext.onAck(fr.typ)
+		}
+	}
+	if err := s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0); err != nil {
+		return true, err
+	}
+	if ready && s.draining.Load() && s.tryClose() {
+		s.kill(shutdownError)
+		return true, nil
+	}
+	if need := f.pendingWhole(&serverWhole); need > len(f.buf) {
+		f.makeRoom(need)
+	}
+	return false, nil
+}
+
+// writeClientChunk writes relayed bytes; boundary says whether they end at a
+// message boundary.
+func (s *Session) writeClientChunk(b []byte, boundary bool) error {
+	if len(b) == 0 {
+		return nil
+	}
+	s.wmu.Lock()
+	_, err := s.client.Write(b)
+	s.atBoundary = boundary && err == nil
+	s.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("writing to client: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultMaxMessageSize = 64 << 20
+	DefaultStartupTimeout = 30 * time.Second
+)
+
+// Config is what a Server needs to run. A Config must not be changed once it
+// is passed to New or Reload: build a new one and call Reload.
+type Config struct {
+	// Upstream is the PostgreSQL server every session connects to.
+	Upstream Upstream
+	// TLS terminates TLS for clients that send SSLRequest. nil answers 'N'.
+	TLS *tls.Config
+	// MaxConnections caps concurrent client sessions; 0 means no cap. A
+	// client over the cap gets FATAL 53300 after its startup packet.
+	MaxConnections int
+	// MaxMessageSize is the largest client message lockguard reads whole
+	// (Query, Parse, Bind, Close, Describe, Execute, FunctionCall). A larger
+	// one is answered with 08P01 and the session is closed. COPY data and
+	// other streamed messages are limited only by PostgreSQL's own 1 GiB.
+	// 0 means DefaultMaxMessageSize.
+	MaxMessageSize int
+	// StartupTimeout bounds the time from accept to the end of
+	// authentication. 0 means DefaultStartupTimeout.
+	StartupTimeout time.Duration
+	// Logger receives connection-level logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) maxMessageSize() int {
+	if c.MaxMessageSize > 0 {
+		return c.MaxMessageSize
+	}
+	return DefaultMaxMessageSize
+}
+
+func (c *Config) startupTimeout() time.Duration {
+	if c.StartupTimeout > 0 {
+		return c.StartupTimeout
+	}
+	return DefaultStartupTimeout
+}
+
+func (c *Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// Server accepts client connections and relays each to its own upstream
+// connection (session mode).
+type Server struct {
+	cfg      atomic.Pointer[Config]
+	draining atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*Session]struct{}
+	wg        sync.WaitGroup // sessions
+	accepting sync.WaitGroup // Serve loops
+
+	active atomic.Int64 // client sessions past startup or in it
+	total  atomic.Uint64
+}
+
+// New returns a Server that uses cfg until the next Reload.
+func New(cfg *Config) *Server {
+	s := &Server{
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*Session]struct{}),
+	}
+	s.cfg.Store(cfg)
+	return s
+}
+
+// Reload makes new sessions use cfg; sessions already open keep theirs.
+func (s *Server) Reload(cfg *Config) { s.cfg.Store(cfg) }
+
+// Config returns the configuration new sessions use.
+func (s *Server) Config() *Config { return s.cfg.Load() }
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("lockguard: server closed")
+
+// Serve accepts connections on ln until Shutdown or an accept error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.accepting.Add(1)
+	s.mu.Unlock()
+	defer s.accepting.Done()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.cfg.Load().logger().Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.startSession(conn)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+func (s *Server) startSession(conn net.Conn) {
+	cfg := s.cfg.Load()
+	sess := newSession(s, cfg, conn)
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		sess.refuse(&Error{Code: CodeAdminShutdown, Message: "lockguard: the proxy is shutting down",
+			Detail: "lockguard received a shutdown signal and accepts no new sessions.",
+			Hint:   "Connect again; another lockguard replica or the restarted one will take the session."})
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.total.Add(1)
+	go func() {
+		defer s.wg.Done()
+		sess.serve()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+}
+
+// Stats are counters for health endpoints and metrics.
+type Stats struct {
+	Active int64  // open client sessions
+	Total  uint64 // sessions accepted since start
+}
+
+// Stats returns current counters.
+func (s *Server) Stats() Stats {
+	return Stats{Active: s.active.Load(), Total: s.total.Load()}
+}
+
+// Ready reports whether the server accepts sessions: at least one listener is
+// open and Shutdown has not begun.
+func (s *Server) Ready() bool {
+	if s.draining.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.listeners) > 0
+}
+
+// Shutdown stops accepting connections, closes sessions as soon as they are
+// idle outside a transaction, and waits for the rest to finish until ctx is
+// done; then it closes what remains and returns ctx's error. Every client whose
+// session is closed this way gets FATAL 57P01 when it is at a message boundary.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	clear(s.listeners)
+	sessions := make([]*Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	s.accepting.Wait()
+	for _, sess := range sessions {
+		sess.drain()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.kill(shutdownError)
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+var shutdownError = &Error{Code: CodeAdminShutdown,
+	Message: "lockguard: terminating connection because the proxy is shutting down",
+	Detail:  "lockguard received a shutdown signal; an open transaction on this connection was rolled back by PostgreSQL.",
+	Hint:    "Reconnect and retry the transaction."}
