@@ -1,0 +1,51 @@
+# lockguard — run `make` for the list of targets.
+SHELL := /bin/bash
+# scripts/deps.sh installs Go and PostgreSQL when missing and prints Go's bin
+# directory; it runs once, when a target first needs it.
+GODIR = $(eval GODIR := $$(shell scripts/deps.sh))$(GODIR)
+WITH_GO = PATH="$(GODIR):$$PATH" CGO_ENABLED=1
+GO = $(WITH_GO) go
+# Same flags in CI, the Dockerfile and local builds.
+BUILD_FLAGS := -trimpath -ldflags="-s -w -X main.version=$(shell git describe --always --dirty 2>/dev/null || echo dev)"
+TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build run test test-race test-short bench fuzz lint clean
+
+help: ## list the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install Go and PostgreSQL if missing (apt-get, Go module proxy)
+	@echo "Go: $(GODIR)/go"
+
+build: ## build ./lockguard
+	$(GO) build $(BUILD_FLAGS) -o lockguard ./cmd/lockguard
+
+run: build ## start a throwaway PostgreSQL and lockguard in front of it (Ctrl-C stops both)
+	./lockguard serve --throwaway-postgres --listen 127.0.0.1:6432 $(ARGS)
+
+test: ## all tests with the race detector, then every benchmark once and each fuzz target briefly
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout $(TEST_TIMEOUT) ./...
+	$(WITH_GO) scripts/fuzz.sh 5s
+
+test-race: test ## alias of test (it always uses the race detector)
+
+test-short: ## unit tests only (no PostgreSQL)
+	$(GO) test -short -count=1 ./proxy/... ./guard/... ./internal/config/...
+
+bench: ## run the Go benchmarks with allocation counts
+	$(GO) test -run '^$$' -bench . -benchmem -count=$${COUNT:-1} ./...
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	$(WITH_GO) scripts/fuzz.sh $(FUZZTIME)
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$($(WITH_GO) gofmt -l $$(git ls-files '*.go'))" || { $(WITH_GO) gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+clean: ## remove build output
+	rm -f lockguard

@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// fakeServer is a scripted PostgreSQL for protocol cases a real server does
+// not produce on demand. Each accepted connection runs the next script.
+type fakeServer struct {
+	ln      net.Listener
+	scripts chan func(net.Conn)
+	done    chan struct{}
+}
+
+func newFakeServer(t *testing.T) *fakeServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeServer{ln: ln, scripts: make(chan func(net.Conn), 8), done: make(chan struct{})}
+	go func() {
+		defer close(fs.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			script := <-fs.scripts
+			go func() { defer c.Close(); c.SetDeadline(time.Now().Add(10 * time.Second)); script(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-fs.done })
+	return fs
+}
+
+func startProxy(t *testing.T, upstream string) string {
+	cfg := &Config{Upstream: Upstream{Address: upstream, SSLMode: SSLDisable},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ln.Addr().String()
+}
+
+func sendAll(t *testing.T, w io.Writer, msgs ...interface{ Encode([]byte) ([]byte, error) }) {
+	if _, err := w.Write(encode(t, msgs...)); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCancelKeyOfAnyLength: protocol 3.2 allows secret keys up to 256 bytes;
+// the CancelRequest must reach the server byte for byte.
+func TestCancelKeyOfAnyLength(t *testing.T) {
+	fs := newFakeServer(t)
+	key := bytes.Repeat([]byte{0xab, 0x01}, 16) // 32 bytes
+	gotCancel := make(chan []byte, 1)
+	fs.scripts <- func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			t.Error(err)
+			return
+		}
+		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 77, SecretKey: key},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		io.Copy(io.Discard, c)
+	}
+	fs.scripts <- func(c net.Conn) {
+		b, _ := io.ReadAll(io.LimitReader(c, int64(12+len(key))))
+		gotCancel <- b
+	}
+	addr := startProxy(t, fs.ln.Addr().String())
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion32, Parameters: map[string]string{"user": "u"}})
+	fe.Flush()
+	var kd *pgproto3.BackendKeyData
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := msg.(*pgproto3.BackendKeyData); ok {
+			kd = &pgproto3.BackendKeyData{ProcessID: m.ProcessID, SecretKey: append([]byte(nil), m.SecretKey...)}
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if kd == nil || kd.ProcessID != 77 || !bytes.Equal(kd.SecretKey, key) {
+		t.Fatalf("BackendKeyData relayed as %+v", kd)
+	}
+	cc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := encode(t, &pgproto3.CancelRequest{ProcessID: 77, SecretKey: key})
+	cc.Write(want)
+	select {
+	case got := <-gotCancel:
+		if !bytes.Equal(got, want) {
+			t.Fatalf("server got cancel %x, want %x", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancel not forwarded")
+	}
+	// The proxy closes the cancel connection without answering.
+	cc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := cc.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("cancel connection: read %d bytes, err %v", n, err)
+	}
+}
+
+// TestSASLPlusRemoved: SCRAM-SHA-256-PLUS is not offered to clients, and an
+// unsupported authentication method gets a clear error.
+func TestSASLPlusRemoved(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.scripts <- func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		be.ReceiveStartupMessage()
+		sendAll(t, c, &pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"}})
+		io.Copy(io.Discard, c)
+	}
+	fs.scripts <- func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		be.ReceiveStartupMessage()
+		sendAll(t, c, &pgproto3.AuthenticationGSS{})
+		io.Copy(io.Discard, c)
+	}
+	addr := startProxy(t, fs.ln.Addr().String())
+	for i, check := range []func(msg pgproto3.BackendMessage) bool{
+		func(msg pgproto3.BackendMessage) bool {
+			m, ok := msg.(*pgproto3.AuthenticationSASL)
+			if !ok || len(m.AuthMechanisms) != 1 || m.AuthMechanisms[0] != "SCRAM-SHA-256" {
+				t.Fatalf("mechanisms relayed as %#v", msg)
+			}
+			return true
+		},
+		func(msg pgproto3.BackendMessage) bool {
+			m, ok := msg.(*pgproto3.ErrorResponse)
+			if !ok || m.Code != CodeFeatureNotSupp || m.Hint == "" {
+				t.Fatalf("GSS: got %#v, want 0A000 from lockguard", msg)
+			}
+			return true
+		},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fe := pgproto3.NewFrontend(c, c)
+		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
+		fe.Flush()
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		check(msg)
+		c.Close()
+	}
+}
+
+// TestUpstreamDiesMidSession: when PostgreSQL vanishes at a message boundary
+// the client is told the outcome is unknown (08006), not left with a bare EOF.
+func TestUpstreamDiesMidSession(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.scripts <- func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		be.ReceiveStartupMessage()
+		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		be.Receive() // the COMMIT; then die without answering
+	}
+	addr := startProxy(t, fs.ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
+	fe.Flush()
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	fe.Send(&pgproto3.Query{String: "COMMIT"})
+	fe.Flush()
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := msg.(*pgproto3.ErrorResponse)
+	if !ok || e.Code != CodeConnectionFailure || e.Severity != "FATAL" {
+		t.Fatalf("got %#v, want FATAL 08006", msg)
+	}
+}

@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// replayConn is a net.Conn whose reads return data over and over, as an
+// endless stream, and whose writes are discarded. data must hold whole
+// messages.
+type replayConn struct {
+	data    []byte
+	off     int
+	written int
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	n := copy(b, c.data[c.off:])
+	c.off = (c.off + n) % len(c.data)
+	return n, nil
+}
+
+func (c *replayConn) Write(b []byte) (int, error)      { c.written += len(b); return len(b), nil }
+func (c *replayConn) Close() error                     { return nil }
+func (c *replayConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *replayConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *replayConn) SetDeadline(time.Time) error      { return nil }
+func (c *replayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *replayConn) SetWriteDeadline(time.Time) error { return nil }
+
+func encode(t testing.TB, msgs ...interface{ Encode([]byte) ([]byte, error) }) []byte {
+	var b []byte
+	for _, m := range msgs {
+		var err error
+		if b, err = m.Encode(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// testSession returns a session past startup whose client sends clientData
+// on every read and whose server sends serverData on every read.
+func testSession(clientData, serverData []byte) (*Session, *replayConn, *replayConn) {
+	cl := &replayConn{data: clientData}
+	up := &replayConn{data: serverData}
+	cfg := &Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := newSession(New(cfg), cfg, cl)
+	s.upstream = up
+	s.cf.init(cfg.maxMessageSize(), pgMaxMessage)
+	s.uf.init(1<<30, 1<<30)
+	s.txStatus.Store('I')
+	return s, cl, up
+}
+
+// Round trips that the relay must forward without allocating: a simple query,
+// a prepared-statement execution, and a result stream.
+var allocCases = []struct {
+	name           string
+	client, server func(t testing.TB) []byte
+}{
+	{"simple query",
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 42"})
+		},
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("abalance"), DataTypeOID: 23, DataTypeSize: 4}}},
+				&pgproto3.DataRow{Values: [][]byte{[]byte("0")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+				&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		}},
+	{"prepared execute",
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("42")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{})
+		},
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("0")}},
+				&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+		}},
+	{"unnamed parse bind execute",
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.Parse{Query: "SELECT $1::int"}, &pgproto3.Bind{Parameters: [][]byte{[]byte("42")}},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		},
+		func(t testing.TB) []byte {
+			return encode(t, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{},
+				&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("int4"), DataTypeOID: 23, DataTypeSize: 4}}},
+				&pgproto3.DataRow{Values: [][]byte{[]byte("42")}}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")},
+				&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		}},
+}
+
+// TestRelayAllocations asserts that relaying a round trip allocates nothing
+// in steady state.
+func TestRelayAllocations(t *testing.T) {
+	for _, tc := range allocCases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, cl, up := testSession(tc.client(t), tc.server(t))
+			s.ext.stmts = map[string]string{"P0_1": "P0_1"}
+			roundTrip := func() {
+				if err := s.pumpClient(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.pumpUpstream(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			roundTrip()
+			if allocs := testing.AllocsPerRun(1000, roundTrip); allocs != 0 {
+				t.Fatalf("%v allocations per round trip, want 0", allocs)
+			}
+			if up.written == 0 || cl.written == 0 || s.InFlight() != 0 {
+				t.Fatalf("relay did not forward: upstream %d bytes, client %d bytes, in flight %d", up.written, cl.written, s.InFlight())
+			}
+		})
+	}
+}
+
+func BenchmarkRelay(b *testing.B) {
+	for _, tc := range allocCases {
+		b.Run(tc.name, func(b *testing.B) {
+			s, _, _ := testSession(tc.client(b), tc.server(b))
+			s.ext.stmts = map[string]string{"P0_1": "P0_1"}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.pumpClient(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.pumpUpstream(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRelayStream relays large streamed messages (CopyData and DataRow
+// bigger than the buffer) in one direction.
+func BenchmarkRelayStream(b *testing.B) {
+	for _, size := range []int{100, 8 << 10, 64 << 10} {
+		b.Run(strconv.Itoa(size)+"B", func(b *testing.B) {
+			var data []byte
+			for len(data) < 64<<10 {
+				data, _ = (&pgproto3.CopyData{Data: make([]byte, size)}).Encode(data)
+			}
+			s, _, _ := testSession(nil, data)
+			b.ReportAllocs()
+			b.SetBytes(int64(bufSize))
+			for b.Loop() {
+				if _, err := s.pumpUpstream(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
