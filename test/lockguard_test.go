@@ -103,4 +103,3 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 func uniqueName(t testing.TB, prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1e12)
 }
-
