@@ -11,6 +11,7 @@ type extOp struct {
 	kind byte   // 'P' Parse, 'B' Bind, 'c' Close statement, 'p' Close portal, 'S' Sync, 'Q' Query or FunctionCall
 	name string // statement (P, c) or portal (B, p) name
 	stmt string // B: statement name
+	sql  string // P with a name: the statement text (kept when guarded)
 }
 
 // extTracker knows the named prepared statements and portals of a session.
@@ -22,6 +23,7 @@ type extTracker struct {
 	pending []extOp
 	head    int
 	stmts   map[string]string // name → the same string, interned
+	sqls    map[string]string // name → statement text, when known
 	portals map[string]string // portal → statement
 }
 
@@ -103,6 +105,12 @@ func (t *extTracker) onAck(typ byte) {
 					t.stmts = make(map[string]string)
 				}
 				t.stmts[op.name] = op.name
+				if op.sql != "" {
+					if t.sqls == nil {
+						t.sqls = make(map[string]string)
+					}
+					t.sqls[op.name] = op.sql
+				}
 			}
 		case 'B':
 			if op.name != "" {
@@ -113,6 +121,7 @@ func (t *extTracker) onAck(typ byte) {
 			}
 		case 'c':
 			delete(t.stmts, op.name)
+			delete(t.sqls, op.name)
 		case 'p':
 			delete(t.portals, op.name)
 		}
@@ -179,4 +188,12 @@ func (t *extTracker) PortalStatement(portal string) (string, bool) {
 	st, ok := t.portals[portal]
 	t.mu.Unlock()
 	return st, ok
+}
+
+// statementSQL returns the text of a named prepared statement, if known.
+func (t *extTracker) statementSQL(name string) (string, bool) {
+	t.mu.Lock()
+	sql, ok := t.sqls[name]
+	t.mu.Unlock()
+	return sql, ok
 }

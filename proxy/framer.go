@@ -28,6 +28,9 @@ type framer struct {
 	limit  int // largest message (type byte included) kept whole
 	// streamLimit is the largest length field accepted for any message.
 	streamLimit int
+	// keep, when not -1, is the first byte of a held batch: bytes from
+	// there on are kept across fills even though they were framed.
+	keep int
 }
 
 func (f *framer) init(limit, streamLimit int) {
@@ -35,6 +38,7 @@ func (f *framer) init(limit, streamLimit int) {
 	f.buf = *f.pooled
 	f.limit = limit
 	f.streamLimit = streamLimit
+	f.keep = -1
 }
 
 // release returns the pooled buffer. The framer must not be used afterwards.
@@ -48,14 +52,33 @@ func (f *framer) release() {
 
 // fill reads once from r, after making room in the buffer.
 func (f *framer) fill(r io.Reader) error {
-	if f.start == f.end {
+	base := f.start
+	if f.keep >= 0 {
+		base = f.keep
+	}
+	if base == f.end {
 		f.start, f.end = 0, 0
+		if f.keep >= 0 {
+			f.keep = 0
+		}
 		if len(f.buf) > bufSize && f.pooled != nil {
 			f.buf = *f.pooled // drop an oversized buffer once it is empty
 		}
 	} else if f.end == len(f.buf) || len(f.buf)-f.end < headerLen {
-		n := copy(f.buf, f.buf[f.start:f.end])
-		f.start, f.end = 0, n
+		if base > 0 {
+			n := copy(f.buf, f.buf[base:f.end])
+			f.start -= base
+			f.end = n
+			if f.keep >= 0 {
+				f.keep = 0
+			}
+		} else {
+			// A held batch fills the buffer: grow it (the caller bounds
+			// the held size).
+			nb := make([]byte, 2*len(f.buf))
+			copy(nb, f.buf[:f.end])
+			f.buf = nb
+		}
 	}
 	n, err := r.Read(f.buf[f.end:])
 	f.end += n
@@ -118,17 +141,26 @@ func (f *framer) next(whole *[256]bool) (fr frame, ok bool, err error) {
 // held in the buffer. The caller must have written out everything before
 // f.start, which this moves to the front of the buffer.
 func (f *framer) makeRoom(total int) {
-	if f.start+total <= len(f.buf) {
+	base := f.start
+	if f.keep >= 0 {
+		base = f.keep
+	}
+	need := f.start - base + total
+	if base+need <= len(f.buf) {
 		return
 	}
-	if total > len(f.buf) {
-		nb := make([]byte, total)
-		n := copy(nb, f.buf[f.start:f.end])
-		f.buf, f.start, f.end = nb, 0, n
-		return
+	if need > len(f.buf) {
+		nb := make([]byte, need)
+		copy(nb, f.buf[base:f.end])
+		f.buf = nb
+	} else {
+		copy(f.buf, f.buf[base:f.end])
 	}
-	n := copy(f.buf, f.buf[f.start:f.end])
-	f.start, f.end = 0, n
+	f.start -= base
+	f.end -= base
+	if f.keep >= 0 {
+		f.keep = 0
+	}
 }
 
 // pendingWhole reports the size of an incomplete message at f.start that is

@@ -40,9 +40,18 @@ func (s *Session) relay() {
 	defer s.cf.release()
 	// The upstream framer was set up by authenticate with a small limit.
 	s.uf.limit, s.uf.streamLimit = 1<<30, 1<<30
+	if h := s.cfg.Hooks; h != nil {
+		if h.Open != nil {
+			s.State = h.Open(s)
+		}
+		if h.Close != nil {
+			defer h.Close(s)
+		}
+	}
 	done := make(chan error, 1)
 	go func() {
 		err := s.relayUpstreamToClient()
+		s.plans.abandon()
 		s.upDone.Store(true)
 		s.client.Close() // unblocks relayClientToUpstream
 		done <- err
@@ -178,6 +187,9 @@ func (s *Session) relayClientToUpstream() error {
 // pumpClient reads what the client sent with one Read, notes the messages that
 // became complete and forwards them with one Write.
 func (s *Session) pumpClient() error {
+	if s.cfg.Hooks != nil && s.cfg.Hooks.Batch != nil {
+		return s.pumpClientGuarded()
+	}
 	f := &s.cf
 	if err := f.fill(s.client); err != nil {
 		return fmt.Errorf("reading from client: %w", err)
@@ -209,7 +221,7 @@ func (s *Session) pumpClient() error {
 	if err := s.writeUpstream(f.buf[fwd:f.start]); err != nil {
 		return err
 	}
-	if need := f.pendingWhole(&clientWhole); need > len(f.buf) {
+	if need := f.pendingWhole(&clientWhole); need > 0 {
 		f.makeRoom(need)
 	}
 	return nil
@@ -285,6 +297,9 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		}
 		return true, fmt.Errorf("reading upstream: %w", err)
 	}
+	if s.plans.active() {
+		return s.pumpUpstreamPlanned()
+	}
 	fwd := f.start
 	ready := false
 	for {
@@ -296,36 +311,106 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		if !ok {
 			break
 		}
-		if !fr.whole {
-			continue
-		}
-		switch fr.typ {
-		case 'Z':
-			status := byte('I')
-			if len(fr.msg) == 6 {
-				status = fr.msg[5]
-			}
-			s.txStatus.Store(uint32(status))
-			s.endSync()
-			s.ext.onReady(status)
-			ready = true
-		case 'E':
-			s.ext.onError()
-		case '1', '2', '3':
-			s.ext.onAck(fr.typ)
+		if fr.whole {
+			ready = s.noteServer(fr.typ, fr.msg) || ready
 		}
 	}
 	if err := s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0); err != nil {
 		return true, err
 	}
-	if ready && s.draining.Load() && s.tryClose() {
-		s.kill(shutdownError)
-		return true, nil
+	return s.afterUpstreamChunk(ready, &serverWhole)
+}
+
+// noteServer tracks the session state a backend message changes and reports
+// whether it was a ReadyForQuery.
+func (s *Session) noteServer(typ byte, msg []byte) bool {
+	switch typ {
+	case 'Z':
+		status := byte('I')
+		if len(msg) == 6 {
+			status = msg[5]
+		}
+		s.txStatus.Store(uint32(status))
+		s.zSeq++
+		s.endSync()
+		s.ext.onReady(status)
+		return true
+	case 'E':
+		s.ext.onError()
+	case '1', '2', '3':
+		s.ext.onAck(typ)
 	}
-	if need := f.pendingWhole(&serverWhole); need > len(f.buf) {
-		f.makeRoom(need)
+	return false
+}
+
+func (s *Session) afterUpstreamChunk(ready bool, whole *[256]bool) (bool, error) {
+	if ready {
+		if s.idleWaiters.Load() > 0 {
+			select {
+			case s.zNotify <- struct{}{}:
+			default:
+			}
+		}
+		if s.draining.Load() && s.tryClose() {
+			s.kill(shutdownError)
+			return true, nil
+		}
+	}
+	if need := s.uf.pendingWhole(whole); need > 0 {
+		s.uf.makeRoom(need)
 	}
 	return false, nil
+}
+
+// pumpUpstreamPlanned is pumpUpstream while some sync point has a plan: every
+// message is read whole so that it can be held, dropped or replaced.
+func (s *Session) pumpUpstreamPlanned() (bool, error) {
+	f := &s.uf
+	out := s.upOut[:0]
+	// The rest of a message that was being streamed belongs to an earlier,
+	// unplanned sync point: pass it on.
+	if f.skip > 0 {
+		n := min(f.skip, f.end-f.start)
+		out = append(out, f.buf[f.start:f.start+n]...)
+		f.start += n
+		f.skip -= n
+	}
+	ready := false
+	for f.skip == 0 {
+		fr, ok, err := f.next(&allWhole)
+		if err != nil {
+			_ = s.writeClientChunk(out, true)
+			return true, fmt.Errorf("reading upstream: %w", err)
+		}
+		if !ok {
+			break
+		}
+		seq := s.zSeq + 1
+		isReady := s.noteServer(fr.typ, fr.msg)
+		ready = ready || isReady
+		pl := s.plans.forSeq(seq)
+		if pl == nil {
+			out = append(out, fr.msg...)
+			continue
+		}
+		out = s.handleWithPlan(pl, fr.typ, fr.msg, out)
+		if isReady {
+			if pl.result != nil {
+				pl.result(pl.sqlstate)
+			}
+			if c := pl.capture; c != nil {
+				c.sqlstate = pl.sqlstate
+				c.delivered = c.buf == nil
+				close(c.done)
+			}
+			s.plans.done(seq)
+		}
+	}
+	s.upOut = out[:0]
+	if err := s.writeClientChunk(out, f.skip == 0); err != nil {
+		return true, err
+	}
+	return s.afterUpstreamChunk(ready, &allWhole)
 }
 
 // writeClientChunk writes relayed bytes; boundary says whether they end at a

@@ -38,6 +38,8 @@ type Config struct {
 	StartupTimeout time.Duration
 	// Logger receives connection-level logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Hooks let a guard act on statements; nil relays everything.
+	Hooks *Hooks
 }
 
 func (c *Config) maxMessageSize() int {

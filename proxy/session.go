@@ -51,12 +51,36 @@ type Session struct {
 	uf framer
 
 	ext extTracker
+
+	// State is what Hooks.Open returned for this session.
+	State any
+
+	plans       plans
+	zSeq        uint64 // upstream side: ReadyForQuery messages seen
+	syncSeq     uint64 // client side: sync points sent
+	upOut       []byte // upstream side scratch for planned output
+	cOut        []byte // client side scratch for injected output
+	idleWaiters atomic.Int32
+	zNotify     chan struct{}
+	ctx         context.Context
+	cancelCtx   context.CancelFunc
+
+	// Client side state of the extended batch being held for a decision.
+	batch    Batch
+	refs     []stmtRef
+	batchOps []extOp
+	midBatch bool // part of the current batch was forwarded (Flush)
+	batchSeq uint64
+	// unnamedSQL is the text of the last unnamed statement parsed, for
+	// an Execute in a later batch.
+	unnamedSQL []byte
 }
 
 const closingBit = 1 << 32
 
 func newSession(srv *Server, cfg *Config, conn net.Conn) *Session {
-	s := &Session{srv: srv, cfg: cfg, client: conn, atBoundary: true}
+	s := &Session{srv: srv, cfg: cfg, client: conn, atBoundary: true, zNotify: make(chan struct{}, 1)}
+	s.ctx, s.cancelCtx = context.WithCancel(context.Background())
 	s.log = cfg.logger().With("client", conn.RemoteAddr().String())
 	return s
 }
@@ -424,6 +448,7 @@ func (s *Session) writeClient(b []byte) error {
 // close releases both connections; it is idempotent.
 func (s *Session) close() {
 	s.closeOnce.Do(func() {
+		s.cancelCtx()
 		s.client.Close()
 		if s.upstream != nil {
 			s.upstream.Close()

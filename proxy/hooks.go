@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"time"
+)
+
+// Hooks let a guard act on what clients send. The proxy stays free of SQL:
+// it hands the guard statement texts as bytes and carries out its Verdict.
+// Every field may be nil; a nil Hooks relays everything unchanged.
+type Hooks struct {
+	// Open runs once per session, after authentication and before the
+	// first client message is read. Its result is kept in Session.State
+	// for the other hooks. nil means no state.
+	Open func(s *Session) any
+
+	// Batch runs before lockguard forwards a simple Query, or an
+	// extended-protocol batch when its Sync (or a Flush) arrives. It runs on
+	// the session's client goroutine: while it runs, nothing more is read
+	// from that client. b and every slice in it are valid only until Batch
+	// returns and must not be retained. A nil Verdict forwards unchanged.
+	Batch func(ctx context.Context, s *Session, b *Batch) *Verdict
+
+	// Close runs once when the session ends.
+	Close func(s *Session)
+}
+
+// Batch is the work one Query message or one extended-protocol batch asks
+// for, as far as a guard needs to know it.
+type Batch struct {
+	// Simple is set for a Query message (which may hold several
+	// statements); otherwise the batch is extended-protocol messages.
+	Simple bool
+	// Stmts are the statements the batch parses or executes, in order.
+	Stmts []BatchStmt
+	// Complete is set when the batch ends with Sync or is a Query: its
+	// outcome arrives with the next ReadyForQuery, so it can be retried.
+	Complete bool
+	// MidBatch is set when earlier messages of the same extended batch were
+	// already forwarded (the client sent Flush). Verdict.Before, After and
+	// Retry are then ignored: nothing can be injected inside a batch.
+	MidBatch bool
+	// TxStatus is the transaction status the batch will start in ('I', 'T',
+	// 'E') when no earlier sync point is in flight, and 0 when one is.
+	TxStatus byte
+}
+
+// BatchStmt is one statement of a batch.
+type BatchStmt struct {
+	SQL      []byte // the statement text
+	Name     string // prepared statement name, "" for the unnamed one
+	Executed bool   // an Execute (or the Query itself) runs it in this batch
+}
+
+// Verdict says what to do with a batch. The zero Verdict forwards it.
+type Verdict struct {
+	// Hold runs first, on the client goroutine, and may block (admission
+	// control). A non-nil result refuses the batch with that error.
+	Hold func(ctx context.Context) *Error
+
+	// Refuse answers the batch with this error instead of running it. The
+	// server is made to fail at the same point (so an open transaction is
+	// aborted exactly as by any error) and its error is replaced by this one.
+	// Severity "" means ERROR.
+	Refuse *Error
+
+	// Notices are sent as NoticeResponses before the batch's own responses.
+	Notices []*Error
+
+	// Before and After are statements sent as separate Query messages right
+	// before and after the batch, in the same write; their responses are
+	// swallowed (an error in them is logged). Never several statements in
+	// one string: that would run them as one implicit transaction.
+	Before, After []string
+
+	// Retry, when set and the batch is Complete and not MidBatch, makes the
+	// proxy wait until nothing else is in flight, hold the batch's responses
+	// until its ReadyForQuery, and call Retry with the attempt number (1 for
+	// the first) and the SQLSTATE of the batch's first error ("" for
+	// success). If again is true the proxy waits delay and sends Before, the
+	// batch and After once more; otherwise it delivers the held responses,
+	// with the error replaced by final when final is not nil.
+	Retry func(attempt int, sqlstate string) (again bool, delay time.Duration, final *Error)
+
+	// Result runs on the upstream goroutine when the batch's sync point
+	// completes, with the SQLSTATE of its first error ("" for success),
+	// once per attempt. It must not block.
+	Result func(sqlstate string)
+}

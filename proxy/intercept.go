@@ -1,0 +1,511 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// stmtRef locates a statement text inside the held batch, relative to the
+// batch's first byte, or carries the text of a statement prepared earlier.
+type stmtRef struct {
+	off, n   int
+	earlier  []byte // text of a statement prepared in an earlier batch
+	name     string
+	executed bool
+}
+
+// maxHeldBatch bounds an extended batch held for a decision; a larger one is
+// decided as far as it has arrived and the rest follows mid-batch.
+const maxHeldBatch = 1 << 20
+
+// pumpClientGuarded is pumpClient when a guard is installed: every Query, and
+// every extended batch at its Sync or Flush, is shown to Hooks.Batch before
+// it is forwarded.
+func (s *Session) pumpClientGuarded() error {
+	f := &s.cf
+	if err := f.fill(s.client); err != nil {
+		return fmt.Errorf("reading from client: %w", err)
+	}
+	fwd := f.start
+	if f.keep >= 0 {
+		fwd = f.keep
+	}
+	for {
+		msgStart := f.start
+		fr, ok, err := f.next(&clientWhole)
+		if err != nil {
+			if f.keep < 0 {
+				_ = s.writeUpstream(f.buf[fwd:msgStart])
+			}
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !fr.whole {
+			continue // CopyData and the like: relayed in order
+		}
+		switch fr.typ {
+		case 'Q':
+			sql := fr.msg[5 : len(fr.msg)-1]
+			s.batch = Batch{Simple: true, Complete: true, TxStatus: s.idleStatus(),
+				Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
+			v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
+			if v == nil {
+				if !s.beginSync() {
+					return errClosing
+				}
+				s.syncSeq++
+				s.ext.push(extOp{kind: 'Q'})
+				continue
+			}
+			if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+				return err
+			}
+			if err := s.carryOut(v, f.buf[msgStart:f.start], nil, 'Q'); err != nil {
+				return err
+			}
+			fwd = f.start
+		case 'P', 'B', 'D', 'E', 'C':
+			if f.keep < 0 {
+				if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+					return err
+				}
+				fwd, f.keep = msgStart, msgStart
+				s.refs, s.batchOps = s.refs[:0], s.batchOps[:0]
+			}
+			if err := s.collect(fr.typ, msgStart-f.keep, fr.msg); err != nil {
+				return err
+			}
+		case 'S', 'H':
+			if f.keep < 0 {
+				if fr.typ == 'S' {
+					if !s.midBatch {
+						if !s.beginSync() {
+							return errClosing
+						}
+						s.syncSeq++
+					}
+					s.midBatch = false
+					s.ext.push(extOp{kind: 'S'})
+				}
+				continue
+			}
+			if err := s.decideHeld(fr.typ); err != nil {
+				return err
+			}
+			fwd = f.start
+		case 'F':
+			if !s.beginSync() {
+				return errClosing
+			}
+			s.syncSeq++
+			s.ext.push(extOp{kind: 'Q'})
+		case 'X':
+			if f.keep < 0 {
+				_ = s.writeUpstream(f.buf[fwd:f.start])
+			}
+			return errClientTerminated
+		}
+	}
+	if f.keep >= 0 {
+		if f.end-f.keep > maxHeldBatch {
+			if err := s.decideHeld('H'); err != nil {
+				return err
+			}
+			fwd = f.start
+		} else {
+			fwd = f.start // held bytes stay in the buffer
+		}
+	}
+	if f.keep < 0 {
+		if err := s.writeUpstream(f.buf[fwd:f.start]); err != nil {
+			return err
+		}
+	}
+	if need := f.pendingWhole(&clientWhole); need > 0 {
+		f.makeRoom(need)
+	}
+	return nil
+}
+
+// idleStatus returns the transaction status a new sync point starts in, or 0
+// when an earlier one is still in flight.
+func (s *Session) idleStatus() byte {
+	if s.InFlight() > 0 || s.midBatch {
+		return 0
+	}
+	return s.TxStatus()
+}
+
+// collect records what an extended-protocol message of the held batch does.
+// off is the message's offset from the start of the batch.
+func (s *Session) collect(typ byte, off int, msg []byte) error {
+	body := msg[5:]
+	switch typ {
+	case 'P':
+		name, rest, ok := cstring(body)
+		if !ok {
+			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
+		}
+		query, _, ok := cstring(rest)
+		if !ok {
+			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
+		}
+		qoff := off + 5 + len(name) + 1
+		nm := s.ext.intern(name)
+		s.refs = append(s.refs, stmtRef{off: qoff, n: len(query), name: nm})
+		op := extOp{kind: 'P', name: nm}
+		if nm != "" {
+			op.sql = string(query) // kept for Executes in later batches
+		}
+		s.batchOps = append(s.batchOps, op)
+	case 'B':
+		portal, rest, ok := cstring(body)
+		if !ok {
+			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+		}
+		stmt, _, ok := cstring(rest)
+		if !ok {
+			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+		}
+		s.batchOps = append(s.batchOps, extOp{kind: 'B', name: s.ext.intern(portal), stmt: s.ext.intern(stmt)})
+	case 'E':
+		portal, _, ok := cstring(body)
+		if !ok {
+			return fmt.Errorf("%w: malformed Execute", ErrProtocol)
+		}
+		s.markExecuted(string(portal))
+	case 'C':
+		if len(body) < 2 {
+			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+		}
+		name, _, ok := cstring(body[1:])
+		if !ok {
+			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+		}
+		kind := byte('c')
+		if body[0] == 'P' {
+			kind = 'p'
+		}
+		s.batchOps = append(s.batchOps, extOp{kind: kind, name: s.ext.intern(name)})
+	}
+	return nil
+}
+
+// markExecuted finds the statement behind a portal: bound in this batch from
+// a statement parsed in it, or prepared earlier.
+func (s *Session) markExecuted(portal string) {
+	stmt, found := "", false
+	for i := len(s.batchOps) - 1; i >= 0; i-- {
+		if op := s.batchOps[i]; op.kind == 'B' && op.name == portal {
+			stmt, found = op.stmt, true
+			break
+		}
+	}
+	if !found {
+		stmt, found = s.ext.PortalStatement(portal)
+	}
+	if !found {
+		return
+	}
+	for i := len(s.refs) - 1; i >= 0; i-- {
+		if s.refs[i].name == stmt && s.refs[i].earlier == nil {
+			s.refs[i].executed = true
+			return
+		}
+	}
+	if stmt == "" {
+		if s.unnamedSQL != nil {
+			s.refs = append(s.refs, stmtRef{earlier: s.unnamedSQL, executed: true})
+		}
+		return
+	}
+	if sql, ok := s.ext.statementSQL(stmt); ok {
+		s.refs = append(s.refs, stmtRef{earlier: []byte(sql), name: stmt, executed: true})
+	}
+}
+
+// decideHeld shows the held batch, which ends with the message just framed
+// (a Sync or a Flush), to the guard and carries out its verdict.
+func (s *Session) decideHeld(end byte) error {
+	f := &s.cf
+	held := f.buf[f.keep:f.start]
+	s.batch = Batch{Complete: end == 'S', MidBatch: s.midBatch, TxStatus: s.idleStatus(), Stmts: s.batch.Stmts[:0]}
+	lastUnnamed := -1
+	for i, r := range s.refs {
+		sql := r.earlier
+		if sql == nil {
+			sql = held[r.off : r.off+r.n]
+			if r.name == "" {
+				lastUnnamed = i
+			}
+		}
+		s.batch.Stmts = append(s.batch.Stmts, BatchStmt{SQL: sql, Name: r.name, Executed: r.executed})
+	}
+	v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
+	if lastUnnamed >= 0 {
+		// The unnamed statement may be executed by a later batch.
+		s.unnamedSQL = append(s.unnamedSQL[:0], s.batch.Stmts[lastUnnamed].SQL...)
+	}
+	f.keep = -1
+	return s.carryOut(v, held, s.batchOps, end)
+}
+
+// carryOut forwards payload (a Query message, or an extended batch ending with
+// Sync or Flush as end says) as the verdict v says. ops are the extended
+// operations the batch performs.
+func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) error {
+	if v == nil {
+		v = &Verdict{}
+	}
+	if v.Hold != nil {
+		if e := v.Hold(s.ctx); e != nil {
+			v = &Verdict{Refuse: e, Result: v.Result}
+		}
+	}
+	var nonce []byte
+	if v.Refuse != nil {
+		nonce = newNonce()
+		payload, ops = s.substitute(payload, end, nonce)
+	}
+	complete := end == 'Q' || end == 'S'
+	inject := !s.midBatch
+	retry := v.Retry != nil && v.Refuse == nil && complete && inject
+	if retry {
+		if err := s.waitIdle(); err != nil {
+			return err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		out := s.cOut[:0]
+		if inject {
+			for _, q := range v.Before {
+				var err error
+				if out, err = s.injectQuery(out, q); err != nil {
+					return err
+				}
+			}
+		}
+		// The batch's own sync point.
+		if !s.midBatch {
+			if !s.beginSync() {
+				return errClosing
+			}
+			s.syncSeq++
+			s.batchSeq = s.syncSeq
+		}
+		pl := &plan{seq: s.batchSeq, result: v.Result}
+		for _, n := range v.Notices {
+			pl.notices = appendNotice(pl.notices, n)
+		}
+		if nonce != nil {
+			pl.replaceNonce = nonce
+			pl.replacement = appendErrorResponse(nil, withSeverity(v.Refuse, "ERROR"))
+		}
+		if retry {
+			pl.capture = &capture{buf: make([]byte, 0, 256), done: make(chan struct{})}
+		}
+		if pl.result != nil || pl.notices != nil || pl.replaceNonce != nil || pl.capture != nil {
+			s.plans.add(pl)
+		}
+		out = append(out, payload...)
+		if end == 'Q' {
+			s.ext.push(extOp{kind: 'Q'})
+		} else {
+			for _, op := range ops {
+				s.ext.push(op)
+			}
+			if end == 'S' {
+				s.ext.push(extOp{kind: 'S'})
+			}
+		}
+		s.midBatch = end == 'H'
+		if inject && end != 'H' {
+			for _, q := range v.After {
+				var err error
+				if out, err = s.injectQuery(out, q); err != nil {
+					return err
+				}
+			}
+		}
+		s.cOut = out[:0]
+		if err := s.writeUpstream(out); err != nil {
+			return err
+		}
+		if !retry {
+			return nil
+		}
+		c := pl.capture
+		select {
+		case <-c.done:
+		case <-s.ctx.Done():
+			return errClosing
+		}
+		if c.lost {
+			return errClosing
+		}
+		if c.delivered {
+			return nil
+		}
+		again, delay, final := v.Retry(attempt, c.sqlstate)
+		if again {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return errClosing
+			}
+			continue
+		}
+		answer := c.buf
+		if final != nil && c.sqlstate != "" {
+			answer = replaceError(answer, appendErrorResponse(nil, withSeverity(final, "ERROR")))
+		}
+		s.wmu.Lock()
+		_, err := s.client.Write(answer)
+		s.atBoundary = err == nil
+		s.wmu.Unlock()
+		if err != nil {
+			return fmt.Errorf("writing to client: %w", err)
+		}
+		return nil
+	}
+}
+
+// injectQuery appends a statement whose responses are swallowed. It goes
+// through the extended protocol with a named statement of its own, so that it
+// neither destroys the client's unnamed prepared statement (a Query message
+// would) nor runs in one implicit transaction with anything else.
+func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
+	if !s.beginSync() {
+		return out, errClosing
+	}
+	s.syncSeq++
+	s.plans.add(&plan{seq: s.syncSeq, swallow: true})
+	name := "lockguard_" + string(newNonce())
+	var err error
+	for _, m := range []interface{ Encode([]byte) ([]byte, error) }{
+		&pgproto3.Parse{Name: name, Query: sql},
+		&pgproto3.Bind{PreparedStatement: name},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: name},
+		&pgproto3.Sync{},
+	} {
+		if out, err = m.Encode(out); err != nil {
+			return out, fmt.Errorf("encoding injected statement: %w", err)
+		}
+	}
+	s.ext.push(extOp{kind: 'P', name: name})
+	s.ext.push(extOp{kind: 'B'})
+	s.ext.push(extOp{kind: 'c', name: name})
+	s.ext.push(extOp{kind: 'S'})
+	return out, nil
+}
+
+// substitute replaces a refused payload with one that makes PostgreSQL fail
+// at the same point with an error that carries nonce, so that an open
+// transaction is aborted exactly as by any error; the plan then replaces
+// that error with the refusal.
+func (s *Session) substitute(payload []byte, end byte, nonce []byte) ([]byte, []extOp) {
+	sql := `SELECT "lockguard.refused.` + string(nonce) + `"()`
+	var out []byte
+	if end == 'Q' {
+		out, _ = (&pgproto3.Query{String: sql}).Encode(nil)
+		return out, nil
+	}
+	out, _ = (&pgproto3.Parse{Query: sql}).Encode(nil)
+	switch end {
+	case 'S':
+		out, _ = (&pgproto3.Sync{}).Encode(out)
+	case 'H':
+		out, _ = (&pgproto3.Flush{}).Encode(out)
+	}
+	return out, []extOp{{kind: 'P'}}
+}
+
+// waitIdle waits until no sync point is in flight.
+func (s *Session) waitIdle() error {
+	s.idleWaiters.Add(1)
+	defer s.idleWaiters.Add(-1)
+	for s.InFlight() > 0 {
+		select {
+		case <-s.zNotify:
+		case <-time.After(100 * time.Millisecond):
+		case <-s.ctx.Done():
+			return errClosing
+		}
+	}
+	return nil
+}
+
+// Cancel asks PostgreSQL to cancel the statement this session's backend is
+// running, with a CancelRequest on a new connection.
+func (s *Session) Cancel() error {
+	if s.cancelPacket == nil {
+		return fmt.Errorf("lockguard: session has no backend key")
+	}
+	return s.cfg.Upstream.forwardCancel(s.ctx, s.cancelPacket)
+}
+
+var nonceSeq atomic.Uint64
+var nonceBase = func() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+func newNonce() []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], nonceSeq.Add(1))
+	return []byte(nonceBase + hex.EncodeToString(b[4:]))
+}
+
+func withSeverity(e *Error, sev string) *Error {
+	if e.Severity != "" {
+		return e
+	}
+	c := *e
+	c.Severity = sev
+	return &c
+}
+
+// appendNotice appends e as a NoticeResponse.
+func appendNotice(dst []byte, e *Error) []byte {
+	sev := e.Severity
+	if sev == "" {
+		sev = "WARNING"
+	}
+	msg := pgproto3.NoticeResponse{Severity: sev, SeverityUnlocalized: sev, Code: e.Code,
+		Message: e.Message, Detail: e.Detail, Hint: e.Hint}
+	out, err := msg.Encode(dst)
+	if err != nil {
+		panic("BUG: encoding NoticeResponse: " + err.Error())
+	}
+	return out
+}
+
+// replaceError returns msgs with its first ErrorResponse replaced by repl.
+func replaceError(msgs, repl []byte) []byte {
+	for i := 0; i+5 <= len(msgs); {
+		n := 1 + int(be32(msgs[i+1:]))
+		if i+n > len(msgs) {
+			break
+		}
+		if msgs[i] == 'E' {
+			out := make([]byte, 0, len(msgs)-n+len(repl))
+			out = append(out, msgs[:i]...)
+			out = append(out, repl...)
+			return append(out, msgs[i+n:]...)
+		}
+		i += n
+	}
+	return msgs
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+)
+
+// A plan tells the upstream side what to do with the responses of one sync
+// point (the messages up to and including its ReadyForQuery). Sync points
+// without a plan are relayed unchanged.
+type plan struct {
+	seq     uint64 // the sync point, counted from 1 in the order sent
+	swallow bool   // drop the responses (an injected statement)
+	notices []byte // NoticeResponses to send before the first response
+	// replaceNonce marks the ErrorResponse that a refusal planted; it is
+	// replaced by replacement.
+	replaceNonce []byte
+	replacement  []byte
+	capture      *capture
+	result       func(sqlstate string)
+
+	started  bool   // a response of this sync point was seen
+	sqlstate string // first error
+}
+
+// capture holds the responses of a sync point for a retry decision.
+type capture struct {
+	buf       []byte // nil once the answer outgrew captureLimit
+	sqlstate  string
+	delivered bool          // the answer was too large and went to the client
+	lost      bool          // the upstream connection ended first
+	done      chan struct{} // closed at ReadyForQuery or when lost
+}
+
+// captureLimit bounds the responses held for a retry decision; DDL answers
+// are tiny. A larger answer is delivered as it comes and is not retried.
+const captureLimit = 1 << 20
+
+// plans is the queue of plans in sync-point order, shared by the two relay
+// goroutines.
+type plans struct {
+	mu    sync.Mutex
+	q     []*plan
+	count atomic.Int32 // len(q), for the upstream side's fast check
+}
+
+func (p *plans) add(pl *plan) {
+	p.mu.Lock()
+	p.q = append(p.q, pl)
+	p.count.Store(int32(len(p.q)))
+	p.mu.Unlock()
+}
+
+// active reports whether any plan is pending. The upstream side checks it
+// after each read: a plan is added before its sync point is written, so the
+// responses of a planned sync point are never read before its plan exists.
+func (p *plans) active() bool { return p.count.Load() > 0 }
+
+// forSeq returns the plan of sync point seq, or nil.
+func (p *plans) forSeq(seq uint64) *plan {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pl := range p.q {
+		if pl.seq == seq {
+			return pl
+		}
+		if pl.seq > seq {
+			break
+		}
+	}
+	return nil
+}
+
+// done removes the plans of sync points up to seq.
+func (p *plans) done(seq uint64) {
+	p.mu.Lock()
+	i := 0
+	for i < len(p.q) && p.q[i].seq <= seq {
+		p.q[i] = nil
+		i++
+	}
+	p.q = p.q[i:]
+	p.count.Store(int32(len(p.q)))
+	p.mu.Unlock()
+}
+
+// abandon releases every waiting capture when the upstream connection ends.
+func (p *plans) abandon() {
+	p.mu.Lock()
+	for _, pl := range p.q {
+		if pl.capture != nil {
+			pl.capture.lost = true
+			close(pl.capture.done)
+		}
+	}
+	p.q = nil
+	p.count.Store(0)
+	p.mu.Unlock()
+}
+
+// errorCode returns the SQLSTATE of an ErrorResponse message (header
+// included), or "".
+func errorCode(msg []byte) string {
+	if len(msg) < 5 {
+		return ""
+	}
+	b := msg[5:]
+	for len(b) > 0 && b[0] != 0 {
+		field := b[0]
+		v, rest, ok := cstring(b[1:])
+		if !ok {
+			return ""
+		}
+		if field == 'C' {
+			return string(v)
+		}
+		b = rest
+	}
+	return ""
+}
+
+// handleWithPlan processes one whole backend message of sync point seq under
+// plan pl. It returns the bytes to send to the client now (nil for none).
+func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []byte {
+	if !pl.started {
+		pl.started = true
+		if len(pl.notices) > 0 && !pl.swallow {
+			out = s.emit(pl, out, pl.notices)
+		}
+	}
+	if typ == 'E' && pl.sqlstate == "" {
+		pl.sqlstate = errorCode(msg)
+		if pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
+			msg = pl.replacement
+		}
+	}
+	switch {
+	case typ == 'A' || typ == 'S':
+		// Notifications and parameter changes are never swallowed or held.
+		return append(out, msg...)
+	case pl.swallow:
+		if typ == 'E' {
+			s.log.Warn("an injected statement failed", "sqlstate", pl.sqlstate)
+		}
+		return out
+	default:
+		return s.emit(pl, out, msg)
+	}
+}
+
+// emit appends msg to out, or to the plan's capture while it has room.
+func (s *Session) emit(pl *plan, out, msg []byte) []byte {
+	if c := pl.capture; c != nil && c.buf != nil {
+		if len(c.buf)+len(msg) <= captureLimit {
+			c.buf = append(c.buf, msg...)
+			return out
+		}
+		// Too large to hold: deliver what was held and stop holding.
+		out = append(out, c.buf...)
+		c.buf = nil
+	}
+	return append(out, msg...)
+}
