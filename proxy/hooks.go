@@ -82,8 +82,10 @@ type Verdict struct {
 	// with the error replaced by final when final is not nil.
 	Retry func(attempt int, sqlstate string) (again bool, delay time.Duration, final *Error)
 
-	// Result runs on the upstream goroutine when the batch's sync point
-	// completes, with the SQLSTATE of its first error ("" for success),
-	// once per attempt. It must not block.
+	// Result runs once when the batch's sync point completes, with the
+	// SQLSTATE of its first error ("" for success): on the upstream
+	// goroutine, or, for a retried batch, on the client goroutine after the
+	// final attempt. Either way it runs before the next sync point's
+	// result. It must not block.
 	Result func(sqlstate string)
 }

@@ -302,6 +302,9 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			s.batchSeq = s.syncSeq
 		}
 		pl := &plan{seq: s.batchSeq, result: v.Result}
+		if retry {
+			pl.result = nil // reported once, for the final attempt, below
+		}
 		for _, n := range v.Notices {
 			pl.notices = appendNotice(pl.notices, n)
 		}
@@ -352,9 +355,15 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			return errClosing
 		}
 		if c.delivered {
+			if v.Result != nil {
+				v.Result(c.sqlstate)
+			}
 			return nil
 		}
 		again, delay, final := v.Retry(attempt, c.sqlstate)
+		if !again && v.Result != nil {
+			v.Result(c.sqlstate)
+		}
 		if again {
 			t := time.NewTimer(delay)
 			select {
@@ -430,6 +439,11 @@ func (s *Session) substitute(payload []byte, end byte, nonce []byte) ([]byte, []
 	}
 	return out, []extOp{{kind: 'P'}}
 }
+
+// WaitIdle waits until no sync point of this session is in flight, so that
+// TxStatus is the status the next batch starts in. Only Hooks.Batch may call
+// it (it runs on the client goroutine).
+func (s *Session) WaitIdle() error { return s.waitIdle() }
 
 // waitIdle waits until no sync point is in flight.
 func (s *Session) waitIdle() error {

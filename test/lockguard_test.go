@@ -31,10 +31,7 @@ func startLockguard(t testing.TB, mutate func(*proxy.Config)) *lockguard {
 	t.Helper()
 	cfg := &proxy.Config{
 		Upstream: proxy.Upstream{Address: pg.Addr(), SSLMode: proxy.SSLDisable},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	if testing.Verbose() {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		Logger:   testLogger(),
 	}
 	lg := &lockguard{cfg: cfg}
 	if mutate != nil {
@@ -102,4 +99,12 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 // uniqueName returns an identifier unique to this test.
 func uniqueName(t testing.TB, prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1e12)
+}
+
+// testLogger discards logs unless the tests run with -v.
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -38,6 +38,22 @@ type Config struct {
 	Admin           string        `yaml:"admin" usage:"HOST:PORT of the admin HTTP endpoint (/healthz, /readyz); empty = off"`
 	LogLevel        string        `yaml:"log-level" usage:"debug, info, warn or error"`
 	LogFormat       string        `yaml:"log-format" usage:"text or json"`
+
+	Guard                      bool          `yaml:"guard" usage:"analyse statements and enforce the DDL policy and lock timeouts; false relays only"`
+	LockTimeout                time.Duration `yaml:"lock-timeout" usage:"lock_timeout injected around DDL whose lock blocks reads or writes (0 = no injection, no retries)"`
+	DDLStatementTimeout        time.Duration `yaml:"ddl-statement-timeout" usage:"statement_timeout injected with the lock timeout (0 = none)"`
+	ConcurrentStatementTimeout time.Duration `yaml:"concurrent-statement-timeout" usage:"statement_timeout injected for CONCURRENTLY builds, which never get a lock timeout (0 = none)"`
+	RetryAttempts              int           `yaml:"retry-attempts" usage:"tries of an autocommit DDL that hit the injected lock timeout, the first included (1 = no retry)"`
+	RetryBaseDelay             time.Duration `yaml:"retry-base-delay" usage:"upper bound of the first retry's random delay; doubles each retry (full jitter)"`
+	RetryMaxDelay              time.Duration `yaml:"retry-max-delay" usage:"upper bound of any retry delay"`
+	RetryDeadline              time.Duration `yaml:"retry-deadline" usage:"no retry starts later than this after the first attempt"`
+	MonitorDSN                 string        `yaml:"monitor-dsn" usage:"connection string of lockguard's own side connection (a role with pg_monitor): catalog facts and who blocks a DDL; empty = none"`
+	AnalysisCacheSize          int           `yaml:"analysis-cache-size" usage:"statement analyses kept, keyed by text"`
+	Shed                       bool          `yaml:"shed" usage:"keep statements out of PostgreSQL's lock queue: hold, then refuse with 55P03, what would wait behind a held or pending conflicting lock"`
+	HoldBudget                 time.Duration `yaml:"hold-budget" usage:"how long a statement that would queue behind a lock is held in lockguard before it is shed (0 = shed at once)"`
+	MaxHeldPerRelation         int           `yaml:"max-held-per-relation" usage:"statements held at once per relation; further ones are shed at once"`
+	MonitorInterval            time.Duration `yaml:"monitor-interval" usage:"how often the lock monitor reads pg_locks while nothing waits"`
+	MonitorBusyInterval        time.Duration `yaml:"monitor-busy-interval" usage:"how often it reads pg_locks while some lock request waits"`
 }
 
 // Default returns the documented defaults (see README.md).
@@ -53,6 +69,20 @@ func Default() *Config {
 		Admin:           "127.0.0.1:9633",
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		Guard:             true,
+		LockTimeout:       2 * time.Second,
+		RetryAttempts:     5,
+		RetryBaseDelay:    200 * time.Millisecond,
+		RetryMaxDelay:     5 * time.Second,
+		RetryDeadline:     30 * time.Second,
+		AnalysisCacheSize: 10000,
+
+		Shed:                true,
+		HoldBudget:          50 * time.Millisecond,
+		MaxHeldPerRelation:  64,
+		MonitorInterval:     time.Second,
+		MonitorBusyInterval: 100 * time.Millisecond,
 	}
 }
 
@@ -87,7 +117,12 @@ func (l *Loader) RegisterFlags(fs *flag.FlagSet) {
 		name := f.Tag.Get("yaml")
 		usage := f.Tag.Get("usage")
 		dv := vals[name]
-		fs.Var(&flagValue{l: l, name: name, def: format(dv)}, name, usage)
+		fv := &flagValue{l: l, name: name, def: format(dv)}
+		if dv.Kind() == reflect.Bool {
+			fs.Var(&boolFlag{fv}, name, usage)
+			continue
+		}
+		fs.Var(fv, name, usage)
 	}
 	fs.StringVar(&l.File, "config", "", "YAML file with settings (keys are the flag names); LOCKGUARD_CONFIG also works")
 }
@@ -117,6 +152,11 @@ func (f *flagValue) Set(s string) error {
 	f.set = s
 	return nil
 }
+
+// boolFlag lets a boolean setting be given as --name or --name=false.
+type boolFlag struct{ *flagValue }
+
+func (*boolFlag) IsBoolFlag() bool { return true }
 
 func format(v reflect.Value) string {
 	switch x := v.Interface().(type) {
@@ -186,6 +226,12 @@ func setValue(v reflect.Value, s string, list bool) error {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("not true or false: %q", s)
+		}
+		v.SetBool(b)
 	case reflect.Int:
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -241,10 +287,26 @@ func (c *Config) Validate() error {
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 1<<30-1 {
 		return fmt.Errorf("max-message-size %d: want 1024 to %d bytes", c.MaxMessageSize, 1<<30-1)
 	}
-	for name, d := range map[string]time.Duration{"startup-timeout": c.StartupTimeout, "connect-timeout": c.ConnectTimeout, "drain-timeout": c.DrainTimeout} {
+	for name, d := range map[string]time.Duration{"startup-timeout": c.StartupTimeout, "connect-timeout": c.ConnectTimeout,
+		"drain-timeout": c.DrainTimeout, "retry-base-delay": c.RetryBaseDelay, "retry-max-delay": c.RetryMaxDelay, "retry-deadline": c.RetryDeadline} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive", name)
 		}
+	}
+	for name, d := range map[string]time.Duration{"lock-timeout": c.LockTimeout, "ddl-statement-timeout": c.DDLStatementTimeout,
+		"concurrent-statement-timeout": c.ConcurrentStatementTimeout} {
+		if d < 0 {
+			return fmt.Errorf("%s must be 0 (off) or positive", name)
+		}
+	}
+	if c.RetryAttempts < 1 {
+		return errors.New("retry-attempts must be 1 (no retry) or more")
+	}
+	if c.HoldBudget < 0 || c.MaxHeldPerRelation < 1 || c.MonitorInterval <= 0 || c.MonitorBusyInterval <= 0 {
+		return errors.New("hold-budget must be 0 or more; max-held-per-relation, monitor-interval and monitor-busy-interval positive")
+	}
+	if c.AnalysisCacheSize < 0 {
+		return errors.New("analysis-cache-size must be 0 or more")
 	}
 	if c.Admin != "" {
 		if _, _, err := net.SplitHostPort(c.Admin); err != nil {

@@ -1,0 +1,52 @@
+// Command lockguard is a PostgreSQL wire-protocol proxy that keeps schema
+// changes from taking the database down. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `lockguard — a PostgreSQL proxy that keeps schema changes from taking the database down
+
+Usage:
+  lockguard serve [flags]          relay clients to PostgreSQL (lockguard serve -h lists the flags)
+  lockguard explain [flags] SQL…   show which tables each statement locks, in which mode
+  lockguard version                print the version
+
+`
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		stop() // serve handles its own signals
+		return cmdServe(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(ctx, args[1:], stdin, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "lockguard", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "lockguard: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lockguard/lockguard/internal/config"
+	"github.com/lockguard/lockguard/internal/pgserver"
+	"github.com/lockguard/lockguard/proxy"
+	"github.com/lockguard/lockguard/telemetry"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var loader config.Loader
+	loader.RegisterFlags(fs)
+	throwaway := fs.Bool("throwaway-postgres", false, "start a temporary PostgreSQL from the local installation and relay to it (for trying lockguard out; its data is deleted on exit)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lockguard serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	cfg, err := loader.Load()
+	if err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+
+	var pg *pgserver.Server
+	if *throwaway {
+		if cfg.Upstream != "" {
+			fmt.Fprintln(stderr, "lockguard serve: --throwaway-postgres and --upstream exclude each other")
+			return 2
+		}
+		logger.Info("starting a throwaway PostgreSQL")
+		pg, err = pgserver.Start(context.Background(), pgserver.Options{})
+		if err != nil {
+			fmt.Fprintf(stderr, "lockguard serve: starting throwaway PostgreSQL: %v\n", err)
+			return 1
+		}
+		defer pg.Stop()
+		cfg.Upstream = pg.Addr()
+		cfg.UpstreamSSLMode = "disable"
+	}
+	if cfg.Upstream == "" {
+		fmt.Fprintln(stderr, "lockguard serve: no upstream: give --upstream HOST:PORT (or LOCKGUARD_UPSTREAM, or upstream: in --config)")
+		return 2
+	}
+	pcfg, err := proxyConfig(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 2
+	}
+	side, err := openSide(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 1
+	}
+	defer side.Close()
+	if err := side.install(cfg, pcfg, logger); err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 2
+	}
+	srv := proxy.New(pcfg)
+
+	var listeners []net.Listener
+	for _, addr := range cfg.Listen {
+		ln, err := listen(addr)
+		if err != nil {
+			fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+			return 1
+		}
+		listeners = append(listeners, ln)
+	}
+	var admin *telemetry.Admin
+	if cfg.Admin != "" {
+		aln, err := net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			fmt.Fprintf(stderr, "lockguard serve: admin endpoint: %v\n", err)
+			return 1
+		}
+		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger}
+		go func() {
+			if err := admin.Serve(aln); err != nil {
+				logger.Error("admin endpoint failed", "err", err)
+			}
+		}()
+	}
+	serveErr := make(chan error, len(listeners))
+	for _, ln := range listeners {
+		go func() { serveErr <- srv.Serve(ln) }()
+		logger.Info("listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream)
+	}
+	if pg != nil {
+		fmt.Fprintf(stdout, "lockguard is relaying %s → throwaway PostgreSQL %d at %s\nConnect with:\n  psql \"%s\"\nStop with Ctrl-C.\n",
+			listeners[0].Addr(), pg.Version, pg.Addr(), connectHint(listeners[0].Addr()))
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	code := 0
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(&loader, srv, pg, side, logger)
+				continue
+			}
+			logger.Info("draining", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout)
+			break loop
+		case err := <-serveErr:
+			if !errors.Is(err, proxy.ErrServerClosed) {
+				logger.Error("listener failed", "err", err)
+				code = 1
+			}
+			break loop
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("drain timeout reached; closed the remaining sessions", "err", err)
+	}
+	if admin != nil {
+		_ = admin.Shutdown(context.Background())
+	}
+	logger.Info("stopped")
+	return code
+}
+
+func connectHint(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	return fmt.Sprintf("host=%s port=%s user=%s dbname=postgres", host, port, pgserver.Superuser)
+}
+
+// reload re-reads the file and environment with the same flags and hands the
+// result to the proxy; sessions opened afterwards use it.
+func reload(loader *config.Loader, srv *proxy.Server, pg *pgserver.Server, side *sideConn, logger *slog.Logger) {
+	cfg, err := loader.Load()
+	if err == nil && pg != nil {
+		cfg.Upstream, cfg.UpstreamSSLMode = pg.Addr(), "disable"
+	}
+	var pcfg *proxy.Config
+	if err == nil {
+		pcfg, err = proxyConfig(cfg, logger)
+	}
+	if err == nil {
+		err = side.install(cfg, pcfg, logger)
+	}
+	if err != nil {
+		logger.Error("reload failed; keeping the current configuration", "err", err)
+		return
+	}
+	srv.Reload(pcfg)
+	logger.Info("configuration reloaded", "upstream", cfg.Upstream, "note", "listen and admin addresses change only on restart")
+}
+
+func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error) {
+	pc := &proxy.Config{
+		Upstream: proxy.Upstream{
+			Address:        cfg.Upstream,
+			SSLMode:        cfg.UpstreamSSLMode,
+			ConnectTimeout: cfg.ConnectTimeout,
+		},
+		MaxConnections: cfg.MaxConnections,
+		MaxMessageSize: cfg.MaxMessageSize,
+		StartupTimeout: cfg.StartupTimeout,
+		Logger:         logger,
+	}
+	if cfg.UpstreamCA != "" {
+		pool, err := loadPool(cfg.UpstreamCA)
+		if err != nil {
+			return nil, fmt.Errorf("upstream-ca: %w", err)
+		}
+		pc.Upstream.RootCAs = pool
+	}
+	if err := pc.Upstream.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls-cert/tls-key: %w", err)
+		}
+		pc.TLS = proxy.ServerTLSConfig(cert)
+		if cfg.TLSClientCA != "" {
+			pool, err := loadPool(cfg.TLSClientCA)
+			if err != nil {
+				return nil, fmt.Errorf("tls-client-ca: %w", err)
+			}
+			pc.TLS.ClientCAs = pool
+			pc.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return pc, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+func listen(addr string) (net.Listener, error) {
+	network, a := proxy.SplitAddress(addr)
+	if network == "unix" {
+		if fi, err := os.Lstat(a); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			// A stale socket from a previous run: remove it only if nobody answers.
+			if c, err := net.DialTimeout("unix", a, time.Second); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("listen %s: another process is serving this socket", a)
+			}
+			_ = os.Remove(a)
+		}
+	}
+	ln, err := net.Listen(network, a)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if network == "unix" {
+		_ = os.Chmod(a, 0o777) // like PostgreSQL's default unix_socket_permissions
+	}
+	return ln, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

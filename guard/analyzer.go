@@ -1,0 +1,131 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+)
+
+// Analyzer turns SQL text into Analyses, caching them by text. It is safe for
+// concurrent use. The zero value analyses without a catalog and without a
+// cache.
+type Analyzer struct {
+	// Catalog supplies live schema facts; nil analyses from the text alone
+	// and lists what it could not know in Statement.Unknown.
+	Catalog Catalog
+
+	cache *cache
+}
+
+// NewAnalyzer returns an Analyzer that consults cat (which may be nil) and
+// keeps up to cacheSize analyses; cacheSize ≤ 0 disables the cache.
+func NewAnalyzer(cat Catalog, cacheSize int) *Analyzer {
+	return &Analyzer{Catalog: cat, cache: newCache(cacheSize)}
+}
+
+// Analyze parses sql — one or more statements, as in a simple Query message
+// or an extended-protocol Parse — and returns what each statement locks.
+//
+// The result is cached by the text without its leading and trailing comments
+// (so sqlcommenter tags do not defeat the cache) and is shared between
+// callers: it must not be modified. A cache hit does not allocate.
+func (a *Analyzer) Analyze(sql string) *Analysis {
+	key := cacheKey(sql)
+	var h uint64
+	if a.cache != nil {
+		var an *Analysis
+		if an, h = a.cache.get(key); an != nil {
+			return an
+		}
+		key = strings.Clone(key) // do not retain the caller's buffer
+	}
+	an := analyze(key, a.Catalog)
+	if a.cache != nil {
+		a.cache.put(key, h, an)
+	}
+	return an
+}
+
+// Purge drops every cached analysis. Call it when the schema may have
+// changed in a way the Catalog reports differently (a foreign key added, a
+// partition attached), so that analyses that used catalog facts are redone.
+func (a *Analyzer) Purge() {
+	if a.cache != nil {
+		a.cache.purge()
+	}
+}
+
+// CacheLen returns the number of cached analyses.
+func (a *Analyzer) CacheLen() int {
+	if a.cache == nil {
+		return 0
+	}
+	return a.cache.len()
+}
+
+// errInternal marks a bug in the mapping caught while analysing (the fuzz
+// target fails on it).
+var errInternal = errors.New("guard: internal error")
+
+// Analyze analyses sql without a catalog or a cache.
+func Analyze(sql string) *Analysis { return analyze(cacheKey(sql), nil) }
+
+func analyze(sql string, cat Catalog) (an *Analysis) {
+	an = &Analysis{SQL: sql}
+	defer func() {
+		// The mapping walks parse trees that the fuzzer shapes; a bug there
+		// must cost one analysis, not the proxy.
+		if r := recover(); r != nil {
+			an.Statements = nil
+			an.Err = fmt.Errorf("%w analysing statement: %v", errInternal, r)
+		}
+	}()
+	if strings.TrimSpace(sql) == "" {
+		return an
+	}
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		an.Err = err
+		return an
+	}
+	an.Statements = make([]Statement, 0, len(tree.Stmts))
+	for _, raw := range tree.Stmts {
+		start := int(raw.StmtLocation)
+		end := len(sql)
+		if raw.StmtLen > 0 {
+			end = start + int(raw.StmtLen)
+		}
+		start, end = trimStatement(sql, start, end)
+		b := newBuilder(cat)
+		b.stmt(raw.Stmt)
+		b.finish()
+		b.st.Start, b.st.End = start, end
+		an.Statements = append(an.Statements, b.st)
+	}
+	return an
+}
+
+// trimStatement narrows [start,end) to exclude surrounding white space and
+// comments.
+func trimStatement(sql string, start, end int) (int, int) {
+	if start < 0 {
+		start = 0
+	}
+	if end > len(sql) {
+		end = len(sql)
+	}
+	if start > end {
+		return end, end
+	}
+	k := cacheKey(sql[start:end])
+	if k == "" {
+		return start, start
+	}
+	off := strings.Index(sql[start:end], k)
+	if off < 0 {
+		return start, end
+	}
+	return start + off, start + off + len(k)
+}

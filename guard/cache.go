@@ -1,0 +1,128 @@
+package guard
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+)
+
+// cache is a bounded map from cache key (see cacheKey) to analysis, split into
+// shards so that concurrent sessions rarely share a lock. Eviction is CLOCK
+// (second chance): a hit sets the entry's referenced bit, and the hand skips,
+// and clears, referenced entries before evicting one.
+//
+// A hit is one maphash of the key, one read-locked map lookup and a string
+// comparison: no allocation.
+type cache struct {
+	seed   maphash.Seed
+	shards []cacheShard
+	mask   uint64
+}
+
+type cacheShard struct {
+	mu   sync.RWMutex
+	m    map[uint64]*cacheEntry
+	ring []*cacheEntry // CLOCK ring, len ≤ max
+	hand int
+	max  int
+	_    [40]byte // keep shards on separate cache lines
+}
+
+type cacheEntry struct {
+	key  string
+	hash uint64
+	a    *Analysis
+	ref  atomic.Bool
+}
+
+func newCache(size int) *cache {
+	if size <= 0 {
+		return nil
+	}
+	n := 1
+	for n < 16 && n*64 < size {
+		n *= 2
+	}
+	c := &cache{seed: maphash.MakeSeed(), shards: make([]cacheShard, n), mask: uint64(n - 1)}
+	per := (size + n - 1) / n
+	for i := range c.shards {
+		c.shards[i].m = make(map[uint64]*cacheEntry, per)
+		c.shards[i].max = per
+	}
+	return c
+}
+
+func (c *cache) get(key string) (*Analysis, uint64) {
+	h := maphash.String(c.seed, key)
+	sh := &c.shards[h&c.mask]
+	sh.mu.RLock()
+	e := sh.m[h]
+	sh.mu.RUnlock()
+	if e == nil || e.key != key {
+		return nil, h
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e.a, h
+}
+
+func (c *cache) put(key string, h uint64, a *Analysis) {
+	sh := &c.shards[h&c.mask]
+	e := &cacheEntry{key: key, hash: h, a: a}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old := sh.m[h]; old != nil {
+		// Same key analysed twice concurrently, or a hash collision: replace
+		// the entry in place in the ring.
+		for i, r := range sh.ring {
+			if r == old {
+				sh.ring[i] = e
+				break
+			}
+		}
+		sh.m[h] = e
+		return
+	}
+	if len(sh.ring) < sh.max {
+		sh.ring = append(sh.ring, e)
+		sh.m[h] = e
+		return
+	}
+	for {
+		victim := sh.ring[sh.hand]
+		if victim.ref.Load() {
+			victim.ref.Store(false)
+			sh.hand = (sh.hand + 1) % len(sh.ring)
+			continue
+		}
+		delete(sh.m, victim.hash)
+		sh.ring[sh.hand] = e
+		sh.m[h] = e
+		sh.hand = (sh.hand + 1) % len(sh.ring)
+		return
+	}
+}
+
+func (c *cache) purge() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		clear(sh.ring)
+		sh.ring = sh.ring[:0]
+		sh.hand = 0
+		sh.mu.Unlock()
+	}
+}
+
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}

@@ -1,0 +1,164 @@
+package guard
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+const (
+	benchSelect    = "SELECT id, email, name FROM users WHERE id = $1"
+	benchCommented = "SELECT id, email, name FROM users WHERE id = $1 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',controller='users'*/"
+	benchAlter     = "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID"
+)
+
+func TestCacheHit(t *testing.T) {
+	a := NewAnalyzer(nil, 128)
+	first := a.Analyze(benchSelect)
+	if first.Err != nil {
+		t.Fatal(first.Err)
+	}
+	for _, sql := range []string{
+		benchSelect,
+		benchCommented,
+		"/* app */ " + benchSelect,
+		"-- query: GetUser\n" + benchSelect + "  -- trailing\n",
+		"  " + benchSelect + "\n",
+	} {
+		if got := a.Analyze(sql); got != first {
+			t.Errorf("Analyze(%q) missed the cache", sql)
+		}
+	}
+	if a.CacheLen() != 1 {
+		t.Errorf("CacheLen = %d, want 1", a.CacheLen())
+	}
+	if a.Analyze(benchSelect+" AND true") == first {
+		t.Error("a different statement hit the cached analysis")
+	}
+	a.Purge()
+	if a.CacheLen() != 0 {
+		t.Errorf("CacheLen after Purge = %d", a.CacheLen())
+	}
+	if a.Analyze(benchSelect) == first {
+		t.Error("Purge kept the analysis")
+	}
+}
+
+// A cache hit must not allocate: it runs for every statement on the wire.
+func TestCacheHitAllocs(t *testing.T) {
+	a := NewAnalyzer(fixture(), 1024)
+	for _, sql := range []string{benchSelect, benchCommented, benchAlter} {
+		a.Analyze(sql)
+		if n := testing.AllocsPerRun(1000, func() { a.Analyze(sql) }); n != 0 {
+			t.Errorf("cache hit for %.30q… allocates %v times per run", sql, n)
+		}
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	const size = 100
+	a := NewAnalyzer(nil, size)
+	hot := fmt.Sprintf("SELECT %d", -1)
+	hotA := a.Analyze(hot)
+	for i := 0; i < 10*size; i++ {
+		a.Analyze(fmt.Sprintf("SELECT %d", i))
+		a.Analyze(hot) // keeps its referenced bit set
+		if n := a.CacheLen(); n > size+16 {
+			t.Fatalf("cache grew to %d entries, bound %d", n, size)
+		}
+	}
+	if a.Analyze(hot) != hotA {
+		t.Error("CLOCK evicted an entry that was hit between every insertion")
+	}
+	// Disabled cache.
+	b := NewAnalyzer(nil, 0)
+	if b.Analyze(hot) == b.Analyze(hot) {
+		t.Error("cacheSize 0 must not cache")
+	}
+	var zero Analyzer
+	if zero.Analyze(hot).Err != nil || zero.CacheLen() != 0 {
+		t.Error("zero Analyzer must work without a cache")
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	a := NewAnalyzer(fixture(), 64)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				sql := fmt.Sprintf("SELECT * FROM users WHERE id = %d", (i*7+g)%100)
+				an := a.Analyze(sql)
+				if an.Err != nil || len(an.Statements) != 1 || an.Statements[0].Locks[0].Rel.Name != "users" {
+					t.Errorf("bad analysis for %s", sql)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}
+
+func BenchmarkAnalyzeCacheHit(b *testing.B) {
+	for _, bc := range []struct{ name, sql string }{
+		{"select", benchSelect},
+		{"sqlcommenter", benchCommented},
+		{"alter", benchAlter},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			a := NewAnalyzer(fixture(), 4096)
+			a.Analyze(bc.sql)
+			b.ReportAllocs()
+			for b.Loop() {
+				a.Analyze(bc.sql)
+			}
+		})
+	}
+}
+
+func BenchmarkAnalyzeCacheHitParallel(b *testing.B) {
+	a := NewAnalyzer(fixture(), 4096)
+	queries := make([]string, 256)
+	for i := range queries {
+		queries[i] = fmt.Sprintf("SELECT * FROM users WHERE id = %d /*traceparent='00-%032d-01'*/", i, i)
+		a.Analyze(queries[i])
+	}
+	b.ReportAllocs()
+	var seq atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seq.Add(97))
+		for pb.Next() {
+			a.Analyze(queries[i&255])
+			i++
+		}
+	})
+}
+
+// BenchmarkAnalyzeMiss is the cost of a statement never seen before: parse
+// (libpg_query through cgo, then protobuf decoding) and mapping.
+func BenchmarkAnalyzeMiss(b *testing.B) {
+	for _, bc := range []struct{ name, sql string }{
+		{"select", benchSelect},
+		{"join", "SELECT u.id, o.amount FROM users u JOIN orders o ON o.user_id = u.id WHERE u.id IN (SELECT user_id FROM ledger) FOR UPDATE OF u"},
+		{"insert", "INSERT INTO orders (id, user_id, amount) VALUES ($1, $2, $3)"},
+		{"alter", benchAlter},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			a := NewAnalyzer(fixture(), 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				a.Analyze(bc.sql)
+			}
+		})
+	}
+}
+
+func BenchmarkFirstKeyword(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		QuickClass("/* app */ SELECT id FROM users WHERE id = $1")
+	}
+}

@@ -1,0 +1,918 @@
+package guard
+
+import (
+	"strings"
+	"sync"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// This file derives, from a DDL statement's parse tree, the facts the policy
+// rules need and the Analysis does not carry: the column an ADD COLUMN adds
+// (type, default and the functions it calls, NOT NULL, identity, serial,
+// generated, inline constraints), the constraint an ADD CONSTRAINT adds (kind,
+// name, columns, NOT VALID, USING INDEX, CHECK (col IS NOT NULL)), the new
+// type of ALTER COLUMN TYPE (with USING and COLLATE), the names a statement
+// creates, renames or drops, and the statement rewritten in its safe form
+// (CONCURRENTLY, NOT VALID) for hints.
+//
+// Only DDL is parsed here, once per statement text: facts are cached by text,
+// so a DDL the proxy sees again costs a map lookup. Nothing here is exported;
+// pg_query types stay inside guard.
+
+// factKind is the kind of statement the facts describe.
+type factKind uint8
+
+const (
+	factOther factKind = iota
+	factAlterTable
+	factCreateTable
+	factCreateTableAs
+	factCreateIndex
+	factDropIndex
+	factDrop
+	factRename
+	factSetSchema
+	factAlterEnum
+	factCreateDomain
+	factAlterDomain
+	factDropDatabase
+)
+
+// typeRef is a column type as written: canonical base name ("varchar",
+// "int4", "timestamptz"), its type modifiers and whether it is an array.
+type typeRef struct {
+	schema string // "" for built-in types
+	name   string
+	mods   []int32
+	// modsUnknown is set when a modifier is not an integer constant.
+	modsUnknown bool
+	array       bool
+}
+
+func (t typeRef) known() bool { return t.name != "" }
+
+// String renders the type for messages: "varchar(20)", "numeric(10,2)[]".
+func (t typeRef) String() string {
+	if t.name == "" {
+		return "?"
+	}
+	var sb strings.Builder
+	if t.schema != "" {
+		sb.WriteString(t.schema)
+		sb.WriteByte('.')
+	}
+	if d, ok := typeDisplay[t.name]; ok && t.schema == "" {
+		sb.WriteString(d)
+	} else {
+		sb.WriteString(t.name)
+	}
+	if len(t.mods) > 0 {
+		sb.WriteByte('(')
+		for i, m := range t.mods {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(itoa(int(m)))
+		}
+		sb.WriteByte(')')
+	}
+	if t.array {
+		sb.WriteString("[]")
+	}
+	return sb.String()
+}
+
+func (t typeRef) equal(o typeRef) bool {
+	if t.schema != o.schema || t.name != o.name || t.array != o.array || len(t.mods) != len(o.mods) || t.modsUnknown || o.modsUnknown {
+		return false
+	}
+	for i := range t.mods {
+		if t.mods[i] != o.mods[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// typeAliases maps the spellings of built-in types to the names pg_type
+// uses.
+var typeAliases = map[string]string{
+	"int": "int4", "integer": "int4", "int4": "int4", "smallint": "int2", "int2": "int2", "bigint": "int8", "int8": "int8",
+	"serial": "serial4", "serial4": "serial4", "bigserial": "serial8", "serial8": "serial8", "smallserial": "serial2", "serial2": "serial2",
+	"varchar": "varchar", "character varying": "varchar", "char": "bpchar", "character": "bpchar", "bpchar": "bpchar",
+	"timestamp": "timestamp", "timestamp without time zone": "timestamp", "timestamptz": "timestamptz", "timestamp with time zone": "timestamptz",
+	"time": "time", "time without time zone": "time", "timetz": "timetz", "time with time zone": "timetz",
+	"decimal": "numeric", "numeric": "numeric", "float8": "float8", "double precision": "float8", "float4": "float4", "real": "float4",
+	"bool": "bool", "boolean": "bool", "varbit": "varbit", "bit varying": "varbit", "bit": "bit",
+}
+
+// typeDisplay is how messages spell the canonical names.
+var typeDisplay = map[string]string{
+	"int2": "smallint", "int4": "integer", "int8": "bigint", "serial2": "smallserial", "serial4": "serial", "serial8": "bigserial",
+	"bpchar": "char", "float4": "real", "float8": "double precision", "bool": "boolean",
+}
+
+func canonicalType(name string) string {
+	n := strings.ToLower(name)
+	if c, ok := typeAliases[n]; ok {
+		return c
+	}
+	return n
+}
+
+func typeRefOf(tn *pg.TypeName) typeRef {
+	if tn == nil {
+		return typeRef{}
+	}
+	names := strs(tn.Names)
+	if len(names) == 0 {
+		return typeRef{}
+	}
+	t := typeRef{name: canonicalType(names[len(names)-1])}
+	if len(names) > 1 && names[len(names)-2] != "pg_catalog" {
+		t.schema = names[len(names)-2]
+	}
+	for _, m := range tn.Typmods {
+		if c := m.GetAConst(); c != nil {
+			if iv := c.GetIval(); iv != nil {
+				t.mods = append(t.mods, iv.Ival)
+				continue
+			}
+		}
+		t.modsUnknown = true
+	}
+	t.array = len(tn.ArrayBounds) > 0
+	return t
+}
+
+// parseTypeName reads a type as format_type prints it ("character
+// varying(50)", "timestamp(3) without time zone").
+func parseTypeName(s string) (typeRef, bool) {
+	if s == "" || strings.ContainsAny(s, ";") {
+		return typeRef{}, false
+	}
+	tree, err := pg.Parse("SELECT NULL::" + s)
+	if err != nil || len(tree.Stmts) != 1 {
+		return typeRef{}, false
+	}
+	sel := tree.Stmts[0].Stmt.GetSelectStmt()
+	if sel == nil || len(sel.TargetList) != 1 {
+		return typeRef{}, false
+	}
+	rt := sel.TargetList[0].GetResTarget()
+	if rt == nil || rt.Val.GetTypeCast() == nil {
+		return typeRef{}, false
+	}
+	t := typeRefOf(rt.Val.GetTypeCast().TypeName)
+	return t, t.known()
+}
+
+func (t typeRef) isSerial() bool {
+	return t.schema == "" && (t.name == "serial2" || t.name == "serial4" || t.name == "serial8")
+}
+
+// conFact is a constraint being added.
+type conFact struct {
+	kind       ConstraintType
+	name       string // "" when the statement lets Postgres name it
+	notValid   bool
+	usingIndex string
+	columns    []string
+	ref        RelName
+	refColumns []string
+	// notNullOf lists the columns a CHECK constraint proves not null: col
+	// IS NOT NULL, alone or AND-ed at the top level.
+	notNullOf []string
+	// safeSQL adds an inline constraint of ADD COLUMN as a table
+	// constraint, NOT VALID and named.
+	safeSQL string
+}
+
+// colFact is a column being defined (CREATE TABLE, ADD COLUMN) or retyped.
+type colFact struct {
+	name      string
+	typ       typeRef
+	identity  bool
+	generated bool // GENERATED ALWAYS AS (…) STORED
+	// hasDefault is set for a DEFAULT other than NULL.
+	hasDefault bool
+	// defaultCalls lists the functions the default calls, as written
+	// ("pg_catalog.now", "gen_random_uuid"); "(subquery)" for a sub-select.
+	defaultCalls []string
+	notNull      bool
+	primaryKey   bool
+	inline       []conFact // UNIQUE, PRIMARY KEY, REFERENCES, CHECK, EXCLUDE
+	collate      bool
+}
+
+// cmdKind is the kind of an ALTER TABLE subcommand the rules look at.
+type cmdKind uint8
+
+const (
+	cmdOther cmdKind = iota
+	cmdAddColumn
+	cmdAlterType
+	cmdSetNotNull
+	cmdDropNotNull
+	cmdDropColumn
+	cmdAddConstraint
+	cmdValidate
+	cmdDropConstraint
+	cmdAttach
+	cmdDetach
+	cmdDetachConcurrently
+	cmdSetTablespace
+	cmdSetLogged
+	cmdSetUnlogged
+	cmdSetAccessMethod
+	cmdTrigger
+)
+
+// cmdFact is one ALTER TABLE subcommand.
+type cmdFact struct {
+	kind    cmdKind
+	column  string // ALTER COLUMN …, DROP COLUMN …
+	name    string // constraint of VALIDATE / DROP CONSTRAINT
+	part    RelName
+	col     *colFact // ADD COLUMN; for ALTER TYPE the new type is col.typ
+	using   bool     // ALTER COLUMN TYPE … USING
+	con     *conFact
+	cascade bool
+	// safeSQL is the subcommand alone, rewritten in its safe form (ADD
+	// CONSTRAINT … NOT VALID, DETACH … CONCURRENTLY); "" if none.
+	safeSQL string
+	// For ADD COLUMN: the column added bare (type only; a serial becomes
+	// its integer type) and the SET DEFAULT of its default, as SQL.
+	bareSQL, defaultSQL string
+}
+
+// stmtFacts is what one DDL statement does, read from its parse tree.
+type stmtFacts struct {
+	kind   factKind
+	target RelName // the relation acted on, as written
+	temp   bool    // creates a temporary relation
+	// creates lists the relations the statement creates.
+	creates     []RelName
+	columns     []colFact // CREATE TABLE
+	tableCons   []conFact // CREATE TABLE table constraints
+	partitionOf RelName
+	cmds        []cmdFact
+	// CREATE INDEX
+	indexName    string
+	indexColumns []string // "" for an expression
+	unique       bool
+	// renames
+	renameWhat         string // "column", "table", "view", "schema", "constraint", "index", …
+	oldName, newName   string
+	enumRenameValue    bool
+	domainCheck        bool // CREATE DOMAIN … CHECK, ALTER DOMAIN ADD CONSTRAINT (validated)
+	domainVerb         string
+	dropWhat           string // DROP <what>
+	dropNames          []RelName
+	dropCascade        bool
+	concurrentlyAllows bool
+	// safeSQL is the whole statement in its safe form (CREATE INDEX
+	// CONCURRENTLY, DROP INDEX CONCURRENTLY, one statement per index);
+	// "" if none.
+	safeSQL string
+	parsed  bool
+}
+
+// factsCache holds facts by statement text, and by statement for the ones
+// that create relations (TxState.Record, which gets no text, needs those).
+type factsCache struct {
+	mu     sync.Mutex
+	byText map[string]*stmtFacts
+	byStmt map[*Statement]*stmtFacts
+}
+
+const factsCacheSize = 2048
+
+var facts = factsCache{byText: map[string]*stmtFacts{}, byStmt: map[*Statement]*stmtFacts{}}
+
+// factsFor returns the facts of st, a statement of a. Only DDL and
+// maintenance statements are parsed; others get nil.
+func factsFor(a *Analysis, st *Statement) *stmtFacts {
+	if st.Class != ClassDDL && st.Class != ClassMaintenance {
+		return nil
+	}
+	text := a.Text(st)
+	facts.mu.Lock()
+	f, ok := facts.byText[text]
+	facts.mu.Unlock()
+	if !ok {
+		f = deriveFacts(text)
+		facts.mu.Lock()
+		if len(facts.byText) >= factsCacheSize {
+			clear(facts.byText)
+		}
+		facts.byText[strings.Clone(text)] = f
+		facts.mu.Unlock()
+	}
+	if len(f.creates) > 0 {
+		facts.mu.Lock()
+		if len(facts.byStmt) >= factsCacheSize {
+			clear(facts.byStmt)
+		}
+		facts.byStmt[st] = f
+		facts.mu.Unlock()
+	}
+	return f
+}
+
+// createdBy returns what st creates, if Evaluate has seen it.
+func createdBy(st *Statement) []RelName {
+	facts.mu.Lock()
+	f := facts.byStmt[st]
+	facts.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.creates
+}
+
+func deriveFacts(text string) (f *stmtFacts) {
+	f = &stmtFacts{}
+	defer func() {
+		// A parse tree the mapping did not expect costs the facts of one
+		// statement, never the proxy.
+		if r := recover(); r != nil {
+			*f = stmtFacts{}
+		}
+	}()
+	tree, err := pg.Parse(text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return f
+	}
+	f.parsed = true
+	raw := tree.Stmts[0]
+	raw.StmtLocation, raw.StmtLen = 0, 0
+	deparse := func() string {
+		s, err := pg.Deparse(tree)
+		if err != nil {
+			return ""
+		}
+		return s
+	}
+	switch x := raw.Stmt.GetNode().(type) {
+	case *pg.Node_AlterTableStmt:
+		f.kind = factAlterTable
+		s := x.AlterTableStmt
+		f.target = rangeVarName(s.Relation)
+		if s.Objtype != pg.ObjectType_OBJECT_TABLE {
+			f.kind = factOther
+			return f
+		}
+		all := s.Cmds
+		for i, n := range all {
+			cmd := n.GetAlterTableCmd()
+			if cmd == nil {
+				continue
+			}
+			c := alterCmdFact(cmd)
+			// The safe form of this subcommand alone.
+			switch {
+			case c.kind == cmdAddConstraint && c.con != nil && !c.con.notValid &&
+				(c.con.kind == ConstraintForeignKey || c.con.kind == ConstraintCheck):
+				con := cmd.Def.GetConstraint()
+				s.Cmds = all[i : i+1]
+				name := con.Conname
+				if name == "" {
+					con.Conname = defaultConstraintName(f.target, *c.con)
+				}
+				con.SkipValidation, con.InitiallyValid = true, false
+				c.safeSQL = deparse()
+				con.SkipValidation, con.InitiallyValid, con.Conname = false, true, name
+			case c.kind == cmdDetach:
+				pc := cmd.Def.GetPartitionCmd()
+				s.Cmds = all[i : i+1]
+				pc.Concurrent = true
+				c.safeSQL = deparse()
+				pc.Concurrent = false
+			}
+			if c.kind == cmdAddColumn && c.col != nil {
+				c.bareSQL, c.defaultSQL = addColumnSafeSQL(s, cmd.Def.GetColumnDef(), deparse)
+				for j, k := range c.col.inline {
+					if k.kind == ConstraintForeignKey || k.kind == ConstraintCheck {
+						c.col.inline[j].safeSQL = inlineConstraintSQL(s, cmd.Def.GetColumnDef(), j, deparse)
+					}
+				}
+			}
+			s.Cmds = all
+			f.cmds = append(f.cmds, c)
+		}
+	case *pg.Node_CreateStmt:
+		s := x.CreateStmt
+		f.kind = factCreateTable
+		f.target = rangeVarName(s.Relation)
+		f.temp = s.Relation != nil && s.Relation.Relpersistence == "t"
+		f.creates = []RelName{f.target}
+		for _, e := range s.TableElts {
+			switch el := e.GetNode().(type) {
+			case *pg.Node_ColumnDef:
+				f.columns = append(f.columns, columnFact(el.ColumnDef))
+			case *pg.Node_Constraint:
+				f.tableCons = append(f.tableCons, constraintFact(el.Constraint, ""))
+			}
+		}
+		if s.Partbound != nil {
+			for _, p := range s.InhRelations {
+				if rv := p.GetRangeVar(); rv != nil {
+					f.partitionOf = rangeVarName(rv)
+				}
+			}
+		}
+	case *pg.Node_CreateTableAsStmt:
+		s := x.CreateTableAsStmt
+		f.kind = factCreateTableAs
+		if s.Into != nil && s.Into.Rel != nil {
+			f.target = rangeVarName(s.Into.Rel)
+			f.temp = s.Into.Rel.Relpersistence == "t"
+			f.creates = []RelName{f.target}
+		}
+	case *pg.Node_SelectStmt:
+		if into := x.SelectStmt.IntoClause; into != nil && into.Rel != nil {
+			f.kind = factCreateTableAs
+			f.target = rangeVarName(into.Rel)
+			f.temp = into.Rel.Relpersistence == "t"
+			f.creates = []RelName{f.target}
+		}
+	case *pg.Node_ViewStmt:
+		if v := x.ViewStmt.View; v != nil {
+			f.target = rangeVarName(v)
+			f.temp = v.Relpersistence == "t"
+		}
+	case *pg.Node_CreateSeqStmt:
+		if v := x.CreateSeqStmt.Sequence; v != nil {
+			f.target = rangeVarName(v)
+			f.temp = v.Relpersistence == "t"
+		}
+	case *pg.Node_IndexStmt:
+		s := x.IndexStmt
+		f.kind = factCreateIndex
+		f.target = rangeVarName(s.Relation)
+		f.indexName = s.Idxname
+		f.unique = s.Unique
+		for _, p := range s.IndexParams {
+			if ie := p.GetIndexElem(); ie != nil {
+				f.indexColumns = append(f.indexColumns, ie.Name)
+			}
+		}
+		if !s.Concurrent {
+			s.Concurrent = true
+			f.safeSQL = deparse()
+			s.Concurrent = false
+		}
+	case *pg.Node_DropStmt:
+		s := x.DropStmt
+		f.kind = factDrop
+		f.dropWhat = objectTypeWord(s.RemoveType)
+		f.dropCascade = s.Behavior == pg.DropBehavior_DROP_CASCADE
+		for _, o := range s.Objects {
+			f.dropNames = append(f.dropNames, relFromNames(objectNames(o)))
+		}
+		if s.RemoveType == pg.ObjectType_OBJECT_INDEX {
+			f.kind = factDropIndex
+			if !s.Concurrent {
+				objs := s.Objects
+				var out []string
+				s.Concurrent = true
+				for i := range objs {
+					s.Objects = objs[i : i+1]
+					if q := deparse(); q != "" {
+						out = append(out, q+";")
+					}
+				}
+				s.Objects, s.Concurrent = objs, false
+				f.safeSQL = strings.Join(out, "\n")
+			}
+		}
+	case *pg.Node_RenameStmt:
+		s := x.RenameStmt
+		f.kind = factRename
+		f.target = rangeVarName(s.Relation)
+		f.oldName, f.newName = s.Subname, s.Newname
+		switch s.RenameType {
+		case pg.ObjectType_OBJECT_COLUMN:
+			f.renameWhat = "column"
+		case pg.ObjectType_OBJECT_SCHEMA:
+			f.renameWhat = "schema"
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			f.renameWhat = strings.ToLower(objectTypeWord(s.RenameType))
+			f.oldName = f.target.Name
+		case pg.ObjectType_OBJECT_TABCONSTRAINT:
+			f.renameWhat = "constraint"
+		default:
+			f.renameWhat = strings.ToLower(objectTypeWord(s.RenameType))
+		}
+	case *pg.Node_AlterObjectSchemaStmt:
+		s := x.AlterObjectSchemaStmt
+		switch s.ObjectType {
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			f.kind = factSetSchema
+			f.target = rangeVarName(s.Relation)
+			f.renameWhat = strings.ToLower(objectTypeWord(s.ObjectType))
+			f.oldName, f.newName = f.target.Name, s.Newschema
+		}
+	case *pg.Node_AlterEnumStmt:
+		s := x.AlterEnumStmt
+		f.kind = factAlterEnum
+		f.target = relFromNames(strs(s.TypeName))
+		if s.OldVal != "" {
+			f.enumRenameValue = true
+			f.oldName, f.newName = s.OldVal, s.NewVal
+		}
+	case *pg.Node_CreateDomainStmt:
+		s := x.CreateDomainStmt
+		f.kind = factCreateDomain
+		f.target = relFromNames(strs(s.Domainname))
+		for _, c := range s.Constraints {
+			if k := c.GetConstraint(); k != nil && k.Contype == pg.ConstrType_CONSTR_CHECK {
+				f.domainCheck = true
+			}
+		}
+	case *pg.Node_AlterDomainStmt:
+		s := x.AlterDomainStmt
+		f.kind = factAlterDomain
+		f.target = relFromNames(strs(s.TypeName))
+		switch s.Subtype {
+		case "C":
+			if k := s.Def.GetConstraint(); k != nil && !k.SkipValidation {
+				f.domainCheck = true
+				f.domainVerb = "ADD CONSTRAINT"
+			}
+		case "V":
+			f.domainCheck = true
+			f.domainVerb = "VALIDATE CONSTRAINT"
+		case "O":
+			f.domainCheck = true
+			f.domainVerb = "SET NOT NULL"
+		}
+	case *pg.Node_ReindexStmt:
+		s := x.ReindexStmt
+		conc := false
+		for _, p := range s.Params {
+			if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" {
+				conc = true
+			}
+		}
+		if !conc {
+			// REINDEX (CONCURRENTLY) … needs PostgreSQL 14; this form 12.
+			name := s.Name
+			if s.Relation != nil {
+				name = rangeVarName(s.Relation).String()
+			} else if name != "" {
+				name = quoteIdent(name)
+			}
+			kind := strings.TrimPrefix(s.Kind.String(), "REINDEX_OBJECT_")
+			f.safeSQL = strings.TrimSpace("REINDEX " + kind + " CONCURRENTLY " + name)
+		}
+	case *pg.Node_RefreshMatViewStmt:
+		s := x.RefreshMatViewStmt
+		f.target = rangeVarName(s.Relation)
+		if !s.Concurrent {
+			s.Concurrent = true
+			f.safeSQL = deparse()
+			s.Concurrent = false
+		}
+	case *pg.Node_DropdbStmt:
+		f.kind = factDropDatabase
+		f.target = RelName{Name: x.DropdbStmt.Dbname}
+	}
+	return f
+}
+
+func alterCmdFact(cmd *pg.AlterTableCmd) cmdFact {
+	c := cmdFact{column: cmd.Name, cascade: cmd.Behavior == pg.DropBehavior_DROP_CASCADE}
+	switch cmd.Subtype {
+	case pg.AlterTableType_AT_AddColumn:
+		c.kind = cmdAddColumn
+		if cd := cmd.Def.GetColumnDef(); cd != nil {
+			col := columnFact(cd)
+			c.col = &col
+			c.column = cd.Colname
+		}
+	case pg.AlterTableType_AT_AlterColumnType:
+		c.kind = cmdAlterType
+		if cd := cmd.Def.GetColumnDef(); cd != nil {
+			c.col = &colFact{name: cmd.Name, typ: typeRefOf(cd.TypeName), collate: cd.CollClause != nil}
+			c.using = cd.RawDefault != nil
+		}
+	case pg.AlterTableType_AT_SetNotNull:
+		c.kind = cmdSetNotNull
+	case pg.AlterTableType_AT_DropNotNull:
+		c.kind = cmdDropNotNull
+	case pg.AlterTableType_AT_DropColumn:
+		c.kind = cmdDropColumn
+	case pg.AlterTableType_AT_AddConstraint, pg.AlterTableType_AT_AddIndexConstraint:
+		c.kind = cmdAddConstraint
+		if k := cmd.Def.GetConstraint(); k != nil {
+			con := constraintFact(k, "")
+			c.con = &con
+		}
+	case pg.AlterTableType_AT_ValidateConstraint:
+		c.kind = cmdValidate
+		c.name = cmd.Name
+	case pg.AlterTableType_AT_DropConstraint:
+		c.kind = cmdDropConstraint
+		c.name = cmd.Name
+		c.column = ""
+	case pg.AlterTableType_AT_AttachPartition:
+		c.kind = cmdAttach
+		if pc := cmd.Def.GetPartitionCmd(); pc != nil {
+			c.part = rangeVarName(pc.Name)
+		}
+	case pg.AlterTableType_AT_DetachPartition:
+		c.kind = cmdDetach
+		if pc := cmd.Def.GetPartitionCmd(); pc != nil {
+			c.part = rangeVarName(pc.Name)
+			if pc.Concurrent {
+				c.kind = cmdDetachConcurrently
+			}
+		}
+	case pg.AlterTableType_AT_SetTableSpace:
+		c.kind = cmdSetTablespace
+		c.name = cmd.Name
+	case pg.AlterTableType_AT_SetLogged:
+		c.kind = cmdSetLogged
+	case pg.AlterTableType_AT_SetUnLogged:
+		c.kind = cmdSetUnlogged
+	case pg.AlterTableType_AT_SetAccessMethod:
+		c.kind = cmdSetAccessMethod
+		c.name = cmd.Name
+	case pg.AlterTableType_AT_EnableTrig, pg.AlterTableType_AT_EnableAlwaysTrig, pg.AlterTableType_AT_EnableReplicaTrig,
+		pg.AlterTableType_AT_EnableTrigAll, pg.AlterTableType_AT_EnableTrigUser,
+		pg.AlterTableType_AT_DisableTrig, pg.AlterTableType_AT_DisableTrigAll, pg.AlterTableType_AT_DisableTrigUser:
+		c.kind = cmdTrigger
+		c.name = cmd.Name
+	}
+	return c
+}
+
+func columnFact(cd *pg.ColumnDef) colFact {
+	c := colFact{name: cd.Colname, typ: typeRefOf(cd.TypeName), notNull: cd.IsNotNull, collate: cd.CollClause != nil}
+	if cd.Identity != "" {
+		c.identity = true
+	}
+	if cd.Generated != "" {
+		c.generated = true
+	}
+	if cd.RawDefault != nil {
+		c.setDefault(cd.RawDefault)
+	}
+	for _, n := range cd.Constraints {
+		k := n.GetConstraint()
+		if k == nil {
+			continue
+		}
+		switch k.Contype {
+		case pg.ConstrType_CONSTR_DEFAULT:
+			c.setDefault(k.RawExpr)
+		case pg.ConstrType_CONSTR_IDENTITY:
+			c.identity = true
+		case pg.ConstrType_CONSTR_GENERATED:
+			c.generated = true
+		case pg.ConstrType_CONSTR_NOTNULL:
+			c.notNull = true
+		case pg.ConstrType_CONSTR_NULL:
+			c.notNull = false
+		case pg.ConstrType_CONSTR_PRIMARY:
+			c.primaryKey, c.notNull = true, true
+			c.inline = append(c.inline, constraintFact(k, cd.Colname))
+		case pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_FOREIGN, pg.ConstrType_CONSTR_CHECK, pg.ConstrType_CONSTR_EXCLUSION:
+			c.inline = append(c.inline, constraintFact(k, cd.Colname))
+		}
+	}
+	return c
+}
+
+func (c *colFact) setDefault(expr *pg.Node) {
+	if expr == nil {
+		return
+	}
+	if ac := expr.GetAConst(); ac != nil && ac.Isnull {
+		c.hasDefault = false
+		return
+	}
+	if tc := expr.GetTypeCast(); tc != nil {
+		if ac := tc.Arg.GetAConst(); ac != nil && ac.Isnull {
+			c.hasDefault = false
+			return
+		}
+	}
+	c.hasDefault = true
+	c.defaultCalls = c.defaultCalls[:0]
+	walkMessages(expr.ProtoReflect(), func(m protoreflect.Message) {
+		switch v := m.Interface().(type) {
+		case *pg.FuncCall:
+			c.defaultCalls = append(c.defaultCalls, strings.Join(strs(v.Funcname), "."))
+		case *pg.SubLink:
+			c.defaultCalls = append(c.defaultCalls, "(subquery)")
+		}
+	})
+}
+
+// walkMessages calls fn for m and every message below it.
+func walkMessages(m protoreflect.Message, fn func(protoreflect.Message)) {
+	walkMessagesDepth(m, fn, 0)
+}
+
+func walkMessagesDepth(m protoreflect.Message, fn func(protoreflect.Message), depth int) {
+	if !m.IsValid() || depth > 2*maxDepth {
+		return
+	}
+	fn(m)
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind {
+			return true
+		}
+		if fd.IsList() {
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walkMessagesDepth(l.Get(i).Message(), fn, depth+1)
+			}
+			return true
+		}
+		if fd.IsMap() {
+			return true
+		}
+		walkMessagesDepth(v.Message(), fn, depth+1)
+		return true
+	})
+}
+
+func constraintFact(k *pg.Constraint, column string) conFact {
+	c := conFact{name: k.Conname, notValid: k.SkipValidation, usingIndex: k.Indexname}
+	switch k.Contype {
+	case pg.ConstrType_CONSTR_CHECK:
+		c.kind = ConstraintCheck
+		c.notNullOf = notNullColumns(k.RawExpr, nil, 0)
+		if column != "" {
+			c.columns = []string{column}
+		} else {
+			walkMessages(k.RawExpr.ProtoReflect(), func(m protoreflect.Message) {
+				if cr, ok := m.Interface().(*pg.ColumnRef); ok {
+					if f := strs(cr.Fields); len(f) > 0 && !contains(c.columns, f[len(f)-1]) {
+						c.columns = append(c.columns, f[len(f)-1])
+					}
+				}
+			})
+		}
+	case pg.ConstrType_CONSTR_FOREIGN:
+		c.kind = ConstraintForeignKey
+		c.ref = rangeVarName(k.Pktable)
+		c.columns = strs(k.FkAttrs)
+		c.refColumns = strs(k.PkAttrs)
+		if column != "" {
+			c.columns = []string{column}
+		}
+	case pg.ConstrType_CONSTR_PRIMARY:
+		c.kind = ConstraintPrimaryKey
+		c.columns = strs(k.Keys)
+	case pg.ConstrType_CONSTR_UNIQUE:
+		c.kind = ConstraintUnique
+		c.columns = strs(k.Keys)
+	case pg.ConstrType_CONSTR_EXCLUSION:
+		c.kind = ConstraintExclusion
+	case pg.ConstrType_CONSTR_NOTNULL:
+		c.kind = ConstraintNotNull
+		c.columns = strs(k.Keys)
+	default:
+		c.kind = 0
+	}
+	if column != "" && len(c.columns) == 0 {
+		c.columns = []string{column}
+	}
+	return c
+}
+
+// constraintKindWord names a constraint kind for messages.
+func constraintKindWord(k ConstraintType) string {
+	switch k {
+	case ConstraintCheck:
+		return "CHECK"
+	case ConstraintForeignKey:
+		return "FOREIGN KEY"
+	case ConstraintPrimaryKey:
+		return "PRIMARY KEY"
+	case ConstraintUnique:
+		return "UNIQUE"
+	case ConstraintExclusion:
+		return "EXCLUDE"
+	case ConstraintNotNull:
+		return "NOT NULL"
+	}
+	return "constraint"
+}
+
+// addColumnSafeSQL returns, for ADD COLUMN cd of s, the column added with
+// its type only, and the SET DEFAULT of its default ("" when none).
+func addColumnSafeSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, deparse func() string) (bare, setDefault string) {
+	if cd == nil || cd.TypeName == nil {
+		return "", ""
+	}
+	tn := proto.Clone(cd.TypeName).(*pg.TypeName)
+	if t := typeRefOf(tn); t.isSerial() {
+		base := map[string]string{"serial2": "int2", "serial4": "int4", "serial8": "int8"}[t.name]
+		tn = &pg.TypeName{Names: []*pg.Node{pg.MakeStrNode("pg_catalog"), pg.MakeStrNode(base)}, Typemod: -1}
+	}
+	col := &pg.ColumnDef{Colname: cd.Colname, TypeName: tn, IsLocal: true}
+	s.Cmds = []*pg.Node{{Node: &pg.Node_AlterTableCmd{AlterTableCmd: &pg.AlterTableCmd{
+		Subtype: pg.AlterTableType_AT_AddColumn, Def: &pg.Node{Node: &pg.Node_ColumnDef{ColumnDef: col}}, Behavior: pg.DropBehavior_DROP_RESTRICT,
+	}}}}
+	bare = deparse()
+	expr := cd.RawDefault
+	for _, n := range cd.Constraints {
+		if k := n.GetConstraint(); k != nil && k.Contype == pg.ConstrType_CONSTR_DEFAULT {
+			expr = k.RawExpr
+		}
+	}
+	if expr != nil {
+		s.Cmds = []*pg.Node{{Node: &pg.Node_AlterTableCmd{AlterTableCmd: &pg.AlterTableCmd{
+			Subtype: pg.AlterTableType_AT_ColumnDefault, Name: cd.Colname, Def: expr, Behavior: pg.DropBehavior_DROP_RESTRICT,
+		}}}}
+		setDefault = deparse()
+	}
+	return bare, setDefault
+}
+
+// inlineConstraintSQL returns the j-th inline FK or CHECK constraint of ADD
+// COLUMN cd as ALTER TABLE … ADD CONSTRAINT name … NOT VALID.
+func inlineConstraintSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, j int, deparse func() string) string {
+	var k *pg.Constraint
+	n := 0
+	for _, c := range cd.Constraints {
+		con := c.GetConstraint()
+		if con == nil {
+			continue
+		}
+		switch con.Contype {
+		case pg.ConstrType_CONSTR_PRIMARY, pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_FOREIGN, pg.ConstrType_CONSTR_CHECK, pg.ConstrType_CONSTR_EXCLUSION:
+			if n == j {
+				k = con
+			}
+			n++
+		}
+	}
+	if k == nil {
+		return ""
+	}
+	k = proto.Clone(k).(*pg.Constraint)
+	if k.Contype == pg.ConstrType_CONSTR_FOREIGN && len(k.FkAttrs) == 0 {
+		k.FkAttrs = []*pg.Node{pg.MakeStrNode(cd.Colname)}
+	}
+	if k.Conname == "" {
+		k.Conname = defaultConstraintName(rangeVarName(s.Relation), constraintFact(k, cd.Colname))
+	}
+	k.SkipValidation, k.InitiallyValid = true, false
+	s.Cmds = []*pg.Node{{Node: &pg.Node_AlterTableCmd{AlterTableCmd: &pg.AlterTableCmd{
+		Subtype: pg.AlterTableType_AT_AddConstraint, Def: &pg.Node{Node: &pg.Node_Constraint{Constraint: k}}, Behavior: pg.DropBehavior_DROP_RESTRICT,
+	}}}}
+	return deparse()
+}
+
+// notNullColumns returns the columns expr proves not null: col IS NOT NULL,
+// alone or in a top-level AND.
+func notNullColumns(expr *pg.Node, out []string, depth int) []string {
+	if expr == nil || depth > maxDepth {
+		return out
+	}
+	if nt := expr.GetNullTest(); nt != nil && nt.Nulltesttype == pg.NullTestType_IS_NOT_NULL {
+		if cr := nt.Arg.GetColumnRef(); cr != nil {
+			if f := strs(cr.Fields); len(f) > 0 {
+				out = append(out, f[len(f)-1])
+			}
+		}
+	}
+	if be := expr.GetBoolExpr(); be != nil && be.Boolop == pg.BoolExprType_AND_EXPR {
+		for _, a := range be.Args {
+			out = notNullColumns(a, out, depth+1)
+		}
+	}
+	return out
+}
+
+// constraintDefProvesNotNull reports whether a constraint definition as
+// pg_get_constraintdef prints it ("CHECK ((email IS NOT NULL))") proves
+// column not null.
+func constraintDefProvesNotNull(def, column string) bool {
+	if !strings.HasPrefix(strings.TrimSpace(def), "CHECK") || strings.Contains(def, ";") {
+		return false
+	}
+	tree, err := pg.Parse("ALTER TABLE t ADD CONSTRAINT c " + def)
+	if err != nil || len(tree.Stmts) != 1 {
+		return false
+	}
+	at := tree.Stmts[0].Stmt.GetAlterTableStmt()
+	if at == nil || len(at.Cmds) != 1 {
+		return false
+	}
+	k := at.Cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
+	if k == nil || k.SkipValidation {
+		return false
+	}
+	return contains(notNullColumns(k.RawExpr, nil, 0), column)
+}

@@ -1,0 +1,45 @@
+package guard
+
+import (
+	"errors"
+	"testing"
+)
+
+// FuzzAnalyze checks that no input makes the analysis panic (a panic inside
+// the mapping is recovered into errInternal, which fails here), and that the
+// results are self-consistent. Seeds live in testdata/fuzz/FuzzAnalyze: the
+// ground-truth statements of test/locks_groundtruth_test.go.
+func FuzzAnalyze(f *testing.F) {
+	f.Add("ALTER TABLE orders DROP CONSTRAINT orders_user_fk /*traceparent='00-01'*/")
+	f.Add("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x FOR UPDATE")
+	f.Add("-- c\nSELECT 1; /* a /* b */ */")
+	cat := fixture()
+	f.Fuzz(func(t *testing.T, sql string) {
+		for _, an := range []*Analysis{Analyze(sql), NewAnalyzer(cat, 0).Analyze(sql)} {
+			if errors.Is(an.Err, errInternal) {
+				t.Fatalf("Analyze(%q): %v", sql, an.Err)
+			}
+			for i := range an.Statements {
+				s := &an.Statements[i]
+				if s.Start < 0 || s.End > len(an.SQL) || s.Start > s.End {
+					t.Fatalf("Analyze(%q): statement %d has offsets [%d,%d) outside %d bytes", sql, i, s.Start, s.End, len(an.SQL))
+				}
+				seen := map[RelName]bool{}
+				for _, l := range s.Locks {
+					if l.Rel.Name == "" || l.Mode == NoLock || l.Mode > AccessExclusive {
+						t.Fatalf("Analyze(%q): bad lock %+v", sql, l)
+					}
+					if seen[l.Rel] {
+						t.Fatalf("Analyze(%q): %s listed twice", sql, l.Rel)
+					}
+					seen[l.Rel] = true
+				}
+			}
+		}
+		k := cacheKey(sql)
+		if cacheKey(k) != k {
+			t.Fatalf("cacheKey is not idempotent on %q: %q then %q", sql, k, cacheKey(k))
+		}
+		QuickClass(sql)
+	})
+}

@@ -1,0 +1,195 @@
+package guard
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Hazard is a table lock, held or awaited by some session, that a new
+// request could queue behind. PostgreSQL checks a new request against the
+// locks others are waiting for before the granted ones, so a pending ACCESS
+// EXCLUSIVE makes every later read of the table wait.
+type Hazard struct {
+	Rel     RelName // schema-qualified
+	Mode    LockMode
+	Granted bool // held; false means waiting for it
+	PID     int  // the backend that holds or awaits the lock
+	// Source says who reported it: "proxy" for a DDL lockguard itself
+	// forwarded and has not seen complete, "monitor" for pg_locks.
+	Source      string
+	State       string // pg_stat_activity.state
+	Query       string // sanitized: literals replaced by $n
+	Application string
+	User        string
+	Client      string
+	XactStart   time.Time // zero when unknown
+	WaitStart   time.Time // zero when granted or unknown
+}
+
+// Hazards is an immutable snapshot of hazards by table name. A nil or empty
+// Hazards has none; checking it costs one pointer load and a length test.
+type Hazards struct {
+	byName map[string][]Hazard
+	taken  time.Time
+}
+
+// Empty reports whether the snapshot holds no hazard.
+func (h *Hazards) Empty() bool { return h == nil || len(h.byName) == 0 }
+
+// Taken returns when the snapshot was made.
+func (h *Hazards) Taken() time.Time {
+	if h == nil {
+		return time.Time{}
+	}
+	return h.taken
+}
+
+// All returns every hazard, for status pages.
+func (h *Hazards) All() []Hazard {
+	if h.Empty() {
+		return nil
+	}
+	var out []Hazard
+	for _, l := range h.byName {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// Conflict returns a hazard that a request for mode on rel by backend pid
+// would queue behind: a lock of another backend whose mode conflicts. An
+// unqualified rel matches tables in the schemas of searchPath (nil means
+// "public").
+func (h *Hazards) Conflict(rel RelName, mode LockMode, pid int, searchPath []string) (Hazard, bool) {
+	if h.Empty() || rel.Name == "" || mode == NoLock {
+		return Hazard{}, false
+	}
+	for _, hz := range h.byName[rel.Name] {
+		if hz.PID == pid || !mode.Conflicts(hz.Mode) {
+			continue
+		}
+		if rel.Schema != "" {
+			if rel.Schema != hz.Rel.Schema {
+				continue
+			}
+		} else if !inPath(hz.Rel.Schema, searchPath) {
+			continue
+		}
+		return hz, true
+	}
+	return Hazard{}, false
+}
+
+func inPath(schema string, path []string) bool {
+	if schema == "" {
+		return true // the reporter did not know the schema either
+	}
+	if len(path) == 0 {
+		return schema == "public" || schema == ""
+	}
+	for _, p := range path {
+		if p == schema {
+			return true
+		}
+	}
+	return false
+}
+
+// Board publishes the current hazards: those a monitor reads from pg_locks
+// and those the proxy knows from DDL it forwarded. Readers load an immutable
+// snapshot with one atomic pointer load; writers rebuild it. Safe for
+// concurrent use.
+type Board struct {
+	snap atomic.Pointer[Hazards]
+
+	mu        sync.Mutex
+	monitored []Hazard
+	own       map[uint64][]Hazard
+	nextKey   uint64
+	changed   chan struct{} // closed and replaced on every change
+}
+
+// Snapshot returns the current hazards; never nil.
+func (b *Board) Snapshot() *Hazards {
+	if h := b.snap.Load(); h != nil {
+		return h
+	}
+	return &Hazards{}
+}
+
+// Changed returns a channel that is closed at the next change.
+func (b *Board) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return b.changed
+}
+
+// SetMonitored replaces the hazards read from pg_locks.
+func (b *Board) SetMonitored(hs []Hazard) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(hs) == 0 && len(b.monitored) == 0 {
+		return
+	}
+	b.monitored = hs
+	b.publish()
+}
+
+// Add records hazards the proxy knows of (a DDL it forwarded) and returns a
+// key for Remove.
+func (b *Board) Add(hs []Hazard) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.own == nil {
+		b.own = make(map[uint64][]Hazard)
+	}
+	b.nextKey++
+	b.own[b.nextKey] = hs
+	b.publish()
+	return b.nextKey
+}
+
+// Remove forgets hazards added with Add.
+func (b *Board) Remove(key uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.own[key]; !ok {
+		return
+	}
+	delete(b.own, key)
+	b.publish()
+}
+
+// publish rebuilds the snapshot; b.mu must be held.
+func (b *Board) publish() {
+	h := &Hazards{byName: make(map[string][]Hazard), taken: time.Now()}
+	add := func(hz Hazard) {
+		l := h.byName[hz.Rel.Name]
+		for _, e := range l {
+			if e.PID == hz.PID && e.Mode == hz.Mode && e.Rel == hz.Rel && e.Granted == hz.Granted {
+				return
+			}
+		}
+		h.byName[hz.Rel.Name] = append(l, hz)
+	}
+	for _, hz := range b.monitored {
+		add(hz)
+	}
+	for _, l := range b.own {
+		for _, hz := range l {
+			add(hz)
+		}
+	}
+	if len(h.byName) == 0 {
+		h = nil
+	}
+	b.snap.Store(h)
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+}

@@ -1,0 +1,300 @@
+package guard
+
+import "strings"
+
+// This file holds the byte-level scans that run before, or instead of, the
+// parser: trimming comments off the cache key and reading the first keyword.
+// They must not allocate.
+
+// cacheKey returns sql without leading and trailing white space and comments.
+// Comments in the middle of the text are kept. The result is a substring of
+// sql, so computing it does not allocate.
+//
+// sqlcommenter appends "/*key='value',…*/" to every query, and tools prepend
+// "-- name: GetUser" or "/* controller:users */"; neither changes what a
+// statement locks, so neither may change the cache key.
+func cacheKey(sql string) string {
+	start := skipSpaceAndComments(sql, 0)
+	end := len(sql)
+	for end > start {
+		e := trimSpaceRight(sql, start, end)
+		if e-start >= 4 && sql[e-2] == '*' && sql[e-1] == '/' {
+			// Fast path: the text's only comment is the trailing one, the
+			// sqlcommenter case. The searches below are vectorised.
+			if p := strings.Index(sql[start:e], "/*"); p >= 0 && start+p+2 <= e-2 {
+				body := sql[start+p+2 : e-2]
+				if !strings.Contains(body, "/*") && !strings.Contains(body, "*/") {
+					end = start + p
+					continue
+				}
+			}
+			if b := blockCommentStart(sql, start, e); b >= 0 {
+				end = b
+				continue
+			}
+		}
+		end = e
+		break
+	}
+	if end > start && mayEndInLineComment(sql, start, end) {
+		end = trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))
+	}
+	return sql[start:end]
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func trimSpaceRight(s string, start, end int) int {
+	for end > start && isSpace(s[end-1]) {
+		end--
+	}
+	return end
+}
+
+// skipSpaceAndComments returns the offset of the first byte at or after i that
+// is neither white space nor inside a comment.
+func skipSpaceAndComments(s string, i int) int {
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case isSpace(c):
+			i++
+		case c == '-' && i+1 < len(s) && s[i+1] == '-':
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+		case c == '/' && i+1 < len(s) && s[i+1] == '*':
+			i = skipBlockComment(s, i)
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipBlockComment returns the offset just past the (possibly nested) block
+// comment that starts at i, or len(s) if it is not closed.
+func skipBlockComment(s string, i int) int {
+	depth := 0
+	for i < len(s) {
+		if s[i] == '/' && i+1 < len(s) && s[i+1] == '*' {
+			depth++
+			i += 2
+			continue
+		}
+		if s[i] == '*' && i+1 < len(s) && s[i+1] == '/' {
+			depth--
+			i += 2
+			if depth == 0 {
+				return i
+			}
+			continue
+		}
+		i++
+	}
+	return len(s)
+}
+
+// blockCommentStart returns the start of the (possibly nested) block comment
+// that ends at end (s[end-2:end] == "*/"), or -1 if there is none within
+// s[start:end]. Valid SQL cannot end in "*/" other than by closing a
+// comment, so a backward match is safe.
+func blockCommentStart(s string, start, end int) int {
+	depth := 0
+	i := end
+	for i-2 >= start {
+		// Skip quickly to the previous '/' or '*': comment bodies are
+		// mostly neither.
+		for i-1 > start && s[i-1] != '/' && s[i-1] != '*' {
+			i--
+		}
+		if i-2 < start {
+			break
+		}
+		if s[i-2] == '*' && s[i-1] == '/' {
+			depth++
+			i -= 2
+			continue
+		}
+		if s[i-2] == '/' && s[i-1] == '*' {
+			depth--
+			i -= 2
+			if depth == 0 {
+				return i
+			}
+			continue
+		}
+		i--
+	}
+	return -1
+}
+
+// mayEndInLineComment reports whether the last line of s[start:end] contains
+// "--", the only case in which the text may end inside a line comment.
+func mayEndInLineComment(s string, start, end int) bool {
+	t := s[start:end]
+	if !strings.Contains(t, "--") {
+		return false
+	}
+	if nl := strings.LastIndexByte(t, '\n'); nl >= 0 {
+		t = t[nl:]
+	}
+	return strings.Contains(t, "--")
+}
+
+// lastTokenEnd scans s[start:end] as Postgres's lexer would (string literals,
+// quoted identifiers, dollar quotes, comments) and returns the offset just
+// past the last byte that is not a comment or white space.
+func lastTokenEnd(s string, start, end int) int {
+	last := start
+	i := start
+	for i < end {
+		c := s[i]
+		switch {
+		case isSpace(c):
+			i++
+			continue
+		case c == '-' && i+1 < end && s[i+1] == '-':
+			for i < end && s[i] != '\n' {
+				i++
+			}
+			continue
+		case c == '/' && i+1 < end && s[i+1] == '*':
+			i = skipBlockComment(s[:end], i)
+			continue
+		case c == '\'':
+			i = skipQuoted(s, i, end, '\'', i > start && (s[i-1] == 'e' || s[i-1] == 'E'))
+		case c == '"':
+			i = skipQuoted(s, i, end, '"', false)
+		case c == '$':
+			i = skipDollar(s, i, end)
+		default:
+			i++
+		}
+		last = i
+	}
+	return last
+}
+
+func skipQuoted(s string, i, end int, q byte, backslash bool) int {
+	i++
+	for i < end {
+		c := s[i]
+		if backslash && c == '\\' {
+			i += 2
+			continue
+		}
+		if c == q {
+			if i+1 < end && s[i+1] == q {
+				i += 2
+				continue
+			}
+			return i + 1
+		}
+		i++
+	}
+	return end
+}
+
+// skipDollar skips a dollar-quoted string starting at i ($tag$…$tag$), or just
+// the '$' of a parameter or identifier character.
+func skipDollar(s string, i, end int) int {
+	j := i + 1
+	for j < end && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= 0x80 || j > i+1 && s[j] >= '0' && s[j] <= '9') {
+		j++
+	}
+	if j >= end || s[j] != '$' {
+		return i + 1
+	}
+	tag := s[i : j+1]
+	for k := j + 1; k+len(tag) <= end; k++ {
+		if s[k] == '$' && s[k:k+len(tag)] == tag {
+			return k + len(tag)
+		}
+	}
+	return end
+}
+
+// keywords that FirstKeyword recognises, upper case. The scan returns these
+// constants, so it does not allocate.
+var firstKeywords = [...]string{
+	"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES", "TABLE",
+	"COPY", "EXPLAIN", "ALTER", "CREATE", "DROP", "TRUNCATE", "COMMENT",
+	"GRANT", "REVOKE", "REINDEX", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER",
+	"REFRESH", "LOCK", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT",
+	"SAVEPOINT", "RELEASE", "PREPARE", "EXECUTE", "DEALLOCATE", "SET", "RESET",
+	"SHOW", "DISCARD", "FETCH", "MOVE", "CLOSE", "DECLARE", "LISTEN",
+	"UNLISTEN", "NOTIFY", "CALL", "DO", "CHECKPOINT", "LOAD", "SECURITY",
+	"IMPORT", "REASSIGN",
+}
+
+// FirstKeyword returns the first keyword of sql in upper case, skipping
+// white space, comments and opening parentheses: "SELECT" for
+// "/* app */ (select 1)". A word it does not know is returned as written;
+// "" means there is no word. It does not allocate.
+func FirstKeyword(sql string) string {
+	i := skipSpaceAndComments(sql, 0)
+	for i < len(sql) && sql[i] == '(' {
+		i = skipSpaceAndComments(sql, i+1)
+	}
+	j := i
+	for j < len(sql) && (sql[j] >= 'a' && sql[j] <= 'z' || sql[j] >= 'A' && sql[j] <= 'Z' || sql[j] == '_') {
+		j++
+	}
+	w := sql[i:j]
+	if w == "" {
+		return ""
+	}
+	for _, k := range firstKeywords {
+		if equalFoldASCII(w, k) {
+			return k
+		}
+	}
+	return w
+}
+
+func equalFoldASCII(a, upper string) bool {
+	if len(a) != len(upper) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != upper[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// QuickClass classifies sql from its first keyword alone. It errs only in
+// the direction the parser would refine: SELECT … INTO is DDL and a SELECT
+// may change settings through set_config, a WITH may write. ok is false when
+// the keyword does not decide the class (WITH, EXPLAIN, PREPARE, an unknown
+// word) and the parser is needed. Only a statement string whose class is
+// ClassRead or ClassWrite and ok can skip Analyze when no relation it might
+// touch is under a hazard — which, without parsing, means when there is no
+// hazard at all. A query string may hold several statements; QuickClass only
+// looks at the first, so callers must not use it to skip checks for
+// multi-statement strings that contain ';'.
+func QuickClass(sql string) (c Class, ok bool) {
+	switch FirstKeyword(sql) {
+	case "SELECT", "VALUES", "TABLE", "FETCH", "MOVE", "CLOSE":
+		return ClassRead, true
+	case "INSERT", "UPDATE", "DELETE", "MERGE":
+		return ClassWrite, true
+	case "ALTER", "CREATE", "DROP", "TRUNCATE", "COMMENT", "GRANT", "REVOKE", "SECURITY", "IMPORT", "REASSIGN":
+		return ClassDDL, true
+	case "REINDEX", "VACUUM", "ANALYZE", "ANALYSE", "CLUSTER", "REFRESH", "CHECKPOINT":
+		return ClassMaintenance, true
+	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE":
+		return ClassTransaction, true
+	case "SET", "RESET", "DISCARD", "SHOW":
+		return ClassSession, true
+	}
+	return ClassOther, false
+}

@@ -1,0 +1,86 @@
+package guard
+
+import "testing"
+
+func TestCacheKey(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"SELECT 1", "SELECT 1"},
+		{"  SELECT 1  \n", "SELECT 1"},
+		{"SELECT * FROM users WHERE id = $1 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',tracestate='congo%3Dt61rcWkgMzE'*/", "SELECT * FROM users WHERE id = $1"},
+		{"/* controller='users',action='show' */ SELECT 1", "SELECT 1"},
+		{"-- name: GetUser :one\nSELECT 1", "SELECT 1"},
+		{"SELECT 1 -- trailing", "SELECT 1"},
+		{"SELECT 1; -- trailing\n", "SELECT 1;"},
+		{"SELECT 1 /* a */ /* b */", "SELECT 1"},
+		{"SELECT 1 /* outer /* nested */ still */", "SELECT 1"},
+		{"SELECT /* inner */ 1", "SELECT /* inner */ 1"},
+		{"SELECT '--not a comment'", "SELECT '--not a comment'"},
+		{"SELECT 'a' -- it's a comment", "SELECT 'a'"},
+		{"SELECT $$ -- $$", "SELECT $$ -- $$"},
+		{"SELECT $tag$ x -- $tag$ -- real", "SELECT $tag$ x -- $tag$"},
+		{`SELECT "--col" FROM t`, `SELECT "--col" FROM t`},
+		{"SELECT E'\\' --' -- c", "SELECT E'\\' --'"},
+		{"SELECT 1 - -1", "SELECT 1 - -1"},
+		{"-- only a comment", ""},
+		{"/* unterminated", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := cacheKey(tt.in); got != tt.want {
+			t.Errorf("cacheKey(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFirstKeyword(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"select 1", "SELECT"},
+		{"  /* x */ -- y\n (SELECT 1)", "SELECT"},
+		{"Insert into t values (1)", "INSERT"},
+		{"WITH x AS (SELECT 1) SELECT * FROM x", "WITH"},
+		{"alter table t add column c int", "ALTER"},
+		{"vacuum", "VACUUM"},
+		{"frobnicate", "frobnicate"},
+		{"", ""},
+		{"123", ""},
+	}
+	for _, tt := range tests {
+		if got := FirstKeyword(tt.in); got != tt.want {
+			t.Errorf("FirstKeyword(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { FirstKeyword("/* c */ select * from users") }); n != 0 {
+		t.Errorf("FirstKeyword allocates %v times", n)
+	}
+}
+
+func TestQuickClass(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Class
+		ok   bool
+	}{
+		{"SELECT 1", ClassRead, true},
+		{"update t set a = 1", ClassWrite, true},
+		{"DELETE FROM t", ClassWrite, true},
+		{"ALTER TABLE t ADD c int", ClassDDL, true},
+		{"VACUUM t", ClassMaintenance, true},
+		{"begin", ClassTransaction, true},
+		{"SET x = 1", ClassSession, true},
+		{"WITH d AS (DELETE FROM t RETURNING *) SELECT 1", ClassOther, false},
+		{"EXPLAIN ANALYZE DELETE FROM t", ClassOther, false},
+		{"COPY t FROM STDIN", ClassOther, false},
+	}
+	for _, tt := range tests {
+		c, ok := QuickClass(tt.in)
+		if c != tt.want || ok != tt.ok {
+			t.Errorf("QuickClass(%q) = %v, %v; want %v, %v", tt.in, c, ok, tt.want, tt.ok)
+		}
+		// QuickClass never contradicts the parser when it is sure.
+		if ok {
+			if an := Analyze(tt.in); an.Err == nil && len(an.Statements) > 0 && an.Statements[0].Class != c && c != ClassOther {
+				t.Errorf("QuickClass(%q) = %v, Analyze says %v", tt.in, c, an.Statements[0].Class)
+			}
+		}
+	}
+}

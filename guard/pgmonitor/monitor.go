@@ -1,0 +1,149 @@
+// Package pgmonitor reads the live lock state of PostgreSQL on a side
+// connection and publishes it as guard hazards, so that locks taken by
+// sessions that do not go through lockguard count too.
+//
+// It polls pg_locks joined with pg_stat_activity: slowly (Idle, default 1 s)
+// while no lock request waits, and quickly (Busy, default 100 ms) while one
+// does. Only pending requests and granted locks that block writes (SHARE and
+// stronger) are reported.
+package pgmonitor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lockguard/lockguard/guard"
+)
+
+// Monitor polls PostgreSQL's lock table.
+type Monitor struct {
+	Pool  *pgxpool.Pool
+	Board *guard.Board
+	// Idle and Busy are the poll intervals without and with waiters.
+	Idle, Busy time.Duration
+	// ServerVersion is server_version_num; pg_locks.waitstart exists from
+	// 140000 on. 0 assumes it does.
+	ServerVersion int
+	Logger        *slog.Logger
+}
+
+const locksQuery = `
+SELECT l.pid, l.mode, l.granted, n.nspname, c.relname,
+       coalesce(a.state, ''), coalesce(a.query, ''), coalesce(a.application_name, ''),
+       coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''),
+       a.xact_start, l.waitstart
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND c.relkind IN ('r', 'p', 'm', 'f')
+  AND l.pid IS NOT NULL AND l.pid <> pg_backend_pid()
+  AND (NOT l.granted OR l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'))`
+
+// Run polls until ctx is done.
+func (m *Monitor) Run(ctx context.Context) {
+	idle, busy := m.Idle, m.Busy
+	if idle <= 0 {
+		idle = time.Second
+	}
+	if busy <= 0 {
+		busy = 100 * time.Millisecond
+	}
+	log := m.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var lastErr string
+	for {
+		hs, err := m.Poll(ctx)
+		wait := idle
+		if err != nil {
+			if ctx.Err() != nil {
+				m.Board.SetMonitored(nil)
+				return
+			}
+			if err.Error() != lastErr {
+				log.Warn("lock monitor query failed", "err", err)
+				lastErr = err.Error()
+			}
+		} else {
+			lastErr = ""
+			m.Board.SetMonitored(hs)
+			for _, h := range hs {
+				if !h.Granted {
+					wait = busy
+					break
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			m.Board.SetMonitored(nil)
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Poll reads the hazards once.
+func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	q := locksQuery
+	if m.ServerVersion != 0 && m.ServerVersion < 140000 {
+		q = strings.Replace(q, "l.waitstart", "NULL::timestamptz", 1)
+	}
+	rows, err := m.Pool.Query(ctx, q, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_locks: %w", err)
+	}
+	defer rows.Close()
+	var out []guard.Hazard
+	for rows.Next() {
+		var h guard.Hazard
+		var mode string
+		var xact, wait *time.Time
+		if err := rows.Scan(&h.PID, &mode, &h.Granted, &h.Rel.Schema, &h.Rel.Name, &h.State, &h.Query,
+			&h.Application, &h.User, &h.Client, &xact, &wait); err != nil {
+			return nil, err
+		}
+		lm, err := guard.ParseLockMode(mode)
+		if err != nil {
+			continue
+		}
+		h.Mode = lm
+		h.Source = "monitor"
+		h.Query = guard.Sanitize(h.Query)
+		if xact != nil {
+			h.XactStart = *xact
+		}
+		if wait != nil {
+			h.WaitStart = *wait
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// HeldBy reports whether backend pid holds any lock on rel (granted), for the
+// exception PostgreSQL makes: a backend that already holds a lock on a table
+// is not queued behind waiters on it.
+func HeldBy(ctx context.Context, pool *pgxpool.Pool, pid int, rel guard.RelName) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	name := pgx.Identifier{rel.Name}.Sanitize()
+	if rel.Schema != "" {
+		name = pgx.Identifier{rel.Schema, rel.Name}.Sanitize()
+	}
+	var held bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND granted
+		AND locktype = 'relation' AND relation = to_regclass($2))`, pid, name).Scan(&held)
+	return held, err
+}

@@ -1,0 +1,538 @@
+package enforce
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/proxy"
+)
+
+// Evaluator applies a DDL policy; *guard.Policy implements it.
+type Evaluator interface {
+	Evaluate(a *guard.Analysis, c *guard.Context) []guard.Finding
+}
+
+// Blocker is a session that holds or waits for a lock another one needs.
+type Blocker struct {
+	PID         int
+	State       string
+	Query       string // normalized: literals replaced by $n
+	XactAge     time.Duration
+	Application string
+	User        string
+}
+
+// BlockerSource tells which sessions block a backend. Implementations query
+// pg_blocking_pids on a side connection; they must honour ctx.
+type BlockerSource interface {
+	Blockers(ctx context.Context, pid uint32) ([]Blocker, error)
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultLockTimeout = 2 * time.Second
+)
+
+// Guard turns guard's analysis and policy into proxy verdicts.
+type Guard struct {
+	// Analyzer analyses statements; required.
+	Analyzer *guard.Analyzer
+	// Policy decides warn and block; nil means no policy findings.
+	Policy Evaluator
+	// LockTimeout is injected before DDL whose lock would block reads or
+	// writes; 0 turns injection (and so retries) off. A client's own lower
+	// lock_timeout is kept.
+	LockTimeout time.Duration
+	// StatementTimeout, when positive, is injected with the lock timeout.
+	StatementTimeout time.Duration
+	// ConcurrentStatementTimeout, when positive, is injected for
+	// CONCURRENTLY builds, which never get a lock timeout (a cancelled
+	// build leaves an INVALID index behind).
+	ConcurrentStatementTimeout time.Duration
+	// Backoff schedules retries of an autocommit DDL that hit the injected
+	// lock timeout.
+	Backoff guard.Backoff
+	// Blockers, when set, names who blocked a DDL in its final error.
+	Blockers BlockerSource
+	// Admission, when set, keeps statements out of PostgreSQL's lock queue.
+	Admission *Admission
+	// ServerVersion is server_version_num of the upstream; 0 if unknown.
+	ServerVersion int
+	// Logger receives one line per guard action; nil means slog.Default().
+	Logger *slog.Logger
+	// Now returns the time; nil means time.Now.
+	Now func() time.Time
+}
+
+// session is the per-session state the guard keeps.
+type session struct {
+	g   *Guard
+	ps  *proxy.Session
+	log *slog.Logger
+
+	mu       sync.Mutex
+	settings guard.Settings
+	tx       guard.TxState
+	inTx     bool
+	pending  []pendingBatch // batches forwarded whose results are due, in order
+	result   func(string)   // s.onResult, bound once
+	blockers []Blocker      // last capture while a protected DDL waited
+	verdict  proxy.Verdict  // reused for batches that only need tracking
+}
+
+// pendingBatch is what the result of a forwarded batch must update.
+type pendingBatch struct {
+	stmts  []*guard.Statement
+	track  bool
+	hazard uint64 // key of the hazards this DDL put on the board, 0 for none
+}
+
+// searchPath returns the schemas unqualified names resolve in.
+func (s *session) searchPath() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings.SearchPath(s.ps.Param("user"))
+}
+
+// Hooks returns the proxy hooks that enforce g.
+func (g *Guard) Hooks() *proxy.Hooks {
+	return &proxy.Hooks{
+		Open: func(ps *proxy.Session) any {
+			s := &session{g: g, ps: ps, log: g.logger().With("user", ps.Param("user"),
+				"database", ps.Param("database"), "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
+			s.result = s.onResult
+			return s
+		},
+		Batch: g.batch,
+	}
+}
+
+func (g *Guard) logger() *slog.Logger {
+	if g.Logger != nil {
+		return g.Logger
+	}
+	return slog.Default()
+}
+
+func (g *Guard) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// view returns b as a string without copying; valid while b is.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// analysed is one executed statement of a batch with its analysis.
+type analysed struct {
+	an  *guard.Analysis
+	raw string
+}
+
+// batch decides what to do with one batch.
+func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *proxy.Verdict {
+	s, _ := ps.State.(*session)
+	if s == nil {
+		return nil
+	}
+	// The common case: plain reads and writes outside any tracked state,
+	// and no lock hazard anywhere (one atomic load).
+	var hz *guard.Hazards
+	if g.Admission != nil {
+		if h := g.Admission.Board.Snapshot(); !h.Empty() {
+			hz = h
+		}
+	}
+	needs := false
+	var path []string
+	for i := range b.Stmts {
+		st := &b.Stmts[i]
+		if !st.Executed && hz == nil {
+			continue
+		}
+		an := g.Analyzer.Analyze(view(st.SQL))
+		if an.Err != nil {
+			continue // PostgreSQL will answer the syntax error
+		}
+		for j := range an.Statements {
+			switch an.Statements[j].Class {
+			case guard.ClassRead, guard.ClassWrite:
+			default:
+				needs = needs || st.Executed
+			}
+			if hz != nil && !needs {
+				if path == nil {
+					path = s.searchPath()
+				}
+				for _, l := range an.Statements[j].Locks {
+					if _, ok := hz.Conflict(l.Rel, l.Mode, int(ps.BackendPID()), path); ok {
+						needs = true
+						break
+					}
+				}
+			}
+		}
+	}
+	s.mu.Lock()
+	inTxTracked := s.inTx && s.tx.AccessExclusive
+	s.mu.Unlock()
+	if !needs && !inTxTracked {
+		return nil
+	}
+	return g.decide(ctx, s, b)
+}
+
+// decide is the slow path: the batch has DDL, maintenance, transaction
+// control or settings, or the transaction holds ACCESS EXCLUSIVE.
+func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.Verdict {
+	ps := s.ps
+	var stmts []*guard.Statement
+	var protect []*guard.Statement // executed statements whose locks block reads or writes
+	var concurrent []*guard.Statement
+	oneImplicitTx := b.Complete && !b.MidBatch
+	status := b.TxStatus
+	var findings []guard.Finding
+	var admit []*guard.Statement // statements subject to admission
+	for i := range b.Stmts {
+		bs := &b.Stmts[i]
+		raw := view(bs.SQL)
+		an := g.Analyzer.Analyze(raw)
+		if !bs.Executed {
+			// Parsing a statement locks its tables too.
+			for j := range an.Statements {
+				if !blocksTraffic(&an.Statements[j]) {
+					admit = append(admit, &an.Statements[j])
+				}
+			}
+			continue
+		}
+		if an.Err != nil {
+			oneImplicitTx = false
+			continue
+		}
+		for j := range an.Statements {
+			st := &an.Statements[j]
+			stmts = append(stmts, st)
+			if st.Class == guard.ClassTransaction || st.NoTxBlock {
+				oneImplicitTx = false
+			}
+			switch {
+			case st.Concurrently:
+				concurrent = append(concurrent, st)
+				admit = append(admit, st)
+			case blocksTraffic(st):
+				protect = append(protect, st)
+			default:
+				admit = append(admit, st)
+			}
+		}
+		if g.Policy != nil {
+			s.mu.Lock()
+			gctx := &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
+				Application: ps.Param("application_name"), InTransaction: s.inTx || status == 'T',
+				RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: g.Analyzer.Catalog, Now: g.now()}
+			if gctx.InTransaction {
+				tx := s.tx
+				gctx.Tx = &tx
+			}
+			s.mu.Unlock()
+			findings = append(findings, g.Policy.Evaluate(an, gctx)...)
+		}
+	}
+
+	v := &proxy.Verdict{Result: s.result}
+	for _, f := range findings {
+		attrs := []any{"rule", f.Rule, "action", f.Action.String(), "relation", f.Relation.String(), "lock", f.Lock.String()}
+		if f.Overridden {
+			attrs = append(attrs, "overridden", true, "reason", f.Reason)
+		}
+		switch f.Action {
+		case guard.ActionBlock:
+			if v.Refuse == nil {
+				v.Refuse = &proxy.Error{Code: guard.CodePolicyBlock, Message: "lockguard: " + f.Message,
+					Detail: "Rule " + f.Rule + ": " + f.Detail, Hint: f.Hint}
+			}
+			s.log.Warn("policy blocked a statement", attrs...)
+		case guard.ActionWarn:
+			v.Notices = append(v.Notices, &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
+				Message: "lockguard: " + f.Message, Detail: "Rule " + f.Rule + ": " + f.Detail, Hint: f.Hint})
+			s.log.Info("policy warned about a statement", attrs...)
+		default:
+			s.log.Debug("policy finding", attrs...)
+		}
+	}
+	if v.Refuse != nil {
+		s.enqueue(pendingBatch{}) // a refused batch changes nothing
+		return v
+	}
+
+	if a := g.Admission; a != nil && len(admit) > 0 {
+		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), s.searchPath()); conflict {
+			s.mu.Lock()
+			inTx := s.inTx || status == 'T'
+			s.mu.Unlock()
+			v.Hold = a.hold(s, admit, inTx)
+		}
+	}
+	if len(protect) > 0 || len(concurrent) > 0 {
+		if status == 0 && !b.MidBatch {
+			if err := ps.WaitIdle(); err == nil {
+				status = ps.TxStatus()
+			}
+		}
+		g.protect(s, v, b, status, protect, concurrent, oneImplicitTx)
+	}
+	p := pendingBatch{stmts: stmts, track: true}
+	if g.Admission != nil && len(protect) > 0 {
+		p.hazard = g.Admission.Board.Add(ownHazards(protect, int(ps.BackendPID()), sanitizeBatch(b)))
+	}
+	s.enqueue(p)
+	return v
+}
+
+// sanitizeBatch returns the batch's executed statements without literals,
+// for hazard reports.
+func sanitizeBatch(b *proxy.Batch) string {
+	for i := range b.Stmts {
+		if b.Stmts[i].Executed {
+			return guard.Sanitize(string(b.Stmts[i].SQL))
+		}
+	}
+	return ""
+}
+
+// blocksTraffic reports whether st takes a lock that blocks ordinary reads or
+// writes (SHARE or stronger) on an existing relation.
+func blocksTraffic(st *guard.Statement) bool {
+	if st.Class == guard.ClassRead || st.Class == guard.ClassWrite {
+		return false
+	}
+	for i := range st.Locks {
+		if st.Locks[i].Mode >= guard.Share && st.Locks[i].Rel.Name != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// protect adds the lock timeout, its restoration and the retry policy.
+func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
+	protect, concurrent []*guard.Statement, oneImplicitTx bool) {
+	if status == 'E' || b.MidBatch {
+		return // a failed transaction runs nothing; mid-batch nothing can be injected
+	}
+	inTx := status == 'T'
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	injected := false
+	if len(protect) > 0 && g.LockTimeout > 0 {
+		own, set := s.settings.Effective("lock_timeout")
+		d, ok := guard.ParseTimeout(own)
+		if !set || !ok || d == 0 || d > g.LockTimeout {
+			v.Before = append(v.Before, guard.Inject("lock_timeout", g.LockTimeout, inTx))
+			v.After = append(v.After, s.settings.Restore("lock_timeout", inTx))
+			injected = true
+		}
+	}
+	st := g.StatementTimeout
+	if len(protect) == 0 && len(concurrent) > 0 {
+		st = g.ConcurrentStatementTimeout
+	}
+	if st > 0 {
+		v.Before = append(v.Before, guard.Inject("statement_timeout", st, inTx))
+		v.After = append(v.After, s.settings.Restore("statement_timeout", inTx))
+	}
+	if !injected {
+		return
+	}
+	rels := describeLocks(protect)
+	s.log.Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", rels, "in_transaction", inTx)
+	if inTx || !oneImplicitTx {
+		// Never retry inside a transaction block: its earlier locks would
+		// stay held while it sleeps.
+		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
+			if code != guard.CodeLockNotAvailable {
+				return false, 0, nil
+			}
+			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
+		}
+		g.watchBlockers(s)
+		return
+	}
+	first := g.now()
+	g.watchBlockers(s)
+	v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
+		if code != guard.CodeLockNotAvailable {
+			if attempt > 1 {
+				s.log.Info("DDL landed after retries", "attempts", attempt, "locks", rels, "sqlstate", code)
+			}
+			return false, 0, nil
+		}
+		if d, ok := g.Backoff.Delay(attempt+1, g.now().Sub(first)); ok {
+			s.log.Info("DDL hit the lock timeout; retrying", "attempt", attempt, "delay", d, "locks", rels)
+			time.AfterFunc(d, func() { g.watchBlockers(s) })
+			return true, d, nil
+		}
+		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
+	}
+}
+
+// watchBlockers records who blocks the session's backend shortly before the
+// injected lock timeout fires.
+func (g *Guard) watchBlockers(s *session) {
+	if g.Blockers == nil || g.LockTimeout <= 0 {
+		return
+	}
+	pid := s.ps.BackendPID()
+	time.AfterFunc(g.LockTimeout*3/5, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.LockTimeout/2)
+		defer cancel()
+		bl, err := g.Blockers.Blockers(ctx, pid)
+		if err != nil {
+			s.log.Debug("looking up blockers failed", "err", err)
+			return
+		}
+		if len(bl) > 0 {
+			s.mu.Lock()
+			s.blockers = bl
+			s.mu.Unlock()
+		}
+	})
+}
+
+// giveUp builds the final error of a DDL that did not get its lock.
+func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, inTx bool) *proxy.Error {
+	e := &proxy.Error{Code: guard.CodeLockNotAvailable,
+		Message: fmt.Sprintf("lockguard: gave up waiting for %s", rels)}
+	var d strings.Builder
+	fmt.Fprintf(&d, "lock_timeout %v per attempt; %d attempt", g.LockTimeout, attempts)
+	if attempts != 1 {
+		d.WriteString("s")
+	}
+	if elapsed > 0 {
+		fmt.Fprintf(&d, " over %v", elapsed.Round(time.Millisecond))
+	}
+	d.WriteString(".")
+	if bl := s.blockersSnapshot(); len(bl) > 0 {
+		for _, b := range bl {
+			fmt.Fprintf(&d, " Blocked by pid %d (%s, user %s, application %q, transaction open %v): %s.",
+				b.PID, b.State, b.User, b.Application, b.XactAge.Round(time.Second), truncate(b.Query, 200))
+		}
+	} else if g.Blockers == nil {
+		d.WriteString(" The blocking session is unknown: lockguard has no monitor connection (monitor-dsn).")
+	}
+	e.Detail = d.String()
+	if inTx {
+		e.Hint = "lockguard does not retry inside a transaction block, because the transaction's earlier locks would stay held while it waits. Roll back and retry the whole transaction, or run this DDL in its own transaction."
+	} else {
+		e.Hint = "lockguard gave up its place in the lock queue so that other queries could proceed. End the blocking transaction (for example SELECT pg_terminate_backend(pid)) or retry when it is done."
+	}
+	s.log.Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", inTx)
+	return e
+}
+
+func (s *session) blockersSnapshot() []Blocker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bl := s.blockers
+	s.blockers = nil
+	return bl
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// describeLocks names the strongest lock of each protected statement.
+func describeLocks(stmts []*guard.Statement) string {
+	var parts []string
+	for _, st := range stmts {
+		for _, l := range st.Locks {
+			if l.Mode >= guard.Share && l.Rel.Name != "" {
+				parts = append(parts, l.Mode.String()+" on "+l.Rel.String())
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "a lock"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (s *session) enqueue(p pendingBatch) {
+	s.mu.Lock()
+	s.pending = append(s.pending, p)
+	s.mu.Unlock()
+}
+
+// onResult runs on the upstream goroutine when a batch the guard looked at
+// completes: it applies settings changes and follows the transaction.
+func (s *session) onResult(code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) == 0 {
+		return
+	}
+	p := s.pending[0]
+	s.pending[0] = pendingBatch{}
+	s.pending = s.pending[1:]
+	if p.hazard != 0 {
+		s.g.Admission.Board.Remove(p.hazard)
+	}
+	if !p.track {
+		return
+	}
+	if code == "" {
+		for _, st := range p.stmts {
+			s.settings.Apply(st, s.inTx)
+			if s.inTx && st.Class != guard.ClassTransaction {
+				s.tx.Record(st)
+			}
+			if st.Class == guard.ClassTransaction {
+				switch st.TxKind {
+				case guard.TxBegin:
+					s.inTx = true
+					s.tx.Reset()
+					s.tx.Started = s.g.now()
+				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+					s.inTx = false
+					s.tx.Reset()
+				}
+			}
+		}
+		if len(p.stmts) > 0 && (p.stmts[0].Class == guard.ClassDDL || p.stmts[0].Class == guard.ClassMaintenance) {
+			// The schema may have changed: analyses that used catalog
+			// facts are stale.
+			s.g.Analyzer.Purge()
+		}
+	}
+	// The server's status is the truth about the transaction.
+	switch s.ps.TxStatus() {
+	case 'I':
+		if s.inTx {
+			s.settings.TxEnded(false)
+			s.inTx = false
+			s.tx.Reset()
+		}
+	case 'T', 'E':
+		if !s.inTx {
+			s.inTx = true
+			s.tx.Reset()
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package enforce
+
+import (
+	"context"
+	"testing"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/proxy"
+)
+
+func plainBatch(sql string) *proxy.Batch {
+	return &proxy.Batch{Simple: true, Complete: true, TxStatus: 'I',
+		Stmts: []proxy.BatchStmt{{SQL: []byte(sql), Executed: true}}}
+}
+
+func newTestGuard() (*Guard, *proxy.Session) {
+	g := &Guard{Analyzer: guard.NewAnalyzer(nil, 100), LockTimeout: DefaultLockTimeout,
+		Backoff: guard.DefaultBackoff, Admission: &Admission{Board: &guard.Board{}}}
+	ps := &proxy.Session{}
+	ps.State = g.Hooks().Open(ps)
+	return g, ps
+}
+
+// TestPlainStatementsCostNothing: a cached plain statement with no hazard is
+// forwarded unchanged, without allocating.
+func TestPlainStatementsCostNothing(t *testing.T) {
+	g, ps := newTestGuard()
+	for _, sql := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"} {
+		b := plainBatch(sql)
+		if v := g.batch(context.Background(), ps, b); v != nil {
+			t.Fatalf("%s: verdict %+v, want none", sql, v)
+		}
+		if n := testing.AllocsPerRun(1000, func() { g.batch(context.Background(), ps, b) }); n != 0 {
+			t.Fatalf("%s: %v allocations per batch, want 0", sql, n)
+		}
+	}
+}
+
+// TestDDLGetsProtection: a blocking DDL gets the lock timeout and its
+// restoration; a CONCURRENTLY build does not.
+func TestDDLGetsProtection(t *testing.T) {
+	g, ps := newTestGuard()
+	v := g.batch(context.Background(), ps, plainBatch("ALTER TABLE users ADD COLUMN c int"))
+	if v == nil || len(v.Before) != 1 || v.Before[0] != "SET lock_timeout = '2000ms'" || len(v.After) != 1 ||
+		v.After[0] != "RESET lock_timeout" || v.Retry == nil {
+		t.Fatalf("ALTER TABLE verdict = %+v", v)
+	}
+	v = g.batch(context.Background(), ps, plainBatch("CREATE INDEX CONCURRENTLY i ON users (c)"))
+	if v != nil && len(v.Before) != 0 {
+		t.Fatalf("CREATE INDEX CONCURRENTLY got %q", v.Before)
+	}
+}
+
+// TestAdmissionSheds: with a pending ACCESS EXCLUSIVE on users, a read of
+// users is held and shed; a read of another table is not.
+func TestAdmissionSheds(t *testing.T) {
+	g, ps := newTestGuard()
+	g.Admission.Board.Add([]guard.Hazard{{Rel: guard.RelName{Schema: "public", Name: "users"},
+		Mode: guard.AccessExclusive, PID: 42, Query: "ALTER TABLE orders DROP CONSTRAINT $1"}})
+	v := g.batch(context.Background(), ps, plainBatch("SELECT * FROM users WHERE id = 1"))
+	if v == nil || v.Hold == nil {
+		t.Fatalf("read of users: verdict %+v, want a hold", v)
+	}
+	e := v.Hold(context.Background())
+	if e == nil || e.Code != guard.CodeLockNotAvailable || e.Detail == "" || e.Hint == "" {
+		t.Fatalf("hold ended with %+v, want a shed", e)
+	}
+	if v := g.batch(context.Background(), ps, plainBatch("SELECT * FROM products")); v != nil && v.Hold != nil {
+		t.Fatalf("unrelated read held: %+v", v)
+	}
+}
+
+func BenchmarkBatch(b *testing.B) {
+	for _, tc := range []struct{ name, sql string }{
+		{"select", "SELECT abalance FROM pgbench_accounts WHERE aid = $1"},
+		{"update", "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			g, ps := newTestGuard()
+			batch := plainBatch(tc.sql)
+			b.ReportAllocs()
+			for b.Loop() {
+				g.batch(context.Background(), ps, batch)
+			}
+		})
+	}
+}
+
+// BenchmarkAdmissionCheckNoHazard is the admission check alone when no
+// hazard exists: one atomic pointer load.
+func BenchmarkAdmissionCheckNoHazard(b *testing.B) {
+	board := &guard.Board{}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if !board.Snapshot().Empty() {
+			n++
+		}
+	}
+	if n != 0 {
+		b.Fatal("hazard on an empty board")
+	}
+}

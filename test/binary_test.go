@@ -1,0 +1,240 @@
+package test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lockguard/lockguard/internal/pgserver"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// lockguardBinary builds cmd/lockguard once per test run.
+func lockguardBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lockguard-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "lockguard")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/lockguard").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// process is a running lockguard binary.
+type process struct {
+	cmd    *exec.Cmd
+	listen string
+	admin  string
+	out    *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func startBinary(t *testing.T, args ...string) *process {
+	t.Helper()
+	p := &process{listen: freeAddr(t), admin: freeAddr(t), out: &syncBuffer{}, exited: make(chan error, 1)}
+	args = append([]string{"serve", "--listen", p.listen, "--admin", p.admin}, args...)
+	p.cmd = exec.Command(lockguardBinary(t), args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("lockguard output:\n%s", p.out)
+		}
+	})
+	waitFor(t, 60*time.Second, func() bool { return p.readyz() == http.StatusOK })
+	return p
+}
+
+func (p *process) readyz() int {
+	resp, err := http.Get("http://" + p.admin + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (p *process) dsn() string {
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgserver.Superuser, p.listen, pgserver.TestDB)
+}
+
+// TestBinarySighupReload: SIGHUP re-reads the config file; new sessions use
+// it, open ones keep going, and a broken file keeps the old settings.
+func TestBinarySighupReload(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "lockguard.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\n", pg.Addr()))
+	p := startBinary(t, "--config", cfgFile)
+	ctx := ctxT(t, 30*time.Second)
+	before := connect(t, p.dsn())
+
+	write(fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\nmax-connections: 1\n", pg.Addr()))
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	if _, err := pgx.Connect(ctx, p.dsn()); pgCode(err) != "53300" {
+		t.Fatalf("after reload to max-connections 1: got %v, want 53300", err)
+	}
+	var n int
+	if err := before.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatalf("session opened before the reload: %v", err)
+	}
+	write("upstream: [broken\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "reload failed") })
+	if _, err := pgx.Connect(ctx, p.dsn()); pgCode(err) != "53300" {
+		t.Fatalf("a broken file changed the settings: %v", err)
+	}
+}
+
+// TestBinarySigtermDrain: SIGTERM stops accepting, reports not ready, lets
+// an open transaction commit, then exits 0.
+func TestBinarySigtermDrain(t *testing.T) {
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--drain-timeout", "20s")
+	ctx := ctxT(t, 30*time.Second)
+	idle := connect(t, p.dsn())
+	busy := connect(t, p.dsn())
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 5*time.Second, func() bool { return p.readyz() != http.StatusOK })
+	if _, err := idle.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("idle session still served after SIGTERM")
+	}
+	if _, err := pgx.Connect(ctx, p.dsn()); err == nil {
+		t.Fatal("new session accepted after SIGTERM")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit during drain: %v", err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		p.exited <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("lockguard did not exit after its last session ended")
+	}
+}
+
+// TestBinaryThrowawayPostgres runs what `make run` runs: lockguard starts its
+// own PostgreSQL, prints how to connect, and psql works through it.
+func TestBinaryThrowawayPostgres(t *testing.T) {
+	listen := freeAddr(t)
+	cmd := exec.Command(lockguardBinary(t), "serve", "--throwaway-postgres", "--listen", listen, "--admin", freeAddr(t))
+	stdout, _ := cmd.StdoutPipe()
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var conninfo string
+	timeout := time.After(90 * time.Second)
+	for conninfo == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("lockguard exited before printing how to connect")
+			}
+			if s := strings.TrimSpace(l); strings.HasPrefix(s, "psql ") {
+				conninfo = strings.Trim(strings.TrimPrefix(s, "psql "), `"`)
+			}
+		case <-timeout:
+			t.Fatal("no connect hint within 90s")
+		}
+	}
+	out, err := exec.Command("psql", conninfo, "-X", "-A", "-t", "-c", "SELECT 'through lockguard'").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "through lockguard" {
+		t.Fatalf("psql %q: %v\n%s", conninfo, err, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("lockguard with a throwaway PostgreSQL did not stop on SIGTERM")
+	}
+}

@@ -1,0 +1,208 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/guard/pgcatalog"
+	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/proxy"
+)
+
+// startGuarded starts a proxy with the guard on: catalog and blocker lookups
+// through side connections as the superuser, a short lock timeout so tests
+// run fast.
+func startGuarded(t *testing.T, mutate func(*enforce.Guard)) *lockguard {
+	t.Helper()
+	ctx := ctxT(t, 20*time.Second)
+	catConn := connect(t, directDSN())
+	cat, err := pgcatalog.New(ctx, catConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, directDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	g := &enforce.Guard{
+		Analyzer:    guard.NewAnalyzer(cat, 1000),
+		LockTimeout: 300 * time.Millisecond,
+		Backoff:     guard.Backoff{Attempts: 4, Base: 100 * time.Millisecond, Cap: 200 * time.Millisecond, Deadline: 20 * time.Second},
+		Blockers:    &enforce.PGBlockers{Pool: pool},
+		Logger:      testLogger(),
+	}
+	if mutate != nil {
+		mutate(g)
+	}
+	return startLockguard(t, func(c *proxy.Config) { c.Hooks = g.Hooks() })
+}
+
+// holdLock opens a direct transaction that reads tbl and stays idle in it,
+// returning its pid and a function that ends it.
+func holdLock(t *testing.T, tbl string) (int, func()) {
+	t.Helper()
+	ctx := ctxT(t, 10*time.Second)
+	c := connect(t, directDSN())
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+tbl); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return pid, func() { tx.Rollback(context.Background()) }
+}
+
+func showLockTimeout(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	var v string
+	if err := conn.QueryRow(context.Background(), "SHOW lock_timeout").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestEnforceLockTimeoutAndRetry(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 120*time.Second)
+	direct := connect(t, directDSN())
+	users, orders := uniqueName(t, "users"), uniqueName(t, "orders")
+	fk := orders + "_user_fk"
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY);
+		CREATE TABLE %s (id int PRIMARY KEY, user_id int CONSTRAINT %s REFERENCES %s(id))`, users, orders, fk, users)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+orders+", "+users) })
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			conn := connect(t, lg.superDSN())
+			conn.Exec(ctx, "SET lock_timeout = '7s'", mode)
+			// The blocker never ends: the DDL fails after every attempt,
+			// and the error names the blocker and both tables.
+			pid, release := holdLock(t, users)
+			start := time.Now()
+			_, err := conn.Exec(ctx, "ALTER TABLE "+orders+" DROP CONSTRAINT "+fk, mode)
+			release()
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+				t.Fatalf("got %v, want lockguard's 55P03", err)
+			}
+			if !strings.Contains(pe.Message, orders) || !strings.Contains(pe.Message, users) {
+				t.Errorf("message does not name both tables: %q", pe.Message)
+			}
+			if !strings.Contains(pe.Detail, "4 attempts") || !strings.Contains(pe.Detail, fmt.Sprintf("pid %d", pid)) ||
+				!strings.Contains(pe.Detail, "idle in transaction") {
+				t.Errorf("detail = %q, want attempts and blocker pid %d", pe.Detail, pid)
+			}
+			if pe.Hint == "" {
+				t.Error("no hint")
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Errorf("gave up after %v", el)
+			}
+			if v := showLockTimeout(t, conn); v != "7s" {
+				t.Fatalf("client's lock_timeout after the DDL = %q, want 7s", v)
+			}
+			// The blocker ends during the retries: the client only sees
+			// success.
+			_, release = holdLock(t, users)
+			released := make(chan struct{})
+			go func() { time.Sleep(700 * time.Millisecond); release(); close(released) }()
+			_, err = conn.Exec(ctx, "ALTER TABLE "+orders+" ADD COLUMN c_"+strings.ToLower(mode.String()[:3])+" int", mode)
+			<-released
+			if err != nil {
+				t.Fatalf("DDL during a released blocker: %v", err)
+			}
+			if v := showLockTimeout(t, conn); v != "7s" {
+				t.Fatalf("client's lock_timeout after retries = %q, want 7s", v)
+			}
+		})
+	}
+	// Inside an explicit transaction: one attempt, a hint, no retry.
+	conn := connect(t, lg.superDSN())
+	_, release := holdLock(t, users)
+	defer release()
+	tx, _ := conn.Begin(ctx)
+	start := time.Now()
+	_, err := tx.Exec(ctx, "ALTER TABLE "+users+" ADD COLUMN in_tx int")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Hint, "does not retry inside a transaction block") {
+		t.Fatalf("in a transaction: %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("in a transaction it took %v: retried?", el)
+	}
+	tx.Rollback(ctx)
+	if v := showLockTimeout(t, conn); v != "0" {
+		t.Fatalf("lock_timeout after the transaction = %q", v)
+	}
+	// A client's own lower lock_timeout is kept and its 55P03 is its own.
+	conn.Exec(ctx, "SET lock_timeout = '100ms'")
+	_, err = conn.Exec(ctx, "ALTER TABLE "+users+" ADD COLUMN low int")
+	if !errors.As(err, &pe) || pe.Code != "55P03" || strings.HasPrefix(pe.Message, "lockguard") {
+		t.Fatalf("own lower lock_timeout: %v, want PostgreSQL's own 55P03", err)
+	}
+}
+
+// TestEnforceMigrationPatterns: what migration tools and DBAs send still
+// works through the guard.
+func TestEnforceMigrationPatterns(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	conn := connect(t, lg.superDSN())
+	tbl := uniqueName(t, "mig")
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_versions") })
+	steps := []string{
+		"CREATE TABLE " + tbl + " (id bigint PRIMARY KEY, email text); CREATE TABLE " + tbl + "_versions (v text)",
+		"BEGIN; ALTER TABLE " + tbl + " ADD COLUMN created_at timestamptz; INSERT INTO " + tbl + "_versions VALUES ('1'); COMMIT",
+		"CREATE INDEX CONCURRENTLY " + tbl + "_email ON " + tbl + " (email)",
+		"VACUUM (ANALYZE) " + tbl,
+		"REINDEX INDEX CONCURRENTLY " + tbl + "_email",
+		"DROP INDEX CONCURRENTLY " + tbl + "_email",
+		"ALTER TABLE " + tbl + " ADD CONSTRAINT " + tbl + "_email_chk CHECK (email <> '') NOT VALID",
+		"ALTER TABLE " + tbl + " VALIDATE CONSTRAINT " + tbl + "_email_chk",
+	}
+	for _, sql := range steps {
+		if _, err := conn.PgConn().Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// Extended protocol, in a transaction, as ORMs do.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN note text"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO "+tbl+"_versions VALUES ($1)", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+tbl+"_versions").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("versions = %d, %v", n, err)
+	}
+	if v := showLockTimeout(t, conn); v != "0" {
+		t.Fatalf("lock_timeout after migrations = %q", v)
+	}
+	var valid bool
+	conn.QueryRow(ctx, "SELECT convalidated FROM pg_constraint WHERE conname = $1", tbl+"_email_chk").Scan(&valid)
+	if !valid {
+		t.Fatal("constraint not validated")
+	}
+}

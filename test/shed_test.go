@@ -1,0 +1,230 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/guard/pgmonitor"
+	"github.com/lockguard/lockguard/internal/enforce"
+)
+
+// shedSetup is a guarded lockguard with the lock monitor and admission on,
+// and the incident's schema: users, orders (FK to users) and an unrelated
+// products table.
+type shedSetup struct {
+	lg                      *lockguard
+	board                   *guard.Board
+	users, orders, products string
+	fk                      string
+}
+
+func startShedding(t *testing.T, lockTimeout time.Duration) *shedSetup {
+	t.Helper()
+	ctx := ctxT(t, 20*time.Second)
+	s := &shedSetup{board: &guard.Board{}}
+	s.users, s.orders, s.products = uniqueName(t, "users"), uniqueName(t, "orders"), uniqueName(t, "products")
+	s.fk = s.orders + "_user_fk"
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`
+		CREATE TABLE %[1]s (id int PRIMARY KEY, name text);
+		INSERT INTO %[1]s SELECT g, 'u' || g FROM generate_series(1, 100) g;
+		CREATE TABLE %[2]s (id int PRIMARY KEY, user_id int CONSTRAINT %[4]s REFERENCES %[1]s(id));
+		INSERT INTO %[2]s SELECT g, 1 + g %% 100 FROM generate_series(1, 100) g;
+		CREATE TABLE %[3]s (id int PRIMARY KEY);
+		INSERT INTO %[3]s SELECT generate_series(1, 100);`, s.users, s.orders, s.products, s.fk)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+s.orders+", "+s.users+", "+s.products)
+	})
+	pool, err := pgxpool.New(ctx, directDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	mctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&pgmonitor.Monitor{Pool: pool, Board: s.board, Idle: 200 * time.Millisecond, Busy: 50 * time.Millisecond, Logger: testLogger()}).Run(mctx)
+		close(done)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	s.lg = startGuarded(t, func(g *enforce.Guard) {
+		g.LockTimeout = lockTimeout
+		g.Backoff = guard.Backoff{Attempts: 20, Base: 50 * time.Millisecond, Cap: 200 * time.Millisecond, Deadline: 30 * time.Second}
+		g.Admission = &enforce.Admission{Board: s.board, HoldBudget: 150 * time.Millisecond,
+			HeldBy: func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
+				return pgmonitor.HeldBy(ctx, pool, pid, rel)
+			}}
+	})
+	return s
+}
+
+// probe runs sql through lockguard on a fresh connection and reports how it
+// ended and how long it took. It never waits more than 10 s.
+func (s *shedSetup) probe(t *testing.T, sql string) (code string, took time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn := connect(t, s.lg.superDSN())
+	start := time.Now()
+	_, err := conn.Exec(ctx, sql)
+	took = time.Since(start)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		return "ok", took
+	case errors.As(err, &pe):
+		if pe.Code == "55P03" && !strings.HasPrefix(pe.Message, "lockguard: shed") {
+			t.Errorf("55P03 that is not lockguard's shed: %v", pe)
+		}
+		if pe.Code == "55P03" && (pe.Detail == "" || pe.Hint == "") {
+			t.Errorf("shed without DETAIL or HINT: %+v", pe)
+		}
+		return pe.Code, took
+	default:
+		return err.Error(), took
+	}
+}
+
+// expectNoQueue checks that a statement on the hazard table is answered
+// within the hold budget (shed or served) and that the unrelated table is
+// served at once.
+func (s *shedSetup) expectNoQueue(t *testing.T, blockedSQL string) {
+	t.Helper()
+	for i := 0; i < 3; i++ {
+		code, took := s.probe(t, blockedSQL)
+		if code != "55P03" || took > 2*time.Second {
+			t.Fatalf("%s during the hazard: %s after %v, want shed within the budget", blockedSQL, code, took)
+		}
+	}
+	code, took := s.probe(t, "SELECT count(*) FROM "+s.products)
+	if code != "ok" || took > time.Second {
+		t.Fatalf("unrelated table during the hazard: %s after %v", code, took)
+	}
+}
+
+func waitHazard(t *testing.T, b *guard.Board, table string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		for _, h := range b.Snapshot().All() {
+			if h.Rel.Name == table && !h.Granted {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestShedBehindPendingDropFK is the incident: a reader holds users, a DROP
+// CONSTRAINT of the FK from orders waits for ACCESS EXCLUSIVE on both. New
+// reads of users are shed instead of queueing, the unrelated table is
+// served, and the DDL lands once the reader commits.
+func TestShedBehindPendingDropFK(t *testing.T) {
+	for _, via := range []string{"lockguard", "direct"} {
+		t.Run("ddl "+via, func(t *testing.T) {
+			s := startShedding(t, 3*time.Second)
+			_, release := holdLock(t, s.users)
+			ddlDSN := s.lg.superDSN()
+			if via == "direct" {
+				ddlDSN = directDSN() // a session that bypasses lockguard
+			}
+			ddl := connect(t, ddlDSN)
+			ddlDone := make(chan error, 1)
+			go func() {
+				_, err := ddl.Exec(context.Background(), "ALTER TABLE "+s.orders+" DROP CONSTRAINT "+s.fk)
+				ddlDone <- err
+			}()
+			waitHazard(t, s.board, s.users)
+			s.expectNoQueue(t, "SELECT count(*) FROM "+s.users)
+			release()
+			select {
+			case err := <-ddlDone:
+				if err != nil {
+					t.Fatalf("DDL after the reader committed: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("DDL did not land after the reader committed")
+			}
+			waitFor(t, 5*time.Second, func() bool { return s.board.Snapshot().Empty() })
+			if code, _ := s.probe(t, "SELECT count(*) FROM "+s.users); code != "ok" {
+				t.Fatalf("read of users after the DDL: %s", code)
+			}
+		})
+	}
+}
+
+// TestShedBehindPendingAddFK: ADD FOREIGN KEY waits for SHARE ROW EXCLUSIVE
+// on both tables behind a writer of users. Writes of users would queue and
+// are shed; reads do not conflict and are served.
+func TestShedBehindPendingAddFK(t *testing.T) {
+	s := startShedding(t, 3*time.Second)
+	ctx := ctxT(t, 30*time.Second)
+	writer := connect(t, directDSN())
+	tx, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE "+s.users+" SET name = name WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	ddl := connect(t, s.lg.superDSN())
+	ddlDone := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(context.Background(), "ALTER TABLE "+s.orders+" ADD CONSTRAINT "+s.fk+"2 FOREIGN KEY (user_id) REFERENCES "+s.users+"(id)")
+		ddlDone <- err
+	}()
+	waitHazard(t, s.board, s.users)
+	s.expectNoQueue(t, "UPDATE "+s.users+" SET name = 'x' WHERE id = 2")
+	if code, took := s.probe(t, "SELECT count(*) FROM "+s.users); code != "ok" || took > time.Second {
+		t.Fatalf("read of users (no conflict with SHARE ROW EXCLUSIVE): %s after %v", code, took)
+	}
+	tx.Commit(ctx)
+	select {
+	case err := <-ddlDone:
+		if err != nil {
+			t.Fatalf("ADD FOREIGN KEY after the writer committed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ADD FOREIGN KEY did not land")
+	}
+}
+
+// TestShedOwnerNeverShed: the session whose transaction holds the strong
+// lock keeps working on its table.
+func TestShedOwnerNeverShed(t *testing.T) {
+	s := startShedding(t, 3*time.Second)
+	ctx := ctxT(t, 30*time.Second)
+	owner := connect(t, s.lg.superDSN())
+	tx, err := owner.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.products+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		for _, h := range s.board.Snapshot().All() {
+			if h.Rel.Name == s.products && h.Granted {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := tx.Exec(ctx, "INSERT INTO "+s.products+" VALUES (1000)"); err != nil {
+		t.Fatalf("owner of the lock was refused: %v", err)
+	}
+	if code, took := s.probe(t, "SELECT count(*) FROM "+s.products); code != "55P03" || took > 2*time.Second {
+		t.Fatalf("other session during a held ACCESS EXCLUSIVE: %s after %v", code, took)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
