@@ -25,6 +25,36 @@ type Hazard struct {
 	Client      string
 	XactStart   time.Time // zero when unknown
 	WaitStart   time.Time // zero when granted or unknown
+	// BlockedBy lists, for a pending request, the backends it waits for:
+	// holders of conflicting locks and requests ahead of it in the queue
+	// (pg_blocking_pids). Set by the monitor only.
+	BlockedBy []int
+}
+
+// QueuedBehind returns the pending requests in h that wait for backend pid,
+// and the longest such wait.
+func (h *Hazards) QueuedBehind(pid int) (n int, oldest time.Duration) {
+	if h.Empty() {
+		return 0, 0
+	}
+	now := time.Now()
+	for _, l := range h.byName {
+		for _, hz := range l {
+			if hz.Granted || hz.PID == pid {
+				continue
+			}
+			for _, b := range hz.BlockedBy {
+				if b == pid {
+					n++
+					if !hz.WaitStart.IsZero() && now.Sub(hz.WaitStart) > oldest {
+						oldest = now.Sub(hz.WaitStart)
+					}
+					break
+				}
+			}
+		}
+	}
+	return n, oldest
 }
 
 // Hazards is an immutable snapshot of hazards by table name. A nil or empty

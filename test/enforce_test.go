@@ -43,7 +43,9 @@ func startGuarded(t *testing.T, mutate func(*enforce.Guard)) *lockguard {
 	if mutate != nil {
 		mutate(g)
 	}
-	return startLockguard(t, func(c *proxy.Config) { c.Hooks = g.Hooks() })
+	lg := startLockguard(t, func(c *proxy.Config) { c.Hooks = g.Hooks() })
+	lg.guard = g
+	return lg
 }
 
 // holdLock opens a direct transaction that reads tbl and stays idle in it,
@@ -163,7 +165,9 @@ func TestEnforceMigrationPatterns(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	conn := connect(t, lg.superDSN())
 	tbl := uniqueName(t, "mig")
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_versions") })
+	t.Cleanup(func() {
+		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_versions")
+	})
 	steps := []string{
 		"CREATE TABLE " + tbl + " (id bigint PRIMARY KEY, email text); CREATE TABLE " + tbl + "_versions (v text)",
 		"BEGIN; ALTER TABLE " + tbl + " ADD COLUMN created_at timestamptz; INSERT INTO " + tbl + "_versions VALUES ('1'); COMMIT",

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockguard/lockguard/internal/enforce"
 	"github.com/lockguard/lockguard/internal/pgserver"
 	"github.com/lockguard/lockguard/proxy"
 )
@@ -23,6 +24,8 @@ type lockguard struct {
 	cfg  *proxy.Config
 	// certDir holds the client-facing certificate when TLS is on.
 	certDir string
+	// guard is the enforcing guard, when the test installed one.
+	guard *enforce.Guard
 }
 
 // startLockguard starts a proxy on 127.0.0.1:0 relaying to pg over plain TCP;

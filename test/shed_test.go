@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +227,56 @@ func TestShedOwnerNeverShed(t *testing.T) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDDLYields: a DDL through lockguard waits behind a reader while
+// sessions that bypass lockguard queue behind it in PostgreSQL. Once the
+// oldest has waited yield-wait, lockguard cancels the DDL (long before its
+// lock timeout), the queue drains, and the DDL lands on a retry after the
+// reader commits.
+func TestDDLYields(t *testing.T) {
+	s := startShedding(t, 10*time.Second)
+	s.lg.guard.Yield = enforce.Yield{Waiters: 100, Wait: 400 * time.Millisecond}
+	_, release := holdLock(t, s.users)
+	ddl := connect(t, s.lg.superDSN())
+	ddlDone := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(context.Background(), "ALTER TABLE "+s.users+" ADD COLUMN yielded int")
+		ddlDone <- err
+	}()
+	waitHazard(t, s.board, s.users)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := connect(t, directDSN())
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+			defer cancel()
+			_, err := c.Exec(ctx, "SELECT count(*) FROM "+s.users)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a reader queued behind the DDL failed: %v", err)
+		}
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("readers behind the DDL waited %v: the DDL did not yield (its lock timeout is 10 s)", el)
+	}
+	release()
+	select {
+	case err := <-ddlDone:
+		if err != nil {
+			t.Fatalf("DDL after yielding: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("DDL did not land after the reader committed")
 	}
 }

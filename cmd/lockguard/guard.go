@@ -105,6 +105,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	if cfg.Shed {
 		g.Admission = &enforce.Admission{Board: &s.board, HoldBudget: cfg.HoldBudget,
 			MaxHeldPerRelation: cfg.MaxHeldPerRelation}
+		g.Yield = enforce.Yield{Waiters: cfg.YieldWaiters, Wait: cfg.YieldWait}
 		if pool := s.pool; pool != nil {
 			g.Admission.HeldBy = func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
 				return pgmonitor.HeldBy(ctx, pool, pid, rel)

@@ -36,7 +36,8 @@ const locksQuery = `
 SELECT l.pid, l.mode, l.granted, n.nspname, c.relname,
        coalesce(a.state, ''), coalesce(a.query, ''), coalesce(a.application_name, ''),
        coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''),
-       a.xact_start, l.waitstart
+       a.xact_start, l.waitstart,
+       CASE WHEN l.granted THEN NULL ELSE pg_blocking_pids(l.pid) END
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -110,9 +111,13 @@ func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
 		var h guard.Hazard
 		var mode string
 		var xact, wait *time.Time
+		var blockedBy []int32
 		if err := rows.Scan(&h.PID, &mode, &h.Granted, &h.Rel.Schema, &h.Rel.Name, &h.State, &h.Query,
-			&h.Application, &h.User, &h.Client, &xact, &wait); err != nil {
+			&h.Application, &h.User, &h.Client, &xact, &wait, &blockedBy); err != nil {
 			return nil, err
+		}
+		for _, b := range blockedBy {
+			h.BlockedBy = append(h.BlockedBy, int(b))
 		}
 		lm, err := guard.ParseLockMode(mode)
 		if err != nil {

@@ -54,6 +54,8 @@ type Config struct {
 	MaxHeldPerRelation         int           `yaml:"max-held-per-relation" usage:"statements held at once per relation; further ones are shed at once"`
 	MonitorInterval            time.Duration `yaml:"monitor-interval" usage:"how often the lock monitor reads pg_locks while nothing waits"`
 	MonitorBusyInterval        time.Duration `yaml:"monitor-busy-interval" usage:"how often it reads pg_locks while some lock request waits"`
+	YieldWaiters               int           `yaml:"yield-waiters" usage:"a waiting DDL is cancelled (and retried) when this many requests queue behind it (0 = never by count)"`
+	YieldWait                  time.Duration `yaml:"yield-wait" usage:"a waiting DDL is cancelled (and retried) when a request behind it has waited this long (0 = never by time)"`
 }
 
 // Default returns the documented defaults (see README.md).
@@ -83,6 +85,8 @@ func Default() *Config {
 		MaxHeldPerRelation:  64,
 		MonitorInterval:     time.Second,
 		MonitorBusyInterval: 100 * time.Millisecond,
+		YieldWaiters:        10,
+		YieldWait:           500 * time.Millisecond,
 	}
 }
 
@@ -304,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HoldBudget < 0 || c.MaxHeldPerRelation < 1 || c.MonitorInterval <= 0 || c.MonitorBusyInterval <= 0 {
 		return errors.New("hold-budget must be 0 or more; max-held-per-relation, monitor-interval and monitor-busy-interval positive")
+	}
+	if c.YieldWaiters < 0 || c.YieldWait < 0 {
+		return errors.New("yield-waiters and yield-wait must be 0 (off) or more")
 	}
 	if c.AnalysisCacheSize < 0 {
 		return errors.New("analysis-cache-size must be 0 or more")

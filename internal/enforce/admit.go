@@ -165,3 +165,59 @@ func ownHazards(stmts []*guard.Statement, pid int, query string) []guard.Hazard 
 	}
 	return hs
 }
+
+// heldFor returns how many statements are held for rel right now.
+func (a *Admission) heldFor(rel guard.RelName) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held[rel.String()]
+}
+
+// Yield makes a waiting DDL give way: when requests queue behind it in
+// PostgreSQL (seen by the monitor) or in lockguard (held statements), past
+// either threshold, the DDL is cancelled and retried with backoff like a DDL
+// that hit its lock timeout.
+type Yield struct {
+	// Waiters is the queue length that makes a DDL yield; 0 means never
+	// by count.
+	Waiters int
+	// Wait is the longest wait of a request queued behind the DDL that
+	// makes it yield; 0 means never by time.
+	Wait time.Duration
+}
+
+// watchYield cancels the statement of session s when too much queues
+// behind it, until ctx is done. It reports through s.yielded.
+func (g *Guard) watchYield(ctx context.Context, s *session, rels []guard.RelName) {
+	a, y := g.Admission, g.Yield
+	if a == nil || (y.Waiters <= 0 && y.Wait <= 0) {
+		return
+	}
+	pid := int(s.ps.BackendPID())
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.Board.Changed():
+			case <-tick.C:
+			}
+			n, oldest := a.Board.Snapshot().QueuedBehind(pid)
+			for _, r := range rels {
+				n += a.heldFor(r)
+			}
+			if (y.Waiters > 0 && n >= y.Waiters) || (y.Wait > 0 && oldest >= y.Wait) {
+				s.mu.Lock()
+				s.yielded = true
+				s.mu.Unlock()
+				s.log.Warn("DDL yields: cancelling it so the queue behind it can drain", "queued", n, "oldest_wait", oldest.Round(time.Millisecond))
+				if err := s.ps.Cancel(); err != nil {
+					s.log.Warn("cancelling a DDL to yield failed", "err", err)
+				}
+				return
+			}
+		}
+	}()
+}

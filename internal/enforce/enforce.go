@@ -39,6 +39,9 @@ const (
 	DefaultLockTimeout = 2 * time.Second
 )
 
+// codeQueryCanceled is the SQLSTATE of a cancelled statement.
+const codeQueryCanceled = "57014"
+
 // Guard turns guard's analysis and policy into proxy verdicts.
 type Guard struct {
 	// Analyzer analyses statements; required.
@@ -62,6 +65,9 @@ type Guard struct {
 	Blockers BlockerSource
 	// Admission, when set, keeps statements out of PostgreSQL's lock queue.
 	Admission *Admission
+	// Yield makes a waiting DDL give way to the queue behind it (needs
+	// Admission).
+	Yield Yield
 	// ServerVersion is server_version_num of the upstream; 0 if unknown.
 	ServerVersion int
 	// Logger receives one line per guard action; nil means slog.Default().
@@ -83,14 +89,24 @@ type session struct {
 	pending  []pendingBatch // batches forwarded whose results are due, in order
 	result   func(string)   // s.onResult, bound once
 	blockers []Blocker      // last capture while a protected DDL waited
-	verdict  proxy.Verdict  // reused for batches that only need tracking
+	yielded  bool           // the guard cancelled the DDL in flight to yield
+}
+
+// takeYielded reports and clears whether the guard cancelled the statement.
+func (s *session) takeYielded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	y := s.yielded
+	s.yielded = false
+	return y
 }
 
 // pendingBatch is what the result of a forwarded batch must update.
 type pendingBatch struct {
 	stmts  []*guard.Statement
 	track  bool
-	hazard uint64 // key of the hazards this DDL put on the board, 0 for none
+	hazard uint64             // key of the hazards this DDL put on the board, 0 for none
+	done   context.CancelFunc // ends the DDL's yield watch
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -297,9 +313,36 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.V
 	p := pendingBatch{stmts: stmts, track: true}
 	if g.Admission != nil && len(protect) > 0 {
 		p.hazard = g.Admission.Board.Add(ownHazards(protect, int(ps.BackendPID()), sanitizeBatch(b)))
+		if v.Retry != nil {
+			var wctx context.Context
+			wctx, p.done = context.WithCancel(context.Background())
+			rels := lockedRels(protect)
+			g.watchYield(wctx, s, rels)
+			retry := v.Retry
+			v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
+				again, d, final := retry(attempt, code)
+				if again {
+					time.AfterFunc(d, func() { g.watchYield(wctx, s, rels) })
+				}
+				return again, d, final
+			}
+		}
 	}
 	s.enqueue(p)
 	return v
+}
+
+// lockedRels lists the relations protected statements lock SHARE or more.
+func lockedRels(stmts []*guard.Statement) []guard.RelName {
+	var out []guard.RelName
+	for _, st := range stmts {
+		for _, l := range st.Locks {
+			if l.Mode >= guard.Share && l.Rel.Name != "" {
+				out = append(out, l.Rel)
+			}
+		}
+	}
+	return out
 }
 
 // sanitizeBatch returns the batch's executed statements without literals,
@@ -363,7 +406,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps.
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
-			if code != guard.CodeLockNotAvailable {
+			if code != guard.CodeLockNotAvailable && !(code == codeQueryCanceled && s.takeYielded()) {
 				return false, 0, nil
 			}
 			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
@@ -374,6 +417,9 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	first := g.now()
 	g.watchBlockers(s)
 	v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
+		if code == codeQueryCanceled && s.takeYielded() {
+			code = guard.CodeLockNotAvailable // we cancelled it to yield
+		}
 		if code != guard.CodeLockNotAvailable {
 			if attempt > 1 {
 				s.log.Info("DDL landed after retries", "attempts", attempt, "locks", rels, "sqlstate", code)
@@ -493,6 +539,9 @@ func (s *session) onResult(code string) {
 	s.pending = s.pending[1:]
 	if p.hazard != 0 {
 		s.g.Admission.Board.Remove(p.hazard)
+	}
+	if p.done != nil {
+		p.done()
 	}
 	if !p.track {
 		return
