@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -278,5 +279,59 @@ func TestDDLYields(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("DDL did not land after the reader committed")
+	}
+}
+
+// TestWatchdog: a session idle in its transaction that a DDL waits behind is
+// warned about, or terminated when the policy says so; then the DDL lands.
+func TestWatchdog(t *testing.T) {
+	for _, action := range []string{pgmonitor.WatchWarn, pgmonitor.WatchTerminate} {
+		t.Run(action, func(t *testing.T) {
+			s := startShedding(t, 3*time.Second)
+			ctx := ctxT(t, 30*time.Second)
+			pool, err := pgxpool.New(ctx, directDSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			var logs syncBuffer
+			wd := &pgmonitor.Watchdog{Pool: pool, Board: s.board, Action: action, IdleBudget: 300 * time.Millisecond,
+				RunBudget: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+			wctx, stop := context.WithCancel(context.Background())
+			wdone := make(chan struct{})
+			go func() { wd.Run(wctx); close(wdone) }()
+			defer func() { stop(); <-wdone }()
+
+			pid, release := holdLock(t, s.users)
+			defer release()
+			ddl := connect(t, directDSN())
+			ddlDone := make(chan error, 1)
+			go func() {
+				dctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+				defer cancel()
+				_, err := ddl.Exec(dctx, "ALTER TABLE "+s.users+" ADD COLUMN wd int")
+				ddlDone <- err
+			}()
+			waitFor(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), fmt.Sprintf("pid=%d", pid)) })
+			err = <-ddlDone
+			var alive int
+			connect(t, directDSN()).QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&alive)
+			switch action {
+			case pgmonitor.WatchWarn:
+				if !strings.Contains(logs.String(), "lock holder blocks others") || alive != 1 {
+					t.Fatalf("warn: logs %q, holder alive %d", logs.String(), alive)
+				}
+				if err == nil {
+					t.Fatal("DDL landed although the holder was only warned about")
+				}
+			case pgmonitor.WatchTerminate:
+				if !strings.Contains(logs.String(), "action=terminate") || alive != 0 {
+					t.Fatalf("terminate: logs %q, holder alive %d", logs.String(), alive)
+				}
+				if err != nil {
+					t.Fatalf("DDL after the holder was terminated: %v", err)
+				}
+			}
+		})
 	}
 }

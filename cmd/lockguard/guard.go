@@ -63,6 +63,9 @@ func openSide(cfg *config.Config, logger *slog.Logger) (*sideConn, error) {
 		m := &pgmonitor.Monitor{Pool: pool, Board: &s.board, Idle: cfg.MonitorInterval,
 			Busy: cfg.MonitorBusyInterval, ServerVersion: s.version, Logger: logger}
 		go m.Run(mctx)
+		wd := &pgmonitor.Watchdog{Pool: pool, Board: &s.board, Action: cfg.Watchdog,
+			IdleBudget: cfg.WatchdogIdle, RunBudget: cfg.WatchdogRun, Logger: logger}
+		go wd.Run(mctx)
 	}
 	return s, nil
 }

@@ -56,6 +56,9 @@ type Config struct {
 	MonitorBusyInterval        time.Duration `yaml:"monitor-busy-interval" usage:"how often it reads pg_locks while some lock request waits"`
 	YieldWaiters               int           `yaml:"yield-waiters" usage:"a waiting DDL is cancelled (and retried) when this many requests queue behind it (0 = never by count)"`
 	YieldWait                  time.Duration `yaml:"yield-wait" usage:"a waiting DDL is cancelled (and retried) when a request behind it has waited this long (0 = never by time)"`
+	Watchdog                   string        `yaml:"watchdog" usage:"what to do with a session others wait behind: off, warn, cancel (a statement past watchdog-run) or terminate (also a session idle in its transaction past watchdog-idle)"`
+	WatchdogIdle               time.Duration `yaml:"watchdog-idle" usage:"idle-in-transaction time after which a lock holder that others wait for is acted on"`
+	WatchdogRun                time.Duration `yaml:"watchdog-run" usage:"statement run time after which a lock holder that others wait for is acted on"`
 }
 
 // Default returns the documented defaults (see README.md).
@@ -87,6 +90,9 @@ func Default() *Config {
 		MonitorBusyInterval: 100 * time.Millisecond,
 		YieldWaiters:        10,
 		YieldWait:           500 * time.Millisecond,
+		Watchdog:            "warn",
+		WatchdogIdle:        10 * time.Second,
+		WatchdogRun:         time.Minute,
 	}
 }
 
@@ -311,6 +317,14 @@ func (c *Config) Validate() error {
 	}
 	if c.YieldWaiters < 0 || c.YieldWait < 0 {
 		return errors.New("yield-waiters and yield-wait must be 0 (off) or more")
+	}
+	switch c.Watchdog {
+	case "off", "warn", "cancel", "terminate":
+	default:
+		return fmt.Errorf("watchdog %q: want off, warn, cancel or terminate", c.Watchdog)
+	}
+	if c.WatchdogIdle <= 0 || c.WatchdogRun <= 0 {
+		return errors.New("watchdog-idle and watchdog-run must be positive")
 	}
 	if c.AnalysisCacheSize < 0 {
 		return errors.New("analysis-cache-size must be 0 or more")
