@@ -111,7 +111,7 @@ type Context struct {
 // succeeded inside a transaction block and Reset when the block ends.
 type TxState struct {
 	Created         []RelName      // tables created in this transaction
-	StrongLocks     []RelationLock // locks ≥ SHARE ROW EXCLUSIVE taken so far
+	StrongLocks     []RelationLock // locks ≥ SHARE ROW EXCLUSIVE taken so far on tables not created in it (strongest per table)
 	NotValid        []RelName      // tables that got a NOT VALID constraint
 	AccessExclusive bool           // an ACCESS EXCLUSIVE lock is held on a table not created in this transaction
 	// AccessExclusiveOn is the first such table.

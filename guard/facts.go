@@ -263,22 +263,19 @@ type stmtFacts struct {
 	// CREATE INDEX
 	indexName    string
 	indexColumns []string // "" for an expression
-	unique       bool
 	// renames
-	renameWhat         string // "column", "table", "view", "schema", "constraint", "index", …
-	oldName, newName   string
-	enumRenameValue    bool
-	domainCheck        bool // CREATE DOMAIN … CHECK, ALTER DOMAIN ADD CONSTRAINT (validated)
-	domainVerb         string
-	dropWhat           string // DROP <what>
-	dropNames          []RelName
-	dropCascade        bool
-	concurrentlyAllows bool
+	renameWhat       string // "column", "table", "view", "schema", "constraint", "index", …
+	oldName, newName string
+	enumRenameValue  bool
+	domainCheck      bool // CREATE DOMAIN … CHECK, ALTER DOMAIN ADD CONSTRAINT (validated)
+	domainVerb       string
+	dropWhat         string // DROP <what>
+	dropNames        []RelName
+	dropCascade      bool
 	// safeSQL is the whole statement in its safe form (CREATE INDEX
 	// CONCURRENTLY, DROP INDEX CONCURRENTLY, one statement per index);
 	// "" if none.
 	safeSQL string
-	parsed  bool
 }
 
 // factsCache holds facts by statement text, and by statement for the ones
@@ -347,7 +344,6 @@ func deriveFacts(text string) (f *stmtFacts) {
 	if err != nil || len(tree.Stmts) != 1 {
 		return f
 	}
-	f.parsed = true
 	raw := tree.Stmts[0]
 	raw.StmtLocation, raw.StmtLen = 0, 0
 	deparse := func() string {
@@ -455,7 +451,6 @@ func deriveFacts(text string) (f *stmtFacts) {
 		f.kind = factCreateIndex
 		f.target = rangeVarName(s.Relation)
 		f.indexName = s.Idxname
-		f.unique = s.Unique
 		for _, p := range s.IndexParams {
 			if ie := p.GetIndexElem(); ie != nil {
 				f.indexColumns = append(f.indexColumns, ie.Name)

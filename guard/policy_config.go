@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // windows name IANA zones; containers often lack a zoneinfo
 
 	"go.yaml.in/yaml/v3"
 )

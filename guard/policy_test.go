@@ -82,6 +82,11 @@ rules:
 	if _, err := ParsePolicyConfig(nil); err != nil {
 		t.Errorf("empty config: %v", err)
 	}
+	// YAML 1.1 booleans stay words in string fields.
+	cfg, err = ParsePolicyConfig([]byte("preset: off\nrules: {drop-table: {action: off}}\n"))
+	if err != nil || cfg.Preset != "off" || cfg.Rules["drop-table"].Action != "off" {
+		t.Errorf("unquoted off: %+v, %v", cfg, err)
+	}
 }
 
 func TestPolicyConfigErrors(t *testing.T) {
@@ -536,4 +541,26 @@ func FuzzPolicyConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEvaluateConcurrent shares one policy, one analyzer and the facts
+// cache between goroutines, as the proxy does (run with -race).
+func TestEvaluateConcurrent(t *testing.T) {
+	p := mustPolicy(PolicyConfig{Preset: "strict"})
+	an := NewAnalyzer(testCatalog(), 256)
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for _, c := range ruleCases {
+				if c.prior != "" {
+					continue
+				}
+				p.Evaluate(an.Analyze(c.sql), &Context{Offline: c.offline, RawSQL: c.sql, Catalog: an.Catalog})
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
 }

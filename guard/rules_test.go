@@ -1,10 +1,15 @@
 package guard
 
 import (
+	"flag"
+	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // policyCatalog is a catalog for the policy tests, with the optional
@@ -582,3 +587,227 @@ func TestFindingText(t *testing.T) {
 	}
 }
 
+var updateDocs = flag.Bool("update-docs", false, "rewrite docs/rules.md from the rule catalog")
+
+// TestRulesDoc keeps docs/rules.md in step with the catalog: go test
+// ./guard -run TestRulesDoc -update-docs rewrites it.
+func TestRulesDoc(t *testing.T) {
+	const path = "../docs/rules.md"
+	want := rulesMarkdown()
+	if *updateDocs {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("%s is out of date: go test ./guard -run TestRulesDoc -update-docs", path)
+	}
+	// The documented example config is valid.
+	_, rest, _ := strings.Cut(want, "```yaml\n")
+	example, _, _ := strings.Cut(rest, "```")
+	var doc struct {
+		Policy PolicyConfig `yaml:"policy"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(example))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if _, err := NewPolicy(doc.Policy); err != nil || len(doc.Policy.Rules) != 3 {
+		t.Errorf("example config: %v (%d rules)", err, len(doc.Policy.Rules))
+	}
+}
+
+func rulesMarkdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	b.WriteString(docIntro)
+	w("\n## The rules at a glance\n\n")
+	w("| Rule | Category | Default | Strict | Catalog | Where |\n|---|---|---|---|---|---|\n")
+	for _, r := range Rules() {
+		where := "proxy + check"
+		switch {
+		case r.OfflineOnly:
+			where = "check only"
+		case r.RuntimeOnly:
+			where = "proxy only"
+		}
+		cat := ""
+		if r.NeedsCatalog {
+			cat = "uses"
+		}
+		w("| [`%s`](#%s) | %s | %s | %s | %s | %s |\n", r.ID, r.ID, r.Category, r.Default, r.Strict, cat, where)
+	}
+	w("\n%d rules.\n\n## Rules\n", len(Rules()))
+	for _, r := range Rules() {
+		w("\n### %s\n\n%s.\n\n", r.ID, upperFirst(r.Summary))
+		w("- **Detects:** %s\n", r.Detects)
+		w("- **Lock and what it blocks:** %s\n", r.Lock)
+		w("- **Safe alternative:** %s\n", r.Alternative)
+		w("- **Action:** %s by default, %s under strict.", r.Default, r.Strict)
+		if !r.Overridable {
+			w(" Not overridable inline unless its config says `overridable: true`.")
+		}
+		w("\n")
+		if r.NeedsCatalog {
+			w("- **Catalog:** %s\n", r.Catalog)
+		}
+		if r.OfflineOnly {
+			w("- **Runs in:** `lockguard check` only.\n")
+		}
+		if r.RuntimeOnly {
+			w("- **Runs in:** the proxy only.\n")
+		}
+		if r.Anchors != "" {
+			w("- **Same as:** %s\n", r.Anchors)
+		}
+	}
+	return b.String()
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+const docIntro = `# lockguard's DDL policy and rules
+
+<!-- Generated from guard/rules.go by: go test ./guard -run TestRulesDoc -update-docs. Edit there. -->
+
+lockguard judges every DDL and maintenance statement it sees — in the proxy,
+from every client, and offline in ` + "`lockguard check`" + ` over migration files — against
+a catalog of rules. Each rule that fires produces a finding with one of three
+actions:
+
+- **allow** — the statement runs; the finding is only recorded (logged at debug
+  level by the proxy, printed by ` + "`lockguard check --all`" + `).
+- **warn** — the statement runs; the client gets a NoticeResponse (WARNING,
+  SQLSTATE 01000) that psql prints and drivers pass to their notice handlers.
+- **block** — the statement is refused with an ErrorResponse, SQLSTATE
+  **LG001**, a DETAIL naming the rule and the lock, and a HINT with the safe
+  alternative. ` + "`lockguard check`" + ` exits 1.
+
+Every finding has a message (` + "`rule-id: what was detected`" + `), a detail (the lock
+taken and what it blocks), a hint (the safe alternative, as SQL where there is
+one) and, when lockguard could not know something, a note saying what.
+
+## Presets
+
+| Preset | What it does |
+|---|---|
+| ` + "`default`" + ` | Protects without breaking any migration: **nothing blocks**. Lock and availability hazards and changes that break running clients **warn**; pure hygiene rules (and brief ACCESS EXCLUSIVE DDL) **allow** — recorded only. At runtime lockguard also injects a lock_timeout and retries lock-taking DDL, which is why a brief lock is fine. |
+| ` + "`strict`" + ` | **Blocks** the lock and availability hazards and client-breaking changes; hygiene rules warn. Anything it blocks can still run with an inline override (below) unless the rule's config says ` + "`overridable: false`" + `. |
+| ` + "`off`" + ` | Evaluates only the rules the config gives an ` + "`action`" + `; ` + "`freeze`" + ` and ` + "`windows`" + ` still apply when set. |
+
+The two operations rules, ` + "`ddl-freeze`" + ` and ` + "`ddl-outside-window`" + `, block under every
+preset — but only when ` + "`freeze`" + ` or ` + "`windows`" + ` is set, which is off by default.
+
+## Configuration
+
+The policy is the ` + "`policy:`" + ` section of lockguard's YAML config (reloaded on SIGHUP);
+` + "`lockguard check --policy FILE`" + ` reads the same section. Unknown keys are errors.
+
+` + "```yaml" + `
+policy:
+  preset: default              # default | strict | off
+  freeze: false                # true: block all DDL (rule ddl-freeze)
+  windows:                     # when set, DDL only inside these (rule ddl-outside-window)
+    - "Mon-Fri 02:00-05:00 UTC"
+    - "Sat,Sun 22:00-06:00 Europe/Berlin"
+  overrides: true              # honour inline lockguard:allow comments
+  require-reason: false        # ...only those that give reason="…"
+  rules:
+    add-fk-validated:
+      action: block            # allow | warn | block | off
+      tables: ["public.*", "!public.tmp_*"]
+      min-rows: 1M             # only tables with at least 1M rows (or min-bytes)
+      otherwise: warn          # action outside the scope; empty = rule not applied there
+      overridable: false       # inline comments may not lower this block
+    drop-table:
+      users: ["!dba"]          # everyone but dba
+      databases: ["prod*"]
+      applications: ["rails*"]
+      min-bytes: 10GB
+      versions: ">= 12, < 18"
+    prefer-bigint:
+      action: "off"
+` + "```" + `
+
+Per rule (every key optional):
+
+| Key | Meaning |
+|---|---|
+| ` + "`action`" + ` | ` + "`allow`, `warn`, `block`" + ` or ` + "`off`" + ` (not evaluated). Empty keeps the preset's. |
+| ` + "`databases`, `users`, `applications`" + ` | Glob patterns (` + "`*`, `?`, `[a-z]`" + `) for the session's database, user and application_name. A pattern starting with ` + "`!`" + ` excludes. A value matches when it matches a positive pattern (or there is none) and no negative one. |
+| ` + "`tables`" + ` | Patterns for the relation a finding names, as ` + "`schema.name`" + `; a pattern without a dot matches the name in any schema; an unqualified name the catalog could not resolve counts as ` + "`public.name`" + `. A finding that names no relation does not match a tables scope. |
+| ` + "`min-rows`, `min-bytes`" + ` | Apply the rule only to tables with at least this many rows (estimate, pg_class.reltuples) **or** bytes (pg_total_relation_size). Rows take k/M/G suffixes (×1000); bytes take kB/MB/GB/TB (×1024). A table of unknown size counts as large enough; a table created in the same transaction as empty. |
+| ` + "`versions`" + ` | Server versions the rule applies to: comma-separated comparisons such as ` + "`>= 12, < 18`" + `, ` + "`= 14`" + ` (any 14.x), ` + "`< 14.4`" + `. An unknown server version matches. |
+| ` + "`otherwise`" + ` | The action where the scope does not match (needs a scope). Empty: the rule does not apply there. |
+| ` + "`overridable`" + ` | Whether an inline override may lower a **block** (a warning can always be lowered). Default true, except ddl-freeze and ddl-outside-window. |
+
+All scope keys given must match for the rule's action to apply.
+
+## Inline overrides
+
+A comment in the statement lowers the named rules' findings to allow:
+
+` + "```sql" + `
+/* lockguard:allow add-fk-validated reason="orders is empty until launch" */
+ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);
+
+-- lockguard:allow drop-foreign-key,multi-lock-txn reason='one-off cleanup'
+ALTER TABLE orders DROP CONSTRAINT orders_legacy_fk;
+` + "```" + `
+
+The finding is kept, marked overridden with its reason, and logged by the
+proxy. Only comments count (not string literals). A block is lowered only when
+the rule is overridable; with ` + "`require-reason: true`" + ` an override without
+` + "`reason=`" + ` is ignored; with ` + "`overrides: false`" + ` all are. An override that did not
+take says why in the finding's note. In the proxy an override anywhere in a
+query string covers all its statements; in a migration file it covers the
+statement it is written in, the statement that starts below it, or the one that
+ends on its line.
+
+## Freeze and windows
+
+` + "`freeze: true`" + ` blocks every DDL statement (rule ddl-freeze) until it is set back
+and the config reloaded. ` + "`windows`" + ` lists when DDL may run — ` + "`[DAYS] HH:MM-HH:MM [ZONE]`" + `,
+DAYS a comma list of days or ranges (` + "`Mon-Fri`, `Sat,Sun`, `weekdays`, `weekends`, `daily`" + `;
+default every day), ZONE an IANA time zone (default UTC); an end before the start
+runs past midnight (the days name the start day). Outside every window DDL is
+blocked (rule ddl-outside-window). Both exempt temporary tables, apply in the
+proxy only, and are scoped like any rule — e.g. ` + "`ddl-freeze: {users: [\"!dba\"]}`" + `
+lets the DBA through.
+
+## What counts as a new table
+
+A table created earlier in the same transaction (in ` + "`lockguard check`" + `: earlier in
+the same file) is empty and unused, so the rules that are about scanning,
+rewriting or blocking a live table do not fire on it: indexes, constraints,
+defaults, NOT NULL, renames and drops on it are fine. At runtime the proxy learns
+this from ` + "`TxState.Record`" + `, after each statement of a transaction block.
+
+## Without a catalog: lockguard check
+
+` + "`lockguard check [--format text|json|github] [--pg-version N] [--policy FILE] [--preset P] [--large-table T]… [--all] [--list-rules] FILE…|DIR|-`" + `
+runs the same engine over migration files. Each file is one migration whose
+statements run in autocommit mode unless the file says BEGIN … COMMIT. Files of
+one run (a directory: every *.sql in path order) are one history: column types,
+constraints and indexes defined by earlier files inform later ones.
+There is no live catalog, so the rules marked "uses" above fall back to what the
+files define and say so in a note (for example, whether a dropped constraint is
+a foreign key is guessed from its name when no earlier file defined it).
+` + "`--pg-version`" + ` sets the server version; ` + "`--large-table schema.table`" + ` marks tables
+as large for min-rows/min-bytes scopes (the others then count as small). The
+check-only rules (missing-lock-timeout, missing-statement-timeout,
+uncommitted-txn) run there; the proxy-only ones (ddl-freeze,
+ddl-outside-window) do not. Exit status: 1 when a finding blocks or a statement
+does not parse, 2 on usage or I/O errors, 0 otherwise.
+`

@@ -91,7 +91,12 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	if s.catalog != nil {
 		cat = s.catalog
 	}
+	pol, err := guard.NewPolicy(cfg.Policy)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
 	g := &enforce.Guard{
+		Policy:                     pol,
 		Analyzer:                   guard.NewAnalyzer(cat, cfg.AnalysisCacheSize),
 		LockTimeout:                cfg.LockTimeout,
 		StatementTimeout:           cfg.DDLStatementTimeout,

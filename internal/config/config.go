@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockguard/lockguard/guard"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -59,6 +60,9 @@ type Config struct {
 	Watchdog                   string        `yaml:"watchdog" usage:"what to do with a session others wait behind: off, warn, cancel (a statement past watchdog-run) or terminate (also a session idle in its transaction past watchdog-idle)"`
 	WatchdogIdle               time.Duration `yaml:"watchdog-idle" usage:"idle-in-transaction time after which a lock holder that others wait for is acted on"`
 	WatchdogRun                time.Duration `yaml:"watchdog-run" usage:"statement run time after which a lock holder that others wait for is acted on"`
+
+	// Policy is the DDL policy; only in the file (docs/rules.md).
+	Policy guard.PolicyConfig `yaml:"policy" flag:"-"`
 }
 
 // Default returns the documented defaults (see README.md).
@@ -110,7 +114,9 @@ func fields(c *Config) map[string]reflect.Value {
 	v := reflect.ValueOf(c).Elem()
 	m := make(map[string]reflect.Value, v.NumField())
 	for i := 0; i < v.NumField(); i++ {
-		m[v.Type().Field(i).Tag.Get("yaml")] = v.Field(i)
+		if f := v.Type().Field(i); f.Tag.Get("flag") != "-" {
+			m[f.Tag.Get("yaml")] = v.Field(i)
+		}
 	}
 	return m
 }
@@ -124,6 +130,9 @@ func (l *Loader) RegisterFlags(fs *flag.FlagSet) {
 	vals := fields(def)
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if f.Tag.Get("flag") == "-" {
+			continue
+		}
 		name := f.Tag.Get("yaml")
 		usage := f.Tag.Get("usage")
 		dv := vals[name]
@@ -317,6 +326,9 @@ func (c *Config) Validate() error {
 	}
 	if c.YieldWaiters < 0 || c.YieldWait < 0 {
 		return errors.New("yield-waiters and yield-wait must be 0 (off) or more")
+	}
+	if _, err := guard.NewPolicy(c.Policy); err != nil {
+		return fmt.Errorf("policy: %w", err)
 	}
 	switch c.Watchdog {
 	case "off", "warn", "cancel", "terminate":

@@ -1,0 +1,123 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/internal/pgserver"
+)
+
+func startWithPolicy(t *testing.T, cfg guard.PolicyConfig) *lockguard {
+	t.Helper()
+	pol, err := guard.NewPolicy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startGuarded(t, func(g *enforce.Guard) { g.Policy = pol })
+}
+
+// psqlRun runs sql through lockguard with psql and returns its combined
+// output and exit error.
+func psqlRun(t *testing.T, lg *lockguard, sql string) (string, error) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(lg.addr)
+	out, err := exec.Command("psql", fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, pgserver.Superuser, pgserver.TestDB),
+		"-X", "-v", "ON_ERROR_STOP=1", "-c", sql).CombinedOutput()
+	return string(out), err
+}
+
+// TestPolicyWarnAndBlock: the default policy warns (NoticeResponse, which
+// psql prints and pgx hands to OnNotice); the strict policy blocks with
+// SQLSTATE LG001, a DETAIL naming the rule and a HINT; the safe alternative
+// passes silently; an inline override lowers a block.
+func TestPolicyWarnAndBlock(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "pol")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE TABLE %[1]s_users (id int PRIMARY KEY);
+		CREATE TABLE %[1]s (id int PRIMARY KEY, email text, user_id int CONSTRAINT %[1]s_fk REFERENCES %[1]s_users(id))`, tbl)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_users") })
+
+	t.Run("default warns", func(t *testing.T) {
+		lg := startWithPolicy(t, guard.PolicyConfig{})
+		var mu sync.Mutex
+		var notices []*pgconn.Notice
+		cfg, _ := pgx.ParseConfig(lg.superDSN())
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "CREATE INDEX "+tbl+"_email ON "+tbl+" (email)"); err != nil {
+			t.Fatalf("default policy must not block: %v", err)
+		}
+		mu.Lock()
+		var found *pgconn.Notice
+		for _, n := range notices {
+			if strings.Contains(n.Detail, "create-index-blocking") {
+				found = n
+			}
+		}
+		mu.Unlock()
+		if found == nil || found.Code != guard.CodeWarning || !strings.HasPrefix(found.Message, "lockguard: ") || found.Hint == "" {
+			t.Fatalf("notices = %+v, want the create-index-blocking warning", notices)
+		}
+		// The safe alternative: no warning.
+		mu.Lock()
+		notices = nil
+		mu.Unlock()
+		if _, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY "+tbl+"_email2 ON "+tbl+" (email)"); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		for _, n := range notices {
+			if strings.Contains(n.Detail, "create-index-blocking") {
+				t.Fatalf("CONCURRENTLY warned: %+v", n)
+			}
+		}
+		mu.Unlock()
+		// psql prints the warning.
+		out, err := psqlRun(t, lg, "CREATE INDEX "+tbl+"_email3 ON "+tbl+" (email)")
+		if err != nil || !strings.Contains(out, "WARNING:  lockguard: ") {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("strict blocks", func(t *testing.T) {
+		lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
+		conn := connect(t, lg.superDSN())
+		_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" DROP CONSTRAINT "+tbl+"_fk")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "drop-foreign-key") ||
+			!strings.HasPrefix(pe.Message, "lockguard: ") || pe.Hint == "" {
+			t.Fatalf("got %v, want LG001 naming drop-foreign-key", err)
+		}
+		var n int
+		direct.QueryRow(ctx, "SELECT count(*) FROM pg_constraint WHERE conname = $1", tbl+"_fk").Scan(&n)
+		if n != 1 {
+			t.Fatal("the blocked DDL ran")
+		}
+		out, err := psqlRun(t, lg, "ALTER TABLE "+tbl+" DROP CONSTRAINT "+tbl+"_fk")
+		if err == nil || !strings.Contains(out, "ERROR:  lockguard: ") {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+		// An inline override with a reason lowers the block.
+		if _, err := conn.Exec(ctx, `/* lockguard:allow drop-foreign-key reason="test window" */ ALTER TABLE `+tbl+" DROP CONSTRAINT "+tbl+"_fk"); err != nil {
+			t.Fatalf("overridden DDL: %v", err)
+		}
+	})
+}
