@@ -16,6 +16,7 @@ const usage = `lockguard — a PostgreSQL proxy that keeps schema changes from t
 Usage:
   lockguard serve [flags]          relay clients to PostgreSQL (lockguard serve -h lists the flags)
   lockguard explain [flags] SQL…   show which tables each statement locks, in which mode
+  lockguard check [flags] FILE…    run the DDL policy over migration files (lockguard check -h)
   lockguard version                print the version
 
 `
@@ -39,6 +40,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stdout, stderr)
 	case "explain":
 		return cmdExplain(ctx, args[1:], stdin, stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "lockguard", version)
 		return 0
