@@ -32,6 +32,8 @@ type Catalog struct {
 	parts map[guard.RelName]partsResult
 	funcs map[string]funcResult
 	stats map[guard.RelName]relResult
+
+	ext extMemo // extensions.go
 }
 
 type relResult struct {
@@ -86,6 +88,9 @@ func (c *Catalog) Reset() {
 	c.parts = map[guard.RelName]partsResult{}
 	c.funcs = map[string]funcResult{}
 	c.stats = map[guard.RelName]relResult{}
+	c.ext.mu.Lock()
+	c.ext.sizes, c.ext.cols, c.ext.defs = nil, nil, nil
+	c.ext.mu.Unlock()
 }
 
 // Err returns the last query error, if any.
