@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -14,6 +15,12 @@ type Admin struct {
 	// Ready reports whether lockguard accepts sessions; nil means always.
 	// It is called on every /readyz request and must be cheap.
 	Ready func() bool
+	// Reload re-reads the configuration (as SIGHUP does) for POST
+	// /reload; nil disables the route.
+	Reload func() error
+	// Token, when set, must be presented as "Authorization: Bearer TOKEN"
+	// on every route but /healthz and /readyz.
+	Token string
 	// Logger receives server errors; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -24,8 +31,21 @@ type Admin struct {
 //
 //	/healthz  200 while the process serves HTTP (liveness)
 //	/readyz   200 while lockguard accepts sessions, 503 while draining (readiness)
+//	/reload   POST: re-read the configuration file and environment, like SIGHUP
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /reload", a.authorized(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if a.Reload == nil {
+			http.Error(w, "reload is not available", http.StatusNotImplemented)
+			return
+		}
+		if err := a.Reload(); err != nil {
+			http.Error(w, "reload failed; the running configuration is unchanged: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write([]byte("reloaded\n"))
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -40,6 +60,18 @@ func (a *Admin) Handler() http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// authorized wraps h with the bearer-token check.
+func (a *Admin) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+a.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lockguard"`)
+			http.Error(w, "lockguard admin: missing or wrong bearer token", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // Serve serves the admin endpoints on ln until Shutdown.

@@ -140,6 +140,25 @@ func TestBinarySighupReload(t *testing.T) {
 	if _, err := pgx.Connect(ctx, p.dsn()); pgCode(err) != "53300" {
 		t.Fatalf("a broken file changed the settings: %v", err)
 	}
+	// The admin endpoint reloads too, and says when it could not.
+	post := func() int {
+		resp, err := http.Post("http://"+p.admin+"/reload", "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != http.StatusBadRequest {
+		t.Fatalf("POST /reload with a broken file: %d", code)
+	}
+	write(fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\nmax-connections: 100\n", pg.Addr()))
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("POST /reload: %d", code)
+	}
+	if _, err := pgx.Connect(ctx, p.dsn()); err != nil {
+		t.Fatalf("after POST /reload to max-connections 100: %v", err)
+	}
 }
 
 // TestBinarySigtermDrain: SIGTERM stops accepting, reports not ready, lets

@@ -95,7 +95,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "lockguard serve: admin endpoint: %v\n", err)
 			return 1
 		}
-		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger}
+		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken,
+			Reload: func() error { return reload(&loader, srv, pg, side, logger) }}
 		go func() {
 			if err := admin.Serve(aln); err != nil {
 				logger.Error("admin endpoint failed", "err", err)
@@ -121,7 +122,7 @@ loop:
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(&loader, srv, pg, side, logger)
+				_ = reload(&loader, srv, pg, side, logger)
 				continue
 			}
 			logger.Info("draining", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout)
@@ -153,7 +154,7 @@ func connectHint(a net.Addr) string {
 
 // reload re-reads the file and environment with the same flags and hands the
 // result to the proxy; sessions opened afterwards use it.
-func reload(loader *config.Loader, srv *proxy.Server, pg *pgserver.Server, side *sideConn, logger *slog.Logger) {
+func reload(loader *config.Loader, srv *proxy.Server, pg *pgserver.Server, side *sideConn, logger *slog.Logger) error {
 	cfg, err := loader.Load()
 	if err == nil && pg != nil {
 		cfg.Upstream, cfg.UpstreamSSLMode = pg.Addr(), "disable"
@@ -167,10 +168,11 @@ func reload(loader *config.Loader, srv *proxy.Server, pg *pgserver.Server, side 
 	}
 	if err != nil {
 		logger.Error("reload failed; keeping the current configuration", "err", err)
-		return
+		return err
 	}
 	srv.Reload(pcfg)
 	logger.Info("configuration reloaded", "upstream", cfg.Upstream, "note", "listen and admin addresses change only on restart")
+	return nil
 }
 
 func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error) {

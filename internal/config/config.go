@@ -36,7 +36,8 @@ type Config struct {
 	StartupTimeout  time.Duration `yaml:"startup-timeout" usage:"time a client has from connect to the end of authentication"`
 	ConnectTimeout  time.Duration `yaml:"connect-timeout" usage:"time to connect to PostgreSQL (TCP and TLS)"`
 	DrainTimeout    time.Duration `yaml:"drain-timeout" usage:"on SIGTERM, how long sessions may finish their transactions before they are closed"`
-	Admin           string        `yaml:"admin" usage:"HOST:PORT of the admin HTTP endpoint (/healthz, /readyz); empty = off"`
+	Admin           string        `yaml:"admin" usage:"HOST:PORT of the admin HTTP endpoint (/healthz, /readyz, POST /reload); empty = off"`
+	AdminToken      string        `yaml:"admin-token" usage:"bearer token required by admin routes other than /healthz and /readyz; empty = none"`
 	LogLevel        string        `yaml:"log-level" usage:"debug, info, warn or error"`
 	LogFormat       string        `yaml:"log-format" usage:"text or json"`
 
