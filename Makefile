@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test test-race test-short bench fuzz lint clean
+.PHONY: help deps build run demo test test-race test-short bench fuzz lint clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +21,9 @@ deps: ## install Go and PostgreSQL if missing (apt-get, Go module proxy)
 
 build: ## build ./lockguard
 	$(GO) build $(BUILD_FLAGS) -o lockguard ./cmd/lockguard
+
+demo: build ## the incident, straight to PostgreSQL and through lockguard, side by side (report + chart in ./lockguard-demo)
+	./lockguard demo $(ARGS)
 
 run: build ## start a throwaway PostgreSQL and lockguard in front of it (Ctrl-C stops both)
 	./lockguard serve --throwaway-postgres --listen 127.0.0.1:6432 $(ARGS)

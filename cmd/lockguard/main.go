@@ -17,6 +17,7 @@ Usage:
   lockguard serve [flags]          relay clients to PostgreSQL (lockguard serve -h lists the flags)
   lockguard explain [flags] SQL…   show which tables each statement locks, in which mode
   lockguard check [flags] FILE…    run the DDL policy over migration files (lockguard check -h)
+  lockguard demo [flags]           run the FK-migration incident straight to PostgreSQL and through lockguard, and compare (lockguard demo -h)
   lockguard version                print the version
 
 `
@@ -42,6 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdExplain(ctx, args[1:], stdin, stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, args[1:], stdin, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "lockguard", version)
 		return 0

@@ -3,8 +3,8 @@
 // sessions that do not go through lockguard count too.
 //
 // It polls pg_locks joined with pg_stat_activity: slowly (Idle, default 1 s)
-// while no lock request waits, and quickly (Busy, default 100 ms) while one
-// does. Only pending requests and granted locks that block writes (SHARE and
+// while no strong lock is held or awaited, and quickly (Busy, default 100 ms)
+// while one is. Only pending requests and granted locks that block writes (SHARE and
 // stronger) are reported.
 package pgmonitor
 
@@ -77,11 +77,12 @@ func (m *Monitor) Run(ctx context.Context) {
 		} else {
 			lastErr = ""
 			m.Board.SetMonitored(hs)
-			for _, h := range hs {
-				if !h.Granted {
-					wait = busy
-					break
-				}
+			if len(hs) > 0 {
+				// Something is held or awaited: look again soon, both to
+				// see waiters quickly and so that a lock released in the
+				// meantime does not shed statements for a whole idle
+				// interval.
+				wait = busy
 			}
 		}
 		select {

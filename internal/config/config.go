@@ -89,7 +89,7 @@ func Default() *Config {
 		AnalysisCacheSize: 10000,
 
 		Shed:                true,
-		HoldBudget:          50 * time.Millisecond,
+		HoldBudget:          25 * time.Millisecond,
 		MaxHeldPerRelation:  64,
 		MonitorInterval:     time.Second,
 		MonitorBusyInterval: 100 * time.Millisecond,

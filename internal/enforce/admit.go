@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,35 @@ type Admission struct {
 
 	mu   sync.Mutex
 	held map[string]int
+	// sheds counts sheds per relation since the last log line about them:
+	// at most one line per relation per second.
+	sheds map[string]*shedCount
+}
+
+type shedCount struct {
+	n    int
+	last time.Time
+}
+
+// logShed counts a shed and reports whether to log now, with the count.
+func (a *Admission) logShed(rel string) (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sheds == nil {
+		a.sheds = make(map[string]*shedCount)
+	}
+	c := a.sheds[rel]
+	if c == nil {
+		c = &shedCount{}
+		a.sheds[rel] = c
+	}
+	c.n++
+	if time.Since(c.last) < time.Second {
+		return 0, false
+	}
+	n := c.n
+	c.n, c.last = 0, time.Now()
+	return n, true
 }
 
 // conflict is one lock of a statement that would queue behind a hazard.
@@ -70,8 +100,8 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(c
 			changed := a.Board.Changed()
 			c, ok := a.check(a.Board.Snapshot(), stmts, pid, path)
 			if !ok {
-				if counted != "" {
-					s.log.Info("held statement admitted", "relation", c.lock.Rel.String(), "held", time.Since(start).Round(time.Millisecond))
+				if counted != "" && s.log.Enabled(ctx, slog.LevelDebug) {
+					s.log.Debug("held statement admitted", "relation", counted, "held", time.Since(start).Round(time.Millisecond))
 				}
 				return nil
 			}
@@ -140,8 +170,10 @@ func (a *Admission) shed(s *session, c conflict, held time.Duration, why string)
 		d.WriteString("; " + why)
 	}
 	d.WriteString(".")
-	s.log.Warn("statement shed", "relation", hz.Rel.String(), "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
-		"blocking_mode", hz.Mode.String(), "blocking_granted", hz.Granted, "held", held.Round(time.Millisecond))
+	if n, ok := a.logShed(hz.Rel.String()); ok {
+		s.log.Info("statements shed", "relation", hz.Rel.String(), "count", n, "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
+			"blocking_mode", hz.Mode.String(), "blocking_granted", hz.Granted, "held", held.Round(time.Millisecond))
+	}
 	return &proxy.Error{Code: guard.CodeLockNotAvailable,
 		Message: fmt.Sprintf("lockguard: shed a statement that would wait behind a lock on %s", hz.Rel),
 		Detail:  d.String(),
@@ -166,17 +198,10 @@ func ownHazards(stmts []*guard.Statement, pid int, query string) []guard.Hazard 
 	return hs
 }
 
-// heldFor returns how many statements are held for rel right now.
-func (a *Admission) heldFor(rel guard.RelName) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.held[rel.String()]
-}
-
 // Yield makes a waiting DDL give way: when requests queue behind it in
-// PostgreSQL (seen by the monitor) or in lockguard (held statements), past
-// either threshold, the DDL is cancelled and retried with backoff like a DDL
-// that hit its lock timeout.
+// PostgreSQL (seen by the monitor: sessions that bypass lockguard, or that
+// were already waiting), past either threshold, the DDL is cancelled and
+// retried with backoff like a DDL that hit its lock timeout.
 type Yield struct {
 	// Waiters is the queue length that makes a DDL yield; 0 means never
 	// by count.
@@ -204,10 +229,10 @@ func (g *Guard) watchYield(ctx context.Context, s *session, rels []guard.RelName
 			case <-a.Board.Changed():
 			case <-tick.C:
 			}
+			// Only requests queued in PostgreSQL count: statements lockguard
+			// holds wait at most the hold budget and are shed, so they never
+			// pile up behind the DDL.
 			n, oldest := a.Board.Snapshot().QueuedBehind(pid)
-			for _, r := range rels {
-				n += a.heldFor(r)
-			}
 			if (y.Waiters > 0 && n >= y.Waiters) || (y.Wait > 0 && oldest >= y.Wait) {
 				s.mu.Lock()
 				s.yielded = true
