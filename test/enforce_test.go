@@ -210,3 +210,32 @@ func TestEnforceMigrationPatterns(t *testing.T) {
 		t.Fatal("constraint not validated")
 	}
 }
+
+// TestEnforceCatalogFollowsDDL: a foreign key added through lockguard is
+// known at once: dropping it is then analysed as locking both tables, so
+// its protection names both (catalog facts are forgotten when DDL passes).
+func TestEnforceCatalogFollowsDDL(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 30*time.Second)
+	a, b := uniqueName(t, "cat_a"), uniqueName(t, "cat_b")
+	conn := connect(t, lg.superDSN())
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+b+", "+a) })
+	for _, sql := range []string{
+		"CREATE TABLE " + a + " (id int PRIMARY KEY)",
+		"CREATE TABLE " + b + " (id int PRIMARY KEY, a_id int)",
+		// Analysed (and its catalog facts remembered) before the FK exists.
+		"ALTER TABLE " + b + " DROP CONSTRAINT IF EXISTS " + b + "_fk",
+		"ALTER TABLE " + b + " ADD CONSTRAINT " + b + "_fk FOREIGN KEY (a_id) REFERENCES " + a + "(id)",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	_, release := holdLock(t, a)
+	defer release()
+	_, err := conn.Exec(ctx, "ALTER TABLE "+b+" DROP CONSTRAINT "+b+"_fk")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Message, a) {
+		t.Fatalf("got %v, want lockguard's 55P03 naming %s (the FK's other table)", err, a)
+	}
+}

@@ -565,9 +565,12 @@ func (s *session) onResult(code string) {
 			}
 		}
 		if len(p.stmts) > 0 && (p.stmts[0].Class == guard.ClassDDL || p.stmts[0].Class == guard.ClassMaintenance) {
-			// The schema may have changed: analyses that used catalog
-			// facts are stale.
+			// The schema may have changed: analyses and catalog facts
+			// remembered from before are stale.
 			s.g.Analyzer.Purge()
+			if r, ok := s.g.Analyzer.Catalog.(interface{ Reset() }); ok {
+				r.Reset()
+			}
 		}
 	}
 	// The server's status is the truth about the transaction.
