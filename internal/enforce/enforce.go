@@ -89,6 +89,7 @@ type session struct {
 	pending  []pendingBatch // batches forwarded whose results are due, in order
 	result   func(string)   // s.onResult, bound once
 	blockers []Blocker      // last capture while a protected DDL waited
+	ddlGen   uint64         // counts protected DDL, so captures do not cross over
 	yielded  bool           // the guard cancelled the DDL in flight to yield
 }
 
@@ -401,6 +402,9 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		return
 	}
 	rels := describeLocks(protect)
+	s.ddlGen++
+	s.blockers = nil
+	gen := s.ddlGen
 	s.log.Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", rels, "in_transaction", inTx)
 	if inTx || !oneImplicitTx {
 		// Never retry inside a transaction block: its earlier locks would
@@ -411,11 +415,11 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			}
 			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
 		}
-		g.watchBlockers(s)
+		g.watchBlockers(s, gen)
 		return
 	}
 	first := g.now()
-	g.watchBlockers(s)
+	g.watchBlockers(s, gen)
 	v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 		if code == codeQueryCanceled && s.takeYielded() {
 			code = guard.CodeLockNotAvailable // we cancelled it to yield
@@ -428,7 +432,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		}
 		if d, ok := g.Backoff.Delay(attempt+1, g.now().Sub(first)); ok {
 			s.log.Info("DDL hit the lock timeout; retrying", "attempt", attempt, "delay", d, "locks", rels)
-			time.AfterFunc(d, func() { g.watchBlockers(s) })
+			time.AfterFunc(d, func() { g.watchBlockers(s, gen) })
 			return true, d, nil
 		}
 		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
@@ -436,25 +440,27 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 }
 
 // watchBlockers records who blocks the session's backend shortly before the
-// injected lock timeout fires.
-func (g *Guard) watchBlockers(s *session) {
+// injected lock timeout fires. The lookup may take longer than the wait
+// itself on a busy server; a late answer still counts for this DDL, never
+// for a later one.
+func (g *Guard) watchBlockers(s *session, gen uint64) {
 	if g.Blockers == nil || g.LockTimeout <= 0 {
 		return
 	}
 	pid := s.ps.BackendPID()
-	time.AfterFunc(g.LockTimeout*3/5, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.LockTimeout/2)
+	time.AfterFunc(g.LockTimeout/2, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		bl, err := g.Blockers.Blockers(ctx, pid)
 		if err != nil {
 			s.log.Debug("looking up blockers failed", "err", err)
 			return
 		}
-		if len(bl) > 0 {
-			s.mu.Lock()
+		s.mu.Lock()
+		if len(bl) > 0 && gen == s.ddlGen {
 			s.blockers = bl
-			s.mu.Unlock()
 		}
+		s.mu.Unlock()
 	})
 }
 
@@ -489,12 +495,19 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	return e
 }
 
+// blockersSnapshot returns the blockers captured for the current DDL,
+// waiting briefly for a lookup still under way.
 func (s *session) blockersSnapshot() []Blocker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bl := s.blockers
-	s.blockers = nil
-	return bl
+	for i := 0; i < 20; i++ {
+		s.mu.Lock()
+		bl := s.blockers
+		s.mu.Unlock()
+		if len(bl) > 0 || s.g.Blockers == nil {
+			return bl
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {
