@@ -33,7 +33,15 @@ func newFakeServer(t *testing.T) *fakeServer {
 			if err != nil {
 				return
 			}
-			script := <-fs.scripts
+			var script func(net.Conn)
+			select {
+			case script = <-fs.scripts:
+			default:
+				// Not part of the test's script (for example a cancel the
+				// proxy forwards while a session ends): refuse it.
+				c.Close()
+				continue
+			}
 			go func() { defer c.Close(); c.SetDeadline(time.Now().Add(10 * time.Second)); script(c) }()
 		}
 	}()

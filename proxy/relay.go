@@ -286,6 +286,10 @@ func (s *Session) relayUpstreamToClient() error {
 func (s *Session) pumpUpstream() (done bool, err error) {
 	f := &s.uf
 	if err := f.fill(s.upstream); err != nil {
+		// Mark the upstream gone before telling the client, so that the
+		// client side, which may see the client close first, does not try
+		// to cancel a statement on a server that is not there.
+		s.upDone.Store(true)
 		if !errors.Is(err, net.ErrClosed) {
 			s.answerFatal(&Error{Code: CodeConnectionFailure,
 				Message: "lockguard: lost the connection to upstream PostgreSQL",
