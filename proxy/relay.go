@@ -154,9 +154,15 @@ func (s *Session) drain() {
 // closes both connections.
 func (s *Session) kill(e *Error) {
 	s.state.Or(closingBit)
+	busy := s.upstream != nil && s.busy()
+	if busy && e == shutdownError {
+		e = shutdownInFlightError // a COMMIT in flight may have committed
+	}
+	// A write to a client that does not read must not hold up the kill.
+	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	s.answerFatal(e)
-	if s.upstream != nil && s.busy() && s.cancelPacket != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if busy && s.cancelPacket != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.cfg.Upstream.forwardCancel(ctx, s.cancelPacket)
 		cancel()
 	}
@@ -164,15 +170,27 @@ func (s *Session) kill(e *Error) {
 }
 
 // answerFatal sends e to the client if that keeps the stream well formed.
+// Nothing is relayed to the client after it.
 func (s *Session) answerFatal(e *Error) {
-	s.wmu.Lock()
+	if !s.wmu.TryLock() {
+		// A relay write is blocked on a client that does not read; the
+		// write deadline set by the caller ends it. Give it a moment.
+		deadline := time.Now().Add(1500 * time.Millisecond)
+		for !s.wmu.TryLock() {
+			if time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	defer s.wmu.Unlock()
-	if !s.atBoundary {
+	if !s.atBoundary || s.fatalSent {
 		return
 	}
 	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = s.client.Write(appendErrorResponse(nil, e))
-	s.atBoundary = false // nothing may follow a FATAL
+	s.atBoundary = false
+	s.fatalSent = true
 }
 
 // relayClientToUpstream forwards client messages until the client ends.
@@ -290,7 +308,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		// client side, which may see the client close first, does not try
 		// to cancel a statement on a server that is not there.
 		s.upDone.Store(true)
-		if !errors.Is(err, net.ErrClosed) {
+		if !errors.Is(err, net.ErrClosed) && !s.upFatal {
 			s.answerFatal(&Error{Code: CodeConnectionFailure,
 				Message: "lockguard: lost the connection to upstream PostgreSQL",
 				Detail:  fmt.Sprintf("Reading from %s: %v. A statement in progress may or may not have completed.", s.cfg.Upstream.Address, err),
@@ -341,6 +359,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		return true
 	case 'E':
 		s.ext.onError()
+		s.upFatal = isFatal(msg)
 	case '1', '2', '3':
 		s.ext.onAck(typ)
 	}
@@ -424,6 +443,10 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 		return nil
 	}
 	s.wmu.Lock()
+	if s.fatalSent {
+		s.wmu.Unlock()
+		return errClosing // nothing may follow a FATAL
+	}
 	_, err := s.client.Write(b)
 	s.atBoundary = boundary && err == nil
 	s.wmu.Unlock()
@@ -431,4 +454,25 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 		return fmt.Errorf("writing to client: %w", err)
 	}
 	return nil
+}
+
+// isFatal reports whether an ErrorResponse has severity FATAL or PANIC: the
+// server closes the connection after it.
+func isFatal(msg []byte) bool {
+	if len(msg) < 5 {
+		return false
+	}
+	b := msg[5:]
+	for len(b) > 0 && b[0] != 0 {
+		field := b[0]
+		v, rest, ok := cstring(b[1:])
+		if !ok {
+			return false
+		}
+		if field == 'V' || field == 'S' {
+			return string(v) == "FATAL" || string(v) == "PANIC"
+		}
+		b = rest
+	}
+	return false
 }

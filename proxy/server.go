@@ -210,13 +210,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	rest := make([]*Session, 0, len(s.sessions))
 	for sess := range s.sessions {
-		sess.kill(shutdownError)
+		rest = append(rest, sess)
 	}
 	s.mu.Unlock()
+	// Kill in parallel: each may wait a moment for a stuck client write or
+	// a cancel to an unreachable server.
+	for _, sess := range rest {
+		go sess.kill(shutdownError)
+	}
 	<-done
 	return ctx.Err()
 }
+
+// shutdownInFlightError replaces shutdownError when a statement was in
+// flight: it may have completed (a COMMIT may have committed).
+var shutdownInFlightError = &Error{Code: CodeAdminShutdown,
+	Message: "lockguard: terminating connection because the proxy is shutting down",
+	Detail:  "lockguard received a shutdown signal while a statement was in progress on this connection; it may or may not have completed (a COMMIT in flight may have committed).",
+	Hint:    "Reconnect and check whether the last transaction committed before retrying it."}
 
 var shutdownError = &Error{Code: CodeAdminShutdown,
 	Message: "lockguard: terminating connection because the proxy is shutting down",

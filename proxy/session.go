@@ -41,6 +41,8 @@ type Session struct {
 
 	wmu        sync.Mutex // serialises writes to the client
 	atBoundary bool       // under wmu: client stream is at a message boundary
+	fatalSent  bool       // under wmu: lockguard sent a FATAL; nothing follows
+	upFatal    bool       // upstream side: the last ErrorResponse was FATAL
 
 	closeOnce sync.Once
 

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// pgbench 15's summary for a run with -T, as printed on stdout.
+const pgbench15 = `pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: <builtin: select only>
+scaling factor: 10
+query mode: prepared
+number of clients: 16
+number of threads: 2
+maximum number of tries: 1
+duration: 5 s
+number of transactions actually processed: 81234
+number of failed transactions: 0 (0.000%)
+latency average = 0.985 ms
+initial connection time = 12.345 ms
+tps = 16245.812345 (without initial connection time)
+`
+
+// pgbench 13 printed two tps lines; the second excludes connecting.
+const pgbench13 = `transaction type: <builtin: TPC-B (sort of)>
+number of transactions actually processed: 5000
+latency average = 3.200 ms
+tps = 4900.5 (including connections establishing)
+tps = 5000.25 (excluding connections establishing)
+`
+
+func TestParseSummary(t *testing.T) {
+	tests := []struct {
+		name    string
+		out     string
+		want    summary
+		wantErr bool
+	}{
+		{"pgbench 15", pgbench15, summary{processed: 81234, avg: 985 * time.Microsecond, connTime: 12345 * time.Microsecond, tps: 16245.812345}, false},
+		{"pgbench 13", pgbench13, summary{processed: 5000, avg: 3200 * time.Microsecond, tps: 5000.25}, false},
+		{"failures", strings.Replace(pgbench15, "failed transactions: 0 (0.000%)", "failed transactions: 7 (0.009%)", 1),
+			summary{processed: 81234, failed: 7, avg: 985 * time.Microsecond, connTime: 12345 * time.Microsecond, tps: 16245.812345}, false},
+		{"aborted run", "pgbench: error: connection to server failed\n", summary{}, true},
+		{"no transaction", "number of transactions actually processed: 0\nnumber of failed transactions: 0 (NaN%)\ninitial connection time = 2500.000 ms\n",
+			summary{connTime: 2500 * time.Millisecond}, false},
+		{"garbled number", strings.Replace(pgbench15, "= 0.985 ms", "= x ms", 1), summary{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseSummary(tt.out)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseSummary error = %v, want error %t", err, tt.wantErr)
+			}
+			if !tt.wantErr && got != tt.want {
+				t.Errorf("parseSummary = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTxLog(t *testing.T) {
+	// client_id transaction_no time script_no time_epoch time_us
+	lines := `0 0 412 0 1767000000 123456
+1 0 1500 0 1767000000 123999
+0 1 failed 0 1767000000 124000
+0 2 388 0 1767000001 500
+`
+	var l txLog
+	if err := l.read(strings.NewReader(lines)); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.lat) != 3 {
+		t.Fatalf("got %d latencies, want 3 (the failed one left out)", len(l.lat))
+	}
+	if want := time.Unix(1767000000, 122499*1000); !l.first.Equal(want) {
+		t.Errorf("first = %v, want %v (end of client 1's transaction less its 1500 µs)", l.first, want)
+	}
+	if want := time.Unix(1767000001, 500*1000); !l.last.Equal(want) {
+		t.Errorf("last = %v, want %v", l.last, want)
+	}
+	if got := percentile(l.lat, 0.99); got != 1500*time.Microsecond {
+		t.Errorf("p99 = %v, want 1.5ms", got)
+	}
+	if got := percentile(l.lat, 0.5); got != 412*time.Microsecond {
+		t.Errorf("p50 = %v, want 412µs", got)
+	}
+	if err := new(txLog).read(strings.NewReader("0 0 12\n")); err == nil {
+		t.Error("short line: want an error")
+	}
+}
+
+func TestCPUAt(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	samples := []cpuPoint{{t0, 0}, {t0.Add(100 * time.Millisecond), 40 * time.Millisecond}, {t0.Add(200 * time.Millisecond), 60 * time.Millisecond}}
+	tests := []struct {
+		at   time.Duration
+		want time.Duration
+	}{
+		{-time.Second, 0},
+		{50 * time.Millisecond, 20 * time.Millisecond},
+		{150 * time.Millisecond, 50 * time.Millisecond},
+		{time.Second, 60 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := cpuAt(samples, t0.Add(tt.at)); got != tt.want {
+			t.Errorf("cpuAt(%v) = %v, want %v", tt.at, got, tt.want)
+		}
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := "goos: linux\nBenchmarkRelaySmall-2   \t 1000000\t      95.30 ns/op\t       0 B/op\t       0 allocs/op\nPASS\n"
+	got := parseGoBench(out)
+	if len(got) != 1 || got[0].name != "BenchmarkRelaySmall-2" || got[0].nsPerOp != 95.3 || !got[0].hasAllocs || got[0].allocs != 0 {
+		t.Fatalf("parseGoBench = %+v", got)
+	}
+}
