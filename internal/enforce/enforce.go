@@ -152,6 +152,48 @@ func view(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// plainDML reports, from the first keyword alone, that sql is one plain
+// read or write whose analysis could change nothing when no lock hazard
+// exists: not several statements, not SELECT … INTO (creates a table), not a
+// set_config call (changes settings). Anything else is analysed, so that a
+// statement whose every text is new (literals in the simple protocol) does
+// not cost a parse when nothing needs its relations.
+func plainDML(sql []byte) bool {
+	q := view(sql)
+	c, ok := guard.QuickClass(q)
+	if !ok || (c != guard.ClassRead && c != guard.ClassWrite) {
+		return false
+	}
+	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
+		return false
+	}
+	if containsFold(q, "set_config") || (c == guard.ClassRead && containsFold(q, "into")) {
+		return false
+	}
+	return true
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w in any
+// case, without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
 // analysed is one executed statement of a batch with its analysis.
 type analysed struct {
 	an  *guard.Analysis
@@ -172,12 +214,18 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 			hz = h
 		}
 	}
+	s.mu.Lock()
+	inTxTracked := s.inTx && s.tx.AccessExclusive
+	s.mu.Unlock()
 	needs := false
 	var path []string
 	for i := range b.Stmts {
 		st := &b.Stmts[i]
 		if !st.Executed && hz == nil {
 			continue
+		}
+		if hz == nil && !inTxTracked && plainDML(st.SQL) {
+			continue // nothing to decide: skip even the cache lookup
 		}
 		an := g.Analyzer.Analyze(view(st.SQL))
 		if an.Err != nil {
@@ -202,9 +250,6 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 			}
 		}
 	}
-	s.mu.Lock()
-	inTxTracked := s.inTx && s.tx.AccessExclusive
-	s.mu.Unlock()
 	if !needs && !inTxTracked {
 		return nil
 	}

@@ -102,3 +102,21 @@ func BenchmarkAdmissionCheckNoHazard(b *testing.B) {
 		b.Fatal("hazard on an empty board")
 	}
 }
+
+func TestPlainDML(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 42":         true,
+		"UPDATE pgbench_accounts SET abalance = abalance + 1;":         true,
+		"INSERT INTO t VALUES (1)":                                     true,
+		"SELECT 1; DROP TABLE t":                                       false,
+		"SELECT * INTO new_t FROM t":                                   false,
+		"SELECT set_config('lock_timeout', '1s', false)":               false,
+		"ALTER TABLE t ADD COLUMN c int":                               false,
+		"WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d": false,
+		"BEGIN": false,
+	} {
+		if got := plainDML([]byte(sql)); got != want {
+			t.Errorf("plainDML(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
