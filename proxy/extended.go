@@ -39,38 +39,51 @@ func (t *extTracker) push(op extOp) {
 // noteClient records a Parse, Bind or Close. body is the message without its
 // header.
 func (t *extTracker) noteClient(typ byte, body []byte) error {
+	op, _, err := t.decode(typ, body)
+	if err == nil && op.kind != 0 {
+		t.push(op)
+	}
+	return err
+}
+
+// decode reads the operation a Parse, Bind or Close performs; other types
+// give the zero extOp. For a Parse it also returns the statement text, nil
+// when the text is not NUL-terminated (the caller decides whether that is
+// an error). body is the message without its header.
+func (t *extTracker) decode(typ byte, body []byte) (op extOp, query []byte, err error) {
 	switch typ {
 	case 'P':
-		name, _, ok := cstring(body)
+		name, rest, ok := cstring(body)
 		if !ok {
-			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
+			return extOp{}, nil, fmt.Errorf("%w: malformed Parse", ErrProtocol)
 		}
-		t.push(extOp{kind: 'P', name: t.intern(name)})
+		query, _, _ = cstring(rest)
+		return extOp{kind: 'P', name: t.intern(name)}, query, nil
 	case 'B':
 		portal, rest, ok := cstring(body)
 		if !ok {
-			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+			return extOp{}, nil, fmt.Errorf("%w: malformed Bind", ErrProtocol)
 		}
 		stmt, _, ok := cstring(rest)
 		if !ok {
-			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
+			return extOp{}, nil, fmt.Errorf("%w: malformed Bind", ErrProtocol)
 		}
-		t.push(extOp{kind: 'B', name: t.intern(portal), stmt: t.intern(stmt)})
+		return extOp{kind: 'B', name: t.intern(portal), stmt: t.intern(stmt)}, nil, nil
 	case 'C':
 		if len(body) < 2 {
-			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+			return extOp{}, nil, fmt.Errorf("%w: malformed Close", ErrProtocol)
 		}
 		name, _, ok := cstring(body[1:])
 		if !ok {
-			return fmt.Errorf("%w: malformed Close", ErrProtocol)
+			return extOp{}, nil, fmt.Errorf("%w: malformed Close", ErrProtocol)
 		}
 		kind := byte('c')
 		if body[0] == 'P' {
 			kind = 'p'
 		}
-		t.push(extOp{kind: kind, name: t.intern(name)})
+		return extOp{kind: kind, name: t.intern(name)}, nil, nil
 	}
-	return nil
+	return extOp{}, nil, nil
 }
 
 // intern returns name as a string, reusing a known statement's string so that

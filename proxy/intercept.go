@@ -148,54 +148,29 @@ func (s *Session) idleStatus() byte {
 // off is the message's offset from the start of the batch.
 func (s *Session) collect(typ byte, off int, msg []byte) error {
 	body := msg[5:]
-	switch typ {
-	case 'P':
-		name, rest, ok := cstring(body)
-		if !ok {
-			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
-		}
-		query, _, ok := cstring(rest)
-		if !ok {
-			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
-		}
-		qoff := off + 5 + len(name) + 1
-		nm := s.ext.intern(name)
-		s.refs = append(s.refs, stmtRef{off: qoff, n: len(query), name: nm})
-		op := extOp{kind: 'P', name: nm}
-		if nm != "" {
-			op.sql = string(query) // kept for Executes in later batches
-		}
-		s.batchOps = append(s.batchOps, op)
-	case 'B':
-		portal, rest, ok := cstring(body)
-		if !ok {
-			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
-		}
-		stmt, _, ok := cstring(rest)
-		if !ok {
-			return fmt.Errorf("%w: malformed Bind", ErrProtocol)
-		}
-		s.batchOps = append(s.batchOps, extOp{kind: 'B', name: s.ext.intern(portal), stmt: s.ext.intern(stmt)})
-	case 'E':
+	if typ == 'E' {
 		portal, _, ok := cstring(body)
 		if !ok {
 			return fmt.Errorf("%w: malformed Execute", ErrProtocol)
 		}
 		s.markExecuted(string(portal))
-	case 'C':
-		if len(body) < 2 {
-			return fmt.Errorf("%w: malformed Close", ErrProtocol)
-		}
-		name, _, ok := cstring(body[1:])
-		if !ok {
-			return fmt.Errorf("%w: malformed Close", ErrProtocol)
-		}
-		kind := byte('c')
-		if body[0] == 'P' {
-			kind = 'p'
-		}
-		s.batchOps = append(s.batchOps, extOp{kind: kind, name: s.ext.intern(name)})
+		return nil
 	}
+	op, query, err := s.ext.decode(typ, body)
+	if err != nil || op.kind == 0 {
+		return err
+	}
+	if op.kind == 'P' {
+		if query == nil {
+			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
+		}
+		qoff := off + 5 + len(op.name) + 1 // the text follows the name and its NUL
+		s.refs = append(s.refs, stmtRef{off: qoff, n: len(query), name: op.name})
+		if op.name != "" {
+			op.sql = string(query) // kept for Executes in later batches
+		}
+	}
+	s.batchOps = append(s.batchOps, op)
 	return nil
 }
 
