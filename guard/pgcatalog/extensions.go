@@ -18,9 +18,14 @@ var (
 
 type extMemo struct {
 	mu    sync.Mutex
-	sizes map[guard.RelName][3]int64 // rows, bytes, ok
+	sizes map[guard.RelName]sizeAnswer
 	cols  map[[2]string]colAnswer
 	defs  map[[2]string]defAnswer
+}
+
+type sizeAnswer struct {
+	rows, bytes int64
+	found       bool
 }
 
 type colAnswer struct {
@@ -33,93 +38,69 @@ type defAnswer struct {
 	found bool
 }
 
-func (c *Catalog) memo() *extMemo { return &c.ext }
+// memoized returns the answer for key from *m, or asks fetch (a query on
+// the catalog connection, run under c.mu) and remembers its answer. The memo
+// is bounded like the others.
+func memoized[K comparable, V any](c *Catalog, m *map[K]V, key K, fetch func() V) V {
+	c.ext.mu.Lock()
+	if v, hit := (*m)[key]; hit {
+		c.ext.mu.Unlock()
+		return v
+	}
+	c.ext.mu.Unlock()
+	c.mu.Lock()
+	v := fetch()
+	c.mu.Unlock()
+	c.ext.mu.Lock()
+	if *m == nil {
+		*m = make(map[K]V)
+	}
+	trim(*m)
+	(*m)[key] = v
+	c.ext.mu.Unlock()
+	return v
+}
 
 // TableSize implements guard.SizeCatalog: pg_class.reltuples (negative when
 // never analysed) and pg_total_relation_size.
 func (c *Catalog) TableSize(rel guard.RelName) (rows, bytes int64, ok bool) {
-	m := c.memo()
-	m.mu.Lock()
-	if a, hit := m.sizes[rel]; hit {
-		m.mu.Unlock()
-		return a[0], a[1], a[2] == 1
-	}
-	m.mu.Unlock()
-	c.mu.Lock()
-	ctx, cancel := c.ctx()
-	var r float64
-	err := c.conn.QueryRow(ctx, `SELECT c.reltuples::float8, pg_catalog.pg_total_relation_size(c.oid)
-		FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)`, regclassText(rel)).Scan(&r, &bytes)
-	cancel()
-	c.lastErr = err
-	c.mu.Unlock()
-	ok = err == nil
-	rows = int64(r)
-	m.mu.Lock()
-	if m.sizes == nil || len(m.sizes) > 10000 {
-		m.sizes = map[guard.RelName][3]int64{}
-	}
-	var okv int64
-	if ok {
-		okv = 1
-	}
-	m.sizes[rel] = [3]int64{rows, bytes, okv}
-	m.mu.Unlock()
-	return rows, bytes, ok
+	a := memoized(c, &c.ext.sizes, rel, func() (a sizeAnswer) {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		var r float64
+		err := c.conn.QueryRow(ctx, `SELECT c.reltuples::float8, pg_catalog.pg_total_relation_size(c.oid)
+			FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)`, regclassText(rel)).Scan(&r, &a.bytes)
+		c.lastErr = err
+		a.rows, a.found = int64(r), err == nil
+		return a
+	})
+	return a.rows, a.bytes, a.found
 }
 
 // ColumnType implements guard.ColumnCatalog.
 func (c *Catalog) ColumnType(rel guard.RelName, column string) (string, bool, bool) {
-	key := [2]string{rel.String(), column}
-	m := c.memo()
-	m.mu.Lock()
-	if a, hit := m.cols[key]; hit {
-		m.mu.Unlock()
-		return a.typ, a.notNull, a.found
-	}
-	m.mu.Unlock()
-	var a colAnswer
-	c.mu.Lock()
-	ctx, cancel := c.ctx()
-	err := c.conn.QueryRow(ctx, `SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull
-		FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
-		regclassText(rel), column).Scan(&a.typ, &a.notNull)
-	cancel()
-	c.mu.Unlock()
-	a.found = err == nil
-	m.mu.Lock()
-	if m.cols == nil || len(m.cols) > 10000 {
-		m.cols = map[[2]string]colAnswer{}
-	}
-	m.cols[key] = a
-	m.mu.Unlock()
+	a := memoized(c, &c.ext.cols, [2]string{rel.String(), column}, func() (a colAnswer) {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		err := c.conn.QueryRow(ctx, `SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull
+			FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+			regclassText(rel), column).Scan(&a.typ, &a.notNull)
+		a.found = err == nil
+		return a
+	})
 	return a.typ, a.notNull, a.found
 }
 
 // ConstraintDef implements guard.ConstraintDefCatalog; only validated
 // constraints are returned.
 func (c *Catalog) ConstraintDef(table guard.RelName, name string) (string, bool) {
-	key := [2]string{table.String(), name}
-	m := c.memo()
-	m.mu.Lock()
-	if a, hit := m.defs[key]; hit {
-		m.mu.Unlock()
-		return a.def, a.found
-	}
-	m.mu.Unlock()
-	var a defAnswer
-	c.mu.Lock()
-	ctx, cancel := c.ctx()
-	err := c.conn.QueryRow(ctx, `SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
-		WHERE conrelid = to_regclass($1) AND conname = $2 AND convalidated`, regclassText(table), name).Scan(&a.def)
-	cancel()
-	c.mu.Unlock()
-	a.found = err == nil
-	m.mu.Lock()
-	if m.defs == nil || len(m.defs) > 10000 {
-		m.defs = map[[2]string]defAnswer{}
-	}
-	m.defs[key] = a
-	m.mu.Unlock()
+	a := memoized(c, &c.ext.defs, [2]string{table.String(), name}, func() (a defAnswer) {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		err := c.conn.QueryRow(ctx, `SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
+			WHERE conrelid = to_regclass($1) AND conname = $2 AND convalidated`, regclassText(table), name).Scan(&a.def)
+		a.found = err == nil
+		return a
+	})
 	return a.def, a.found
 }
