@@ -142,9 +142,7 @@ func (s *Server) startSession(conn net.Conn) {
 	s.mu.Lock()
 	if s.draining.Load() {
 		s.mu.Unlock()
-		sess.refuse(&Error{Code: CodeAdminShutdown, Message: "lockguard: the proxy is shutting down",
-			Detail: "lockguard received a shutdown signal and accepts no new sessions.",
-			Hint:   "Connect again; another lockguard replica or the restarted one will take the session."})
+		sess.refuse(drainingError)
 		return
 	}
 	s.sessions[sess] = struct{}{}
@@ -223,6 +221,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-done
 	return ctx.Err()
 }
+
+// drainingError answers a connection that arrives while the proxy drains.
+var drainingError = &Error{Code: CodeAdminShutdown, Message: "lockguard: the proxy is shutting down",
+	Detail: "lockguard received a shutdown signal and accepts no new sessions.",
+	Hint:   "Connect again; another lockguard replica or the restarted one will take the session."}
 
 // shutdownInFlightError replaces shutdownError when a statement was in
 // flight: it may have completed (a COMMIT may have committed).

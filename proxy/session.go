@@ -113,9 +113,7 @@ func (s *Session) serve() {
 		return
 	}
 	if s.srv.draining.Load() {
-		s.refuse(&Error{Code: CodeAdminShutdown, Message: "lockguard: the proxy is shutting down",
-			Detail: "lockguard received a shutdown signal and accepts no new sessions.",
-			Hint:   "Connect again; another lockguard replica or the restarted one will take the session."})
+		s.refuse(drainingError)
 		return
 	}
 	n := s.srv.active.Add(1)
