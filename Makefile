@@ -28,11 +28,11 @@ demo: build ## the incident, straight to PostgreSQL and through lockguard, side 
 run: build ## start a throwaway PostgreSQL and lockguard in front of it (Ctrl-C stops both)
 	./lockguard serve --throwaway-postgres --listen 127.0.0.1:6432 $(ARGS)
 
-test: ## all tests with the race detector, then every benchmark once and each fuzz target briefly
+test: ## all tests with the race detector, then every benchmark once and each fuzz target for 3000 inputs
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout $(TEST_TIMEOUT) ./...
-	$(WITH_GO) scripts/fuzz.sh 5s
+	$(WITH_GO) scripts/fuzz.sh 3000x
 
 test-race: test ## alias of test (it always uses the race detector)
 
