@@ -29,6 +29,7 @@ type Hazard struct {
 	// holders of conflicting locks and requests ahead of it in the queue
 	// (pg_blocking_pids). Set by the monitor only.
 	BlockedBy []int
+	TraceID   string // trace id of the span that forwarded the DDL, "" when unknown
 }
 
 // QueuedBehind returns the pending requests in h that wait for backend pid,
