@@ -23,6 +23,19 @@ type Hooks struct {
 
 	// Close runs once when the session ends.
 	Close func(s *Session)
+
+	// Complete, when set, runs on the upstream goroutine when a sync point
+	// that Batch forwarded unchanged (a nil Verdict) completes: d is from
+	// when lockguard read its first bytes to its ReadyForQuery, sqlstate
+	// the code of its first error (nil for success; valid only during the
+	// call). Batches with a Verdict report through Verdict.Result instead,
+	// and statements lockguard injects are not reported. It must not block.
+	Complete func(s *Session, d time.Duration, sqlstate []byte)
+
+	// Forwarded, when set, runs on the client goroutine after client
+	// bytes were written upstream: d is how long the oldest of them spent
+	// in lockguard (guard decision, hold and injected statements included).
+	Forwarded func(s *Session, d time.Duration)
 }
 
 // Batch is the work one Query message or one extended-protocol batch asks

@@ -32,6 +32,7 @@ func (s *Session) pumpClientGuarded() error {
 	if err := f.fill(s.client); err != nil {
 		return fmt.Errorf("reading from client: %w", err)
 	}
+	s.obsRead()
 	fwd := f.start
 	if f.keep >= 0 {
 		fwd = f.keep
@@ -62,6 +63,7 @@ func (s *Session) pumpClientGuarded() error {
 					return errClosing
 				}
 				s.syncSeq++
+				s.obsSync(s.syncSeq)
 				s.ext.push(extOp{kind: 'Q'})
 				continue
 			}
@@ -91,6 +93,7 @@ func (s *Session) pumpClientGuarded() error {
 							return errClosing
 						}
 						s.syncSeq++
+						s.obsSync(s.syncSeq)
 					}
 					s.midBatch = false
 					s.ext.push(extOp{kind: 'S'})
@@ -106,6 +109,7 @@ func (s *Session) pumpClientGuarded() error {
 				return errClosing
 			}
 			s.syncSeq++
+			s.obsSync(s.syncSeq)
 			s.ext.push(extOp{kind: 'Q'})
 		case 'X':
 			if f.keep < 0 {
@@ -124,10 +128,11 @@ func (s *Session) pumpClientGuarded() error {
 			fwd = f.start // held bytes stay in the buffer
 		}
 	}
-	if f.keep < 0 {
+	if f.keep < 0 && fwd < f.start {
 		if err := s.writeUpstream(f.buf[fwd:f.start]); err != nil {
 			return err
 		}
+		s.obsForwarded()
 	}
 	if need := f.pendingWhole(&clientWhole); need > 0 {
 		f.makeRoom(need)
@@ -237,6 +242,7 @@ func (s *Session) decideHeld(end byte) error {
 // Sync or Flush as end says) as the verdict v says. ops are the extended
 // operations the batch performs.
 func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) error {
+	timed := v == nil // a Verdict reports through its Result
 	if v == nil {
 		v = &Verdict{}
 	}
@@ -275,6 +281,9 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			}
 			s.syncSeq++
 			s.batchSeq = s.syncSeq
+			if timed {
+				s.obsSync(s.syncSeq)
+			}
 		}
 		pl := &plan{seq: s.batchSeq, result: v.Result}
 		if retry {
@@ -316,6 +325,9 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		s.cOut = out[:0]
 		if err := s.writeUpstream(out); err != nil {
 			return err
+		}
+		if attempt == 1 {
+			s.obsForwarded()
 		}
 		if !retry {
 			return nil

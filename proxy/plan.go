@@ -101,24 +101,7 @@ func (p *plans) abandon() {
 
 // errorCode returns the SQLSTATE of an ErrorResponse message (header
 // included), or "".
-func errorCode(msg []byte) string {
-	if len(msg) < 5 {
-		return ""
-	}
-	b := msg[5:]
-	for len(b) > 0 && b[0] != 0 {
-		field := b[0]
-		v, rest, ok := cstring(b[1:])
-		if !ok {
-			return ""
-		}
-		if field == 'C' {
-			return string(v)
-		}
-		b = rest
-	}
-	return ""
-}
+func errorCode(msg []byte) string { return string(errorCodeBytes(msg)) }
 
 // handleWithPlan processes one whole backend message of sync point seq under
 // plan pl. It returns the bytes to send to the client now (nil for none).

@@ -356,10 +356,16 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		s.zSeq++
 		s.endSync()
 		s.ext.onReady(status)
+		if s.obs.on {
+			s.obsServer(typ, msg)
+		}
 		return true
 	case 'E':
 		s.ext.onError()
 		s.upFatal = isFatal(msg)
+		if s.obs.on {
+			s.obsServer(typ, msg)
+		}
 	case '1', '2', '3':
 		s.ext.onAck(typ)
 	}

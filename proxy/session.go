@@ -60,6 +60,7 @@ type Session struct {
 	plans       plans
 	zSeq        uint64 // upstream side: ReadyForQuery messages seen
 	syncSeq     uint64 // client side: sync points sent
+	obs         observer // timings for Hooks.Complete and Hooks.Forwarded
 	upOut       []byte // upstream side scratch for planned output
 	cOut        []byte // client side scratch for injected output
 	idleWaiters atomic.Int32
@@ -84,6 +85,7 @@ func newSession(srv *Server, cfg *Config, conn net.Conn) *Session {
 	s := &Session{srv: srv, cfg: cfg, client: conn, atBoundary: true, zNotify: make(chan struct{}, 1)}
 	s.ctx, s.cancelCtx = context.WithCancel(context.Background())
 	s.log = cfg.logger().With("client", conn.RemoteAddr().String())
+	s.obs.init(cfg.Hooks)
 	return s
 }
 
