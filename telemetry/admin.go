@@ -23,6 +23,12 @@ type Admin struct {
 	Token string
 	// Logger receives server errors; nil means slog.Default().
 	Logger *slog.Logger
+	// Status, when set, serves the status page at / and its JSON under
+	// /api/ (locks, events, incidents, policy).
+	Status *Status
+	// Metrics, when set, is mounted at GET /metrics (e.g. the Prometheus
+	// handler).
+	Metrics http.Handler
 
 	srv *http.Server
 }
@@ -32,8 +38,31 @@ type Admin struct {
 //	/healthz  200 while the process serves HTTP (liveness)
 //	/readyz   200 while lockguard accepts sessions, 503 while draining (readiness)
 //	/reload   POST: re-read the configuration file and environment, like SIGHUP
+//	/metrics  metrics, when Metrics is set
+//
+// and, when Status is set:
+//
+//	/                the status page (static; it fetches the JSON below)
+//	/api/locks       the live lock tree
+//	/api/events      recent guard events, newest first (?limit=N, default 100)
+//	/api/incidents   recent incidents and their blast radius (?limit=N, default 20)
+//	/api/policy      the active policy
+//
+// With a Token every route but /healthz, /readyz and the page itself needs
+// it; the page reads it from its URL fragment (#token=…) and sends it.
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if a.Metrics != nil {
+		m := a.Metrics
+		mux.HandleFunc("GET /metrics", a.authorized(m.ServeHTTP))
+	}
+	if s := a.Status; s != nil {
+		mux.HandleFunc("GET /{$}", s.servePage)
+		mux.HandleFunc("GET /api/locks", a.authorized(s.serveLocks))
+		mux.HandleFunc("GET /api/events", a.authorized(s.serveEvents))
+		mux.HandleFunc("GET /api/incidents", a.authorized(s.serveIncidents))
+		mux.HandleFunc("GET /api/policy", a.authorized(s.servePolicy))
+	}
 	mux.HandleFunc("POST /reload", a.authorized(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if a.Reload == nil {

@@ -95,7 +95,24 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "lockguard serve: admin endpoint: %v\n", err)
 			return 1
 		}
-		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken,
+		// The status page. Its event ring is empty until the guard and the
+		// watchdog are handed the same *telemetry.Events to record into.
+		status := &telemetry.Status{Hazards: side.board.Snapshot, Events: telemetry.NewEvents(telemetry.DefaultEvents),
+			Policy: func() any {
+				v, _ := telemetry.PolicyView(cfg.Policy, map[string]any{
+					"guard": cfg.Guard, "lock-timeout": cfg.LockTimeout.String(), "shed": cfg.Shed,
+					"hold-budget": cfg.HoldBudget.String(), "max-held-per-relation": cfg.MaxHeldPerRelation,
+					"retry-attempts": cfg.RetryAttempts, "retry-deadline": cfg.RetryDeadline.String(),
+					"yield-waiters": cfg.YieldWaiters, "yield-wait": cfg.YieldWait.String(),
+					"watchdog": cfg.Watchdog, "watchdog-idle": cfg.WatchdogIdle.String(), "watchdog-run": cfg.WatchdogRun.String(),
+					"monitor": cfg.MonitorDSN != "",
+				})
+				return v
+			}}
+		if side.pool != nil {
+			status.Sessions = telemetry.PGSessions(side.pool)
+		}
+		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken, Status: status,
 			Reload: func() error { return reload(&loader, srv, pg, side, logger) }}
 		go func() {
 			if err := admin.Serve(aln); err != nil {
