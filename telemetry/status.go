@@ -57,6 +57,7 @@ type Session struct {
 type link struct {
 	root int
 	seen time.Time
+	node *LockNode // the root's description, when this is a root
 }
 
 // Tuning of what the page shows.
@@ -375,6 +376,16 @@ func mergeHazard(n *LockNode, h guard.Hazard, now time.Time) {
 
 // finishNode sorts a backend's locks and picks its main one.
 func finishNode(n *LockNode) {
+	// lockguard reports a DDL's locks as pending until it completes; the
+	// monitor knows which of them are granted already.
+	kept := n.Locks[:0]
+	for _, l := range n.Locks {
+		if !l.Granted && l.Source == "proxy" && grantedAtLeast(n.Locks, l) {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	n.Locks = kept
 	sort.SliceStable(n.Locks, func(i, j int) bool {
 		a, b := n.Locks[i], n.Locks[j]
 		if a.Granted != b.Granted {
@@ -391,6 +402,15 @@ func finishNode(n *LockNode) {
 	}
 	sort.Ints(n.parents)
 	n.BlockedBy = n.parents
+}
+
+func grantedAtLeast(locks []NodeLock, l NodeLock) bool {
+	for _, g := range locks {
+		if g.Granted && g.Relation == l.Relation && g.mode >= l.mode {
+			return true
+		}
+	}
+	return false
 }
 
 // describe fills in the backends that are on the tree only as blockers.
@@ -517,6 +537,9 @@ func (s *Status) remember(tree *LockTree, now time.Time) {
 	}
 	for _, r := range tree.Roots {
 		walk(r, r.PID)
+		if len(r.Children) > 0 || r.AffectedTotal > 0 {
+			s.links[r.PID] = link{root: r.PID, seen: now, node: rootSummary(r)}
+		}
 	}
 	if len(s.links) > 4*maxNodes {
 		for pid, l := range s.links {
@@ -575,12 +598,12 @@ func (s *Status) Incidents(ctx context.Context) []*Incident {
 	return groupIncidents(evs, tree, s.linksCopy(), now)
 }
 
-func (s *Status) linksCopy() map[int]int {
+func (s *Status) linksCopy() map[int]link {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int]int, len(s.links))
+	out := make(map[int]link, len(s.links))
 	for pid, l := range s.links {
-		out[pid] = l.root
+		out[pid] = l
 	}
 	return out
 }
@@ -589,7 +612,7 @@ func (s *Status) linksCopy() map[int]int {
 // backend it waited for, a queue and the DDL it queued behind, as the
 // events and the lock tree show) belong to one incident while they are
 // less than IncidentGap apart.
-func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Time) []*Incident {
+func groupIncidents(evs []Event, tree *LockTree, links map[int]link, now time.Time) []*Incident {
 	uf := unionFind{}
 	roots := map[int]*LockNode{}
 	onBoard := map[int]bool{}
@@ -607,8 +630,8 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 		}
 		walk(r)
 	}
-	for pid, root := range links {
-		uf.union(pid, root)
+	for pid, l := range links {
+		uf.union(pid, l.root)
 	}
 	// Oldest first.
 	sorted := make([]Event, len(evs))
@@ -625,6 +648,12 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 	// named most.
 	score := map[int]int{}
 	details := map[int]*LockNode{}
+	for pid, l := range links {
+		if l.node != nil && pid == l.root {
+			score[pid] += 500 // a root blocker seen in an earlier lock tree
+			details[pid] = l.node
+		}
+	}
 	for pid, n := range roots {
 		score[pid] += 1000
 		details[pid] = n
@@ -651,7 +680,7 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 		}
 	}
 
-	var out []*Incident
+	var out, early = []*Incident(nil), []Event(nil)
 	open := map[string]*Incident{}
 	for _, ev := range sorted {
 		key := ""
@@ -660,7 +689,8 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 			key = "pid:" + strconv.Itoa(uf.find(ev.PID))
 		case ev.BlockerPID != 0:
 			key = "pid:" + strconv.Itoa(uf.find(ev.BlockerPID))
-		case ev.PID != 0 && open["pid:"+strconv.Itoa(uf.find(ev.PID))] != nil:
+		case ev.PID != 0 && open["pid:"+strconv.Itoa(uf.find(ev.PID))] != nil &&
+			ev.Time.Sub(open["pid:"+strconv.Itoa(uf.find(ev.PID))].End) <= IncidentGap:
 			key = "pid:" + strconv.Itoa(uf.find(ev.PID)) // e.g. a DDL that landed
 		case ev.Relation != "" && (ev.Kind == KindShed || ev.Kind == KindHeld || ev.Kind == KindGaveUp ||
 			ev.Kind == KindRetried || ev.Kind == KindYielded):
@@ -676,40 +706,29 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 			}
 		}
 		if key == "" {
+			if ev.PID != 0 && ddlKinds[ev.Kind] {
+				early = append(early, ev)
+			}
 			continue
 		}
 		inc := open[key]
 		if inc == nil || ev.Time.Sub(inc.End) > IncidentGap {
-			inc = &Incident{key: key, Start: ev.Time, Counts: map[string]int{}, Relations: []string{},
+			inc = &Incident{key: key, Start: ev.Time, End: ev.Time, Counts: map[string]int{}, Relations: []string{},
 				sessions: map[string]bool{}, blockers: map[int]bool{}}
 			open[key] = inc
 			out = append(out, inc)
 		}
-		inc.End = ev.Time
-		inc.Events++
-		inc.Counts[ev.Kind]++
-		if ev.Relation != "" && !containsString(inc.Relations, ev.Relation) {
-			inc.Relations = append(inc.Relations, ev.Relation)
-		}
-		blocker := ev.BlockerPID
-		if watchdogKinds[ev.Kind] {
-			blocker = ev.PID
-		}
-		if blocker != 0 {
-			inc.blockers[blocker] = true
-		}
-		if ddlKinds[ev.Kind] || ev.Kind == KindBlocked || ev.Kind == KindWarned {
-			if ev.Statement != "" && !containsString(inc.DDL, ev.Statement) && len(inc.DDL) < 5 {
-				inc.DDL = append(inc.DDL, ev.Statement)
+		inc.add(ev)
+	}
+	// What a DDL did before its incident began (the injected timeout, its
+	// first attempts) belongs to it.
+	for _, ev := range early {
+		for _, inc := range out {
+			if inc.key == "pid:"+strconv.Itoa(uf.find(ev.PID)) && !ev.Time.Before(inc.Start.Add(-IncidentGap)) && !ev.Time.After(inc.End) {
+				inc.add(ev)
+				break
 			}
 		}
-		if ev.TraceID != "" && !containsString(inc.TraceIDs, ev.TraceID) && len(inc.TraceIDs) < 5 {
-			inc.TraceIDs = append(inc.TraceIDs, ev.TraceID)
-		}
-		if !watchdogKinds[ev.Kind] {
-			inc.sessions[sessionKey(ev)] = true
-		}
-		inc.LongestWaitMS = max(inc.LongestWaitMS, ms(ev.Wait))
 	}
 	for _, inc := range out {
 		if len(inc.key) > 4 && inc.key[:4] == "pid:" {
@@ -744,6 +763,40 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]int, now time.Tim
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.After(out[j].Start) })
 	return out
+}
+
+// add counts ev into inc.
+func (inc *Incident) add(ev Event) {
+	if ev.Time.Before(inc.Start) {
+		inc.Start = ev.Time
+	}
+	if ev.Time.After(inc.End) {
+		inc.End = ev.Time
+	}
+	inc.Events++
+	inc.Counts[ev.Kind]++
+	if ev.Relation != "" && !containsString(inc.Relations, ev.Relation) {
+		inc.Relations = append(inc.Relations, ev.Relation)
+	}
+	blocker := ev.BlockerPID
+	if watchdogKinds[ev.Kind] {
+		blocker = ev.PID
+	}
+	if blocker != 0 {
+		inc.blockers[blocker] = true
+	}
+	if ddlKinds[ev.Kind] || ev.Kind == KindBlocked || ev.Kind == KindWarned {
+		if ev.Statement != "" && !containsString(inc.DDL, ev.Statement) && len(inc.DDL) < 5 {
+			inc.DDL = append(inc.DDL, ev.Statement)
+		}
+	}
+	if ev.TraceID != "" && !containsString(inc.TraceIDs, ev.TraceID) && len(inc.TraceIDs) < 5 {
+		inc.TraceIDs = append(inc.TraceIDs, ev.TraceID)
+	}
+	if !watchdogKinds[ev.Kind] {
+		inc.sessions[sessionKey(ev)] = true
+	}
+	inc.LongestWaitMS = max(inc.LongestWaitMS, ms(ev.Wait))
 }
 
 // rootSummary is n without its subtree and events.
