@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing lockguard needs on a fresh Debian/Ubuntu
-# machine: Go (>= the version in go.mod) and the PostgreSQL server and client
-# binaries (initdb, pg_ctl, postgres, psql, pgbench). Idempotent and quiet when
-# everything is present. Prints the directory to put first on PATH for Go.
+# machine: Go (>= the version in go.mod), the PostgreSQL server and client
+# binaries (initdb, pg_ctl, postgres, psql, pgbench) and Chromium (the status
+# page's browser test). Idempotent and quiet when everything is present.
+# Prints the directory to put first on PATH for Go.
 set -euo pipefail
 
 want_go=$(awk '/^go /{print $2}' "$(dirname "$0")/../go.mod")
@@ -64,5 +65,12 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 fi
 if ! command -v psql >/dev/null || ! command -v pgbench >/dev/null; then
 	apt_install postgresql-client
+fi
+
+# Chromium, for the end-to-end test of the status page in a real browser
+# (test/browser_test.go; it fails in CI without one).
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && [ -z "${LOCKGUARD_CHROMIUM:-}" ]; then
+	log "installing Chromium (for the status page test)"
+	apt_install chromium
 fi
 echo "$gobin"
