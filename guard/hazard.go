@@ -30,6 +30,7 @@ type Hazard struct {
 	// (pg_blocking_pids). Set by the monitor only.
 	BlockedBy []int
 	TraceID   string // trace id of the span that forwarded the DDL, "" when unknown
+	SpanID    string // span id of that span, for links from the statements it held up
 }
 
 // QueuedBehind returns the pending requests in h that wait for backend pid,

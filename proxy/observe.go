@@ -108,4 +108,9 @@ func errorCodeBytes(msg []byte) []byte {
 }
 
 // ClientAddr returns the client's address.
-func (s *Session) ClientAddr() net.Addr { return s.client.RemoteAddr() }
+func (s *Session) ClientAddr() net.Addr {
+	if s.client == nil {
+		return nil
+	}
+	return s.client.RemoteAddr()
+}

@@ -27,7 +27,7 @@ type shedSetup struct {
 	fk                      string
 }
 
-func startShedding(t *testing.T, lockTimeout time.Duration) *shedSetup {
+func startShedding(t *testing.T, lockTimeout time.Duration, extra ...func(*enforce.Guard)) *shedSetup {
 	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
 	s := &shedSetup{board: &guard.Board{}}
@@ -65,6 +65,9 @@ func startShedding(t *testing.T, lockTimeout time.Duration) *shedSetup {
 			HeldBy: func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
 				return pgmonitor.HeldBy(ctx, pool, pid, rel)
 			}}
+		for _, f := range extra {
+			f(g)
+		}
 	})
 	return s
 }

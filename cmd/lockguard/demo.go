@@ -90,7 +90,7 @@ func startDemoProxy(cfg *config.Config, logger *slog.Logger) (string, func(), er
 	if err != nil {
 		return "", nil, err
 	}
-	side, err := openSide(cfg, logger)
+	side, err := openSide(cfg, logger, nil, nil)
 	if err != nil {
 		return "", nil, err
 	}

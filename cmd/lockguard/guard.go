@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +17,7 @@ import (
 	"github.com/lockguard/lockguard/internal/config"
 	"github.com/lockguard/lockguard/internal/enforce"
 	"github.com/lockguard/lockguard/proxy"
+	"github.com/lockguard/lockguard/telemetry"
 )
 
 // sideConn is lockguard's own connection to PostgreSQL (monitor-dsn): the
@@ -26,10 +30,25 @@ type sideConn struct {
 	version int
 	board   guard.Board
 	stop    context.CancelFunc
+
+	obs       *telemetry.Provider // traces and metrics; survives reloads
+	events    *telemetry.Events   // guard actions for the status page
+	admission atomic.Pointer[enforce.Admission]
 }
 
-func openSide(cfg *config.Config, logger *slog.Logger) (*sideConn, error) {
-	s := &sideConn{}
+func openSide(cfg *config.Config, logger *slog.Logger, obs *telemetry.Provider, events *telemetry.Events) (*sideConn, error) {
+	s := &sideConn{obs: obs, events: events}
+	if obs != nil {
+		err := obs.ObserveLocks(telemetry.LockSources{Hazards: s.board.Snapshot, Held: func() map[string]int {
+			if a := s.admission.Load(); a != nil {
+				return a.HeldCounts()
+			}
+			return nil
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: %w", err)
+		}
+	}
 	if cfg.MonitorDSN == "" || !cfg.Guard {
 		return s, nil
 	}
@@ -64,10 +83,24 @@ func openSide(cfg *config.Config, logger *slog.Logger) (*sideConn, error) {
 			Busy: cfg.MonitorBusyInterval, ServerVersion: s.version, Logger: logger}
 		go m.Run(mctx)
 		wd := &pgmonitor.Watchdog{Pool: pool, Board: &s.board, Action: cfg.Watchdog,
-			IdleBudget: cfg.WatchdogIdle, RunBudget: cfg.WatchdogRun, Logger: logger}
+			IdleBudget: cfg.WatchdogIdle, RunBudget: cfg.WatchdogRun, Logger: logger,
+			OnAction: s.watchdogAction}
 		go wd.Run(mctx)
 	}
 	return s, nil
+}
+
+// watchdogAction records a watchdog action as an event and a metric.
+func (s *sideConn) watchdogAction(b pgmonitor.Blocker, action, why string, done bool) {
+	if s.obs != nil {
+		s.obs.Metrics.Watchdog(context.Background(), action)
+	}
+	msg := why
+	if !done {
+		msg += " (not done: the backend was gone or the call failed)"
+	}
+	s.events.Add(telemetry.Event{Kind: "watchdog_" + action, PID: b.PID, Client: b.Client, User: b.User,
+		Application: b.Application, Statement: b.Query, Wait: b.XactAge, Message: msg})
 }
 
 func (s *sideConn) Close() {
@@ -104,8 +137,13 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		Backoff: guard.Backoff{Attempts: cfg.RetryAttempts, Base: cfg.RetryBaseDelay,
 			Cap: cfg.RetryMaxDelay, Deadline: cfg.RetryDeadline},
 		ServerVersion: s.version,
+		UnparsedDDL:   cfg.UnparsedDDL,
 		Logger:        logger,
 		Now:           time.Now,
+	}
+	if s.obs != nil {
+		host, port := upstreamHostPort(cfg.Upstream)
+		g.Telemetry = &enforce.Telemetry{Provider: s.obs, Events: s.events, Host: host, Port: port}
 	}
 	if s.pool != nil {
 		g.Blockers = &enforce.PGBlockers{Pool: s.pool}
@@ -120,6 +158,18 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 			}
 		}
 	}
+	s.admission.Store(g.Admission)
 	pcfg.Hooks = g.Hooks()
 	return nil
+}
+
+// upstreamHostPort splits the upstream address for server.address and
+// server.port (5432 when it names no port; 0 for a Unix socket).
+func upstreamHostPort(addr string) (string, int) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 5432
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
 }

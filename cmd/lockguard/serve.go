@@ -67,7 +67,21 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 2
 	}
-	side, err := openSide(cfg, logger)
+	obs, err := telemetry.Setup(context.Background(), telemetry.Options{Version: version})
+	if err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 2
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := obs.Shutdown(ctx); err != nil {
+			logger.Warn("flushing telemetry failed", "err", err)
+		}
+	}()
+	logger.Info("telemetry", "traces", obs.Exporter, "sampler", obs.Sampler.String(), "metrics", "/metrics on the admin endpoint")
+	events := telemetry.NewEvents(telemetry.DefaultEvents)
+	side, err := openSide(cfg, logger, obs, events)
 	if err != nil {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 1
@@ -95,9 +109,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "lockguard serve: admin endpoint: %v\n", err)
 			return 1
 		}
-		// The status page. Its event ring is empty until the guard and the
-		// watchdog are handed the same *telemetry.Events to record into.
-		status := &telemetry.Status{Hazards: side.board.Snapshot, Events: telemetry.NewEvents(telemetry.DefaultEvents),
+		// The status page, fed by the same event ring as the guard and the
+		// watchdog.
+		status := &telemetry.Status{Hazards: side.board.Snapshot, Events: events,
 			Policy: func() any {
 				v, _ := telemetry.PolicyView(cfg.Policy, map[string]any{
 					"guard": cfg.Guard, "lock-timeout": cfg.LockTimeout.String(), "shed": cfg.Shed,
@@ -112,7 +126,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		if side.pool != nil {
 			status.Sessions = telemetry.PGSessions(side.pool)
 		}
-		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken, Status: status,
+		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken, Status: status, Metrics: obs.MetricsHandler(),
 			Reload: func() error { return reload(&loader, srv, pg, side, logger) }}
 		go func() {
 			if err := admin.Serve(aln); err != nil {
@@ -229,6 +243,8 @@ func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error)
 			pc.TLS.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
+	// A client CA is access control only if no client can skip TLS.
+	pc.RequireTLS = cfg.ClientTLS == "require" || cfg.TLSClientCA != ""
 	return pc, nil
 }
 

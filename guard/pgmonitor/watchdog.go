@@ -31,6 +31,9 @@ type Watchdog struct {
 	IdleBudget time.Duration
 	RunBudget  time.Duration
 	Logger     *slog.Logger
+	// OnAction, when set, is told of each warning or action (warn, cancel,
+	// terminate) and whether it was done, after it is logged.
+	OnAction func(b Blocker, action, why string, done bool)
 
 	acted map[int]time.Time
 }
@@ -165,6 +168,9 @@ func (w *Watchdog) judge(ctx context.Context, b Blocker) {
 		"transaction_age", b.XactAge.Round(time.Millisecond), "waiters", b.Waiters, "why", why, "query", b.Query}
 	if act == "" {
 		w.log().Warn("lock holder blocks others", attrs...)
+		if w.OnAction != nil {
+			w.OnAction(b, "warn", why, true)
+		}
 		return
 	}
 	fn := "pg_cancel_backend"
@@ -178,4 +184,7 @@ func (w *Watchdog) judge(ctx context.Context, b Blocker) {
 		attrs = append(attrs, "err", err)
 	}
 	w.log().Warn("lock-holder watchdog acted", attrs...)
+	if w.OnAction != nil {
+		w.OnAction(b, act, why, ok && err == nil)
+	}
 }

@@ -28,7 +28,8 @@ type Config struct {
 	Upstream        string        `yaml:"upstream" usage:"PostgreSQL to relay to: HOST:PORT or a unix socket directory"`
 	TLSCert         string        `yaml:"tls-cert" usage:"PEM certificate for TLS with clients (with tls-key); without it SSLRequest is answered 'N'"`
 	TLSKey          string        `yaml:"tls-key" usage:"PEM private key for tls-cert"`
-	TLSClientCA     string        `yaml:"tls-client-ca" usage:"PEM CA bundle; when set, clients using TLS must present a certificate it signed"`
+	TLSClientCA     string        `yaml:"tls-client-ca" usage:"PEM CA bundle; when set, every client must use TLS and present a certificate it signed"`
+	ClientTLS       string        `yaml:"client-tls" usage:"TLS from clients: allow (TLS when the client asks and tls-cert is set) or require (plaintext clients get FATAL 28000; needs tls-cert); tls-client-ca implies require"`
 	UpstreamSSLMode string        `yaml:"upstream-sslmode" usage:"TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full"`
 	UpstreamCA      string        `yaml:"upstream-ca" usage:"PEM CA bundle to verify PostgreSQL's certificate"`
 	MaxConnections  int           `yaml:"max-connections" usage:"most client sessions at once; more get FATAL 53300 (0 = no cap)"`
@@ -51,6 +52,7 @@ type Config struct {
 	RetryDeadline              time.Duration `yaml:"retry-deadline" usage:"no retry starts later than this after the first attempt"`
 	MonitorDSN                 string        `yaml:"monitor-dsn" usage:"connection string of lockguard's own side connection (a role with pg_monitor): catalog facts and who blocks a DDL; empty = none"`
 	AnalysisCacheSize          int           `yaml:"analysis-cache-size" usage:"statement analyses kept, keyed by text"`
+	UnparsedDDL                string        `yaml:"unparsed-ddl" usage:"a statement lockguard cannot parse that looks like DDL: relay (PostgreSQL decides) or refuse (fail closed with LG002); always counted"`
 	Shed                       bool          `yaml:"shed" usage:"keep statements out of PostgreSQL's lock queue: hold, then refuse with 55P03, what would wait behind a held or pending conflicting lock"`
 	HoldBudget                 time.Duration `yaml:"hold-budget" usage:"how long a statement that would queue behind a lock is held in lockguard before it is shed (0 = shed at once)"`
 	MaxHeldPerRelation         int           `yaml:"max-held-per-relation" usage:"statements held at once per relation; further ones are shed at once"`
@@ -70,6 +72,7 @@ type Config struct {
 func Default() *Config {
 	return &Config{
 		Listen:          []string{"127.0.0.1:6432"},
+		ClientTLS:       "allow",
 		UpstreamSSLMode: "prefer",
 		MaxConnections:  4096,
 		MaxMessageSize:  64 << 20,
@@ -87,6 +90,7 @@ func Default() *Config {
 		RetryMaxDelay:     5 * time.Second,
 		RetryDeadline:     30 * time.Second,
 		AnalysisCacheSize: 10000,
+		UnparsedDDL:       "relay",
 
 		Shed:                true,
 		HoldBudget:          25 * time.Millisecond,
@@ -301,6 +305,15 @@ func (c *Config) Validate() error {
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return errors.New("tls-client-ca needs tls-cert and tls-key")
 	}
+	switch c.ClientTLS {
+	case "allow":
+	case "require":
+		if c.TLSCert == "" {
+			return errors.New("client-tls require needs tls-cert and tls-key")
+		}
+	default:
+		return fmt.Errorf("client-tls %q: want allow or require", c.ClientTLS)
+	}
 	if c.MaxConnections < 0 {
 		return errors.New("max-connections must be 0 (no cap) or more")
 	}
@@ -324,6 +337,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HoldBudget < 0 || c.MaxHeldPerRelation < 1 || c.MonitorInterval <= 0 || c.MonitorBusyInterval <= 0 {
 		return errors.New("hold-budget must be 0 or more; max-held-per-relation, monitor-interval and monitor-busy-interval positive")
+	}
+	if c.UnparsedDDL != "relay" && c.UnparsedDDL != "refuse" {
+		return fmt.Errorf("unparsed-ddl %q: want relay or refuse", c.UnparsedDDL)
 	}
 	if c.YieldWaiters < 0 || c.YieldWait < 0 {
 		return errors.New("yield-waiters and yield-wait must be 0 (off) or more")

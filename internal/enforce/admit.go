@@ -63,6 +63,19 @@ func (a *Admission) logShed(rel string) (int, bool) {
 	return n, true
 }
 
+// HeldCounts returns how many statements are held now, per relation.
+func (a *Admission) HeldCounts() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]int, len(a.held))
+	for k, n := range a.held {
+		if n > 0 {
+			out[k] = n
+		}
+	}
+	return out
+}
+
 // conflict is one lock of a statement that would queue behind a hazard.
 type conflict struct {
 	lock guard.RelationLock
@@ -83,7 +96,14 @@ func (a *Admission) check(h *guard.Hazards, stmts []*guard.Statement, pid int, p
 }
 
 // hold returns the Verdict.Hold function for a batch that conflicts now.
-func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(ctx context.Context) *proxy.Error {
+// holdRecord tells the telemetry what a hold ran into.
+type holdRecord struct {
+	set    bool
+	c      conflict
+	reason string // a shed's reason when not the lock itself
+}
+
+func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, rec *holdRecord) func(ctx context.Context) *proxy.Error {
 	pid := int(s.ps.BackendPID())
 	path := s.searchPath()
 	return func(ctx context.Context) *proxy.Error {
@@ -101,7 +121,7 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(c
 			c, ok := a.check(a.Board.Snapshot(), stmts, pid, path)
 			if !ok {
 				if counted != "" && s.log.Enabled(ctx, slog.LevelDebug) {
-					s.log.Debug("held statement admitted", "relation", counted, "held", time.Since(start).Round(time.Millisecond))
+					s.lg().Debug("held statement admitted", "relation", counted, "held", time.Since(start).Round(time.Millisecond))
 				}
 				return nil
 			}
@@ -109,6 +129,9 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(c
 				if held, err := a.HeldBy(ctx, pid, c.hz.Rel); err == nil && held {
 					return nil
 				}
+			}
+			if rec != nil {
+				rec.set, rec.c = true, c
 			}
 			key := c.hz.Rel.String()
 			if counted == "" {
@@ -127,6 +150,9 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(c
 				}
 				a.mu.Unlock()
 				if full {
+					if rec != nil {
+						rec.reason = "hold_limit"
+					}
 					return a.shed(s, c, time.Since(start), "too many statements are already held for this relation")
 				}
 			}
@@ -140,6 +166,9 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool) func(c
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
+				if rec != nil {
+					rec.reason = "session_ended"
+				}
 				return a.shed(s, c, time.Since(start), "the session ended")
 			}
 			t.Stop()
@@ -171,7 +200,7 @@ func (a *Admission) shed(s *session, c conflict, held time.Duration, why string)
 	}
 	d.WriteString(".")
 	if n, ok := a.logShed(hz.Rel.String()); ok {
-		s.log.Info("statements shed", "relation", hz.Rel.String(), "count", n, "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
+		s.lg().Info("statements shed", "relation", hz.Rel.String(), "count", n, "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
 			"blocking_mode", hz.Mode.String(), "blocking_granted", hz.Granted, "held", held.Round(time.Millisecond))
 	}
 	return &proxy.Error{Code: guard.CodeLockNotAvailable,
@@ -237,9 +266,9 @@ func (g *Guard) watchYield(ctx context.Context, s *session, rels []guard.RelName
 				s.mu.Lock()
 				s.yielded = true
 				s.mu.Unlock()
-				s.log.Warn("DDL yields: cancelling it so the queue behind it can drain", "queued", n, "oldest_wait", oldest.Round(time.Millisecond))
+				s.lg().Warn("DDL yields: cancelling it so the queue behind it can drain", "queued", n, "oldest_wait", oldest.Round(time.Millisecond))
 				if err := s.ps.Cancel(); err != nil {
-					s.log.Warn("cancelling a DDL to yield failed", "err", err)
+					s.lg().Warn("cancelling a DDL to yield failed", "err", err)
 				}
 				return
 			}

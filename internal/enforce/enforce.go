@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/proxy"
@@ -70,6 +73,13 @@ type Guard struct {
 	Yield Yield
 	// ServerVersion is server_version_num of the upstream; 0 if unknown.
 	ServerVersion int
+	// UnparsedDDL says what to do with a statement lockguard's parser
+	// rejects that looks like DDL by its first keyword: "relay" (the
+	// default: PostgreSQL decides) or "refuse" (fail closed, SQLSTATE
+	// LG002). Either way it is counted.
+	UnparsedDDL string
+	// Telemetry, when set, traces, measures and reports guard actions.
+	Telemetry *Telemetry
 	// Logger receives one line per guard action; nil means slog.Default().
 	Logger *slog.Logger
 	// Now returns the time; nil means time.Now.
@@ -91,6 +101,9 @@ type session struct {
 	blockers []Blocker      // last capture while a protected DDL waited
 	ddlGen   uint64         // counts protected DDL, so captures do not cross over
 	yielded  bool           // the guard cancelled the DDL in flight to yield
+
+	t   *sessTel                 // telemetry; nil when off
+	cur atomic.Pointer[batchObs] // the traced batch being decided, for log lines
 }
 
 // takeYielded reports and clears whether the guard cancelled the statement.
@@ -119,15 +132,22 @@ func (s *session) searchPath() []string {
 
 // Hooks returns the proxy hooks that enforce g.
 func (g *Guard) Hooks() *proxy.Hooks {
-	return &proxy.Hooks{
+	h := &proxy.Hooks{
 		Open: func(ps *proxy.Session) any {
 			s := &session{g: g, ps: ps, log: g.logger().With("user", ps.Param("user"),
 				"database", ps.Param("database"), "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
 			s.result = s.onResult
+			g.openTel(s)
 			return s
 		},
 		Batch: g.batch,
 	}
+	if g.tel() != nil {
+		h.Close = g.closeTel
+		h.Complete = g.complete
+		h.Forwarded = g.forwarded
+	}
+	return h
 }
 
 func (g *Guard) logger() *slog.Logger {
@@ -158,19 +178,19 @@ func view(b []byte) string {
 // set_config call (changes settings). Anything else is analysed, so that a
 // statement whose every text is new (literals in the simple protocol) does
 // not cost a parse when nothing needs its relations.
-func plainDML(sql []byte) bool {
+func plainDML(sql []byte) (guard.Class, bool) {
 	q := view(sql)
 	c, ok := guard.QuickClass(q)
 	if !ok || (c != guard.ClassRead && c != guard.ClassWrite) {
-		return false
+		return 0, false
 	}
 	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
-		return false
+		return 0, false
 	}
 	if containsFold(q, "set_config") || (c == guard.ClassRead && containsFold(q, "into")) {
-		return false
+		return 0, false
 	}
-	return true
+	return c, true
 }
 
 // containsFold reports whether s contains the lower-case ASCII word w in any
@@ -219,16 +239,36 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	s.mu.Unlock()
 	needs := false
 	var path []string
+	sampled, parent := false, trace.SpanContext{}
+	plain := 0
+	parseFailed := false
 	for i := range b.Stmts {
 		st := &b.Stmts[i]
 		if !st.Executed && hz == nil {
 			continue
 		}
-		if hz == nil && !inTxTracked && plainDML(st.SQL) {
-			continue // nothing to decide: skip even the cache lookup
+		if st.Executed && !sampled && s.t != nil {
+			if sampled, parent = g.sampled(st.SQL); sampled {
+				needs = true
+			}
+		}
+		if hz == nil && !inTxTracked {
+			if c, ok := plainDML(st.SQL); ok {
+				if st.Executed {
+					s.countPlain(c)
+					plain++
+				}
+				continue // nothing to decide: skip even the cache lookup
+			}
 		}
 		an := g.Analyzer.Analyze(view(st.SQL))
 		if an.Err != nil {
+			if st.Executed {
+				parseFailed = true
+				if g.UnparsedDDL == UnparsedRefuse && looksDDL(st.SQL) {
+					needs = true // decide refuses it
+				}
+			}
 			continue // PostgreSQL will answer the syntax error
 		}
 		for j := range an.Statements {
@@ -251,15 +291,23 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		}
 	}
 	if !needs && !inTxTracked {
+		if s.t != nil && plain < len(b.Stmts) {
+			g.countPassed(s, b)
+		}
+		if parseFailed {
+			g.unparsed(s, "", errNotParsed) // counts it; decide did not run
+		}
 		return nil
 	}
-	return g.decide(ctx, s, b)
+	return g.decide(ctx, s, b, sampled, parent)
 }
 
 // decide is the slow path: the batch has DDL, maintenance, transaction
 // control or settings, or the transaction holds ACCESS EXCLUSIVE.
-func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.Verdict {
+func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled bool, parent trace.SpanContext) *proxy.Verdict {
+	start := g.now()
 	ps := s.ps
+	var unparsed *proxy.Error
 	var stmts []*guard.Statement
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
 	var concurrent []*guard.Statement
@@ -282,6 +330,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.V
 		}
 		if an.Err != nil {
 			oneImplicitTx = false
+			if unparsed == nil {
+				unparsed = g.unparsed(s, raw, an.Err)
+			}
 			continue
 		}
 		for j := range an.Statements {
@@ -316,49 +367,61 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.V
 
 	v := &proxy.Verdict{Result: s.result}
 	for _, f := range findings {
-		attrs := []any{"rule", f.Rule, "action", f.Action.String(), "relation", f.Relation.String(), "lock", f.Lock.String()}
-		if f.Overridden {
-			attrs = append(attrs, "overridden", true, "reason", f.Reason)
-		}
 		switch f.Action {
 		case guard.ActionBlock:
 			if v.Refuse == nil {
 				v.Refuse = &proxy.Error{Code: guard.CodePolicyBlock, Message: "lockguard: " + f.Message,
 					Detail: "Rule " + f.Rule + ": " + f.Detail, Hint: f.Hint}
 			}
-			s.log.Warn("policy blocked a statement", attrs...)
 		case guard.ActionWarn:
 			v.Notices = append(v.Notices, &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
 				Message: "lockguard: " + f.Message, Detail: "Rule " + f.Rule + ": " + f.Detail, Hint: f.Hint})
-			s.log.Info("policy warned about a statement", attrs...)
-		default:
-			s.log.Debug("policy finding", attrs...)
 		}
 	}
+	if v.Refuse == nil && unparsed != nil {
+		v.Refuse = unparsed
+	}
 	if v.Refuse != nil {
+		ob := g.observe(s, b, v, stmts, findings, false, sampled, parent, start)
+		g.logFindings(s, findings)
+		ob.wrap(v, nil, 0)
 		s.enqueue(pendingBatch{}) // a refused batch changes nothing
 		return v
 	}
 
+	var hr *holdRecord
 	if a := g.Admission; a != nil && len(admit) > 0 {
 		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), s.searchPath()); conflict {
 			s.mu.Lock()
 			inTx := s.inTx || status == 'T'
 			s.mu.Unlock()
-			v.Hold = a.hold(s, admit, inTx)
+			hr = &holdRecord{}
+			v.Hold = a.hold(s, admit, inTx, hr)
 		}
 	}
+	injected := false
 	if len(protect) > 0 || len(concurrent) > 0 {
 		if status == 0 && !b.MidBatch {
 			if err := ps.WaitIdle(); err == nil {
 				status = ps.TxStatus()
 			}
 		}
-		g.protect(s, v, b, status, protect, concurrent, oneImplicitTx)
+		injected = g.protect(s, v, b, status, protect, concurrent, oneImplicitTx)
+	}
+	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
+	g.logFindings(s, findings)
+	if injected {
+		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
 	p := pendingBatch{stmts: stmts, track: true}
 	if g.Admission != nil && len(protect) > 0 {
-		p.hazard = g.Admission.Board.Add(ownHazards(protect, int(ps.BackendPID()), sanitizeBatch(b)))
+		hs := ownHazards(protect, int(ps.BackendPID()), sanitizeBatch(b))
+		if tid, sid := ob.traceIDs(); tid != "" {
+			for i := range hs {
+				hs[i].TraceID, hs[i].SpanID = tid, sid
+			}
+		}
+		p.hazard = g.Admission.Board.Add(hs)
 		if v.Retry != nil {
 			var wctx context.Context
 			wctx, p.done = context.WithCancel(context.Background())
@@ -375,7 +438,33 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch) *proxy.V
 		}
 	}
 	s.enqueue(p)
+	timeout := time.Duration(0)
+	if injected {
+		timeout = g.LockTimeout
+	}
+	ob.wrap(v, hr, timeout)
 	return v
+}
+
+// logFindings logs the policy's findings about a batch.
+func (g *Guard) logFindings(s *session, findings []guard.Finding) {
+	for _, f := range findings {
+		attrs := []any{"rule", f.Rule, "action", f.Action.String(), "relation", f.Relation.String(), "lock", f.Lock.String()}
+		if f.Overridden {
+			attrs = append(attrs, "overridden", true, "reason", f.Reason)
+		}
+		switch f.Action {
+		case guard.ActionBlock:
+			s.lg().Warn("policy blocked a statement", attrs...)
+		case guard.ActionWarn:
+			s.lg().Info("policy warned about a statement", attrs...)
+		default:
+			s.lg().Debug("policy finding", attrs...)
+		}
+		if t := g.tel(); t != nil && (f.Action == guard.ActionBlock || f.Action == guard.ActionWarn) {
+			t.Provider.Metrics.Violation(context.Background(), f.Rule, f.Action.String())
+		}
+	}
 }
 
 // lockedRels lists the relations protected statements lock SHARE or more.
@@ -418,14 +507,13 @@ func blocksTraffic(st *guard.Statement) bool {
 
 // protect adds the lock timeout, its restoration and the retry policy.
 func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
-	protect, concurrent []*guard.Statement, oneImplicitTx bool) {
+	protect, concurrent []*guard.Statement, oneImplicitTx bool) (injected bool) {
 	if status == 'E' || b.MidBatch {
-		return // a failed transaction runs nothing; mid-batch nothing can be injected
+		return false // a failed transaction runs nothing; mid-batch nothing can be injected
 	}
 	inTx := status == 'T'
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	injected := false
 	if len(protect) > 0 && g.LockTimeout > 0 {
 		own, set := s.settings.Effective("lock_timeout")
 		d, ok := guard.ParseTimeout(own)
@@ -444,13 +532,12 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		v.After = append(v.After, s.settings.Restore("statement_timeout", inTx))
 	}
 	if !injected {
-		return
+		return false
 	}
 	rels := describeLocks(protect)
 	s.ddlGen++
 	s.blockers = nil
 	gen := s.ddlGen
-	s.log.Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", rels, "in_transaction", inTx)
 	if inTx || !oneImplicitTx {
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps.
@@ -461,7 +548,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
 		}
 		g.watchBlockers(s, gen)
-		return
+		return true
 	}
 	first := g.now()
 	g.watchBlockers(s, gen)
@@ -471,17 +558,18 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		}
 		if code != guard.CodeLockNotAvailable {
 			if attempt > 1 {
-				s.log.Info("DDL landed after retries", "attempts", attempt, "locks", rels, "sqlstate", code)
+				s.lg().Info("DDL landed after retries", "attempts", attempt, "locks", rels, "sqlstate", code)
 			}
 			return false, 0, nil
 		}
 		if d, ok := g.Backoff.Delay(attempt+1, g.now().Sub(first)); ok {
-			s.log.Info("DDL hit the lock timeout; retrying", "attempt", attempt, "delay", d, "locks", rels)
+			s.lg().Info("DDL hit the lock timeout; retrying", "attempt", attempt, "delay", d, "locks", rels)
 			time.AfterFunc(d, func() { g.watchBlockers(s, gen) })
 			return true, d, nil
 		}
 		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
 	}
+	return true
 }
 
 // watchBlockers records who blocks the session's backend shortly before the
@@ -536,7 +624,7 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	} else {
 		e.Hint = "lockguard gave up its place in the lock queue so that other queries could proceed. End the blocking transaction (for example SELECT pg_terminate_backend(pid)) or retry when it is done."
 	}
-	s.log.Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", inTx)
+	s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", inTx)
 	return e
 }
 

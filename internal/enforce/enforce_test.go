@@ -115,7 +115,7 @@ func TestPlainDML(t *testing.T) {
 		"WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d": false,
 		"BEGIN": false,
 	} {
-		if got := plainDML([]byte(sql)); got != want {
+		if _, got := plainDML([]byte(sql)); got != want {
 			t.Errorf("plainDML(%q) = %v, want %v", sql, got, want)
 		}
 	}

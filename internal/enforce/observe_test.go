@@ -1,0 +1,72 @@
+package enforce
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/lockguard/lockguard/proxy"
+	"github.com/lockguard/lockguard/telemetry"
+)
+
+// tracedGuard is newTestGuard with tracing to memory and metrics on.
+func tracedGuard(t testing.TB) (*Guard, *proxy.Session, *tracetest.InMemoryExporter) {
+	exp := tracetest.NewInMemoryExporter()
+	p, err := telemetry.Setup(context.Background(), telemetry.Options{SpanExporter: exp, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := newTestGuard()
+	g.Telemetry = &Telemetry{Provider: p, Host: "db", Port: 5432}
+	ps := &proxy.Session{}
+	ps.State = g.Hooks().Open(ps)
+	return g, ps, exp
+}
+
+// TestUnsampledStatementsCostNothing: with tracing and metrics on, an
+// unsampled plain statement creates no span and allocates nothing (it is
+// counted), nor does recording its duration; a sampled one is traced.
+func TestUnsampledStatementsCostNothing(t *testing.T) {
+	g, ps, exp := tracedGuard(t)
+	h := g.Hooks()
+	for _, sql := range []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+		"UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2 /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00'*/"} {
+		b := plainBatch(sql)
+		if v := g.batch(context.Background(), ps, b); v != nil {
+			t.Fatalf("%s: verdict %+v, want none", sql, v)
+		}
+		if n := testing.AllocsPerRun(1000, func() {
+			g.batch(context.Background(), ps, b)
+			h.Complete(ps, time.Millisecond, nil)
+			h.Forwarded(ps, time.Microsecond)
+		}); n != 0 {
+			t.Fatalf("%s: %v allocations per statement, want 0", sql, n)
+		}
+	}
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans for unsampled statements", n)
+	}
+	// A sampled traceparent: traced, as the application's child.
+	v := g.batch(context.Background(), ps, plainBatch("SELECT 1 FROM pgbench_accounts /*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/"))
+	if v == nil || v.Result == nil {
+		t.Fatalf("sampled statement: verdict %+v, want one reporting its result", v)
+	}
+	v.Result("")
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Parent.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("spans %+v, want one child of the application's trace", spans)
+	}
+}
+
+func BenchmarkBatchTelemetry(b *testing.B) {
+	g, ps, _ := tracedGuard(b)
+	batch := plainBatch("SELECT abalance FROM pgbench_accounts WHERE aid = $1")
+	h := g.Hooks()
+	b.ReportAllocs()
+	for b.Loop() {
+		g.batch(context.Background(), ps, batch)
+		h.Complete(ps, time.Millisecond, nil)
+	}
+}

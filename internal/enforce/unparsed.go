@@ -1,0 +1,77 @@
+package enforce
+
+import (
+	"context"
+	"errors"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/proxy"
+	"github.com/lockguard/lockguard/telemetry"
+)
+
+// Values of Guard.UnparsedDDL.
+const (
+	UnparsedRelay  = "relay"
+	UnparsedRefuse = "refuse"
+)
+
+// CodeUnparsed is the SQLSTATE of a DDL-looking statement refused because
+// lockguard could not parse it (unparsed-ddl: refuse).
+const CodeUnparsed = "LG002"
+
+// looksDDL reports, from the first keyword, whether sql would take locks
+// that block traffic if it is what it looks like.
+func looksDDL(sql []byte) bool {
+	c, ok := guard.QuickClass(view(sql))
+	return ok && (c == guard.ClassDDL || c == guard.ClassMaintenance || c == guard.ClassOther)
+}
+
+// unparsed counts a statement the parser rejected and, when the guard fails
+// closed and it looks like DDL, returns the refusal.
+func (g *Guard) unparsed(s *session, raw string, err error) *proxy.Error {
+	refuse := g.UnparsedDDL == UnparsedRefuse && looksDDL([]byte(raw))
+	outcome := "relayed"
+	if refuse {
+		outcome = "refused"
+	}
+	if t := g.tel(); t != nil {
+		t.Provider.Metrics.ParseFailed(context.Background(), outcome)
+		if refuse && t.Events != nil {
+			t.Events.Add(telemetry.Event{Kind: telemetry.KindParseFailed, PID: int(s.ps.BackendPID()),
+				User: s.ps.Param("user"), Database: s.ps.Param("database"), Application: s.ps.Param("application_name"),
+				Message: "refused: " + truncate(err.Error(), 200)})
+		}
+	}
+	if !refuse {
+		return nil
+	}
+	s.log.Warn("refused a DDL-looking statement that lockguard could not parse", "err", err)
+	return &proxy.Error{Code: CodeUnparsed,
+		Message: "lockguard: refused a statement that looks like DDL but that lockguard could not parse",
+		Detail:  "lockguard's parser (the PostgreSQL 17 grammar) rejected it: " + truncate(err.Error(), 300) + ". Without a parse, lockguard cannot tell which locks it takes.",
+		Hint:    "Fix the statement, or set unparsed-ddl: relay to let PostgreSQL decide about statements lockguard cannot parse."}
+}
+
+// countPassed counts the analysed statements of a batch forwarded unchanged
+// (the fast path counted the plain ones).
+func (g *Guard) countPassed(s *session, b *proxy.Batch) {
+	m := g.Telemetry.Provider.Metrics
+	for i := range b.Stmts {
+		if !b.Stmts[i].Executed {
+			continue
+		}
+		if _, ok := plainDML(b.Stmts[i].SQL); ok {
+			continue
+		}
+		an := g.Analyzer.Analyze(view(b.Stmts[i].SQL))
+		for j := range an.Statements {
+			m.Statement(context.Background(), an.Statements[j].Class.String(), decisionPass, 1)
+		}
+		if an.Err != nil {
+			m.Statement(context.Background(), "unparsed", decisionPass, 1)
+		}
+	}
+}
+
+// errNotParsed stands for a parse error counted without its text.
+var errNotParsed = errors.New("not parsed")

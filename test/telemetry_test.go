@@ -1,0 +1,387 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/internal/pgserver"
+	"github.com/lockguard/lockguard/telemetry"
+)
+
+// traced is a telemetry provider whose spans land in memory.
+type traced struct {
+	exp    *tracetest.InMemoryExporter
+	prov   *telemetry.Provider
+	events *telemetry.Events
+}
+
+func newTraced(t *testing.T, env map[string]string) *traced {
+	t.Helper()
+	tr := &traced{exp: tracetest.NewInMemoryExporter(), events: telemetry.NewEvents(0)}
+	p, err := telemetry.Setup(context.Background(), telemetry.Options{Version: "test", SpanExporter: tr.exp,
+		Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	tr.prov = p
+	return tr
+}
+
+// install puts the provider on a guard.
+func (tr *traced) install(g *enforce.Guard) {
+	host, port, _ := strings.Cut(pg.Addr(), ":")
+	p, _ := strconv.Atoi(port)
+	g.Telemetry = &enforce.Telemetry{Provider: tr.prov, Events: tr.events, Host: host, Port: p}
+}
+
+// spans returns the ended spans whose attribute key has value want ("" for
+// any value).
+func (tr *traced) spans(key attribute.Key, want string) []tracetest.SpanStub {
+	var out []tracetest.SpanStub
+	for _, s := range tr.exp.GetSpans() {
+		if v, ok := spanAttr(s.Attributes, key); ok && (want == "" || v == want) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func spanAttr(kvs []attribute.KeyValue, key attribute.Key) (string, bool) {
+	for _, kv := range kvs {
+		if kv.Key == key {
+			return kv.Value.Emit(), true
+		}
+	}
+	return "", false
+}
+
+func hasEvent(s tracetest.SpanStub, name string) bool {
+	for _, e := range s.Events {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// scrape returns the Prometheus text of the provider's metrics.
+func (tr *traced) scrape(t *testing.T) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	tr.prov.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+// metricValue sums the samples of a metric whose labels contain every one of
+// labels (`name="value"` strings).
+func metricValue(text, name string, labels ...string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestTelemetryIncident stages the incident through a traced lockguard: a
+// reader holds users, a DROP CONSTRAINT of the FK waits through lockguard
+// (lock timeout, retries), reads of users are shed. The shed statement's span
+// has the database conventions, the shed decision and a link to the DDL's
+// span; the retried DDL's span has its retries; /metrics moves; the status
+// page's events name the blocker.
+func TestTelemetryIncident(t *testing.T) {
+	tr := newTraced(t, nil)
+	s := startShedding(t, 300*time.Millisecond, tr.install)
+	if err := tr.prov.ObserveLocks(telemetry.LockSources{Hazards: s.board.Snapshot,
+		Held: s.lg.guard.Admission.HeldCounts}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 60*time.Second)
+	before := tr.scrape(t)
+
+	// Plain statements, unsampled: counted, timed, never traced.
+	conn := connect(t, s.lg.superDSN())
+	for i := 0; i < 5; i++ {
+		if _, err := conn.Exec(ctx, "SELECT count(*) FROM "+s.products); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(tr.exp.GetSpans()); n != 0 {
+		t.Fatalf("%d spans for unsampled plain statements, want 0", n)
+	}
+
+	_, release := holdLock(t, s.users)
+	ddl := connect(t, s.lg.superDSN())
+	ddlDone := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(ctx, "ALTER TABLE "+s.orders+" DROP CONSTRAINT "+s.fk)
+		ddlDone <- err
+	}()
+	waitHazard(t, s.board, s.users)
+	code, _ := s.probe(t, "SELECT count(*) FROM "+s.users+" WHERE id = 42")
+	if code != "55P03" {
+		t.Fatalf("read of users during the incident: %s, want shed", code)
+	}
+	during := tr.scrape(t)
+	if v := metricValue(during, "lockguard_queue_depth", `lockguard_relation="`); v < 1 {
+		t.Errorf("lockguard_queue_depth during the incident = %v, want ≥ 1:\n%s", v, grepLines(during, "queue_depth"))
+	}
+	if v := metricValue(during, "lockguard_hazards", `lockguard_lock_state="awaited"`); v < 1 {
+		t.Errorf("lockguard_hazards{awaited} = %v during the incident", v)
+	}
+	time.Sleep(400 * time.Millisecond) // at least one lock timeout and retry
+	release()
+	if err := <-ddlDone; err != nil {
+		t.Fatalf("DDL after the reader ended: %v", err)
+	}
+	if err := tr.prov.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The DDL's span: protected, retried, landed.
+	ddls := tr.spans("db.query.summary", "ALTER TABLE public."+s.orders)
+	if len(ddls) != 1 {
+		t.Fatalf("%d DDL spans, want 1; all: %v", len(ddls), spanNames(tr.exp.GetSpans()))
+	}
+	d := ddls[0]
+	for key, want := range map[attribute.Key]string{
+		"db.system.name": "postgresql", "db.namespace": pgserver.TestDB, "lockguard.decision": "protected",
+		"server.address": strings.Split(pg.Addr(), ":")[0], "lockguard.lock.mode": "ACCESS EXCLUSIVE",
+	} {
+		if v, _ := spanAttr(d.Attributes, key); v != want {
+			t.Errorf("DDL span %s = %q, want %q", key, v, want)
+		}
+	}
+	if a, _ := spanAttr(d.Attributes, "lockguard.attempts"); a == "" || a == "1" {
+		t.Errorf("DDL span attempts = %q, want more than 1", a)
+	}
+	if !hasEvent(d, "lockguard.lock_timeout.injected") || !hasEvent(d, "lockguard.retry") {
+		t.Errorf("DDL span events = %v, want the injected timeout and retries", d.Events)
+	}
+	if d.SpanKind.String() != "client" {
+		t.Errorf("DDL span kind %v", d.SpanKind)
+	}
+	if v, ok := spanAttr(d.Attributes, "db.response.status_code"); ok {
+		t.Errorf("landed DDL has status code %q", v)
+	}
+
+	// The shed read's span: the conventions, the decision, the wait, a link
+	// to the DDL's span.
+	sheds := tr.spans("lockguard.decision", "shed")
+	if len(sheds) == 0 {
+		t.Fatalf("no span with decision shed; spans: %v", spanNames(tr.exp.GetSpans()))
+	}
+	sh := sheds[0]
+	for key, want := range map[attribute.Key]string{
+		"db.response.status_code": "55P03", "error.type": "55P03", "db.system.name": "postgresql",
+		"db.query.summary": "SELECT public." + s.users, "lockguard.relation": "public." + s.users,
+	} {
+		if v, _ := spanAttr(sh.Attributes, key); v != want {
+			t.Errorf("shed span %s = %q, want %q", key, v, want)
+		}
+	}
+	if q, _ := spanAttr(sh.Attributes, "db.query.text"); strings.Contains(q, "42") || !strings.Contains(q, "$1") {
+		t.Errorf("shed span db.query.text = %q, want the literal replaced", q)
+	}
+	if sh.Status.Code.String() != "Error" {
+		t.Errorf("shed span status %v", sh.Status)
+	}
+	if !hasEvent(sh, "lockguard.hold") {
+		t.Errorf("shed span events %v, want lockguard.hold", sh.Events)
+	}
+	linked := false
+	for _, l := range sh.Links {
+		linked = linked || l.SpanContext.SpanID() == d.SpanContext.SpanID()
+	}
+	if !linked {
+		t.Errorf("shed span links %v do not reach the DDL span %v", sh.Links, d.SpanContext.SpanID())
+	}
+
+	// Metrics moved.
+	after := tr.scrape(t)
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{
+		{"lockguard_shed_total", nil},
+		{"lockguard_statements_total", []string{`lockguard_decision="shed"`}},
+		{"lockguard_statements_total", []string{`lockguard_decision="pass"`, `lockguard_statement_class="read"`}},
+		{"lockguard_retries_total", nil},
+		{"lockguard_ddl_outcomes_total", []string{`lockguard_outcome="landed_after_retry"`}},
+		{"lockguard_lock_wait_duration_seconds_count", []string{`lockguard_outcome="timeout"`}},
+		{"lockguard_hold_duration_seconds_count", []string{`lockguard_outcome="shed"`}},
+		{"db_client_operation_duration_seconds_count", []string{`db_response_status_code="55P03"`}},
+		{"db_client_operation_duration_seconds_count", []string{`db_system_name="postgresql"`}},
+		{"lockguard_proxy_added_latency_seconds_count", nil},
+	} {
+		b, a := metricValue(before, c.name, c.labels...), metricValue(after, c.name, c.labels...)
+		if a <= b {
+			t.Errorf("%s%v did not move: %v → %v", c.name, c.labels, b, a)
+		}
+	}
+	if v := metricValue(after, "lockguard_client_connections"); v < 1 {
+		t.Errorf("lockguard_client_connections = %v with sessions open", v)
+	}
+
+	// The status page's events: the shed names the DDL's backend as blocker.
+	var ddlPID int
+	ddl.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&ddlPID)
+	found := false
+	for _, ev := range tr.events.Recent(0) {
+		if ev.Kind == telemetry.KindShed && ev.Relation == "public."+s.users {
+			found = true
+			if ev.TraceID == "" || ev.Statement == "" || strings.Contains(ev.Statement, "42") {
+				t.Errorf("shed event %+v: want a trace id and the statement without literals", ev)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no shed event; events: %+v", tr.events.Recent(20))
+	}
+	_ = ddlPID
+}
+
+// TestTelemetryBlockAndSqlcommenter: a policy block is traced with its rule;
+// a statement carrying a sampled sqlcommenter traceparent continues the
+// application's trace; an unsampled one and a plain one create no span.
+func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
+	tr := newTraced(t, nil)
+	pol, err := guard.NewPolicy(guard.PolicyConfig{Preset: "strict"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg := startGuarded(t, func(g *enforce.Guard) { g.Policy = pol; tr.install(g) })
+	ctx := ctxT(t, 30*time.Second)
+	tbl := uniqueName(t, "tele")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, v text)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+	conn := connect(t, lg.superDSN())
+
+	// Blocked by the strict policy (adding a NOT NULL column with a
+	// volatile default rewrites the table).
+	_, err = conn.Exec(ctx, "ALTER TABLE "+tbl+" ALTER COLUMN v TYPE int USING v::int")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock {
+		t.Fatalf("strict policy: %v, want a block", err)
+	}
+	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		sampled := fmt.Sprintf("SELECT v FROM %s WHERE id = 7 /*action='checkout',traceparent='00-%s-%s-01'*/", tbl, tid, sid)
+		unsampled := fmt.Sprintf("SELECT v FROM %s WHERE id = 8 /*traceparent='00-%s-%s-00'*/", tbl, tid, sid)
+		for _, q := range []string{sampled, unsampled, "SELECT v FROM " + tbl + " WHERE id = 9"} {
+			if _, err := conn.Exec(ctx, q, mode); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	tr.prov.ForceFlush(ctx)
+
+	blocked := tr.spans("lockguard.decision", "blocked")
+	if len(blocked) != 1 {
+		t.Fatalf("%d blocked spans, want 1: %v", len(blocked), spanNames(tr.exp.GetSpans()))
+	}
+	b := blocked[0]
+	if v, _ := spanAttr(b.Attributes, "db.response.status_code"); v != guard.CodePolicyBlock {
+		t.Errorf("blocked span status code %q", v)
+	}
+	if !hasEvent(b, "lockguard.policy.finding") {
+		t.Errorf("blocked span events %v", b.Events)
+	}
+	if v, _ := spanAttr(b.Attributes, "db.query.text"); strings.Contains(v, "int USING") == false {
+		t.Errorf("blocked span text %q", v)
+	}
+
+	reads := tr.spans("db.query.summary", "SELECT public."+tbl)
+	if len(reads) != 2 {
+		t.Fatalf("%d spans for the reads, want 2 (the sampled one, per protocol): %v", len(reads), spanNames(tr.exp.GetSpans()))
+	}
+	for _, r := range reads {
+		if r.Parent.TraceID().String() != tid || r.Parent.SpanID().String() != sid || !r.Parent.IsRemote() {
+			t.Errorf("read span parent = %v, want the application's %s/%s", r.Parent, tid, sid)
+		}
+		if r.SpanContext.TraceID().String() != tid {
+			t.Errorf("read span trace %v, want %s", r.SpanContext.TraceID(), tid)
+		}
+		if v, _ := spanAttr(r.Attributes, "lockguard.client.action"); v != "checkout" {
+			t.Errorf("lockguard.client.action = %q", v)
+		}
+		if v, _ := spanAttr(r.Attributes, "db.query.text"); strings.Contains(v, "traceparent") {
+			t.Errorf("db.query.text keeps the comment: %q", v)
+		}
+		if v, _ := spanAttr(r.Attributes, "lockguard.decision"); v != "pass" {
+			t.Errorf("sampled read decision %q", v)
+		}
+	}
+}
+
+// TestTelemetryParentbasedRatio: OTEL_TRACES_SAMPLER=always_on traces every
+// statement; the policy's default (parentbased_always_off) none.
+func TestTelemetrySamplerFromEnv(t *testing.T) {
+	tr := newTraced(t, map[string]string{"OTEL_TRACES_SAMPLER": "always_on"})
+	lg := startGuarded(t, tr.install)
+	conn := connect(t, lg.superDSN())
+	ctx := ctxT(t, 10*time.Second)
+	for i := 0; i < 3; i++ {
+		if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.prov.ForceFlush(ctx)
+	if n := len(tr.spans("db.system.name", "postgresql")); n < 3 {
+		t.Fatalf("always_on: %d spans for 3 statements", n)
+	}
+}
+
+func spanNames(ss []tracetest.SpanStub) []string {
+	var out []string
+	for _, s := range ss {
+		d, _ := spanAttr(s.Attributes, "lockguard.decision")
+		out = append(out, s.Name+"["+d+"]")
+	}
+	return out
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var _ sdktrace.SpanExporter = (*tracetest.InMemoryExporter)(nil)
