@@ -2,9 +2,11 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -280,7 +282,12 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lg := startGuarded(t, func(g *enforce.Guard) { g.Policy = pol; tr.install(g) })
+	var logs syncBuffer
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.Policy = pol
+		g.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		tr.install(g)
+	})
 	ctx := ctxT(t, 30*time.Second)
 	tbl := uniqueName(t, "tele")
 	direct := connect(t, directDSN())
@@ -320,8 +327,20 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	if !hasEvent(b, "lockguard.policy.finding") {
 		t.Errorf("blocked span events %v", b.Events)
 	}
-	if v, _ := spanAttr(b.Attributes, "db.query.text"); strings.Contains(v, "int USING") == false {
+	if v, _ := spanAttr(b.Attributes, "db.query.text"); !strings.Contains(v, "int USING") {
 		t.Errorf("blocked span text %q", v)
+	}
+	// The guard's log line about the block carries the span's ids.
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "policy blocked a statement") {
+			line = l
+		}
+	}
+	var rec struct{ TraceID, SpanID string }
+	json.Unmarshal([]byte(strings.NewReplacer(`"trace_id"`, `"TraceID"`, `"span_id"`, `"SpanID"`).Replace(line)), &rec)
+	if rec.TraceID != b.SpanContext.TraceID().String() || rec.SpanID != b.SpanContext.SpanID().String() {
+		t.Errorf("log line %q does not carry the blocked span's ids %v", line, b.SpanContext)
 	}
 
 	reads := tr.spans("db.query.summary", "SELECT public."+tbl)
@@ -385,3 +404,39 @@ func grepLines(text, sub string) string {
 }
 
 var _ sdktrace.SpanExporter = (*tracetest.InMemoryExporter)(nil)
+
+// TestUnparsedDDL: a DDL-looking statement lockguard cannot parse is relayed
+// (PostgreSQL answers) by default and refused with LG002 under
+// unparsed-ddl: refuse; both are counted.
+func TestUnparsedDDL(t *testing.T) {
+	const bad = "ALTER TABLE lockguard_no_such_table FROBNICATE COLUMN x"
+	for _, mode := range []string{enforce.UnparsedRelay, enforce.UnparsedRefuse} {
+		t.Run(mode, func(t *testing.T) {
+			tr := newTraced(t, nil)
+			lg := startGuarded(t, func(g *enforce.Guard) { g.UnparsedDDL = mode; tr.install(g) })
+			conn := connect(t, lg.superDSN())
+			_, err := conn.Exec(ctxT(t, 10*time.Second), bad)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				t.Fatalf("%s: %v, want an error", bad, err)
+			}
+			want, outcome := "42601", "relayed" // PostgreSQL's syntax error
+			if mode == enforce.UnparsedRefuse {
+				want, outcome = enforce.CodeUnparsed, "refused"
+				if !strings.HasPrefix(pe.Message, "lockguard:") || pe.Detail == "" || pe.Hint == "" {
+					t.Errorf("refusal %+v: want lockguard's message, a DETAIL and a HINT", pe)
+				}
+			}
+			if pe.Code != want {
+				t.Fatalf("%s: %s %s, want %s", mode, pe.Code, pe.Message, want)
+			}
+			if v := metricValue(tr.scrape(t), "lockguard_parse_failures_total", `lockguard_outcome="`+outcome+`"`); v != 1 {
+				t.Errorf("lockguard_parse_failures_total{%s} = %v, want 1", outcome, v)
+			}
+			// The session goes on.
+			if _, err := conn.Exec(ctxT(t, 5*time.Second), "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
