@@ -566,7 +566,8 @@ type Incident struct {
 	Relations []string       `json:"relations"`
 	Counts    map[string]int `json:"counts"`
 	Events    int            `json:"events"`
-	// Sessions counts the distinct sessions affected (blockers excluded).
+	// Sessions counts the distinct sessions affected (blockers excluded);
+	// LongestWaitMS is the longest any of them waited (held, or a DDL).
 	Sessions      int      `json:"sessions"`
 	LongestWaitMS float64  `json:"longest_wait_ms,omitempty"`
 	DDL           []string `json:"ddl,omitempty"` // statements of the DDL involved, literals replaced
@@ -794,9 +795,11 @@ func (inc *Incident) add(ev Event) {
 		inc.TraceIDs = append(inc.TraceIDs, ev.TraceID)
 	}
 	if !watchdogKinds[ev.Kind] {
+		// A watchdog event's Wait is how long the blocker has been at it,
+		// not a wait it caused.
 		inc.sessions[sessionKey(ev)] = true
+		inc.LongestWaitMS = max(inc.LongestWaitMS, ms(ev.Wait))
 	}
-	inc.LongestWaitMS = max(inc.LongestWaitMS, ms(ev.Wait))
 }
 
 // rootSummary is n without its subtree and events.

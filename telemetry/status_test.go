@@ -201,7 +201,7 @@ func TestIncidents(t *testing.T) {
 	add(-5*time.Minute+2*time.Second, Event{Kind: KindShed, PID: 502, Relation: "public.users", BlockerPID: 200, Wait: 30 * time.Millisecond})
 	add(-5*time.Minute+2*time.Second, Event{Kind: KindHeld, PID: 501, Relation: "public.orders", BlockerPID: 200, Wait: 10 * time.Millisecond})
 	add(-5*time.Minute+3*time.Second, Event{Kind: KindYielded, PID: 200, Relation: "public.users", BlockerPID: 100, Statement: ddl, TraceID: "t1"})
-	add(-5*time.Minute+4*time.Second, Event{Kind: KindWatchdogWarn, PID: 100, Relation: "public.users", Client: "10.0.0.1", Application: "report"})
+	add(-5*time.Minute+4*time.Second, Event{Kind: KindWatchdogWarn, PID: 100, Relation: "public.users", Client: "10.0.0.1", Application: "report", Wait: time.Minute})
 	add(-5*time.Minute+5*time.Second, Event{Kind: KindRetried, PID: 200, Relation: "public.users", BlockerPID: 100, Attempts: 2, Statement: ddl})
 	add(-5*time.Minute+8*time.Second, Event{Kind: KindLanded, PID: 200, Relation: "public.orders", Statement: ddl, Attempts: 3})
 	// Unrelated: a policy warning on another table starts no incident.
