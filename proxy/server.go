@@ -24,6 +24,14 @@ type Config struct {
 	Upstream Upstream
 	// TLS terminates TLS for clients that send SSLRequest. nil answers 'N'.
 	TLS *tls.Config
+	// RequireTLS refuses a client whose StartupMessage does not come over
+	// TLS: it gets FATAL 28000 instead of a session, and nothing is sent
+	// upstream. A CancelRequest is still accepted without TLS, as PostgreSQL
+	// does. TLS is also required, whatever RequireTLS says, when
+	// TLS.ClientAuth demands a client certificate, so that a client cannot
+	// skip the certificate check by skipping TLS. RequireTLS with a nil TLS
+	// refuses every client.
+	RequireTLS bool
 	// MaxConnections caps concurrent client sessions; 0 means no cap. A
 	// client over the cap gets FATAL 53300 after its startup packet.
 	MaxConnections int

@@ -58,11 +58,11 @@ type Session struct {
 	State any
 
 	plans       plans
-	zSeq        uint64 // upstream side: ReadyForQuery messages seen
-	syncSeq     uint64 // client side: sync points sent
+	zSeq        uint64   // upstream side: ReadyForQuery messages seen
+	syncSeq     uint64   // client side: sync points sent
 	obs         observer // timings for Hooks.Complete and Hooks.Forwarded
-	upOut       []byte // upstream side scratch for planned output
-	cOut        []byte // client side scratch for injected output
+	upOut       []byte   // upstream side scratch for planned output
+	cOut        []byte   // client side scratch for injected output
 	idleWaiters atomic.Int32
 	zNotify     chan struct{}
 	ctx         context.Context
@@ -217,6 +217,11 @@ func (s *Session) negotiate() ([]byte, error) {
 					Detail: "The StartupMessage has no \"user\" parameter.", Hint: "Set the user in the connection string."})
 				return nil, errors.New("no user in startup packet")
 			}
+			if !s.clientTLS && s.cfg.requireTLS() {
+				s.log = s.log.With("user", params["user"], "database", params["database"])
+				s.refuse(tlsRequiredError(s.cfg))
+				return nil, errTLSRequired
+			}
 			s.params, s.protoVersion = params, code
 			return pkt, nil
 		default:
@@ -233,6 +238,10 @@ func (s *Session) negotiate() ([]byte, error) {
 		}
 	}
 }
+
+// errTLSRequired ends the startup of a client that did not use TLS where
+// Config.RequireTLS (or a required client certificate) demands it.
+var errTLSRequired = errors.New("client did not use TLS, which is required")
 
 // readStartupPacket reads one length-prefixed startup packet without reading
 // past it (so nothing is buffered across a TLS handshake).

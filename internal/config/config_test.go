@@ -81,6 +81,9 @@ func TestErrors(t *testing.T) {
 		{"message size", "", nil, []string{"--max-message-size", "10"}, "max-message-size"},
 		{"negative cap", "", nil, []string{"--max-connections", "-1"}, "max-connections"},
 		{"log format", "", nil, []string{"--log-format", "xml"}, "log-format"},
+		{"client-tls value", "", nil, []string{"--client-tls", "prefer"}, "client-tls"},
+		{"client-tls require without a certificate", "client-tls: require\n", nil, nil, "client-tls require needs tls-cert"},
+		{"client-tls require from env without a certificate", "", map[string]string{"LOCKGUARD_CLIENT_TLS": "require"}, nil, "tls-cert"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := ""
@@ -90,6 +93,37 @@ func TestErrors(t *testing.T) {
 			_, err := load(t, file, tc.env, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestClientTLS: client-tls comes from the file, LOCKGUARD_CLIENT_TLS or the
+// flag, and defaults to allow.
+func TestClientTLS(t *testing.T) {
+	tlsArgs := []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}
+	for _, tc := range []struct {
+		name, file string
+		env        map[string]string
+		args       []string
+		want       string
+	}{
+		{"default", "", nil, nil, "allow"},
+		{"file", "client-tls: require\n", nil, tlsArgs, "require"},
+		{"env", "", map[string]string{"LOCKGUARD_CLIENT_TLS": "require"}, tlsArgs, "require"},
+		{"flag over env", "", map[string]string{"LOCKGUARD_CLIENT_TLS": "require"}, append([]string{"--client-tls", "allow"}, tlsArgs...), "allow"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := ""
+			if tc.file != "" {
+				file = writeFile(t, tc.file)
+			}
+			c, err := load(t, file, tc.env, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ClientTLS != tc.want {
+				t.Fatalf("client-tls = %q, want %q", c.ClientTLS, tc.want)
 			}
 		})
 	}

@@ -1,0 +1,228 @@
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lockguard/lockguard/internal/pgserver"
+	"github.com/lockguard/lockguard/proxy"
+)
+
+// checkTLSRefusal fails unless err is lockguard's refusal of a plaintext
+// client: FATAL 28000 naming lockguard, with a DETAIL and a HINT that names
+// the sslmode (and hintAlso) to use.
+func checkTLSRefusal(t testing.TB, err error, hintAlso string) {
+	t.Helper()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("plaintext client: got %v, want an ErrorResponse", err)
+	}
+	if pe.Severity != "FATAL" || pe.Code != "28000" || !strings.HasPrefix(pe.Message, "lockguard: ") ||
+		!strings.Contains(pe.Message, "TLS") || pe.Detail == "" ||
+		!strings.Contains(pe.Hint, "sslmode=require") || !strings.Contains(pe.Hint, hintAlso) {
+		t.Fatalf("plaintext client refused with %s %s %q, DETAIL %q, HINT %q; want FATAL 28000 from lockguard with a DETAIL and a HINT naming sslmode=require and %q",
+			pe.Severity, pe.Code, pe.Message, pe.Detail, pe.Hint, hintAlso)
+	}
+}
+
+// TestSecurityRequireClientTLS: with RequireTLS, a client that does not ask
+// for TLS (pgx sslmode=disable) is refused with FATAL 28000 before anything
+// reaches PostgreSQL, and the log says who; sslmode=require, verify-full,
+// prefer and allow (which retries with TLS after the refusal) get sessions,
+// with every authentication method; a plaintext CancelRequest still works.
+func TestSecurityRequireClientTLS(t *testing.T) {
+	var logs lockedBuffer
+	tlsOn := withClientTLS(t)
+	lg := startLockguard(t, func(c *proxy.Config) {
+		tlsOn(c)
+		c.RequireTLS = true
+		c.Logger = relLogger(&logs)
+	})
+	ctx := ctxT(t, 60*time.Second)
+	direct := connect(t, directDSN())
+	app := uniqueName(t, "require_tls_plain")
+
+	_, err := pgx.Connect(ctx, lg.dsn(pgserver.ScramUser, pgserver.ScramPassword, "sslmode", "disable", "application_name", app))
+	checkTLSRefusal(t, err, "")
+	var n int
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("refused client reached PostgreSQL: %d backends, %v", n, err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "did not use TLS") })
+	if line := logLine(logs.String(), "did not use TLS"); !strings.Contains(line, "user="+pgserver.ScramUser) || strings.Contains(line, pgserver.ScramPassword) {
+		t.Fatalf("refusal log line %q: want the user name and no password", line)
+	}
+
+	for _, mode := range []string{"require", "prefer", "allow"} {
+		for _, u := range [][2]string{{pgserver.ScramUser, pgserver.ScramPassword}, {pgserver.MD5User, pgserver.MD5Password}, {pgserver.Superuser, ""}} {
+			t.Run("sslmode="+mode+"/"+u[0], func(t *testing.T) {
+				conn := connect(t, lg.dsn(u[0], u[1], "sslmode", mode))
+				if _, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
+					t.Fatalf("session over %T, want TLS", conn.PgConn().Conn())
+				}
+				var user string
+				if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != u[0] {
+					t.Fatalf("current_user %q, %v", user, err)
+				}
+			})
+		}
+	}
+	t.Run("sslmode=verify-full", func(t *testing.T) {
+		host, port, _ := net.SplitHostPort(lg.addr)
+		conn := connect(t, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=verify-full sslrootcert=%s",
+			host, port, pgserver.Superuser, pgserver.TestDB, pg.CAFile))
+		if err := conn.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("plaintext cancel", func(t *testing.T) {
+		// pgx sends its CancelRequest without TLS, as libpq long did.
+		conn := connect(t, lg.dsn(pgserver.Superuser, "", "sslmode", "require"))
+		qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { _, err := conn.Exec(qctx, "SELECT pg_sleep(30)"); done <- err }()
+		waitFor(t, 10*time.Second, func() bool {
+			var n int
+			direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'").Scan(&n)
+			return n > 0
+		})
+		if err := conn.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if pgCode(err) != "57014" {
+				t.Fatalf("cancelled statement: %v, want 57014", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("plaintext cancel did not cancel")
+		}
+	})
+}
+
+// relLogger logs at debug level into buf.
+func relLogger(buf io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// logLine returns the first line of logs that contains s.
+func logLine(logs, s string) string {
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// execLockguard runs the binary to its end and returns its output.
+func execLockguard(ctx context.Context, t testing.TB, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, lockguardBinary(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestSecurityClientCertificatesEveryClient runs the binary with
+// --tls-client-ca only (client-tls left at its default): a plaintext client
+// is refused with 28000 and a hint about client certificates, so the
+// certificate check cannot be skipped by skipping TLS; a client with a
+// certificate from the CA works.
+func TestSecurityClientCertificatesEveryClient(t *testing.T) {
+	dir := t.TempDir()
+	serverCert, serverKey, err := pgserver.IssueCert(pg.CAFile, pg.CAKeyFile, []string{"127.0.0.1", "localhost"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA := relNewCA(t, dir, "lockguard-client-ca")
+	goodCert, goodKey := clientCA.issueClient(t, dir, "app")
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable",
+		"--tls-cert", serverCert, "--tls-key", serverKey, "--tls-client-ca", clientCA.file)
+	host, port, _ := net.SplitHostPort(p.listen)
+	ctx := ctxT(t, 30*time.Second)
+	for _, mode := range []string{"disable", "allow"} {
+		t.Run("sslmode="+mode+" without a certificate", func(t *testing.T) {
+			conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=%s", host, port, pgserver.Superuser, pgserver.TestDB, mode))
+			if err == nil {
+				conn.Close(ctx)
+				t.Fatal("session opened without a client certificate")
+			}
+			if mode == "disable" {
+				checkTLSRefusal(t, err, "sslcert")
+			}
+		})
+	}
+	t.Run("sslmode=require with a certificate", func(t *testing.T) {
+		conn := connect(t, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=require sslcert=%s sslkey=%s",
+			host, port, pgserver.Superuser, pgserver.TestDB, goodCert, goodKey))
+		if err := conn.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !strings.Contains(p.out.String(), "did not use TLS") {
+		t.Errorf("the refusal is not logged:\n%s", p.out)
+	}
+}
+
+// TestSecurityRequireClientTLSReload: client-tls is read from the file and
+// LOCKGUARD_CLIENT_TLS, and a SIGHUP that turns it to require refuses new
+// plaintext sessions while the open ones keep going; a file that requires
+// TLS without a certificate is refused at start.
+func TestSecurityRequireClientTLSReload(t *testing.T) {
+	dir := t.TempDir()
+	serverCert, serverKey, err := pgserver.IssueCert(pg.CAFile, pg.CAKeyFile, []string{"127.0.0.1", "localhost"}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "lockguard.yaml")
+	write := func(clientTLS string) {
+		s := fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\ntls-cert: %s\ntls-key: %s\nclient-tls: %s\n", pg.Addr(), serverCert, serverKey, clientTLS)
+		if err := os.WriteFile(cfgFile, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("allow")
+	p := startBinary(t, "--config", cfgFile)
+	ctx := ctxT(t, 30*time.Second)
+	before := connect(t, p.dsn())
+
+	write("require")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	_, err = pgx.Connect(ctx, p.dsn())
+	checkTLSRefusal(t, err, "")
+	if err := before.Ping(ctx); err != nil {
+		t.Fatalf("plaintext session opened before the reload: %v", err)
+	}
+	conn := connect(t, strings.Replace(p.dsn(), "sslmode=disable", "sslmode=require", 1))
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("LOCKGUARD_CLIENT_TLS", "require")
+		p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--tls-cert", serverCert, "--tls-key", serverKey)
+		_, err := pgx.Connect(ctx, p.dsn())
+		checkTLSRefusal(t, err, "")
+	})
+	t.Run("require without a certificate", func(t *testing.T) {
+		out, err := execLockguard(ctx, t, "serve", "--upstream", pg.Addr(), "--listen", freeAddr(t), "--admin", "", "--client-tls", "require")
+		if err == nil || !strings.Contains(out, "client-tls require needs tls-cert") {
+			t.Fatalf("lockguard started: %v\n%s", err, out)
+		}
+	})
+}
