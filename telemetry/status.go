@@ -39,8 +39,11 @@ type Status struct {
 	// ctx. nil (or an error) leaves such a node with its pid alone.
 	Sessions func(ctx context.Context, pids []int) ([]Session, error)
 
-	mu    sync.Mutex
-	links map[int]link // backend → the root blocker it was last seen under
+	mu          sync.Mutex
+	links       map[int]link // backend → the root blocker it was last seen under
+	sessions    []Session    // the last answer of Sessions…
+	sessionsKey string       // …for these pids…
+	sessionsAt  time.Time    // …at this time
 }
 
 // Session describes one backend (from pg_stat_activity).
@@ -71,6 +74,7 @@ const (
 	// incidentLinger keeps an incident "ongoing" this long after its last
 	// event even when its blocker is off the board (the monitor polls).
 	incidentLinger = 5 * time.Second
+	sessionsTTL    = 900 * time.Millisecond
 	maxAffected    = 10   // groups of held/shed statements per node
 	maxNodes       = 1000 // nodes in one lock tree
 	defaultLimit   = 100
@@ -426,11 +430,23 @@ func (s *Status) describe(ctx context.Context, tree *LockTree, now time.Time) {
 	if len(pids) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	sess, err := s.Sessions(ctx, pids)
-	if err != nil {
-		return
+	sort.Ints(pids)
+	key := fmt.Sprint(pids)
+	s.mu.Lock()
+	sess, fresh := s.sessions, s.sessionsKey == key && now.Sub(s.sessionsAt) >= 0 && now.Sub(s.sessionsAt) < sessionsTTL
+	s.mu.Unlock()
+	if !fresh {
+		// One lookup serves every request for a moment: a page polls
+		// /api/locks and /api/incidents together, and several may be open.
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var err error
+		if sess, err = s.Sessions(ctx, pids); err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.sessions, s.sessionsKey, s.sessionsAt = sess, key, now
+		s.mu.Unlock()
 	}
 	for _, se := range sess {
 		n := stubs[se.PID]
@@ -746,7 +762,7 @@ func groupIncidents(evs []Event, tree *LockTree, links map[int]link, now time.Ti
 		for pid := range inc.blockers {
 			inc.Blockers = append(inc.Blockers, pid)
 			delete(inc.sessions, "pid:"+strconv.Itoa(pid))
-			if onBoard[pid] {
+			if onBoard[pid] && open[inc.key] == inc { // only the latest run of a blocker goes on
 				inc.Ongoing = true
 			}
 		}

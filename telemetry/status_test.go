@@ -125,6 +125,20 @@ func TestLockTree(t *testing.T) {
 	if root.AffectedTotal != 0 || tree.Roots[1].AffectedTotal != 0 {
 		t.Error("affected statements under the wrong node")
 	}
+	// The page asks for the tree and the incidents together: one lookup.
+	// Three incidents: the shed two minutes ago, the current one (rooted
+	// at the report, described), and the one whose blocker 999 is gone.
+	incs := s.Incidents(context.Background())
+	if len(incs) != 3 || incs[1].Root.PID != 100 || incs[1].Root.Application != "report" || !incs[1].Ongoing ||
+		incs[0].Root.PID != 999 || incs[2].Ongoing {
+		for _, i := range incs {
+			t.Logf("%+v root %+v", i, i.Root)
+		}
+		t.Error("incidents of the lock tree's events")
+	}
+	if len(asked) != 1 {
+		t.Errorf("Sessions called %d times within a second", len(asked))
+	}
 
 	// The JSON a page reads.
 	js, err := json.Marshal(tree)
@@ -504,4 +518,37 @@ func decode(t *testing.T, w *httptest.ResponseRecorder, v any) {
 	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
 		t.Fatalf("%v: %s", err, w.Body)
 	}
+}
+
+// TestStatusConcurrent: the handlers run concurrently with each other and
+// with Add (run with -race).
+func TestStatusConcurrent(t *testing.T) {
+	b := incidentBoard()
+	evs := NewEvents(256)
+	s := &Status{Hazards: b.Snapshot, Events: evs,
+		Sessions: func(ctx context.Context, pids []int) ([]Session, error) { return []Session{{PID: 100, User: "u"}}, nil }}
+	h := (&Admin{Status: s}).Handler()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				evs.Add(Event{Kind: KindShed, PID: 1000 + i, BlockerPID: 200, Relation: "public.users"})
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				for _, path := range []string{"/api/locks", "/api/incidents", "/api/events?limit=10"} {
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+					if w.Code != 200 {
+						t.Errorf("%s: %d", path, w.Code)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
