@@ -221,6 +221,9 @@ func buildTree(hs []guard.Hazard, now time.Time) *LockTree {
 		if n.Waiting {
 			tree.Waiting++
 		}
+	}
+	for _, pid := range pids {
+		n := nodes[pid]
 		// One parent: prefer a blocker that itself waits (the request
 		// ahead in the queue), so chains read root → DDL → queue.
 		for _, b := range n.parents {

@@ -185,6 +185,7 @@ func TestLockTreeShapes(t *testing.T) {
 		// A writer behind both the holder and the pending DDL goes under
 		// the DDL: that is the queue it waits in.
 		{"queue behind a pending DDL", []guard.Hazard{hold(1, users()), wait(2, users(), 1), wait(3, users(), 1, 2)}, "1(2(3))"},
+		{"queue behind a pending DDL with a higher pid", []guard.Hazard{hold(1, users()), wait(9, users(), 1), wait(3, users(), 1, 9)}, "1(9(3))"},
 		{"deadlock", []guard.Hazard{wait(1, users(), 2), wait(2, orders(), 1)}, "1(2)"},
 		{"two incidents", []guard.Hazard{wait(5, orders(), 4), wait(2, users(), 1)}, "1(2) 4(5)"},
 	} {
