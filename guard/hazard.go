@@ -201,8 +201,14 @@ func (b *Board) publish() {
 	h := &Hazards{byName: make(map[string][]Hazard), taken: time.Now()}
 	add := func(hz Hazard) {
 		l := h.byName[hz.Rel.Name]
-		for _, e := range l {
+		for i, e := range l {
 			if e.PID == hz.PID && e.Mode == hz.Mode && e.Rel == hz.Rel && e.Granted == hz.Granted {
+				// The monitor's copy has the richer session facts; keep
+				// what only lockguard knows: that it forwarded the DDL,
+				// and the DDL's span.
+				if e.TraceID == "" && hz.TraceID != "" {
+					l[i].TraceID, l[i].SpanID, l[i].Source = hz.TraceID, hz.SpanID, hz.Source
+				}
 				return
 			}
 		}

@@ -34,6 +34,7 @@ type sideConn struct {
 	obs       *telemetry.Provider // traces and metrics; survives reloads
 	events    *telemetry.Events   // guard actions for the status page
 	admission atomic.Pointer[enforce.Admission]
+	active    atomic.Pointer[config.Config] // the configuration last installed
 }
 
 func openSide(cfg *config.Config, logger *slog.Logger, obs *telemetry.Provider, events *telemetry.Events) (*sideConn, error) {
@@ -118,6 +119,8 @@ func (s *sideConn) Close() {
 // install puts the guard described by cfg into pcfg.Hooks.
 func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.Logger) error {
 	if !cfg.Guard {
+		s.active.Store(cfg)
+		s.admission.Store(nil)
 		return nil
 	}
 	var cat guard.Catalog
@@ -159,6 +162,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		}
 	}
 	s.admission.Store(g.Admission)
+	s.active.Store(cfg)
 	pcfg.Hooks = g.Hooks()
 	return nil
 }

@@ -113,13 +113,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		// watchdog.
 		status := &telemetry.Status{Hazards: side.board.Snapshot, Events: events,
 			Policy: func() any {
+				cfg := side.active.Load() // the configuration of the last (re)load
+				if cfg == nil {
+					return nil
+				}
 				v, _ := telemetry.PolicyView(cfg.Policy, map[string]any{
 					"guard": cfg.Guard, "lock-timeout": cfg.LockTimeout.String(), "shed": cfg.Shed,
 					"hold-budget": cfg.HoldBudget.String(), "max-held-per-relation": cfg.MaxHeldPerRelation,
 					"retry-attempts": cfg.RetryAttempts, "retry-deadline": cfg.RetryDeadline.String(),
 					"yield-waiters": cfg.YieldWaiters, "yield-wait": cfg.YieldWait.String(),
 					"watchdog": cfg.Watchdog, "watchdog-idle": cfg.WatchdogIdle.String(), "watchdog-run": cfg.WatchdogRun.String(),
-					"monitor": cfg.MonitorDSN != "",
+					"monitor": cfg.MonitorDSN != "", "unparsed-ddl": cfg.UnparsedDDL,
 				})
 				return v
 			}}
