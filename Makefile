@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run demo test test-race test-short bench fuzz lint clean
+.PHONY: help deps build run demo test test-race test-short bench fuzz lint vuln clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,8 +28,9 @@ demo: build ## the incident, straight to PostgreSQL and through lockguard, side 
 run: build ## start a throwaway PostgreSQL and lockguard in front of it (Ctrl-C stops both)
 	./lockguard serve --throwaway-postgres --listen 127.0.0.1:6432 $(ARGS)
 
-test: ## all tests with the race detector, then every benchmark once and each fuzz target for 3000 inputs
+test: ## go vet, govulncheck, all tests with the race detector, then every benchmark once and each fuzz target for 3000 inputs
 	$(GO) vet ./...
+	$(MAKE) --no-print-directory vuln
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout $(TEST_TIMEOUT) ./...
 	$(WITH_GO) scripts/fuzz.sh 3000x
@@ -49,6 +50,34 @@ lint: ## gofmt, go vet, staticcheck
 	@test -z "$$($(WITH_GO) gofmt -l $$(git ls-files '*.go'))" || { $(WITH_GO) gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# govulncheck without vuln.go.dev: the Go vulnerability database is built from
+# the golang.org/x/vulndb module (its data/osv) fetched through the module
+# proxy, indexed once per VULNDB_VERSION into ~/.cache/lockguard (SECURITY.md).
+# Refresh: go list -m golang.org/x/vulndb@master, and set VULNDB_VERSION.
+GOVULNCHECK_VERSION ?= v1.9.0
+VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR ?= $(HOME)/.cache/lockguard/vulndb-$(VULNDB_VERSION)
+
+vuln: ## govulncheck against the Go vulnerability database from the module proxy: fails on vulnerable modules lockguard calls, warns on the Go toolchain's
+	@set -uo pipefail; db='$(VULNDB_DIR)'; \
+	if [ ! -f "$$db/index/modules.json" ]; then \
+		echo "vuln: indexing golang.org/x/vulndb@$(VULNDB_VERSION) into $$db (once)"; \
+		(cd / && $(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)) || exit 1; \
+		src="$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; \
+		rm -rf "$$db.tmp"; mkdir -p "$$(dirname "$$db")"; \
+		(cd / && $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src" -out "$$db.tmp") || exit 1; \
+		mv "$$db.tmp" "$$db"; \
+	fi; \
+	bin='$(HOME)/.cache/lockguard/govulncheck-$(GOVULNCHECK_VERSION)'; \
+	[ -x "$$bin/govulncheck" ] || (cd / && GOBIN="$$bin" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)) || exit 1; \
+	out=$$($(WITH_GO) "$$bin/govulncheck" -db "file://$$db" ./... 2>&1); rc=$$?; \
+	echo "$$out"; \
+	if [ $$rc = 3 ] && ! grep -q 'Found in: .*@v' <<<"$$out"; then \
+		echo "vuln: WARNING: only the Go toolchain ($$($(GO) env GOVERSION)) is affected; build releases with the Go patch release named above"; \
+		rc=0; \
+	fi; \
+	exit $$rc
 
 clean: ## remove build output
 	rm -f lockguard
