@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -74,7 +75,7 @@ type Metrics struct {
 	OperationDuration metric.Float64Histogram
 	ConnectionCount   metric.Int64UpDownCounter
 	ClientConns       metric.Int64UpDownCounter
-	Statements        metric.Int64Counter
+	Statements        metric.Int64ObservableCounter
 	DDLOutcomes       metric.Int64Counter
 	LockWait          metric.Float64Histogram
 	HoldDuration      metric.Float64Histogram
@@ -92,14 +93,29 @@ type Metrics struct {
 	recOpts  map[setKey][]metric.RecordOption
 	noAdd    []metric.AddOption
 	noRecord []metric.RecordOption
+
+	// lockguard.statements is counted in plain atomics (one add per
+	// statement on the hot path) and read at collection.
+	stmtMu sync.RWMutex
+	stmts  map[setKey]*StatementCounter
 }
+
+// StatementCounter counts statements of one class and decision.
+type StatementCounter struct {
+	n   atomic.Int64
+	set attribute.Set
+}
+
+// Add counts n statements.
+func (c *StatementCounter) Add(n int64) { c.n.Add(n) }
 
 // setKey names a cached attribute set: an instrument's label values.
 type setKey struct{ kind, a, b, c string }
 
 // NewMetrics creates the instruments on meter.
 func NewMetrics(meter metric.Meter) (*Metrics, error) {
-	m := &Metrics{meter: meter, addOpts: map[setKey][]metric.AddOption{}, recOpts: map[setKey][]metric.RecordOption{}}
+	m := &Metrics{meter: meter, addOpts: map[setKey][]metric.AddOption{}, recOpts: map[setKey][]metric.RecordOption{},
+		stmts: map[setKey]*StatementCounter{}}
 	var errs []error
 	f64h := func(name, unit, desc string, b []float64) metric.Float64Histogram {
 		h, err := meter.Float64Histogram(name, metric.WithUnit(unit), metric.WithDescription(desc), metric.WithExplicitBucketBoundaries(b...))
@@ -119,7 +135,18 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.OperationDuration = f64h(MetricOperationDuration, "s", "Duration of database client operations: one sync point (a Query, or an extended-protocol batch up to Sync) from its first byte reaching lockguard to PostgreSQL's ReadyForQuery.", OperationBuckets)
 	m.ConnectionCount = i64u(MetricConnectionCount, "{connection}", "Upstream connections lockguard holds to PostgreSQL (session mode: one per client session), by state.")
 	m.ClientConns = i64u(MetricClientConnections, "{connection}", "Client sessions connected through lockguard (after authentication).")
-	m.Statements = i64c(MetricStatements, "{statement}", "Statements lockguard forwarded or refused, by class and guard decision.")
+	var err error
+	m.Statements, err = meter.Int64ObservableCounter(MetricStatements, metric.WithUnit("{statement}"),
+		metric.WithDescription("Statements lockguard forwarded or refused, by class and guard decision."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			m.stmtMu.RLock()
+			defer m.stmtMu.RUnlock()
+			for _, c := range m.stmts {
+				o.Observe(c.n.Load(), metric.WithAttributeSet(c.set))
+			}
+			return nil
+		}))
+	errs = append(errs, err)
 	m.DDLOutcomes = i64c(MetricDDLOutcomes, "{statement}", "Outcomes of DDL that lockguard protected with a lock timeout.")
 	m.LockWait = f64h(MetricLockWait, "s", "How long each attempt of a protected DDL ran before it got its lock and finished, or gave up.", LockWaitBuckets)
 	m.HoldDuration = f64h(MetricHoldDuration, "s", "How long statements were held in lockguard because their lock would have queued, by outcome.", LockWaitBuckets)
@@ -209,14 +236,27 @@ func (m *Metrics) ConnectionOpts(u Upstream) (pool, clients []metric.AddOption) 
 }
 
 // Statement counts n statements of class with decision.
-func (m *Metrics) Statement(ctx context.Context, class, decision string, n int64) {
-	m.Statements.Add(ctx, n, m.addOpt(setKey{"stmt", class, decision, ""}, AttrClass.String(class), AttrDecision.String(decision))...)
+func (m *Metrics) Statement(_ context.Context, class, decision string, n int64) {
+	m.StatementCounter(class, decision).Add(n)
 }
 
-// StatementOpts returns the add options Statement would use, for callers
-// that count on a hot path.
-func (m *Metrics) StatementOpts(class, decision string) []metric.AddOption {
-	return m.addOpt(setKey{"stmt", class, decision, ""}, AttrClass.String(class), AttrDecision.String(decision))
+// StatementCounter returns the counter of statements of class with
+// decision, for callers that count on a hot path.
+func (m *Metrics) StatementCounter(class, decision string) *StatementCounter {
+	k := setKey{"stmt", class, decision, ""}
+	m.stmtMu.RLock()
+	c := m.stmts[k]
+	m.stmtMu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.stmtMu.Lock()
+	defer m.stmtMu.Unlock()
+	if c = m.stmts[k]; c == nil {
+		c = &StatementCounter{set: attrSet(AttrClass.String(class), AttrDecision.String(decision))}
+		m.stmts[k] = c
+	}
+	return c
 }
 
 // DDL counts one outcome of a protected DDL: landed, landed_after_retry,

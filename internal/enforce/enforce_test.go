@@ -120,3 +120,18 @@ func TestPlainDML(t *testing.T) {
 		}
 	}
 }
+
+func TestContainsFold(t *testing.T) {
+	for _, tc := range []struct {
+		s, w string
+		want bool
+	}{
+		{"SELECT * INTO t", "into", true}, {"select 1", "into", false}, {"iNtO", "into", true},
+		{"int", "into", false}, {"", "into", false}, {"x SET_CONFIG(", "set_config", true},
+		{"s s se set set_confi", "set_config", false},
+	} {
+		if got := containsFold(tc.s, tc.w); got != tc.want {
+			t.Errorf("containsFold(%q, %q) = %v", tc.s, tc.w, got)
+		}
+	}
+}

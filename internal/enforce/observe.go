@@ -47,7 +47,7 @@ type sessTel struct {
 	up            telemetry.Upstream
 	opOK          []metric.RecordOption // db.client.operation.duration, success
 	pool, clients []metric.AddOption
-	read, write   []metric.AddOption // lockguard.statements for plain passes
+	read, write   *telemetry.StatementCounter // lockguard.statements for plain passes
 	client        string
 }
 
@@ -71,8 +71,8 @@ func (g *Guard) openTel(s *session) {
 	}
 	st.opOK = m.OperationOpts(st.up, "")
 	st.pool, st.clients = m.ConnectionOpts(st.up)
-	st.read = m.StatementOpts(guard.ClassRead.String(), decisionPass)
-	st.write = m.StatementOpts(guard.ClassWrite.String(), decisionPass)
+	st.read = m.StatementCounter(guard.ClassRead.String(), decisionPass)
+	st.write = m.StatementCounter(guard.ClassWrite.String(), decisionPass)
 	s.t = st
 	ctx := context.Background()
 	m.ClientConns.Add(ctx, 1, st.clients...)
@@ -115,11 +115,11 @@ func (s *session) countPlain(c guard.Class) {
 	if s.t == nil {
 		return
 	}
-	opts := s.t.read
 	if c == guard.ClassWrite {
-		opts = s.t.write
+		s.t.write.Add(1)
+	} else {
+		s.t.read.Add(1)
 	}
-	s.g.Telemetry.Provider.Metrics.Statements.Add(context.Background(), 1, opts...)
 }
 
 // sampled reports whether a statement is to be traced although the guard may
