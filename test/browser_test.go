@@ -40,6 +40,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	})
 
 	const token = "status-page-test-token"
+	// Spans to stderr, so the tree shows the DDL's trace id.
+	t.Setenv("OTEL_TRACES_EXPORTER", "console")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
 	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
 		"--admin-token", token, "--monitor-interval", "200ms", "--monitor-busy-interval", "50ms",
 		// No lock timeout and no yielding: the DDL keeps waiting, so the
@@ -146,6 +149,13 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if waiter == nil || waiter["data-role"] != "waiter" || waiter["data-waiting"] != "true" ||
 		waiter["data-relation"] != wantRel || waiter["data-lock-mode"] != "ACCESS EXCLUSIVE" || waiter["data-source"] != "proxy" {
 		t.Errorf("the page does not show the DDL (pid %d) waiting for ACCESS EXCLUSIVE on %s: %v", ddlPID, wantRel, waiter)
+	}
+	// The DDL's span is still open; the shed reads' spans, exported, link
+	// to it.
+	if tid := waiter["data-trace-id"]; len(tid) != 32 {
+		t.Errorf("the DDL's node shows trace id %q, want its span's", tid)
+	} else if !waitUntil(10*time.Second, func() bool { return strings.Contains(p.out.String(), tid) }) {
+		t.Errorf("trace id %q of the DDL's node is in no exported span (a shed read's link)", tid)
 	}
 	for _, want := range []string{
 		`id="conn-status" data-state="ok"`, // the token in the fragment reached the API
@@ -295,4 +305,14 @@ func artifactPath(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// waitUntil polls cond until it holds or d passes.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

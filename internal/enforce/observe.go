@@ -185,7 +185,12 @@ func (g *Guard) observe(s *session, b *proxy.Batch, v *proxy.Verdict, stmts []*g
 		o.decision = decisionWarned
 	}
 	o.relation, o.mode = strongestLock(stmts)
+	// DDL whose lock blocks traffic is always traced: others may queue
+	// behind it, and their spans link to its span.
 	acted := o.decision != decisionPass || len(findings) > 0
+	for _, st := range stmts {
+		acted = acted || blocksTraffic(st)
+	}
 	if acted || sampled {
 		o.sqlText = batchText(b) // for events and the span; b is gone later
 	}
