@@ -226,3 +226,78 @@ func TestSecurityRequireClientTLSReload(t *testing.T) {
 		}
 	})
 }
+
+// TestSecurityTLSStartupAbuse: the TLS handshake is inside the startup
+// deadline and refusals of plaintext clients are cheap. A client that sends
+// SSLRequest and then nothing, or stops half way through its ClientHello, is
+// closed at the startup timeout; one that sends garbage instead of a
+// ClientHello is closed at once; 200 plaintext clients at once against
+// RequireTLS each get FATAL 28000 and leave nothing behind.
+func TestSecurityTLSStartupAbuse(t *testing.T) {
+	tlsOn := withClientTLS(t)
+	const timeout = time.Second
+	lg := startLockguard(t, func(c *proxy.Config) {
+		tlsOn(c)
+		c.RequireTLS = true
+		c.StartupTimeout = timeout
+	})
+	sslRequest := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
+	// The first 40 bytes of a real ClientHello.
+	var hello []byte
+	{
+		a, b := net.Pipe()
+		go func() { tls.Client(a, &tls.Config{InsecureSkipVerify: true}).Handshake(); a.Close() }()
+		buf := make([]byte, 40)
+		io.ReadFull(b, buf)
+		b.Close()
+		hello = buf
+	}
+	base := relSnapshot(t)
+	for _, tc := range []struct {
+		name     string
+		send     []byte
+		minClose time.Duration // 0: closed before the startup timeout
+	}{
+		{"SSLRequest, then silence", nil, timeout},
+		{"half a ClientHello", hello, timeout},
+		{"garbage instead of a ClientHello", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawConn(t, lg.addr)
+			start := time.Now()
+			c.Write(sslRequest)
+			var b [1]byte
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'S' {
+				t.Fatalf("SSLRequest answered %q, %v", b[0], err)
+			}
+			if tc.send != nil {
+				c.Write(tc.send)
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := io.Copy(io.Discard, c) // until lockguard closes
+			took := time.Since(start)
+			if err != nil && !relIsConnError(err) {
+				t.Fatalf("reading until the close: %v", err)
+			}
+			if took > timeout+3*time.Second || took < tc.minClose-100*time.Millisecond {
+				t.Fatalf("closed after %v; want %s", took, map[bool]string{true: "at the startup timeout", false: "at once"}[tc.minClose > 0])
+			}
+		})
+	}
+	t.Run("200 plaintext clients at once", func(t *testing.T) {
+		errs := make(chan error, 200)
+		for i := 0; i < 200; i++ {
+			go func() {
+				_, err := pgx.Connect(ctxT(t, 20*time.Second), lg.superDSN())
+				errs <- err
+			}()
+		}
+		for i := 0; i < 200; i++ {
+			if err := <-errs; pgCode(err) != "28000" {
+				t.Fatalf("plaintext client %d: %v, want 28000", i, err)
+			}
+		}
+	})
+	after := relWaitSettled(t, base, 10, 8<<20, 15*time.Second)
+	t.Logf("after: %v", after)
+}
