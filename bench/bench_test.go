@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/proxy"
+)
+
+// The relay benchmarks put an in-process lockguard (proxy.Server, over real
+// loopback TCP sockets, so every syscall and goroutine wake-up of a session
+// counts) between a raw client and a scripted upstream (wire_test.go), with
+// the guard off ("plain") and on ("guarded": the default policy's analysis,
+// admission check and protection, as `lockguard serve` installs them). One
+// op is one round trip; allocs/op are the whole process's, so 0 means that
+// neither direction of the relay allocates per message.
+
+// startProxy serves lockguard in front of upstream on 127.0.0.1:0 and returns
+// its address. guarded installs the guard.
+func startProxy(tb testing.TB, upstream string, guarded bool) string {
+	cfg := &proxy.Config{
+		Upstream: proxy.Upstream{Address: upstream, SSLMode: proxy.SSLDisable},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if guarded {
+		cfg.Hooks = newGuard(&guard.Board{}).Hooks()
+	}
+	srv := proxy.New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(done) }()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// newGuard is the guard `lockguard serve` installs with its defaults (no
+// monitor connection, no telemetry), publishing hazards on board.
+func newGuard(board *guard.Board) *enforce.Guard {
+	return &enforce.Guard{
+		Analyzer:    guard.NewAnalyzer(nil, 10000),
+		Policy:      guard.DefaultPolicy(),
+		LockTimeout: enforce.DefaultLockTimeout,
+		Backoff:     guard.DefaultBackoff,
+		Admission:   &enforce.Admission{Board: board, HoldBudget: 25 * time.Millisecond},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// relayCase is one kind of traffic: req is sent per op and answered by ready
+// ReadyForQuery messages (0 for COPY data, which gets no answer).
+type relayCase struct {
+	name  string
+	setup func(tb testing.TB, wc *wireClient) // before the timed loop
+	req   func(tb testing.TB) []byte
+	ready int
+	bytes int64 // bytes per op for MB/s, 0 for none
+}
+
+const copyChunk = 64 << 10
+
+var relayCases = []relayCase{
+	{name: "small-query", ready: 1,
+		req: func(tb testing.TB) []byte {
+			return encode(tb, &pgproto3.Query{String: "SELECT abalance FROM pgbench_accounts WHERE aid = 42"})
+		}},
+	{name: "prepared", ready: 1,
+		setup: func(tb testing.TB, wc *wireClient) {
+			// Prepare P0_1 as pgbench -M prepared does.
+			req := encode(tb, &pgproto3.Parse{Name: "P0_1", Query: "SELECT abalance FROM pgbench_accounts WHERE aid = $1"},
+				&pgproto3.Sync{})
+			if err := wc.roundTrip(req, 1); err != nil {
+				tb.Fatal(err)
+			}
+		},
+		req: func(tb testing.TB) []byte {
+			return encode(tb, &pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("42")}},
+				&pgproto3.Execute{}, &pgproto3.Sync{})
+		}},
+	{name: "pipeline-10", ready: 10,
+		setup: func(tb testing.TB, wc *wireClient) {
+			req := encode(tb, &pgproto3.Parse{Name: "P0_1", Query: "SELECT abalance FROM pgbench_accounts WHERE aid = $1"},
+				&pgproto3.Sync{})
+			if err := wc.roundTrip(req, 1); err != nil {
+				tb.Fatal(err)
+			}
+		},
+		req: func(tb testing.TB) []byte {
+			var b []byte
+			for range 10 {
+				b = append(b, encode(tb, &pgproto3.Bind{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("42")}},
+					&pgproto3.Execute{}, &pgproto3.Sync{})...)
+			}
+			return b
+		}},
+	{name: "copy-chunk-64KiB", ready: 0, bytes: copyChunk + 5,
+		setup: func(tb testing.TB, wc *wireClient) {
+			req := encode(tb, &pgproto3.Query{String: "COPY pgbench_history FROM STDIN"})
+			if _, err := wc.c.Write(req); err != nil {
+				tb.Fatal(err)
+			}
+			// CopyInResponse: the client may now send CopyData.
+			var hdr [5]byte
+			if _, err := io.ReadFull(wc.r, hdr[:]); err != nil || hdr[0] != 'G' {
+				tb.Fatalf("COPY: %q %v", hdr[0], err)
+			}
+			if _, err := wc.r.Discard(int(hdr[4]) - 4); err != nil {
+				tb.Fatal(err)
+			}
+		},
+		req: func(tb testing.TB) []byte {
+			return encode(tb, &pgproto3.CopyData{Data: make([]byte, copyChunk)})
+		}},
+	{name: "datarow-stream-1000", ready: 1, bytes: int64(streamRows * len(streamRow)),
+		req: func(tb testing.TB) []byte {
+			return encode(tb, &pgproto3.Query{String: "STREAM"})
+		}},
+}
+
+// relayOp returns one op of tc on wc.
+func relayOp(tb testing.TB, wc *wireClient, tc relayCase) func() {
+	req := tc.req(tb)
+	if tc.setup != nil {
+		tc.setup(tb, wc)
+	}
+	return func() {
+		var err error
+		if tc.ready == 0 {
+			_, err = wc.c.Write(req)
+		} else {
+			err = wc.roundTrip(req, tc.ready)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRelay is a client round trip through lockguard to a scripted
+// upstream: a small query, a prepared execution, a pipeline of 10, a COPY
+// chunk of 64 KiB (one way) and a result of 1,000 DataRows.
+func BenchmarkRelay(b *testing.B) {
+	up := startFakeUpstream(b)
+	for _, mode := range []struct {
+		name    string
+		guarded bool
+	}{{"plain", false}, {"guarded", true}} {
+		addr := startProxy(b, up.addr(), mode.guarded)
+		for _, tc := range relayCases {
+			b.Run(mode.name+"/"+tc.name, func(b *testing.B) {
+				wc := dialWire(b, addr, "bench", "bench")
+				op := relayOp(b, wc, tc)
+				op() // warm: buffers, analysis cache, prepared statement names
+				if tc.bytes > 0 {
+					b.SetBytes(tc.bytes)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					op()
+				}
+			})
+		}
+	}
+}
+
+// knownAllocs are the allocations per round trip that the guarded relay is
+// known to make, until they are removed (0 for every case not listed):
+//
+//   - proxy.(*Session).carryOut allocates its plan (&plan{…}) for every
+//     batch the guard saw, even when the plan is not kept: 1 per Sync;
+//   - proxy.(*Session).markExecuted copies the text of a statement prepared
+//     in an earlier batch ([]byte(sql)): 1 per Execute of it.
+var knownAllocs = map[string]float64{
+	"guarded/prepared":    2,
+	"guarded/pipeline-10": 20,
+}
+
+// TestRelayAllocationsEndToEnd asserts that, in steady state, a round trip
+// of every kind through lockguard allocates nothing anywhere in the process:
+// not in either relay goroutine, with the guard off or on.
+func TestRelayAllocationsEndToEnd(t *testing.T) {
+	up := startFakeUpstream(t)
+	for _, guarded := range []bool{false, true} {
+		addr := startProxy(t, up.addr(), guarded)
+		for _, tc := range relayCases {
+			name := tc.name
+			if guarded {
+				name = "guarded/" + name
+			}
+			t.Run(name, func(t *testing.T) {
+				wc := dialWire(t, addr, "bench", "bench")
+				op := relayOp(t, wc, tc)
+				for range 20 {
+					op() // grow every buffer to its steady size
+				}
+				n := testing.AllocsPerRun(200, op)
+				if known := knownAllocs[name]; n > known {
+					t.Fatalf("%v allocations per %s round trip, want %v", n, tc.name, known)
+				} else if n < known {
+					t.Logf("%v allocations per round trip, fewer than the %v allowed: lower knownAllocs", n, known)
+				}
+			})
+		}
+	}
+}
