@@ -14,9 +14,8 @@ import (
 // alterCtx is the state of one ALTER TABLE statement.
 type alterCtx struct {
 	rel   RelName
-	only  bool     // ALTER TABLE ONLY
-	index bool     // ALTER INDEX
-	parts []string // subcommand names
+	only  bool // ALTER TABLE ONLY
+	index bool // ALTER INDEX
 }
 
 func (b *builder) alterTable(s *pg.AlterTableStmt) {

@@ -73,7 +73,7 @@ func TestCacheBounded(t *testing.T) {
 	}
 	// Disabled cache.
 	b := NewAnalyzer(nil, 0)
-	if b.Analyze(hot) == b.Analyze(hot) {
+	if first, second := b.Analyze(hot), b.Analyze(hot); first == second {
 		t.Error("cacheSize 0 must not cache")
 	}
 	var zero Analyzer

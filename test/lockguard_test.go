@@ -22,8 +22,6 @@ type lockguard struct {
 	srv  *proxy.Server
 	addr string
 	cfg  *proxy.Config
-	// certDir holds the client-facing certificate when TLS is on.
-	certDir string
 	// guard is the enforcing guard, when the test installed one.
 	guard *enforce.Guard
 }

@@ -67,7 +67,7 @@ func (tr *traced) spans(key attribute.Key, want string) []tracetest.SpanStub {
 func spanAttr(kvs []attribute.KeyValue, key attribute.Key) (string, bool) {
 	for _, kv := range kvs {
 		if kv.Key == key {
-			return kv.Value.Emit(), true
+			return kv.Value.String(), true
 		}
 	}
 	return "", false

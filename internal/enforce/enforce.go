@@ -229,12 +229,6 @@ func equalFoldLower(s, w string) bool {
 	return true
 }
 
-// analysed is one executed statement of a batch with its analysis.
-type analysed struct {
-	an  *guard.Analysis
-	raw string
-}
-
 // batch decides what to do with one batch.
 func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *proxy.Verdict {
 	s, _ := ps.State.(*session)
