@@ -73,8 +73,9 @@ func (f *framer) fill(r io.Reader) error {
 				f.keep = 0
 			}
 		} else {
-			// A held batch fills the buffer: grow it (the caller bounds
-			// the held size).
+			// A whole message or a held batch fills the buffer: grow it
+			// as its bytes arrive (next bounds a message by limit, the
+			// caller the held size).
 			nb := make([]byte, 2*len(f.buf))
 			copy(nb, f.buf[:f.end])
 			f.buf = nb
@@ -137,25 +138,24 @@ func (f *framer) next(whole *[256]bool) (fr frame, ok bool, err error) {
 	return fr, true, nil
 }
 
-// makeRoom ensures that a message of total bytes starting at f.start can be
-// held in the buffer. The caller must have written out everything before
-// f.start, which this moves to the front of the buffer.
+// makeRoom prepares the buffer for the rest of an incomplete message of total
+// bytes at f.start that is wanted whole. The caller must have written out
+// everything before f.start, which this moves to the front of the buffer.
+//
+// It does not reserve total bytes: a header may announce up to the maximum
+// message size before a single byte of the body has arrived, and a client
+// sending just headers must not make lockguard allocate that much. The buffer
+// grows in fill instead, doubling each time the bytes that did arrive fill
+// it, so its size stays within twice what the peer actually sent.
 func (f *framer) makeRoom(total int) {
 	base := f.start
 	if f.keep >= 0 {
 		base = f.keep
 	}
-	need := f.start - base + total
-	if base+need <= len(f.buf) {
+	if base == 0 || f.start+total <= len(f.buf) {
 		return
 	}
-	if need > len(f.buf) {
-		nb := make([]byte, need)
-		copy(nb, f.buf[base:f.end])
-		f.buf = nb
-	} else {
-		copy(f.buf, f.buf[base:f.end])
-	}
+	copy(f.buf, f.buf[base:f.end])
 	f.start -= base
 	f.end -= base
 	if f.keep >= 0 {

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -158,5 +160,47 @@ func BenchmarkRelayStream(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLargeMessageGrowsAsBytesArrive: a header announcing a large message
+// reserves nothing; the buffer grows with the bytes that actually arrive, and
+// the message is relayed whole once complete.
+func TestLargeMessageGrowsAsBytesArrive(t *testing.T) {
+	const size = 4 << 20 // the Query message's length field
+	msg := bytes.Repeat([]byte{'x'}, 1+size)
+	msg[0] = 'Q'
+	binary.BigEndian.PutUint32(msg[1:], size)
+	msg[len(msg)-1] = 0
+	cl := &chunkConn{data: msg[:headerLen+100]}
+	up := &chunkConn{}
+	s, _, _ := testSession(nil, nil)
+	s.client, s.upstream = cl, up
+	if err := s.pumpClient(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.cf.buf) != bufSize {
+		t.Fatalf("a header announcing %d bytes made the buffer %d bytes before they arrived, want %d", size, len(s.cf.buf), bufSize)
+	}
+	cl.data = msg[headerLen+100:]
+	for len(cl.data) > 0 {
+		if err := s.pumpClient(); err != nil {
+			t.Fatal(err)
+		}
+		received := len(msg) - len(cl.data)
+		if limit := max(2*received, bufSize); len(s.cf.buf) > limit {
+			t.Fatalf("after %d bytes the buffer holds %d bytes, want at most %d", received, len(s.cf.buf), limit)
+		}
+	}
+	if !bytes.Equal(up.output.Bytes(), msg) {
+		t.Fatalf("upstream got %d bytes, want the %d-byte message", up.output.Len(), len(msg))
+	}
+	// Once relayed, the next read returns to the pooled 8 KiB buffer.
+	cl.data = encode(t, &pgproto3.Sync{})
+	if err := s.pumpClient(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.cf.buf) != bufSize {
+		t.Fatalf("buffer of %d bytes kept after the large message, want %d", len(s.cf.buf), bufSize)
 	}
 }
