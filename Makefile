@@ -51,25 +51,18 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# govulncheck without vuln.go.dev: the Go vulnerability database is built from
-# the golang.org/x/vulndb module (its data/osv) fetched through the module
-# proxy, indexed once per VULNDB_VERSION into ~/.cache/lockguard (SECURITY.md).
-# Refresh: go list -m golang.org/x/vulndb@master, and set VULNDB_VERSION.
-# VULN_STRICT=1 fails on the Go toolchain's vulnerabilities too (releases).
+# govulncheck without vuln.go.dev: the Go vulnerability database is the OSV
+# data of the golang.org/x/vulndb module, fetched through the module proxy
+# (SECURITY.md). Refresh: go list -m golang.org/x/vulndb@master, and set
+# VULNDB_VERSION. VULN_STRICT=1 fails on the Go toolchain's vulnerabilities
+# too (releases).
 GOVULNCHECK_VERSION ?= v1.9.0
 VULNDB_VERSION ?= v0.0.0-20261105234957-e22db6528018
-VULNDB_DIR ?= $(HOME)/.cache/lockguard/vulndb-$(VULNDB_VERSION)
 
 vuln: ## govulncheck against the Go vulnerability database from the module proxy: fails on vulnerable modules lockguard calls, warns on the Go toolchain's
-	@set -uo pipefail; db='$(VULNDB_DIR)'; \
-	if [ ! -f "$$db/index/modules.json" ]; then \
-		echo "vuln: indexing golang.org/x/vulndb@$(VULNDB_VERSION) into $$db (once)"; \
-		(cd / && $(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)) || exit 1; \
-		src="$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; \
-		rm -rf "$$db.tmp"; mkdir -p "$$(dirname "$$db")"; \
-		(cd / && $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src" -out "$$db.tmp") || exit 1; \
-		mv "$$db.tmp" "$$db"; \
-	fi; \
+	@set -uo pipefail; \
+	(cd / && $(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)) || exit 1; \
+	db="$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; \
 	bin='$(HOME)/.cache/lockguard/govulncheck-$(GOVULNCHECK_VERSION)'; \
 	[ -x "$$bin/govulncheck" ] || (cd / && GOBIN="$$bin" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)) || exit 1; \
 	out=$$($(WITH_GO) "$$bin/govulncheck" -db "file://$$db" ./... 2>&1); rc=$$?; \
