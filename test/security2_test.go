@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -300,4 +302,65 @@ func TestSecurityTLSStartupAbuse(t *testing.T) {
 	})
 	after := relWaitSettled(t, base, 10, 8<<20, 15*time.Second)
 	t.Logf("after: %v", after)
+}
+
+// gaps runs the tests of known, unfixed gaps (SECURITY.md), which fail.
+var gaps = flag.Bool("gaps", false, "run the tests of known security gaps that are not fixed yet (they fail)")
+
+// TestSecurityEventsHaveNoLiterals: the statement text that the status
+// page's events (/api/events) keep must have its literals replaced, as
+// telemetry.Event promises — in DDL too, whatever the protocol. Known gap:
+// guard.Sanitize is pg_query's Normalize, which replaces constants in DML
+// and passwords in CREATE/ALTER ROLE but keeps them in other DDL (a DEFAULT,
+// a CHECK, an index predicate, COMMENT, CREATE TABLE AS); and an
+// extended-protocol statement's text is kept as it is (enforce's batchText).
+// The log never has them (checked here too). Run with -gaps.
+func TestSecurityEventsHaveNoLiterals(t *testing.T) {
+	if !*gaps {
+		t.Skip("known gap (SECURITY.md): DDL literals reach /api/events and spans; run with -gaps")
+	}
+	const secret = "SEKRIT_lit_7f3a"
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--log-level", "debug")
+	ctx := ctxT(t, 30*time.Second)
+	conn := connect(t, p.dsn())
+	table := uniqueName(t, "sec_events")
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	// A volatile default warns under the default policy: an event.
+	for _, proto := range []string{"simple", "extended"} {
+		sql := fmt.Sprintf("ALTER TABLE %s ADD COLUMN c_%s text DEFAULT md5(random()::text || '%s_%s')", table, proto, secret, proto)
+		var err error
+		if proto == "simple" {
+			_, err = conn.PgConn().Exec(ctx, sql).ReadAll()
+		} else {
+			_, err = conn.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Close()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", proto, err)
+		}
+	}
+	var events string
+	waitFor(t, 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + p.admin + "/api/events")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		events = string(b)
+		return strings.Contains(events, "c_simple") && strings.Contains(events, "c_extended")
+	})
+	for _, proto := range []string{"simple", "extended"} {
+		if strings.Contains(events, secret+"_"+proto) {
+			t.Errorf("/api/events carries the literal of the %s-protocol statement", proto)
+		}
+		if strings.Contains(p.out.String(), secret+"_"+proto) {
+			t.Errorf("the log carries the literal of the %s-protocol statement", proto)
+		}
+	}
+	if t.Failed() {
+		t.Logf("events: %s", events)
+	}
 }
