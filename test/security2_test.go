@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lockguard/lockguard/internal/pgserver"
 	"github.com/lockguard/lockguard/proxy"
 )
@@ -363,4 +364,77 @@ func TestSecurityEventsHaveNoLiterals(t *testing.T) {
 	if t.Failed() {
 		t.Logf("events: %s", events)
 	}
+}
+
+// tlsSession is relSession over TLS: SSLRequest, a verified handshake, then
+// startup as the superuser up to ReadyForQuery.
+func tlsSession(t testing.TB, addr, appName string, d time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(d))
+	c.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f})
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'S' {
+		t.Fatalf("SSLRequest answered %q, %v", b[0], err)
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: caPool(t), ServerName: "localhost"})
+	if _, err := tc.Write(relSuperStartup(appName)); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := relReadUntilClosed(tc, d, 1)
+	if len(msgs) == 0 || msgs[len(msgs)-1].typ != 'Z' {
+		t.Fatalf("TLS startup: %d messages, %v", len(msgs), err)
+	}
+	tc.SetDeadline(time.Time{})
+	return tc
+}
+
+// TestSecurityTLSSlowReaders: TLS clients that ask for gigabytes and never
+// read them cost lockguard no more memory than plaintext ones (TLS records
+// are written one at a time into the socket, which is full), and vanishing
+// readers release their backends.
+func TestSecurityTLSSlowReaders(t *testing.T) {
+	tlsOn := withClientTLS(t)
+	lg := startLockguard(t, func(c *proxy.Config) { tlsOn(c); c.RequireTLS = true })
+	ctx := ctxT(t, 2*time.Minute)
+	direct := connect(t, directDSN())
+	const app, readers = "lg_sec_tls_slowreader", 4
+	base := relSnapshot(t)
+	var conns []net.Conn
+	for i := 0; i < readers; i++ {
+		c := tlsSession(t, lg.addr, app, 10*time.Second)
+		conns = append(conns, c)
+		t.Cleanup(func() { c.Close() })
+		q, _ := (&pgproto3.Query{String: "SELECT repeat('x', 8000) FROM generate_series(1, 200000)"}).Encode(nil)
+		if _, err := c.Write(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		var n int
+		direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'ClientWrite'", app).Scan(&n)
+		return n == readers
+	})
+	stall := relSnapshot(t)
+	time.Sleep(2 * time.Second)
+	held := relSnapshot(t)
+	t.Logf("baseline %v; %d stalled TLS readers %v; after 2 s %v", base, readers, stall, held)
+	if stall.heapInuse > base.heapInuse+readers*(256<<10)+(8<<20) {
+		t.Errorf("heap grew by %d MiB with %d stalled TLS readers", (stall.heapInuse-base.heapInuse)>>20, readers)
+	}
+	if held.heapInuse > stall.heapInuse+(4<<20) {
+		t.Errorf("heap grew from %d to %d MiB while the TLS readers were held", stall.heapInuse>>20, held.heapInuse>>20)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, 20*time.Second, func() bool {
+		var n int
+		direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n)
+		return n == 0
+	})
+	relWaitSettled(t, base, 10, 8<<20, 15*time.Second)
 }
