@@ -31,6 +31,10 @@ type framer struct {
 	// keep, when not -1, is the first byte of a held batch: bytes from
 	// there on are kept across fills even though they were framed.
 	keep int
+	// src, when set, is the socket fill reads from (instead of its
+	// argument), and dst the socket this direction's bytes are written to;
+	// both set by relay for plain sockets (sockio_linux.go).
+	src, dst *rawSock
 }
 
 func (f *framer) init(limit, streamLimit int) {
@@ -48,6 +52,7 @@ func (f *framer) release() {
 		f.pooled = nil
 	}
 	f.buf = nil
+	f.src, f.dst = nil, nil
 }
 
 // fill reads once from r, after making room in the buffer.
@@ -81,7 +86,13 @@ func (f *framer) fill(r io.Reader) error {
 			f.buf = nb
 		}
 	}
-	n, err := r.Read(f.buf[f.end:])
+	var n int
+	var err error
+	if f.src != nil {
+		n, err = f.src.Read(f.buf[f.end:])
+	} else {
+		n, err = r.Read(f.buf[f.end:])
+	}
 	f.end += n
 	if n > 0 {
 		return nil

@@ -40,6 +40,10 @@ func (s *Session) relay() {
 	defer s.cf.release()
 	// The upstream framer was set up by authenticate with a small limit.
 	s.uf.limit, s.uf.streamLimit = 1<<30, 1<<30
+	// Plain sockets are read and written with raw system calls from here on
+	// (sockio_linux.go): the relay's reads and writes never block.
+	s.cf.src, s.cf.dst = newRawSock(s.client, false), newRawSock(s.upstream, true)
+	s.uf.src, s.uf.dst = newRawSock(s.upstream, false), newRawSock(s.client, true)
 	if h := s.cfg.Hooks; h != nil {
 		if h.Open != nil {
 			s.State = h.Open(s)
@@ -249,7 +253,13 @@ func (s *Session) writeUpstream(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if _, err := s.upstream.Write(b); err != nil {
+	var err error
+	if d := s.cf.dst; d != nil {
+		_, err = d.Write(b)
+	} else {
+		_, err = s.upstream.Write(b)
+	}
+	if err != nil {
 		return &upstreamWriteError{err}
 	}
 	return nil
@@ -453,7 +463,12 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 		s.wmu.Unlock()
 		return errClosing // nothing may follow a FATAL
 	}
-	_, err := s.client.Write(b)
+	var err error
+	if d := s.uf.dst; d != nil {
+		_, err = d.Write(b)
+	} else {
+		_, err = s.client.Write(b)
+	}
 	s.atBoundary = boundary && err == nil
 	s.wmu.Unlock()
 	if err != nil {
