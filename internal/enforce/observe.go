@@ -561,16 +561,15 @@ func firstExecuted(b *proxy.Batch) []byte {
 	return nil
 }
 
-// batchText is db.query.text: a simple query's text with its literals
-// replaced, or an extended-protocol statement's text as it is (its values
-// travel as parameters). Comments are dropped with the literals.
+// batchText is db.query.text: the first executed statement without its
+// comments and with every literal replaced by a placeholder. Parameterized
+// (extended-protocol) text keeps its $n as semconv wants, but literals
+// written into it are replaced too: DDL has no parameters, and a DEFAULT,
+// a CHECK or a password must not reach a trace.
 func batchText(b *proxy.Batch) string {
 	sql := telemetry.StripComment(firstExecuted(b))
 	if sql == nil {
 		return ""
-	}
-	if !b.Simple {
-		return string(sql) // parameterized: semconv collects it as is
 	}
 	return guard.Sanitize(string(sql))
 }

@@ -1,0 +1,38 @@
+package guard
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSanitize(t *testing.T) {
+	const secret = "SEKRIT"
+	for _, sql := range []string{
+		"SELECT * FROM t WHERE name = 'SEKRIT' AND id = 42",
+		"ALTER TABLE t ADD COLUMN c text DEFAULT md5(random()::text || 'SEKRIT')",
+		"ALTER TABLE t ADD CONSTRAINT c CHECK (v <> 'SEKRIT')",
+		"CREATE INDEX i ON t (a) WHERE b = 'SEKRIT'",
+		"COMMENT ON TABLE t IS 'SEKRIT'",
+		"CREATE ROLE r PASSWORD 'SEKRIT'",
+		"DO $$ BEGIN PERFORM 'SEKRIT'; END $$",
+		"CREATE FUNCTION f() RETURNS text AS $body$ SELECT 'SEKRIT' $body$ LANGUAGE sql",
+		"SELECT E'SEKRIT\\n', U&'SEKRIT', X'5EC', B'101' /* SEKRIT */ -- SEKRIT",
+		"SELECT $1, 'SEKRIT'",
+		"SELECT 'SEKRIT", // cut off: nothing after the keyword
+		"INSERT INTO t VALUES ('SEKRIT'",
+	} {
+		got := Sanitize(sql)
+		if strings.Contains(got, secret) || strings.Contains(got, "5EC") {
+			t.Errorf("Sanitize(%q) = %q: a literal or comment survived", sql, got)
+		}
+		if got == "" {
+			t.Errorf("Sanitize(%q) is empty", sql)
+		}
+	}
+	if got := Sanitize("SELECT $1, 'x'"); got != "SELECT $1, $2" {
+		t.Errorf("placeholders: %q", got)
+	}
+	if got := Sanitize("ALTER TABLE t ADD COLUMN c int DEFAULT 7"); got != "ALTER TABLE t ADD COLUMN c int DEFAULT $1" {
+		t.Errorf("DDL default: %q", got)
+	}
+}
