@@ -68,7 +68,8 @@ vuln: ## govulncheck against the Go vulnerability database from the module proxy
 	out=$$($(WITH_GO) "$$bin/govulncheck" -db "file://$$db" ./... 2>&1); rc=$$?; \
 	echo "$$out"; \
 	if [ $$rc = 3 ] && [ -z '$(VULN_STRICT)' ] && ! grep -q 'Found in: .*@v' <<<"$$out"; then \
-		echo "vuln: WARNING: only the Go toolchain ($$($(GO) env GOVERSION)) is affected; build releases with the Go patch release named above"; \
+		fix=$$(grep -o 'Fixed in: [^ ]*@go[0-9.]*' <<<"$$out" | sed 's/.*@//' | sort -V | tail -1); \
+		echo "vuln: WARNING: only the Go toolchain ($$($(GO) env GOVERSION)) is affected: build releases with $$fix or newer (VULN_STRICT=1 fails on this)"; \
 		rc=0; \
 	fi; \
 	exit $$rc
