@@ -5,8 +5,17 @@
 // per message is taken from PostgreSQL on the same machine. Two kinds of
 // measurement live here:
 //
-//   - Go benchmarks (go test -bench . -benchmem ./bench) of the relay, the
-//     guard's analysis cache and the admission check, with allocation counts;
+//   - Go benchmarks (go test -bench . -benchmem ./bench) with allocation
+//     counts: BenchmarkRelay (a small query, a prepared execution, a pipeline
+//     of 10, a 64 KiB COPY chunk and 1,000 DataRows, through an in-process
+//     lockguard over loopback TCP to a scripted upstream, guard off and on),
+//     BenchmarkAnalysisCacheHit and …Miss, BenchmarkAdmission (the guard's
+//     decision with no hazard, a hazard elsewhere and a conflicting one),
+//     BenchmarkHazardConflict, and BenchmarkSession and
+//     BenchmarkSessionConnect (a round trip and a connection through
+//     lockguard next to the same straight to a real PostgreSQL; skipped with
+//     -short). Tests assert 0 allocations per relayed round trip and per
+//     cached analysis;
 //   - bench/compare, a program that runs pgbench against PostgreSQL directly,
 //     through lockguard and through PgBouncer side by side in one run and
 //     writes bench/RESULTS.md.
