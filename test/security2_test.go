@@ -309,17 +309,11 @@ func TestSecurityTLSStartupAbuse(t *testing.T) {
 var gaps = flag.Bool("gaps", false, "run the tests of known security gaps that are not fixed yet (they fail)")
 
 // TestSecurityEventsHaveNoLiterals: the statement text that the status
-// page's events (/api/events) keep must have its literals replaced, as
-// telemetry.Event promises — in DDL too, whatever the protocol. Known gap:
-// guard.Sanitize is pg_query's Normalize, which replaces constants in DML
-// and passwords in CREATE/ALTER ROLE but keeps them in other DDL (a DEFAULT,
-// a CHECK, an index predicate, COMMENT, CREATE TABLE AS); and an
-// extended-protocol statement's text is kept as it is (enforce's batchText).
-// The log never has them (checked here too). Run with -gaps.
+// page's events (/api/events) keep has its literals replaced, as
+// telemetry.Event promises — in DDL too, whatever the protocol (pg_query's
+// Normalize alone keeps DDL literals; fixed in aec5fea). The log never has
+// them either.
 func TestSecurityEventsHaveNoLiterals(t *testing.T) {
-	if !*gaps {
-		t.Skip("known gap (SECURITY.md): DDL literals reach /api/events and spans; run with -gaps")
-	}
 	const secret = "SEKRIT_lit_7f3a"
 	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--log-level", "debug")
 	ctx := ctxT(t, 30*time.Second)
