@@ -63,7 +63,7 @@ vuln: ## govulncheck against the Go vulnerability database from the module proxy
 	@set -uo pipefail; \
 	(cd / && $(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)) || exit 1; \
 	db="$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; \
-	bin='$(HOME)/.cache/lockguard/govulncheck-$(GOVULNCHECK_VERSION)'; \
+	bin="$(HOME)/.cache/lockguard/govulncheck-$(GOVULNCHECK_VERSION)-$$($(GO) env GOVERSION)"; \
 	[ -x "$$bin/govulncheck" ] || (cd / && GOBIN="$$bin" $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)) || exit 1; \
 	out=$$($(WITH_GO) "$$bin/govulncheck" -db "file://$$db" ./... 2>&1); rc=$$?; \
 	echo "$$out"; \
