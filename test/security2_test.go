@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -305,9 +304,6 @@ func TestSecurityTLSStartupAbuse(t *testing.T) {
 	t.Logf("after: %v", after)
 }
 
-// gaps runs the tests of known, unfixed gaps (SECURITY.md), which fail.
-var gaps = flag.Bool("gaps", false, "run the tests of known security gaps that are not fixed yet (they fail)")
-
 // TestSecurityEventsHaveNoLiterals: the statement text that the status
 // page's events (/api/events) keep has its literals replaced, as
 // telemetry.Event promises — in DDL too, whatever the protocol (pg_query's
@@ -436,11 +432,8 @@ func TestSecurityTLSSlowReaders(t *testing.T) {
 // TestSecurityUnparsedDDLLogHasNoLiterals: with unparsed-ddl: refuse, a
 // DDL-looking statement that does not parse is refused and logged; the log
 // line carries the parser's error, which must not quote the statement's
-// literals ("syntax error at or near "'…'""). Known gap; run with -gaps.
+// literals ("syntax error at or near "'…'"").
 func TestSecurityUnparsedDDLLogHasNoLiterals(t *testing.T) {
-	if !*gaps {
-		t.Skip("known gap (SECURITY.md): the parser's error, which can quote a literal, is logged; run with -gaps")
-	}
 	const secret = "SEKRIT_unparsed_91c2"
 	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--log-level", "debug", "--unparsed-ddl", "refuse")
 	ctx := ctxT(t, 30*time.Second)

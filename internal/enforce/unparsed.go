@@ -3,6 +3,7 @@ package enforce
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/proxy"
@@ -39,17 +40,32 @@ func (g *Guard) unparsed(s *session, raw string, err error) *proxy.Error {
 		if refuse && t.Events != nil {
 			t.Events.Add(telemetry.Event{Kind: telemetry.KindParseFailed, PID: int(s.ps.BackendPID()),
 				User: s.ps.Param("user"), Database: s.ps.Param("database"), Application: s.ps.Param("application_name"),
-				Message: "refused: " + truncate(err.Error(), 200)})
+				Statement: guard.FirstKeyword(raw) + " …", Message: "refused: " + parseErrorShown(err)})
 		}
 	}
 	if !refuse {
 		return nil
 	}
-	s.log.Warn("refused a DDL-looking statement that lockguard could not parse", "err", err)
+	s.log.Warn("refused a DDL-looking statement that lockguard could not parse", "err", parseErrorShown(err),
+		"keyword", guard.FirstKeyword(raw))
 	return &proxy.Error{Code: CodeUnparsed,
 		Message: "lockguard: refused a statement that looks like DDL but that lockguard could not parse",
 		Detail:  "lockguard's parser (the PostgreSQL 17 grammar) rejected it: " + truncate(err.Error(), 300) + ". Without a parse, lockguard cannot tell which locks it takes.",
 		Hint:    "Fix the statement, or set unparsed-ddl: relay to let PostgreSQL decide about statements lockguard cannot parse."}
+}
+
+// parseErrorShown is the parser's error for logs and events, which other
+// people read: without the token it quotes ("syntax error at or near
+// "'secret'""), which may be a literal. The client's own error keeps it.
+func parseErrorShown(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, " at or near "); i >= 0 {
+		msg = msg[:i]
+	}
+	if i := strings.IndexAny(msg, "\"'"); i >= 0 {
+		msg = strings.TrimSpace(msg[:i]) + " …"
+	}
+	return truncate(msg, 200)
 }
 
 // countPassed counts the analysed statements of a batch forwarded unchanged
