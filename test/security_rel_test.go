@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lockguard/lockguard/internal/pgserver"
 	"github.com/lockguard/lockguard/proxy"
@@ -249,14 +251,14 @@ func TestSecurityClientCertificates(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("plaintext clients are not covered", func(t *testing.T) {
-		conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, pgserver.Superuser, pgserver.TestDB))
-		if err != nil {
-			t.Logf("plaintext refused: %v", err)
-			return
+	t.Run("plaintext clients are refused", func(t *testing.T) {
+		// tls-client-ca implies client-tls: require: skipping TLS must not
+		// skip the certificate check.
+		_, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", host, port, pgserver.Superuser, pgserver.TestDB))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "28000" {
+			t.Fatalf("plaintext client with --tls-client-ca: %v, want 28000", err)
 		}
-		conn.Close(ctx)
-		t.Logf("documented limit: with --tls-client-ca a client that does not ask for TLS still gets a session")
 	})
 }
 
