@@ -11,6 +11,13 @@ const bufSize = 8 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
+// bulkBufSize is the buffer a framer reads into while bytes arrive faster than
+// bufSize per read (COPY, large results): one read and one write per 64 KiB
+// instead of per 8 KiB. Idle sessions hold only their bufSize buffer.
+const bulkBufSize = 64 << 10
+
+var bulkPool = sync.Pool{New: func() any { b := make([]byte, bulkBufSize); return &b }}
+
 // framer splits one direction of a protocol stream into messages while the
 // bytes themselves are relayed unchanged. It reads as much as is ready with one
 // Read, and the caller writes every message that became complete with one Write,
@@ -31,6 +38,10 @@ type framer struct {
 	// keep, when not -1, is the first byte of a held batch: bytes from
 	// there on are kept across fills even though they were framed.
 	keep int
+	// bulk is the bulkPool buffer in use, or nil; hot says the last read
+	// returned at least bufSize bytes, so more are probably queued.
+	bulk *[]byte
+	hot  bool
 	// src, when set, is the socket fill reads from (instead of its
 	// argument), and dst the socket this direction's bytes are written to;
 	// both set by relay for plain sockets (sockio_linux.go).
@@ -51,6 +62,10 @@ func (f *framer) release() {
 		bufPool.Put(f.pooled)
 		f.pooled = nil
 	}
+	if f.bulk != nil {
+		bulkPool.Put(f.bulk)
+		f.bulk = nil
+	}
 	f.buf = nil
 	f.src, f.dst = nil, nil
 }
@@ -66,8 +81,22 @@ func (f *framer) fill(r io.Reader) error {
 		if f.keep >= 0 {
 			f.keep = 0
 		}
-		if len(f.buf) > bufSize && f.pooled != nil {
-			f.buf = *f.pooled // drop an oversized buffer once it is empty
+		switch {
+		case f.pooled == nil:
+		case f.hot:
+			// Bytes arrive faster than bufSize per read: read in bulk.
+			if f.bulk == nil {
+				f.bulk = bulkPool.Get().(*[]byte)
+			}
+			f.buf = *f.bulk
+		case len(f.buf) > bufSize:
+			// Back to the small buffer once empty: drop a grown one,
+			// return the bulk one.
+			f.buf = *f.pooled
+			if f.bulk != nil {
+				bulkPool.Put(f.bulk)
+				f.bulk = nil
+			}
 		}
 	} else if f.end == len(f.buf) || len(f.buf)-f.end < headerLen {
 		if base > 0 {
@@ -94,6 +123,7 @@ func (f *framer) fill(r io.Reader) error {
 		n, err = r.Read(f.buf[f.end:])
 	}
 	f.end += n
+	f.hot = n >= bufSize
 	if n > 0 {
 		return nil
 	}
