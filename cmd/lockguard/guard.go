@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,9 @@ type sideConn struct {
 
 	obs       *telemetry.Provider // traces and metrics; survives reloads
 	events    *telemetry.Events   // guard actions for the status page
+	mu     sync.Mutex // guards the connection fields above, opened late when PostgreSQL was down at start
+	closed bool
+
 	admission atomic.Pointer[enforce.Admission]
 	active    atomic.Pointer[config.Config] // the configuration last installed
 }
@@ -53,27 +58,40 @@ func openSide(cfg *config.Config, logger *slog.Logger, obs *telemetry.Provider, 
 	if cfg.MonitorDSN == "" || !cfg.Guard {
 		return s, nil
 	}
+	return s, s.connect(cfg, logger)
+}
+
+// connect opens the side connection and starts the monitor and the
+// watchdog.
+func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, cfg.MonitorDSN)
 	if err != nil {
-		return nil, fmt.Errorf("monitor-dsn: %w", err)
+		return fmt.Errorf("monitor-dsn: %w", err)
 	}
 	cat, err := pgcatalog.New(ctx, conn)
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("monitor-dsn: %w", err)
+		return fmt.Errorf("monitor-dsn: %w", err)
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.MonitorDSN)
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("monitor-dsn: %w", err)
+		return fmt.Errorf("monitor-dsn: %w", err)
 	}
 	pcfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("monitor-dsn: %w", err)
+		return fmt.Errorf("monitor-dsn: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		pool.Close()
+		conn.Close(ctx)
+		return errors.New("monitor-dsn: lockguard is shutting down")
 	}
 	s.catConn, s.catalog, s.pool, s.version = conn, cat, pool, cat.ServerVersion()
 	logger.Info("monitor connection open", "server_version", s.version)
@@ -88,7 +106,45 @@ func openSide(cfg *config.Config, logger *slog.Logger, obs *telemetry.Provider, 
 			OnAction: s.watchdogAction}
 		go wd.Run(mctx)
 	}
-	return s, nil
+	return nil
+}
+
+// connectLater keeps trying to open the side connection that could not be
+// opened at start (PostgreSQL down, say), with backoff up to 30 s, and calls
+// reinstall once it is open so that new sessions get the full guard.
+// Meanwhile lockguard relays and guards from the SQL text alone.
+func (s *sideConn) connectLater(cfg *config.Config, logger *slog.Logger, reinstall func()) {
+	go func() {
+		delay := time.Second
+		for {
+			time.Sleep(delay)
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			err := s.connect(cfg, logger)
+			if err == nil {
+				reinstall()
+				return
+			}
+			logger.Warn("monitor connection still unavailable; guarding from the SQL text alone", "err", err, "retry_in", min(2*delay, 30*time.Second))
+			delay = min(2*delay, 30*time.Second)
+		}
+	}()
+}
+
+// sessions looks up sessions in pg_stat_activity for the status page, once
+// the side connection is open.
+func (s *sideConn) sessions(ctx context.Context, pids []int) ([]telemetry.Session, error) {
+	s.mu.Lock()
+	pool := s.pool
+	s.mu.Unlock()
+	if pool == nil {
+		return nil, nil
+	}
+	return telemetry.PGSessions(pool)(ctx, pids)
 }
 
 // watchdogAction records a watchdog action as an event and a metric.
@@ -105,6 +161,9 @@ func (s *sideConn) watchdogAction(b pgmonitor.Blocker, action, why string, done 
 }
 
 func (s *sideConn) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	if s.stop != nil {
 		s.stop()
 	}
@@ -123,9 +182,12 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		s.admission.Store(nil)
 		return nil
 	}
+	s.mu.Lock()
+	catalog, pool, version := s.catalog, s.pool, s.version
+	s.mu.Unlock()
 	var cat guard.Catalog
-	if s.catalog != nil {
-		cat = s.catalog
+	if catalog != nil {
+		cat = catalog
 	}
 	pol, err := guard.NewPolicy(cfg.Policy)
 	if err != nil {
@@ -139,7 +201,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		ConcurrentStatementTimeout: cfg.ConcurrentStatementTimeout,
 		Backoff: guard.Backoff{Attempts: cfg.RetryAttempts, Base: cfg.RetryBaseDelay,
 			Cap: cfg.RetryMaxDelay, Deadline: cfg.RetryDeadline},
-		ServerVersion: s.version,
+		ServerVersion: version,
 		UnparsedDDL:   cfg.UnparsedDDL,
 		Logger:        logger,
 		Now:           time.Now,
@@ -148,14 +210,14 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		host, port := upstreamHostPort(cfg.Upstream)
 		g.Telemetry = &enforce.Telemetry{Provider: s.obs, Events: s.events, Host: host, Port: port}
 	}
-	if s.pool != nil {
-		g.Blockers = &enforce.PGBlockers{Pool: s.pool}
+	if pool != nil {
+		g.Blockers = &enforce.PGBlockers{Pool: pool}
 	}
 	if cfg.Shed {
 		g.Admission = &enforce.Admission{Board: &s.board, HoldBudget: cfg.HoldBudget,
 			MaxHeldPerRelation: cfg.MaxHeldPerRelation}
 		g.Yield = enforce.Yield{Waiters: cfg.YieldWaiters, Wait: cfg.YieldWait}
-		if pool := s.pool; pool != nil {
+		if pool != nil {
 			g.Admission.HeldBy = func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
 				return pgmonitor.HeldBy(ctx, pool, pid, rel)
 			}

@@ -81,17 +81,29 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}()
 	logger.Info("telemetry", "traces", obs.Exporter, "sampler", obs.Sampler.String(), "metrics", "/metrics on the admin endpoint")
 	events := telemetry.NewEvents(telemetry.DefaultEvents)
-	side, err := openSide(cfg, logger, obs, events)
-	if err != nil {
-		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+	side, sideErr := openSide(cfg, logger, obs, events)
+	if side == nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", sideErr)
 		return 1
 	}
 	defer side.Close()
+	if sideErr != nil {
+		// PostgreSQL may be down or restarting: serve anyway (sessions get
+		// 08006 until it is up) and open the side connection when it can.
+		logger.Warn("monitor connection unavailable at start; guarding from the SQL text alone and retrying", "err", sideErr)
+	}
 	if err := side.install(cfg, pcfg, logger); err != nil {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 2
 	}
 	srv := proxy.New(pcfg)
+	if sideErr != nil {
+		side.connectLater(cfg, logger, func() {
+			if err := reload(&loader, srv, pg, side, logger); err == nil {
+				logger.Info("guard re-installed with the monitor connection")
+			}
+		})
+	}
 
 	var listeners []net.Listener
 	for _, addr := range cfg.Listen {
@@ -127,9 +139,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 				})
 				return v
 			}}
-		if side.pool != nil {
-			status.Sessions = telemetry.PGSessions(side.pool)
-		}
+		status.Sessions = side.sessions
 		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken, Status: status, Metrics: obs.MetricsHandler(),
 			Reload: func() error { return reload(&loader, srv, pg, side, logger) }}
 		go func() {
