@@ -33,9 +33,9 @@ type sideConn struct {
 	board   guard.Board
 	stop    context.CancelFunc
 
-	obs       *telemetry.Provider // traces and metrics; survives reloads
-	events    *telemetry.Events   // guard actions for the status page
-	mu     sync.Mutex // guards the connection fields above, opened late when PostgreSQL was down at start
+	obs    *telemetry.Provider // traces and metrics; survives reloads
+	events *telemetry.Events   // guard actions for the status page
+	mu     sync.Mutex          // guards the connection fields above, opened late when PostgreSQL was down at start
 	closed bool
 
 	admission atomic.Pointer[enforce.Admission]
