@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -208,7 +209,8 @@ func (s *Session) markExecuted(portal string) {
 		return
 	}
 	if sql, ok := s.ext.statementSQL(stmt); ok {
-		s.refs = append(s.refs, stmtRef{earlier: []byte(sql), name: stmt, executed: true})
+		// A view of the string, not a copy: the guard only reads it.
+		s.refs = append(s.refs, stmtRef{earlier: unsafe.Slice(unsafe.StringData(sql), len(sql)), name: stmt, executed: true})
 	}
 }
 
@@ -285,21 +287,25 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 				s.obsSync(s.syncSeq)
 			}
 		}
-		pl := &plan{seq: s.batchSeq, result: v.Result}
+		// Built on the stack and copied to the heap only when kept: most
+		// forwarded batches need no plan.
+		pv := plan{seq: s.batchSeq, result: v.Result}
 		if retry {
-			pl.result = nil // reported once, for the final attempt, below
+			pv.result = nil // reported once, for the final attempt, below
 		}
 		for _, n := range v.Notices {
-			pl.notices = appendNotice(pl.notices, n)
+			pv.notices = appendNotice(pv.notices, n)
 		}
 		if nonce != nil {
-			pl.replaceNonce = nonce
-			pl.replacement = appendErrorResponse(nil, withSeverity(v.Refuse, "ERROR"))
+			pv.replaceNonce = nonce
+			pv.replacement = appendErrorResponse(nil, withSeverity(v.Refuse, "ERROR"))
 		}
 		if retry {
-			pl.capture = &capture{buf: make([]byte, 0, 256), done: make(chan struct{})}
+			pv.capture = &capture{buf: make([]byte, 0, 256), done: make(chan struct{})}
 		}
-		if pl.result != nil || pl.notices != nil || pl.replaceNonce != nil || pl.capture != nil {
+		if pv.result != nil || pv.notices != nil || pv.replaceNonce != nil || pv.capture != nil {
+			pl := new(plan)
+			*pl = pv
 			s.plans.add(pl)
 		}
 		out = append(out, payload...)
@@ -332,7 +338,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		if !retry {
 			return nil
 		}
-		c := pl.capture
+		c := pv.capture
 		select {
 		case <-c.done:
 		case <-s.ctx.Done():
