@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/proxy"
 	"github.com/lockguard/lockguard/telemetry"
 )
@@ -68,5 +69,26 @@ func BenchmarkBatchTelemetry(b *testing.B) {
 	for b.Loop() {
 		g.batch(context.Background(), ps, batch)
 		h.Complete(ps, time.Millisecond, nil)
+	}
+}
+
+// BenchmarkBatchTransactionControl is tpcb-like's BEGIN … END around its
+// plain statements: both take the decided path (the guard follows the
+// transaction).
+func BenchmarkBatchTransactionControl(b *testing.B) {
+	g, ps, exp := tracedGuard(b)
+	g.Policy = guard.DefaultPolicy()
+	begin, end := plainBatch("BEGIN"), plainBatch("END")
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, batch := range []*proxy.Batch{begin, end} {
+			if v := g.batch(context.Background(), ps, batch); v != nil && v.Result != nil {
+				v.Result("")
+			}
+		}
+	}
+	b.StopTimer()
+	if n := len(exp.GetSpans()); n != 0 {
+		b.Fatalf("%d spans for BEGIN/END", n)
 	}
 }
