@@ -55,6 +55,12 @@ func (s *Session) pumpClientGuarded() error {
 		}
 		switch fr.typ {
 		case 'Q':
+			if len(fr.msg) < 6 || fr.msg[len(fr.msg)-1] != 0 {
+				if f.keep < 0 {
+					_ = s.writeUpstream(f.buf[fwd:msgStart])
+				}
+				return fmt.Errorf("%w: malformed Query", ErrProtocol)
+			}
 			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, TxStatus: s.idleStatus(),
 				Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}

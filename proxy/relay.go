@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"time"
 )
 
@@ -54,13 +55,16 @@ func (s *Session) relay() {
 	}
 	done := make(chan error, 1)
 	go func() {
-		err := s.relayUpstreamToClient()
+		err := s.safely("relaying from PostgreSQL", s.relayUpstreamToClient)
+		if errors.As(err, new(*panicError)) {
+			s.answerFatal(internalError) // gives up if the panic left the client's lock held
+		}
 		s.plans.abandon()
 		s.upDone.Store(true)
 		s.client.Close() // unblocks relayClientToUpstream
 		done <- err
 	}()
-	cerr := s.relayClientToUpstream()
+	cerr := s.safely("relaying from the client", s.relayClientToUpstream)
 	s.endClientSide(cerr)
 	uerr := <-done
 	s.uf.release()
@@ -70,6 +74,31 @@ func (s *Session) relay() {
 	} else {
 		s.logEnd("session ended", uerr)
 	}
+}
+
+// panicError is a panic in a session's relay, recovered: a bug in one session
+// must not take the others down.
+type panicError struct{ v any }
+
+func (e *panicError) Error() string { return fmt.Sprintf("internal error: %v", e.v) }
+
+// internalError is what the client of a session that hit a lockguard bug is
+// told.
+var internalError = &Error{Severity: "FATAL", Code: "XX000", Message: "lockguard: internal error; this session was closed",
+	Detail: "lockguard hit a bug while relaying this session; its log has the details. Other sessions are not affected. A statement in progress may or may not have completed.",
+	Hint:   "Reconnect, and check whether the last transaction committed. Please report the log line \"lockguard bug\"."}
+
+// safely runs one direction of the relay, turning a panic into an error after
+// logging it with its stack.
+func (s *Session) safely(where string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("lockguard bug: a session panicked; it is closed and other sessions go on",
+				"where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = &panicError{r}
+		}
+	}()
+	return f()
 }
 
 // endClientSide closes the upstream connection after the client side ended: it
@@ -94,6 +123,8 @@ func (s *Session) endClientSide(err error) {
 	case errors.Is(err, ErrProtocol):
 		s.answerFatal(&Error{Code: CodeProtocolViolation, Message: "lockguard: invalid frontend message",
 			Detail: err.Error() + ".", Hint: "This is a client bug; the session was closed."})
+	case errors.As(err, new(*panicError)):
+		s.answerFatal(internalError)
 	}
 	if s.busy() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
