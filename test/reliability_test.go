@@ -31,6 +31,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
 	"github.com/lockguard/lockguard/internal/pgserver"
 	"github.com/lockguard/lockguard/proxy"
 )
@@ -363,7 +365,21 @@ func TestReliabilityBadStartup(t *testing.T) {
 // with FATAL 08P01 and closes; what it relays unchanged, PostgreSQL answers.
 // Every such backend is released afterwards.
 func TestReliabilityBadMessages(t *testing.T) {
-	lg := startLockguard(t, func(c *proxy.Config) { c.MaxMessageSize = 64 << 10 })
+	t.Run("relay", func(t *testing.T) { testBadMessages(t, false) })
+	t.Run("guarded", func(t *testing.T) { testBadMessages(t, true) })
+}
+
+// testBadMessages sends each bad message on its own session, through a plain
+// relay or through the guard (which reads every Query and batch whole).
+func testBadMessages(t *testing.T, guarded bool) {
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.MaxMessageSize = 64 << 10
+		if guarded {
+			g := &enforce.Guard{Analyzer: guard.NewAnalyzer(nil, 100), Policy: guard.DefaultPolicy(), LockTimeout: time.Second,
+				Backoff: guard.DefaultBackoff, Admission: &enforce.Admission{Board: &guard.Board{}}, Logger: testLogger()}
+			c.Hooks = g.Hooks()
+		}
+	})
 	ctx := ctxT(t, time.Minute)
 	direct := connect(t, directDSN())
 	sentinel := connect(t, lg.superDSN())
@@ -399,7 +415,8 @@ func TestReliabilityBadMessages(t *testing.T) {
 		{"Parse without a name terminator", msg('P', []byte("stmt")), false, fromLockguard, "08P01"},
 		{"Bind without a statement terminator", msg('B', []byte("\x00stmt")), false, fromLockguard, "08P01"},
 		{"Close of 1 byte", msg('C', []byte("S")), false, fromLockguard, "08P01"},
-		{"Query without its terminator", msg('Q', []byte("SELECT 1")), false, fromPostgres, "08P01"},
+		{"Query without its terminator", msg('Q', []byte("SELECT 1")), false, map[bool]want{false: fromPostgres, true: fromLockguard}[guarded], "08P01"},
+		{"Query of length 4", msg('Q', nil), false, map[bool]want{false: fromPostgres, true: fromLockguard}[guarded], "08P01"},
 		{"unknown message type", msg('!', nil), false, fromPostgres, "08P01"},
 		{"Describe of an unknown kind", relCat(msg('D', []byte("Zx\x00")), sync), false, fromPostgres, "08P01"},
 		{"Execute of an unknown portal", relCat(msg('E', []byte("nope\x00\x00\x00\x00\x00")), sync), false, fromPostgres, "34000"},
