@@ -88,24 +88,7 @@ func (s *Session) obsServer(typ byte, msg []byte) {
 
 // errorCodeBytes returns the SQLSTATE field of an ErrorResponse message,
 // header included, without copying.
-func errorCodeBytes(msg []byte) []byte {
-	if len(msg) < 5 {
-		return nil
-	}
-	b := msg[5:]
-	for len(b) > 0 && b[0] != 0 {
-		field := b[0]
-		v, rest, ok := cstring(b[1:])
-		if !ok {
-			return nil
-		}
-		if field == 'C' {
-			return v
-		}
-		b = rest
-	}
-	return nil
-}
+func errorCodeBytes(msg []byte) []byte { return errorField(msg, 'C', 'C') }
 
 // ClientAddr returns the client's address.
 func (s *Session) ClientAddr() net.Addr {

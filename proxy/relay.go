@@ -511,20 +511,27 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 // isFatal reports whether an ErrorResponse has severity FATAL or PANIC: the
 // server closes the connection after it.
 func isFatal(msg []byte) bool {
+	v := errorField(msg, 'V', 'S')
+	return string(v) == "FATAL" || string(v) == "PANIC"
+}
+
+// errorField returns the first field of an ErrorResponse (header included)
+// whose type is a or b, without copying; nil when there is none.
+func errorField(msg []byte, a, b byte) []byte {
 	if len(msg) < 5 {
-		return false
+		return nil
 	}
-	b := msg[5:]
-	for len(b) > 0 && b[0] != 0 {
-		field := b[0]
-		v, rest, ok := cstring(b[1:])
+	rest := msg[5:]
+	for len(rest) > 0 && rest[0] != 0 {
+		field := rest[0]
+		v, r, ok := cstring(rest[1:])
 		if !ok {
-			return false
+			return nil
 		}
-		if field == 'V' || field == 'S' {
-			return string(v) == "FATAL" || string(v) == "PANIC"
+		if field == a || field == b {
+			return v
 		}
-		b = rest
+		rest = r
 	}
-	return false
+	return nil
 }

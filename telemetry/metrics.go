@@ -165,42 +165,33 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 }
 
 func (m *Metrics) addOpt(k setKey, kv ...attribute.KeyValue) []metric.AddOption {
-	m.mu.RLock()
-	o, ok := m.addOpts[k]
-	m.mu.RUnlock()
-	if ok {
-		return o
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o, ok := m.addOpts[k]; ok {
-		return o
-	}
-	if len(m.addOpts) >= maxCachedSets*8 {
-		return m.noAdd
-	}
-	o = []metric.AddOption{metric.WithAttributeSet(attrSet(kv...))}
-	m.addOpts[k] = o
-	return o
+	return cachedOpt(&m.mu, m.addOpts, k, m.noAdd, func(s attribute.Set) metric.AddOption { return metric.WithAttributeSet(s) }, kv)
 }
 
 func (m *Metrics) recOpt(k setKey, kv ...attribute.KeyValue) []metric.RecordOption {
-	m.mu.RLock()
-	o, ok := m.recOpts[k]
-	m.mu.RUnlock()
+	return cachedOpt(&m.mu, m.recOpts, k, m.noRecord, func(s attribute.Set) metric.RecordOption { return metric.WithAttributeSet(s) }, kv)
+}
+
+// cachedOpt returns the options for the attribute set named k, building and
+// keeping them the first time (at most maxCachedSets*8 per kind; beyond that
+// none, the attribute-less series).
+func cachedOpt[O any](mu *sync.RWMutex, cache map[setKey][]O, k setKey, none []O, mk func(attribute.Set) O, kv []attribute.KeyValue) []O {
+	mu.RLock()
+	o, ok := cache[k]
+	mu.RUnlock()
 	if ok {
 		return o
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o, ok := m.recOpts[k]; ok {
+	mu.Lock()
+	defer mu.Unlock()
+	if o, ok := cache[k]; ok {
 		return o
 	}
-	if len(m.recOpts) >= maxCachedSets*8 {
-		return m.noRecord
+	if len(cache) >= maxCachedSets*8 {
+		return none
 	}
-	o = []metric.RecordOption{metric.WithAttributeSet(attrSet(kv...))}
-	m.recOpts[k] = o
+	o = []O{mk(attrSet(kv...))}
+	cache[k] = o
 	return o
 }
 
@@ -215,8 +206,13 @@ type Upstream struct {
 // of an operation on u that ended with sqlstate ("" for success). Callers
 // keep the success options per session.
 func (m *Metrics) OperationOpts(u Upstream, sqlstate string) []metric.RecordOption {
-	if sqlstate != "" && len(m.recOpts) >= maxCachedSets {
-		sqlstate = "_OTHER"
+	if sqlstate != "" {
+		m.mu.RLock()
+		full := len(m.recOpts) >= maxCachedSets
+		m.mu.RUnlock()
+		if full {
+			sqlstate = "_OTHER"
+		}
 	}
 	kv := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL, semconv.DBNamespace(u.Namespace),
 		semconv.ServerAddress(u.Host), semconv.ServerPort(u.Port)}
