@@ -440,3 +440,60 @@ func TestUnparsedDDL(t *testing.T) {
 		})
 	}
 }
+
+// TestTelemetryLinkToTracedBlocker: the application traced the statement with
+// which its transaction took the lock (a sampled sqlcommenter traceparent,
+// through lockguard); a DDL waits behind that transaction and a read is shed
+// behind the DDL. The shed read's span links to the DDL's span and to the
+// blocker's span, in the application's trace.
+func TestTelemetryLinkToTracedBlocker(t *testing.T) {
+	tr := newTraced(t, nil)
+	s := startShedding(t, 5*time.Second, tr.install)
+	ctx := ctxT(t, 30*time.Second)
+	const appTrace = "0af7651916cd43dd8448eb211c80319c"
+	blocker := connect(t, s.lg.superDSN())
+	tx, err := blocker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+s.users+" /*traceparent='00-"+appTrace+"-b7ad6b7169203331-01'*/"); err != nil {
+		t.Fatal(err)
+	}
+	ddl := connect(t, s.lg.superDSN())
+	ddlDone := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(ctx, "ALTER TABLE "+s.orders+" DROP CONSTRAINT "+s.fk)
+		ddlDone <- err
+	}()
+	waitHazard(t, s.board, s.users)
+	// The monitor must have seen whom the DDL waits for.
+	waitFor(t, 10*time.Second, func() bool {
+		for _, h := range s.board.Snapshot().All() {
+			if !h.Granted && len(h.BlockedBy) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if code, _ := s.probe(t, "SELECT count(*) FROM "+s.users); code != "55P03" {
+		t.Fatalf("read behind the DDL: %s, want shed", code)
+	}
+	tx.Rollback(ctx)
+	if err := <-ddlDone; err != nil {
+		t.Fatal(err)
+	}
+	tr.prov.ForceFlush(ctx)
+	sheds := tr.spans("lockguard.decision", "shed")
+	if len(sheds) == 0 {
+		t.Fatal("no shed span")
+	}
+	roles := map[string]string{}
+	for _, l := range sheds[0].Links {
+		role, _ := spanAttr(l.Attributes, "lockguard.link")
+		roles[role] = l.SpanContext.TraceID().String()
+	}
+	if roles["blocker"] != appTrace || roles["hazard"] == "" {
+		t.Fatalf("shed span links %v: want the DDL's span (hazard) and the blocker's, in trace %s", roles, appTrace)
+	}
+}

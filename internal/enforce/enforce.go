@@ -82,6 +82,11 @@ type Guard struct {
 	Telemetry *Telemetry
 	// Logger receives one line per guard action; nil means slog.Default().
 	Logger *slog.Logger
+
+	// spans maps a backend pid to the span of its session's last traced
+	// batch, while that session is in a transaction (for links from the
+	// statements that wait behind it).
+	spans sync.Map
 	// Now returns the time; nil means time.Now.
 	Now func() time.Time
 }

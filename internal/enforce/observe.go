@@ -85,6 +85,7 @@ func (g *Guard) closeTel(ps *proxy.Session) {
 	if s == nil || s.t == nil {
 		return
 	}
+	g.spans.Delete(int(ps.BackendPID()))
 	m := g.Telemetry.Provider.Metrics
 	ctx := context.Background()
 	m.ClientConns.Add(ctx, -1, s.t.clients...)
@@ -231,6 +232,7 @@ func (g *Guard) observe(s *session, b *proxy.Batch, v *proxy.Verdict, stmts []*g
 		trace.WithTimestamp(start), trace.WithAttributes(attrs...))
 	sc := o.span.SpanContext()
 	o.log = s.log.With("trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
+	g.spans.Store(int(s.ps.BackendPID()), spanRef{sc.TraceID(), sc.SpanID()})
 	s.cur.Store(o)
 	for _, f := range findings {
 		if f.Action == guard.ActionBlock || f.Action == guard.ActionWarn {
@@ -322,6 +324,11 @@ func (o *batchObs) wrap(v *proxy.Verdict, hr *holdRecord, timeout time.Duration)
 				if o.span != nil {
 					if l, ok := o.g.hazardLink(hz); ok {
 						o.span.AddLink(l)
+					}
+					for _, pid := range hz.BlockedBy {
+						if l, ok := o.g.sessionLink(pid); ok {
+							o.span.AddLink(l)
+						}
 					}
 				}
 			}
@@ -459,6 +466,31 @@ func (o *batchObs) finish(code string) {
 	}
 	o.span.End()
 	o.s.cur.CompareAndSwap(o, nil)
+	if o.s.ps.TxStatus() == 'I' {
+		// Out of a transaction, the session holds no lock this span took.
+		sc := o.span.SpanContext()
+		o.g.spans.CompareAndDelete(int(o.s.ps.BackendPID()), spanRef{sc.TraceID(), sc.SpanID()})
+	}
+}
+
+// spanRef names a span (comparable, unlike trace.SpanContext).
+type spanRef struct {
+	tid trace.TraceID
+	sid trace.SpanID
+}
+
+// sessionLink links to the last traced span of the session on backend pid
+// while it is in a transaction: the statement that took the lock others wait
+// behind, when the application traced it.
+func (g *Guard) sessionLink(pid int) (trace.Link, bool) {
+	v, ok := g.spans.Load(pid)
+	if !ok {
+		return trace.Link{}, false
+	}
+	r := v.(spanRef)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: r.tid, SpanID: r.sid, TraceFlags: trace.FlagsSampled})
+	return trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{
+		telemetry.AttrBlocker.Int(pid), attribute.String("lockguard.link", "blocker")}}, true
 }
 
 // hazardLink links to the span of the DDL that caused a hazard: the span
@@ -483,7 +515,7 @@ func (g *Guard) hazardLink(hz guard.Hazard) (trace.Link, bool) {
 	}
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
 	return trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{
-		telemetry.AttrBlocker.Int(hz.PID), telemetry.AttrRelation.String(hz.Rel.String())}}, true
+		telemetry.AttrBlocker.Int(hz.PID), telemetry.AttrRelation.String(hz.Rel.String()), attribute.String("lockguard.link", "hazard")}}, true
 }
 
 // ruleOf reads the rule id back from a policy error's DETAIL ("Rule X: …").
