@@ -289,7 +289,12 @@ func (m *Metrics) Violation(ctx context.Context, rule, action string) {
 // ParseFailed counts a statement the parser rejected; outcome is relayed or
 // refused.
 func (m *Metrics) ParseFailed(ctx context.Context, outcome string) {
-	m.ParseFailures.Add(ctx, 1, m.addOpt(setKey{"parse", outcome, "", ""}, AttrOutcome.String(outcome))...)
+	m.ParseFailures.Add(ctx, 1, m.ParseFailedOpts(outcome)...)
+}
+
+// ParseFailedOpts returns the add options ParseFailed uses.
+func (m *Metrics) ParseFailedOpts(outcome string) []metric.AddOption {
+	return m.addOpt(setKey{"parse", outcome, "", ""}, AttrOutcome.String(outcome))
 }
 
 // Watchdog counts one watchdog action: warn, cancel or terminate.

@@ -254,8 +254,10 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	needs := false
 	var path []string
 	sampled, parent := false, trace.SpanContext{}
-	plain := 0
-	parseFailed := false
+	// Executed statements by class, counted only if the batch is forwarded
+	// unchanged (a decided batch is counted with its decision).
+	var passed [guard.ClassSession + 1]int
+	unparsed := 0
 	for i := range b.Stmts {
 		st := &b.Stmts[i]
 		if !st.Executed && hz == nil {
@@ -269,8 +271,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		if hz == nil && !inTxTracked {
 			if c, ok := plainDML(st.SQL); ok {
 				if st.Executed {
-					s.countPlain(c)
-					plain++
+					passed[c]++
 				}
 				continue // nothing to decide: skip even the cache lookup
 			}
@@ -278,7 +279,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		an := g.Analyzer.Analyze(view(st.SQL))
 		if an.Err != nil {
 			if st.Executed {
-				parseFailed = true
+				unparsed++
 				if g.UnparsedDDL == UnparsedRefuse && looksDDL(st.SQL) {
 					needs = true // decide refuses it
 				}
@@ -290,6 +291,9 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 			case guard.ClassRead, guard.ClassWrite:
 			default:
 				needs = needs || st.Executed
+			}
+			if st.Executed && int(an.Statements[j].Class) < len(passed) {
+				passed[an.Statements[j].Class]++
 			}
 			if hz != nil && !needs {
 				if path == nil {
@@ -305,11 +309,8 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		}
 	}
 	if !needs && !inTxTracked {
-		if s.t != nil && plain < len(b.Stmts) {
-			g.countPassed(s, b)
-		}
-		if parseFailed {
-			g.unparsed(s, "", errNotParsed) // counts it; decide did not run
+		if s.t != nil {
+			s.countPassed(&passed, unparsed)
 		}
 		return nil
 	}

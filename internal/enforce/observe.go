@@ -111,15 +111,25 @@ func (g *Guard) forwarded(_ *proxy.Session, d time.Duration) {
 	g.Telemetry.Provider.Metrics.AddedLatency.Record(context.Background(), d.Seconds())
 }
 
-// countPlain counts a plain statement the fast path let through.
-func (s *session) countPlain(c guard.Class) {
-	if s.t == nil {
-		return
+// countPassed counts the executed statements of a batch forwarded
+// unchanged, by class (plain reads and writes without a map lookup), and
+// those the parser rejected.
+func (s *session) countPassed(passed *[guard.ClassSession + 1]int, unparsed int) {
+	m := s.g.Telemetry.Provider.Metrics
+	for c, n := range passed {
+		switch {
+		case n == 0:
+		case guard.Class(c) == guard.ClassRead:
+			s.t.read.Add(int64(n))
+		case guard.Class(c) == guard.ClassWrite:
+			s.t.write.Add(int64(n))
+		default:
+			m.StatementCounter(guard.Class(c).String(), decisionPass).Add(int64(n))
+		}
 	}
-	if c == guard.ClassWrite {
-		s.t.write.Add(1)
-	} else {
-		s.t.read.Add(1)
+	if unparsed > 0 {
+		m.StatementCounter("unparsed", decisionPass).Add(int64(unparsed))
+		m.ParseFailures.Add(context.Background(), int64(unparsed), m.ParseFailedOpts("relayed")...)
 	}
 }
 

@@ -2,6 +2,8 @@ package enforce
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +92,31 @@ func BenchmarkBatchTransactionControl(b *testing.B) {
 	b.StopTimer()
 	if n := len(exp.GetSpans()); n != 0 {
 		b.Fatalf("%d spans for BEGIN/END", n)
+	}
+}
+
+// TestStatementsCountedOnce: a plain read in the same batch as a DDL is
+// counted once, with the batch's decision, not also as passed.
+func TestStatementsCountedOnce(t *testing.T) {
+	g, ps, _ := tracedGuard(t)
+	b := &proxy.Batch{Complete: true, TxStatus: 'I', Stmts: []proxy.BatchStmt{
+		{SQL: []byte("SELECT 1 FROM users"), Executed: true},
+		{SQL: []byte("ALTER TABLE users ADD COLUMN c int"), Executed: true}}}
+	v := g.batch(context.Background(), ps, b)
+	if v == nil || v.Result == nil {
+		t.Fatalf("verdict %+v", v)
+	}
+	v.Result("")
+	rec := httptest.NewRecorder()
+	g.Telemetry.Provider.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	reads := map[string]string{} // decision → count
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(l, "lockguard_statements_total{") && strings.Contains(l, `lockguard_statement_class="read"`) {
+			d := l[strings.Index(l, `lockguard_decision="`)+len(`lockguard_decision="`):]
+			reads[d[:strings.IndexByte(d, '"')]] = l[strings.LastIndexByte(l, ' ')+1:]
+		}
+	}
+	if reads["protected"] != "1" || (reads["pass"] != "" && reads["pass"] != "0") {
+		t.Fatalf("read statements counted as %v, want once, as protected", reads)
 	}
 }

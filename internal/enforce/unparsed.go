@@ -2,7 +2,6 @@ package enforce
 
 import (
 	"context"
-	"errors"
 	"strings"
 
 	"github.com/lockguard/lockguard/guard"
@@ -67,27 +66,3 @@ func parseErrorShown(err error) string {
 	}
 	return truncate(msg, 200)
 }
-
-// countPassed counts the analysed statements of a batch forwarded unchanged
-// (the fast path counted the plain ones).
-func (g *Guard) countPassed(s *session, b *proxy.Batch) {
-	m := g.Telemetry.Provider.Metrics
-	for i := range b.Stmts {
-		if !b.Stmts[i].Executed {
-			continue
-		}
-		if _, ok := plainDML(b.Stmts[i].SQL); ok {
-			continue
-		}
-		an := g.Analyzer.Analyze(view(b.Stmts[i].SQL))
-		for j := range an.Statements {
-			m.Statement(context.Background(), an.Statements[j].Class.String(), decisionPass, 1)
-		}
-		if an.Err != nil {
-			m.Statement(context.Background(), "unparsed", decisionPass, 1)
-		}
-	}
-}
-
-// errNotParsed stands for a parse error counted without its text.
-var errNotParsed = errors.New("not parsed")
