@@ -29,6 +29,19 @@ func TestSanitize(t *testing.T) {
 			t.Errorf("Sanitize(%q) is empty", sql)
 		}
 	}
+	// sqlcommenter comments, trailing or leading, go with the literals
+	// (db.query.text relies on it); a "/*" inside a string is a literal.
+	const tp = "/*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/"
+	for sql, want := range map[string]string{
+		"SELECT 1 " + tp:                    "SELECT $1",
+		"SELECT 1 " + tp + ";":              "SELECT $1;",
+		tp + " SELECT 1":                    "SELECT $1",
+		"SELECT '/*traceparent=x*/' FROM t": "SELECT $1 FROM t",
+	} {
+		if got := Sanitize(sql); got != want {
+			t.Errorf("Sanitize(%q) = %q, want %q", sql, got, want)
+		}
+	}
 	if got := Sanitize("SELECT $1, 'x'"); got != "SELECT $1, $2" {
 		t.Errorf("placeholders: %q", got)
 	}

@@ -158,27 +158,3 @@ func hexVal(c byte) (byte, bool) {
 	}
 	return 0, false
 }
-
-// StripComment returns sql without its sqlcommenter comment (see
-// FindComment), trimmed of the white space around it; sql itself when it has
-// none. It never allocates.
-func StripComment(sql []byte) []byte {
-	c, ok := FindComment(sql)
-	if !ok {
-		return sql
-	}
-	// c is a subslice of sql: cut from its "/*" to its "*/".
-	start := cap(sql) - cap(c) - 2
-	end := start + 2 + len(c) + 2
-	if start < 0 || end > len(sql) {
-		return sql
-	}
-	out := bytes.TrimSpace(sql[end:])
-	if start > 0 {
-		out = bytes.TrimRight(sql[:start], " \t\r\n")
-		if rest := bytes.TrimSpace(sql[end:]); len(rest) > 0 && string(rest) != ";" {
-			return sql // a comment in the middle: leave the text alone
-		}
-	}
-	return out
-}

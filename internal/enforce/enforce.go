@@ -430,7 +430,14 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled 
 	}
 	p := pendingBatch{stmts: stmts, track: true}
 	if g.Admission != nil && len(protect) > 0 {
-		hs := ownHazards(protect, int(ps.BackendPID()), sanitizeBatch(b))
+		q := ""
+		if ob != nil {
+			q = ob.sqlText // sanitized already for the span and events
+		}
+		if q == "" {
+			q = batchText(b)
+		}
+		hs := ownHazards(protect, int(ps.BackendPID()), q)
 		if tid, sid := ob.traceIDs(); tid != "" {
 			for i := range hs {
 				hs[i].TraceID, hs[i].SpanID = tid, sid
@@ -493,17 +500,6 @@ func lockedRels(stmts []*guard.Statement) []guard.RelName {
 		}
 	}
 	return out
-}
-
-// sanitizeBatch returns the batch's executed statements without literals,
-// for hazard reports.
-func sanitizeBatch(b *proxy.Batch) string {
-	for i := range b.Stmts {
-		if b.Stmts[i].Executed {
-			return guard.Sanitize(string(b.Stmts[i].SQL))
-		}
-	}
-	return ""
 }
 
 // blocksTraffic reports whether st takes a lock that blocks ordinary reads or

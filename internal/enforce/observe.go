@@ -430,10 +430,15 @@ func (o *batchObs) finish(code string) {
 	if refused != nil && code != "" {
 		code = refused.Code // the client saw lockguard's error, not the substitute's
 	}
-	if attempts == 0 {
+	retried := attempts > 0 // Retry ran: it recorded each attempt's wait
+	if !retried {
 		attempts = 1
 	}
-	m.OperationDuration.Record(ctx, time.Since(o.start).Seconds(), m.OperationOpts(o.s.t.up, code)...)
+	opts := o.s.t.opOK
+	if code != "" {
+		opts = m.OperationOpts(o.s.t.up, code)
+	}
+	m.OperationDuration.Record(ctx, time.Since(o.start).Seconds(), opts...)
 	for _, st := range o.stmts {
 		m.Statement(ctx, st.Class.String(), decision, 1)
 	}
@@ -443,7 +448,7 @@ func (o *batchObs) finish(code string) {
 	if o.protect && decision != decisionShed && decision != decisionBlocked {
 		switch {
 		case code == "":
-			if o.attempts == 0 {
+			if !retried {
 				m.LockWaited(ctx, time.Since(attemptStart).Seconds(), "got")
 			}
 			if attempts > 1 {
@@ -453,7 +458,7 @@ func (o *batchObs) finish(code string) {
 			}
 			o.event(telemetry.KindLanded, telemetry.Event{Attempts: attempts, Wait: time.Since(o.start)})
 		case code == guard.CodeLockNotAvailable:
-			if o.attempts == 0 {
+			if !retried {
 				m.LockWaited(ctx, time.Since(attemptStart).Seconds(), "timeout")
 				o.event(telemetry.KindGaveUp, telemetry.Event{Attempts: attempts})
 			}
@@ -609,7 +614,7 @@ func firstExecuted(b *proxy.Batch) []byte {
 // written into it are replaced too: DDL has no parameters, and a DEFAULT,
 // a CHECK or a password must not reach a trace.
 func batchText(b *proxy.Batch) string {
-	sql := telemetry.StripComment(firstExecuted(b))
+	sql := firstExecuted(b)
 	if sql == nil {
 		return ""
 	}
