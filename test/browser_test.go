@@ -306,13 +306,3 @@ func artifactPath(t *testing.T, name string) string {
 	}
 	return abs
 }
-
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(d time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-	}
-	return cond()
-}

@@ -64,13 +64,20 @@ func readError(t testing.TB, c net.Conn) *pgproto3.ErrorResponse {
 
 func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !waitUntil(d, cond) {
+		t.Fatalf("condition not met within %v", d)
 	}
+}
+
+// waitUntil polls cond every 50 ms until it holds or d passes, and reports
+// whether it held.
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 func caPool(t testing.TB) *x509.CertPool {

@@ -553,51 +553,19 @@ func fmtRatio(s spread) string {
 	return fmt.Sprintf("%.2f (%.2f–%.2f)", s.med, s.lo, s.hi)
 }
 
-func secs(v float64) string {
+// orDash formats v, or gives "—" when it is NaN (nothing was measured).
+func orDash(format string, v float64) string {
 	if math.IsNaN(v) {
 		return "—"
 	}
-	return fmt.Sprintf("%.1f s", v)
+	return fmt.Sprintf(format, v)
 }
 
-func cores(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	return fmt.Sprintf("%.2f cores", v)
-}
+func secs(v float64) string   { return orDash("%.1f s", v) }
+func cores(v float64) string  { return orDash("%.2f cores", v) }
+func num(v float64) string    { return orDash("%.0f", v) }
+func us(v float64) string     { return orDash("%.1f µs", v) }
+func us0(v float64) string    { return orDash("%.0f µs", v) }
+func plusUs(v float64) string { return orDash("%+.0f µs", v) }
 
-func num(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	return fmt.Sprintf("%.0f", v)
-}
-
-func ms(microseconds float64) string {
-	if math.IsNaN(microseconds) {
-		return "—"
-	}
-	return fmt.Sprintf("%.3f ms", microseconds/1000)
-}
-
-func us(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	return fmt.Sprintf("%.1f µs", v)
-}
-
-func us0(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	return fmt.Sprintf("%.0f µs", v)
-}
-
-func plusUs(v float64) string {
-	if math.IsNaN(v) {
-		return "—"
-	}
-	return fmt.Sprintf("%+.0f µs", v)
-}
+func ms(microseconds float64) string { return orDash("%.3f ms", microseconds/1000) }
