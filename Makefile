@@ -28,10 +28,11 @@ demo: build ## the incident, straight to PostgreSQL and through lockguard, side 
 run: build ## start a throwaway PostgreSQL and lockguard in front of it (Ctrl-C stops both)
 	./lockguard serve --throwaway-postgres --listen 127.0.0.1:6432 $(ARGS)
 
-test: ## gofmt, go vet and staticcheck, govulncheck, all tests with the race detector, then every benchmark once and each fuzz target for 3000 inputs
+test: ## gofmt, go vet and staticcheck, govulncheck, all tests with the race detector (the relay and fault suites also on the goroutine relay), then every benchmark once and each fuzz target for 3000 inputs
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory vuln
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	LOCKGUARD_TEST_EVENT_LOOPS=0 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run 'TestRelay|TestFault|TestReliabilityBadMessages|TestSessionPanic' ./test/
 	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout $(TEST_TIMEOUT) ./...
 	$(WITH_GO) scripts/fuzz.sh 3000x
 

@@ -28,8 +28,9 @@ import (
 // its address. guarded installs the guard.
 func startProxy(tb testing.TB, upstream string, guarded bool) string {
 	cfg := &proxy.Config{
-		Upstream: proxy.Upstream{Address: upstream, SSLMode: proxy.SSLDisable},
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Upstream:   proxy.Upstream{Address: upstream, SSLMode: proxy.SSLDisable},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		EventLoops: 1, // the binary's default
 	}
 	if guarded {
 		cfg.Hooks = newGuard(&guard.Board{}).Hooks()

@@ -48,6 +48,16 @@ func (a *Analyzer) Analyze(sql string) *Analysis {
 	return an
 }
 
+// Cached returns the cached analysis of sql, or nil: unlike Analyze it never
+// parses nor consults the Catalog, so it never waits.
+func (a *Analyzer) Cached(sql string) *Analysis {
+	if a.cache == nil {
+		return nil
+	}
+	an, _ := a.cache.get(cacheKey(sql))
+	return an
+}
+
 // Purge drops every cached analysis. Call it when the schema may have
 // changed in a way the Catalog reports differently (a foreign key added, a
 // partition attached), so that analyses that used catalog facts are redone.

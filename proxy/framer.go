@@ -46,6 +46,8 @@ type framer struct {
 	// argument), and dst the socket this direction's bytes are written to;
 	// both set by relay for plain sockets (sockio_linux.go).
 	src, dst *rawSock
+	// full says the last read filled the buffer: more bytes may be queued.
+	full bool
 }
 
 func (f *framer) init(limit, streamLimit int) {
@@ -117,6 +119,7 @@ func (f *framer) fill(r io.Reader) error {
 	}
 	var n int
 	var err error
+	space := len(f.buf) - f.end
 	if f.src != nil {
 		n, err = f.src.Read(f.buf[f.end:])
 	} else {
@@ -124,6 +127,7 @@ func (f *framer) fill(r io.Reader) error {
 	}
 	f.end += n
 	f.hot = n >= bufSize
+	f.full = n == space
 	if n > 0 {
 		return nil
 	}

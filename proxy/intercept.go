@@ -31,6 +31,9 @@ const maxHeldBatch = 1 << 20
 func (s *Session) pumpClientGuarded() error {
 	f := &s.cf
 	if err := f.fill(s.client); err != nil {
+		if err == errWouldBlock {
+			return err
+		}
 		return fmt.Errorf("reading from client: %w", err)
 	}
 	s.obsRead()
@@ -254,6 +257,9 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 	if v == nil {
 		v = &Verdict{}
 	}
+	if v.Hold != nil || v.Retry != nil {
+		s.mayBlock() // holds and retries wait
+	}
 	if v.Hold != nil {
 		if e := v.Hold(s.ctx); e != nil {
 			v = &Verdict{Refuse: e, Result: v.Result}
@@ -378,7 +384,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			answer = replaceError(answer, appendErrorResponse(nil, withSeverity(final, "ERROR")))
 		}
 		s.wmu.Lock()
-		_, err := s.client.Write(answer)
+		err := s.writeClientLocked(answer)
 		s.atBoundary = err == nil
 		s.wmu.Unlock()
 		if err != nil {
@@ -446,6 +452,7 @@ func (s *Session) WaitIdle() error { return s.waitIdle() }
 
 // waitIdle waits until no sync point is in flight.
 func (s *Session) waitIdle() error {
+	s.mayBlock()
 	s.idleWaiters.Add(1)
 	defer s.idleWaiters.Add(-1)
 	for s.InFlight() > 0 {

@@ -53,28 +53,169 @@ func (s *Session) relay() {
 			defer h.Close(s)
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		err := s.safely("relaying from PostgreSQL", s.relayUpstreamToClient)
-		if errors.As(err, new(*panicError)) {
-			s.answerFatal(internalError) // gives up if the panic left the client's lock held
+	s.sides = make(chan sideEnd, 2)
+	if w := s.cf.dst; w != nil {
+		w.onWait = s.mayBlock
+	}
+	if w := s.uf.dst; w != nil {
+		w.onWait = s.mayBlock
+	}
+	if lp := s.loopFor(); lp != nil && lp.add(s) {
+		// The loop relays until the session must wait or ends; then the
+		// directions it does not hand to another goroutine run here.
+		m := <-s.leave
+		switch m.owner {
+		case dirClient:
+			s.upstreamSide(m.ended != dirUpstream, m.err)
+		case dirUpstream:
+			s.clientSide(m.ended != dirClient, m.err)
+		default:
+			if m.ended == dirUpstream {
+				go s.upstreamSide(false, m.err)
+			} else {
+				go s.upstreamSide(true, nil)
+			}
+			s.clientSide(m.ended != dirClient, m.err)
 		}
-		s.plans.abandon()
-		s.upDone.Store(true)
-		s.client.Close() // unblocks relayClientToUpstream
-		done <- err
-	}()
-	cerr := s.safely("relaying from the client", s.relayClientToUpstream)
-	s.endClientSide(cerr)
-	uerr := <-done
+	} else {
+		go s.upstreamSide(true, nil)
+		s.clientSide(true, nil)
+	}
+	var cerr, uerr error
+	for range 2 {
+		e := <-s.sides
+		if e.dir == dirClient {
+			cerr = e.err
+		} else {
+			uerr = e.err
+		}
+	}
 	s.uf.release()
 	s.close()
+	if s.lp != nil {
+		s.lp.release(s)
+	}
 	if !errors.Is(cerr, errClientTerminated) && !s.upDone.Load() {
 		s.logEnd("session ended", cerr)
 	} else {
 		s.logEnd("session ended", uerr)
 	}
 }
+
+// The two directions of a session.
+const (
+	dirClient   = 0 // client → PostgreSQL
+	dirUpstream = 1 // PostgreSQL → client
+)
+
+// sideEnd is how one direction of a session ended.
+type sideEnd struct {
+	dir int
+	err error
+}
+
+// leaveMsg tells a session's relay goroutine that the session left the event
+// loop: owner is the direction the goroutine that left goes on relaying (-1
+// for none); ended, when not -1, the direction that ended in the loop, with
+// err.
+type leaveMsg struct {
+	owner, ended int
+	err          error
+}
+
+// errWouldBlock is returned by a read in the event loop when the socket has
+// no bytes after all.
+var errWouldBlock = errors.New("no bytes ready")
+
+// errUpstreamEOF is how the loop reports that PostgreSQL closed the
+// connection cleanly.
+var errUpstreamEOF = errors.New("upstream closed")
+
+// clientSide relays client messages (when start is set; else the direction
+// already ended with err) and then ends the session's client side.
+func (s *Session) clientSide(start bool, err error) {
+	if start {
+		err = s.safely("relaying from the client", s.relayClientToUpstream)
+	}
+	s.endClientSide(err)
+	s.sides <- sideEnd{dirClient, err}
+}
+
+// upstreamSide relays server messages (when start is set; else the
+// direction already ended with err) and then closes the client connection.
+func (s *Session) upstreamSide(start bool, err error) {
+	if start {
+		err = s.safely("relaying from PostgreSQL", s.relayUpstreamToClient)
+	}
+	if err == errUpstreamEOF {
+		err = nil
+	}
+	if errors.As(err, new(*panicError)) {
+		s.answerFatal(internalError) // gives up if the panic left the client's lock held
+	}
+	s.plans.abandon()
+	s.upDone.Store(true)
+	s.client.Close() // unblocks relayClientToUpstream
+	s.kickSockets()
+	s.sides <- sideEnd{dirUpstream, err}
+}
+
+// continueSide goes on relaying direction d on the calling goroutine, which
+// was running the event loop when d's pump had to wait; err is that pump's
+// result.
+func (s *Session) continueSide(d int, err error) {
+	if err == errWouldBlock {
+		err = nil
+	}
+	if d == dirClient {
+		s.clientSide(err == nil, err)
+	} else {
+		s.upstreamSide(err == nil, err)
+	}
+}
+
+// pumpDir runs one pump of direction d for the event loop.
+func (s *Session) pumpDir(d int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered("relaying in the event loop", r)
+		}
+	}()
+	s.pumping = d
+	if d == dirClient {
+		return s.pumpClient()
+	}
+	done, err := s.pumpUpstream()
+	if done && err == nil {
+		return errUpstreamEOF
+	}
+	return err
+}
+
+// lastFull reports whether direction d's last read filled its buffer, so
+// that more bytes may be waiting.
+func (s *Session) lastFull(d int) bool {
+	if d == dirClient {
+		return s.cf.full
+	}
+	return s.uf.full
+}
+
+// mayBlock is called before the session waits for anything: in the event
+// loop, the session leaves it first (see loop).
+func (s *Session) mayBlock() {
+	if r := s.runner.Load(); r != nil && !r.retired {
+		s.runner.Store(nil)
+		r.handOff(s)
+	}
+}
+
+// MayBlock must be called by a hook running for this session before it
+// waits for anything (a query on another connection, a timer, another
+// session): while the session is relayed by an event loop, that would stall
+// every session of the loop, so it leaves the loop first. It is cheap when
+// there is nothing to do.
+func (s *Session) MayBlock() { s.mayBlock() }
 
 // panicError is a panic in a session's relay, recovered: a bug in one session
 // must not take the others down.
@@ -93,12 +234,17 @@ var internalError = &Error{Severity: "FATAL", Code: "XX000", Message: "lockguard
 func (s *Session) safely(where string, f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("lockguard bug: a session panicked; it is closed and other sessions go on",
-				"where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = &panicError{r}
+			err = s.recovered(where, r)
 		}
 	}()
 	return f()
+}
+
+// recovered logs a recovered panic with its stack and returns it as an error.
+func (s *Session) recovered(where string, r any) error {
+	s.log.Error("lockguard bug: a session panicked; it is closed and other sessions go on",
+		"where", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	return &panicError{r}
 }
 
 // endClientSide closes the upstream connection after the client side ended: it
@@ -110,7 +256,9 @@ func (s *Session) endClientSide(err error) {
 	}
 	if errors.Is(err, errClientTerminated) {
 		// Terminate was forwarded; the server closes its side.
-		_ = s.upstream.SetReadDeadline(time.Now().Add(5 * time.Second))
+		t := time.Now().Add(5 * time.Second)
+		_ = s.upstream.SetReadDeadline(t)
+		s.socks[dirUpstream][0].setDeadline(t)
 		return
 	}
 	var tl *tooLarge
@@ -136,6 +284,7 @@ func (s *Session) endClientSide(err error) {
 	_ = s.upstream.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = s.upstream.Write(terminateMsg[:])
 	s.upstream.Close()
+	s.kickSockets()
 }
 
 var terminateMsg = [5]byte{'X', 0, 0, 0, 4}
@@ -194,7 +343,9 @@ func (s *Session) kill(e *Error) {
 		e = shutdownInFlightError // a COMMIT in flight may have committed
 	}
 	// A write to a client that does not read must not hold up the kill.
-	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	t := time.Now().Add(time.Second)
+	_ = s.client.SetWriteDeadline(t)
+	s.socks[dirClient][1].setDeadline(t)
 	s.answerFatal(e)
 	if busy && s.cancelPacket != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -222,8 +373,10 @@ func (s *Session) answerFatal(e *Error) {
 	if !s.atBoundary || s.fatalSent {
 		return
 	}
-	_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.client.Write(appendErrorResponse(nil, e))
+	t := time.Now().Add(time.Second)
+	_ = s.client.SetWriteDeadline(t)
+	s.socks[dirClient][1].setDeadline(t) // nothing is relayed after it
+	_ = s.writeClientLocked(appendErrorResponse(nil, e))
 	s.atBoundary = false
 	s.fatalSent = true
 }
@@ -245,6 +398,9 @@ func (s *Session) pumpClient() error {
 	}
 	f := &s.cf
 	if err := f.fill(s.client); err != nil {
+		if err == errWouldBlock {
+			return err
+		}
 		return fmt.Errorf("reading from client: %w", err)
 	}
 	fwd := f.start
@@ -345,6 +501,9 @@ func (s *Session) relayUpstreamToClient() error {
 func (s *Session) pumpUpstream() (done bool, err error) {
 	f := &s.uf
 	if err := f.fill(s.upstream); err != nil {
+		if err == errWouldBlock {
+			return false, err
+		}
 		// Mark the upstream gone before telling the client, so that the
 		// client side, which may see the client close first, does not try
 		// to cancel a statement on a server that is not there.
@@ -494,18 +653,25 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 		s.wmu.Unlock()
 		return errClosing // nothing may follow a FATAL
 	}
-	var err error
-	if d := s.uf.dst; d != nil {
-		_, err = d.Write(b)
-	} else {
-		_, err = s.client.Write(b)
-	}
+	err := s.writeClientLocked(b)
 	s.atBoundary = boundary && err == nil
 	s.wmu.Unlock()
 	if err != nil {
 		return fmt.Errorf("writing to client: %w", err)
 	}
 	return nil
+}
+
+// writeClientLocked writes b to the client; the caller holds wmu. Once the
+// relay runs, writes go through the relay's socket writer: with an event
+// loop, it alone learns when a full socket drains.
+func (s *Session) writeClientLocked(b []byte) error {
+	if w := s.socks[dirClient][1]; w != nil {
+		_, err := w.Write(b)
+		return err
+	}
+	_, err := s.client.Write(b)
+	return err
 }
 
 // isFatal reports whether an ErrorResponse has severity FATAL or PANIC: the

@@ -48,6 +48,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks let a guard act on statements; nil relays everything.
 	Hooks *Hooks
+	// EventLoops is the number of event loops that relay sessions whose
+	// client and server connections are both plain (not TLS) sockets, on
+	// Linux; 0 relays every session with two goroutines. The count of the
+	// first session that uses a loop holds until the Server is shut down;
+	// a Reload to 0 makes new sessions use goroutines.
+	EventLoops int
 }
 
 func (c *Config) maxMessageSize() int {
@@ -85,6 +91,42 @@ type Server struct {
 
 	active atomic.Int64 // client sessions past startup or in it
 	total  atomic.Uint64
+
+	loopOnce sync.Once
+	loops    []*loop
+	nextLoop atomic.Uint32
+	inLoop   atomic.Int64
+	leftLoop atomic.Uint64
+}
+
+// loopFor returns the event loop that is to relay a new session, or nil.
+func (s *Session) loopFor() *loop {
+	srv := s.srv
+	if srv == nil || s.cfg.EventLoops <= 0 || s.cf.src == nil || s.uf.src == nil || s.cf.dst == nil || s.uf.dst == nil {
+		return nil
+	}
+	srv.loopOnce.Do(func() {
+		for range s.cfg.EventLoops {
+			l, err := newLoop(s.cfg.logger())
+			if err != nil {
+				s.cfg.logger().Warn("cannot start an event loop; sessions use goroutines", "err", err)
+				break
+			}
+			srv.loops = append(srv.loops, l)
+		}
+	})
+	if len(srv.loops) == 0 {
+		return nil
+	}
+	return srv.loops[int(srv.nextLoop.Add(1))%len(srv.loops)]
+}
+
+// stopLoops ends the event loops once their sessions are gone.
+func (s *Server) stopLoops() {
+	s.loopOnce.Do(func() {}) // no loop may start after this
+	for _, l := range s.loops {
+		l.stop()
+	}
 }
 
 // New returns a Server that uses cfg until the next Reload.
@@ -170,11 +212,17 @@ func (s *Server) startSession(conn net.Conn) {
 type Stats struct {
 	Active int64  // open client sessions
 	Total  uint64 // sessions accepted since start
+	// InLoop is the number of sessions an event loop relays now, and
+	// LeftLoop the number that left one to wait for something (a held or
+	// retried statement, a client that does not read) and went on with
+	// goroutines; sessions that ended in a loop are not counted there.
+	InLoop   int64
+	LeftLoop uint64
 }
 
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load()}
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load()}
 }
 
 // Ready reports whether the server accepts sessions: at least one listener is
@@ -210,6 +258,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.stopLoops()
 	select {
 	case <-done:
 		return nil

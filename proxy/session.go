@@ -77,6 +77,18 @@ type Session struct {
 	// unnamedSQL is the text of the last unnamed statement parsed, for
 	// an Execute in a later batch.
 	unnamedSQL []byte
+
+	// Event loop (loop_linux.go). inLoop is set while the loop relays the
+	// session; runner while a loop's goroutine pumps it, and pumping is
+	// the direction it pumps.
+	lp      *loop
+	slot    int32
+	socks   [2][2]*rawSock // by socket (dirClient, dirUpstream): reader, writer
+	inLoop  atomic.Bool
+	runner  atomic.Pointer[runner]
+	pumping int
+	leave   chan leaveMsg
+	sides   chan sideEnd
 }
 
 const closingBit = 1 << 32
@@ -463,6 +475,10 @@ func (s *Session) close() {
 		s.client.Close()
 		if s.upstream != nil {
 			s.upstream.Close()
+		}
+		// epoll does not report a socket closed by this process.
+		if s.inLoop.Load() {
+			s.lp.requestLeave(s)
 		}
 	})
 }

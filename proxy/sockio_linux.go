@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -32,6 +34,66 @@ type rawSock struct {
 	p     []byte
 	n     int
 	errno syscall.Errno
+	// nowait makes Read return errWouldBlock instead of waiting: set while
+	// the session is relayed by an event loop, which reads only sockets
+	// that have bytes.
+	nowait bool
+	// onWait, when set, runs before a Write waits for the socket to drain.
+	onWait func()
+	// own is set when an event loop, not the runtime's poller, reports the
+	// socket's readiness (loop_linux.go): waits are on ready, which the
+	// loop signals while waiting is set, until done is closed or deadline
+	// (Unix nanoseconds, 0 for none) passes.
+	own      bool
+	ready    chan struct{}
+	waiting  atomic.Bool
+	done     <-chan struct{}
+	deadline atomic.Int64
+}
+
+// errSockClosed is what a wait on a socket of a closed session returns.
+var errSockClosed = net.ErrClosed
+
+// wait blocks until the loop reports the socket ready (or may have), the
+// session closes or the deadline passes.
+func (r *rawSock) wait() error {
+	var timeout <-chan time.Time
+	if d := r.deadline.Load(); d != 0 {
+		left := time.Until(time.Unix(0, d))
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-r.ready:
+		return nil
+	case <-r.done:
+		return errSockClosed
+	case <-timeout:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// signal wakes a goroutine waiting on the socket, if any.
+func (r *rawSock) signal() {
+	if r.waiting.Load() {
+		select {
+		case r.ready <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// kick wakes a waiting goroutine whatever it waits for, so that it finds the
+// socket closed.
+func (r *rawSock) kick() {
+	select {
+	case r.ready <- struct{}{}:
+	default:
+	}
 }
 
 // newRawSock returns a rawSock for c, or nil when c is not a plain socket
@@ -66,6 +128,10 @@ func (r *rawSock) readFD(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if r.nowait || r.own {
+				r.errno = e
+				return true
+			}
 			return false // wait for readiness, then try again
 		case 0:
 			r.n = int(n)
@@ -82,6 +148,13 @@ func (r *rawSock) writeFD(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if r.own {
+				r.errno = e
+				return true
+			}
+			if r.onWait != nil {
+				r.onWait()
+			}
 			return false // wait until the socket is writable
 		case 0:
 			r.n += int(n)
@@ -98,38 +171,98 @@ func (r *rawSock) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r.p, r.n, r.errno = p, 0, 0
-	err := r.rc.Read(r.fn)
-	n, errno := r.n, r.errno
-	r.p = nil
-	switch {
-	case err != nil:
-		return n, r.opError("read", err)
-	case errno != 0:
-		return n, r.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
-		return 0, io.EOF
+	for {
+		r.p, r.n, r.errno = p, 0, 0
+		err := r.rc.Read(r.fn)
+		n, errno := r.n, r.errno
+		r.p = nil
+		switch {
+		case err != nil:
+			return n, r.opError("read", err)
+		case errno == syscall.EAGAIN && r.nowait:
+			return 0, errWouldBlock
+		case errno == syscall.EAGAIN:
+			// Only with own: wait for the loop's report, then read again.
+			// waiting is set before the read that follows, so a report
+			// that comes in between is not lost.
+			if !r.waiting.Load() {
+				r.waiting.Store(true)
+				continue
+			}
+			if err := r.wait(); err != nil {
+				r.waiting.Store(false)
+				return 0, r.opError("read", err)
+			}
+			continue
+		case errno != 0:
+			r.waiting.Store(false)
+			return n, r.opError("read", os.NewSyscallError("read", errno))
+		case n == 0:
+			r.waiting.Store(false)
+			return 0, io.EOF
+		}
+		if r.own {
+			r.waiting.Store(false)
+		}
+		return n, nil
 	}
-	return n, nil
 }
 
 // Write writes all of p, like net.Conn.Write.
 func (r *rawSock) Write(p []byte) (int, error) {
 	r.p, r.n, r.errno = p, 0, 0
-	err := r.rc.Write(r.fn)
-	n, errno := r.n, r.errno
-	r.p = nil
-	switch {
-	case err != nil:
-		return n, r.opError("write", err)
-	case errno != 0:
-		return n, r.opError("write", os.NewSyscallError("write", errno))
+	for {
+		err := r.rc.Write(r.fn)
+		n, errno := r.n, r.errno
+		if err == nil && errno == syscall.EAGAIN {
+			// Only with own: the socket's buffer is full.
+			if !r.waiting.Load() {
+				if r.onWait != nil {
+					r.onWait()
+				}
+				r.waiting.Store(true)
+				r.errno = 0
+				continue
+			}
+			if err = r.wait(); err == nil {
+				r.errno = 0
+				continue
+			}
+		}
+		r.p = nil
+		r.waiting.Store(false)
+		switch {
+		case err != nil:
+			return n, r.opError("write", err)
+		case errno != 0:
+			return n, r.opError("write", os.NewSyscallError("write", errno))
+		}
+		return n, nil
 	}
-	return n, nil
 }
 
 // opError wraps err as net.Conn does, so that messages and errors.Is/As
 // checks (net.ErrClosed, os.ErrDeadlineExceeded, timeouts) stay the same.
 func (r *rawSock) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: r.conn.LocalAddr().Network(), Source: r.conn.LocalAddr(), Addr: r.conn.RemoteAddr(), Err: err}
+}
+
+// kickSockets wakes every goroutine waiting on one of the session's sockets
+// in the loop, after one of them was closed.
+func (s *Session) kickSockets() {
+	for _, rw := range s.socks {
+		for _, r := range rw {
+			if r != nil {
+				r.kick()
+			}
+		}
+	}
+}
+
+// setDeadline makes a wait on the socket through the loop end at t, as
+// net.Conn's deadlines end the runtime poller's waits.
+func (r *rawSock) setDeadline(t time.Time) {
+	if r != nil {
+		r.deadline.Store(t.UnixNano())
+	}
 }

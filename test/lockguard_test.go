@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,8 +32,9 @@ type lockguard struct {
 func startLockguard(t testing.TB, mutate func(*proxy.Config)) *lockguard {
 	t.Helper()
 	cfg := &proxy.Config{
-		Upstream: proxy.Upstream{Address: pg.Addr(), SSLMode: proxy.SSLDisable},
-		Logger:   testLogger(),
+		Upstream:   proxy.Upstream{Address: pg.Addr(), SSLMode: proxy.SSLDisable},
+		Logger:     testLogger(),
+		EventLoops: testEventLoops,
 	}
 	lg := &lockguard{cfg: cfg}
 	if mutate != nil {
@@ -109,3 +111,17 @@ func testLogger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
+
+// testEventLoops is the proxy.Config.EventLoops of in-process proxies: 1, the
+// binary's default, unless LOCKGUARD_TEST_EVENT_LOOPS says otherwise (0 runs
+// the tests on the goroutine relay).
+var testEventLoops = func() int {
+	if v := os.Getenv("LOCKGUARD_TEST_EVENT_LOOPS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			panic("LOCKGUARD_TEST_EVENT_LOOPS: " + err.Error())
+		}
+		return n
+	}
+	return 1
+}()

@@ -231,6 +231,7 @@ func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error)
 		MaxMessageSize: cfg.MaxMessageSize,
 		StartupTimeout: cfg.StartupTimeout,
 		Logger:         logger,
+		EventLoops:     cfg.EventLoops,
 	}
 	if cfg.UpstreamCA != "" {
 		pool, err := loadPool(cfg.UpstreamCA)

@@ -41,6 +41,7 @@ type Config struct {
 	AdminToken      string        `yaml:"admin-token" usage:"bearer token required by admin routes other than /healthz and /readyz; empty = none"`
 	LogLevel        string        `yaml:"log-level" usage:"debug, info, warn or error"`
 	LogFormat       string        `yaml:"log-format" usage:"text or json"`
+	EventLoops      int           `yaml:"event-loops" usage:"epoll loops that relay plain-TCP and unix-socket sessions, PgBouncer style (0 = a goroutine per direction; changes need a restart)"`
 
 	Guard                      bool          `yaml:"guard" usage:"analyse statements and enforce the DDL policy and lock timeouts; false relays only"`
 	LockTimeout                time.Duration `yaml:"lock-timeout" usage:"lock_timeout injected around DDL whose lock blocks reads or writes (0 = no injection, no retries)"`
@@ -75,6 +76,7 @@ func Default() *Config {
 		ClientTLS:       "allow",
 		UpstreamSSLMode: "prefer",
 		MaxConnections:  4096,
+		EventLoops:      1,
 		MaxMessageSize:  64 << 20,
 		StartupTimeout:  60 * time.Second,
 		ConnectTimeout:  10 * time.Second,
@@ -313,6 +315,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("client-tls %q: want allow or require", c.ClientTLS)
+	}
+	if c.EventLoops < 0 || c.EventLoops > 64 {
+		return errors.New("event-loops must be between 0 (off) and 64")
 	}
 	if c.MaxConnections < 0 {
 		return errors.New("max-connections must be 0 (no cap) or more")

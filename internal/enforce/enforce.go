@@ -276,7 +276,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 				continue // nothing to decide: skip even the cache lookup
 			}
 		}
-		an := g.Analyzer.Analyze(view(st.SQL))
+		an := g.analyze(ps, view(st.SQL))
 		if an.Err != nil {
 			if st.Executed {
 				unparsed++
@@ -317,6 +317,32 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	return g.decide(ctx, s, b, sampled, parent)
 }
 
+// analyze returns sql's analysis. A cache miss may query the catalog on the
+// side connection, so the session leaves its event loop first (MayBlock).
+func (g *Guard) analyze(ps *proxy.Session, sql string) *guard.Analysis {
+	if an := g.Analyzer.Cached(sql); an != nil {
+		return an
+	}
+	if g.Analyzer.Catalog != nil {
+		ps.MayBlock()
+	}
+	return g.Analyzer.Analyze(sql)
+}
+
+// mayConsultCatalog reports whether the policy's rules may look up catalog
+// facts for an: they do for everything but reads, writes, transaction
+// control and settings.
+func mayConsultCatalog(an *guard.Analysis) bool {
+	for i := range an.Statements {
+		switch an.Statements[i].Class {
+		case guard.ClassRead, guard.ClassWrite, guard.ClassTransaction, guard.ClassSession:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
 // decide is the slow path: the batch has DDL, maintenance, transaction
 // control or settings, or the transaction holds ACCESS EXCLUSIVE.
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled bool, parent trace.SpanContext) *proxy.Verdict {
@@ -333,7 +359,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled 
 	for i := range b.Stmts {
 		bs := &b.Stmts[i]
 		raw := view(bs.SQL)
-		an := g.Analyzer.Analyze(raw)
+		an := g.analyze(ps, raw)
 		if !bs.Executed {
 			// Parsing a statement locks its tables too.
 			for j := range an.Statements {
@@ -367,6 +393,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled 
 			}
 		}
 		if g.Policy != nil {
+			if g.Analyzer.Catalog != nil && mayConsultCatalog(an) {
+				ps.MayBlock() // the rules may query the catalog
+			}
 			s.mu.Lock()
 			gctx := &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
 				Application: ps.Param("application_name"), InTransaction: s.inTx || status == 'T',

@@ -1,0 +1,179 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+)
+
+// The event loop relays every session on one goroutine (proxy/loop_linux.go).
+// A session that must wait leaves it; these tests check that the sessions
+// left in it keep moving meanwhile, and that the one that left goes on
+// correctly. Without the hand-off, the loop would wait with the session:
+// every other session would stall, and a retried DDL would never see its own
+// result (which the loop must read), so it would hang.
+
+func requireEventLoop(t *testing.T) {
+	t.Helper()
+	if testEventLoops == 0 {
+		t.Skip("event loops are off (LOCKGUARD_TEST_EVENT_LOOPS=0)")
+	}
+}
+
+// assertQuick runs SELECT 1 on conn n times and fails if one takes longer
+// than limit.
+func assertQuick(t *testing.T, conn interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, n int, limit time.Duration) {
+	t.Helper()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		_, err := conn.Exec(ctx, "SELECT 1")
+		cancel()
+		if err != nil {
+			t.Fatalf("bystander query %d: %v", i, err)
+		}
+		if d := time.Since(start); d > limit {
+			t.Fatalf("bystander query %d took %v (limit %v): the event loop stalled", i, d, limit)
+		}
+	}
+}
+
+func TestEventLoopRetriedDDLLeavesLoop(t *testing.T) {
+	requireEventLoop(t)
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.Backoff = guard.Backoff{Attempts: 50, Base: 50 * time.Millisecond, Cap: 100 * time.Millisecond, Deadline: 30 * time.Second}
+	})
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "looped")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+
+	migrator := connect(t, lg.superDSN())
+	bystander := connect(t, lg.superDSN())
+	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == 2 })
+	before := lg.srv.Stats().LeftLoop
+
+	_, release := holdLock(t, tbl)
+	done := make(chan error, 1)
+	go func() {
+		_, err := migrator.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN note text")
+		done <- err
+	}()
+	// The DDL is retried (lock_timeout 300 ms per attempt): its session
+	// leaves the loop before the first attempt.
+	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().LeftLoop == before+1 })
+	if st := lg.srv.Stats(); st.InLoop != 1 {
+		t.Fatalf("sessions in the loop while the DDL waits: %d, want 1 (the bystander)", st.InLoop)
+	}
+	// Several attempts run meanwhile; the bystander is never held up.
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		assertQuick(t, bystander, 5, 250*time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the DDL ended while the lock was held: %v", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the DDL failed after the blocker ended: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the retried DDL did not finish after the blocker ended")
+	}
+	// The session goes on with goroutines, the bystander in the loop.
+	var n int
+	if err := migrator.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'note'", tbl).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after the DDL: column count %d, err %v", n, err)
+	}
+	assertQuick(t, bystander, 5, 250*time.Millisecond)
+	if st := lg.srv.Stats(); st.InLoop != 1 || st.LeftLoop != before+1 {
+		t.Fatalf("stats after: %+v, want InLoop 1 and LeftLoop %d", st, before+1)
+	}
+}
+
+func TestEventLoopSlowClientLeavesLoop(t *testing.T) {
+	requireEventLoop(t)
+	lg := startLockguard(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	reader := connect(t, lg.superDSN())
+	bystander := connect(t, lg.superDSN())
+	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == 2 })
+	before := lg.srv.Stats().LeftLoop
+
+	// 40 MB of rows, far more than the sockets buffer: while the client
+	// does not read, lockguard's write to it finds the socket full.
+	const rows, width = 40000, 1000
+	rs, err := reader.Query(ctx, fmt.Sprintf("SELECT i, repeat('x', %d) FROM generate_series(1, %d) i", width, rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return lg.srv.Stats().LeftLoop == before+1 })
+	assertQuick(t, bystander, 20, 250*time.Millisecond)
+
+	// Every row arrives, whole and in order.
+	n := 0
+	for rs.Next() {
+		var i int
+		var s string
+		if err := rs.Scan(&i, &s); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if i != n || len(s) != width || strings.Trim(s, "x") != "" {
+			t.Fatalf("row %d: got i=%d and %d bytes", n, i, len(s))
+		}
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != rows {
+		t.Fatalf("got %d rows, want %d", n, rows)
+	}
+	assertQuick(t, reader, 3, time.Second)
+}
+
+func TestEventLoopClosedFromOutside(t *testing.T) {
+	requireEventLoop(t)
+	// Shutdown closes idle sessions from another goroutine, which epoll
+	// does not report: the loop must still let them end, with 57P01.
+	lg := startLockguard(t, nil)
+	conns := make([]interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}, 0, 3)
+	for range 3 {
+		conns = append(conns, connect(t, lg.superDSN()))
+	}
+	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := lg.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with idle looped sessions: %v", err)
+	}
+	if st := lg.srv.Stats(); st.Active != 0 || st.InLoop != 0 {
+		t.Fatalf("after shutdown: %+v", st)
+	}
+	for i, c := range conns {
+		_, err := c.Exec(ctx, "SELECT 1")
+		var pe *pgconn.PgError
+		if err == nil || (errors.As(err, &pe) && pe.Code != "57P01") {
+			t.Errorf("session %d after shutdown: %v, want 57P01 or a closed connection", i, err)
+		}
+	}
+}
