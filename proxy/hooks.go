@@ -16,8 +16,11 @@ type Hooks struct {
 
 	// Batch runs before lockguard forwards a simple Query, or an
 	// extended-protocol batch when its Sync (or a Flush) arrives. It runs on
-	// the session's client goroutine: while it runs, nothing more is read
-	// from that client. b and every slice in it are valid only until Batch
+	// the session's client side: while it runs, nothing more is read from
+	// that client. With an event loop (Config.EventLoops) it runs on the
+	// loop's goroutine, so before it waits for anything (a query on another
+	// connection, a timer, WaitIdle does this itself) it must call
+	// s.MayBlock(). b and every slice in it are valid only until Batch
 	// returns and must not be retained. A nil Verdict forwards unchanged.
 	Batch func(ctx context.Context, s *Session, b *Batch) *Verdict
 
@@ -67,8 +70,9 @@ type BatchStmt struct {
 
 // Verdict says what to do with a batch. The zero Verdict forwards it.
 type Verdict struct {
-	// Hold runs first, on the client goroutine, and may block (admission
-	// control). A non-nil result refuses the batch with that error.
+	// Hold runs first, on the client side, and may block (admission
+	// control; the session leaves its event loop first). A non-nil result
+	// refuses the batch with that error.
 	Hold func(ctx context.Context) *Error
 
 	// Refuse answers the batch with this error instead of running it. The

@@ -174,6 +174,7 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 		if r.n > 0 && r.dispatch() {
 			return
 		}
+
 		n, err := syscall.EpollWait(l.epfd, r.events, -1)
 		if err != nil {
 			if err == syscall.EINTR {
@@ -306,6 +307,7 @@ func (r *runner) leave(s *Session, m leaveMsg) {
 	s.srv.inLoop.Add(-1)
 	if m.owner >= 0 {
 		s.srv.leftLoop.Add(1)
+		s.log.Debug("session leaves the event loop to wait", "direction", dirName[m.owner])
 	}
 	s.leave <- m
 }
@@ -382,3 +384,5 @@ func runtimePoller() int {
 func (s *Session) reader(k int) *rawSock { return s.socks[k][0] }
 
 func (s *Session) writer(k int) *rawSock { return s.socks[k][1] }
+
+var dirName = [2]string{dirClient: "from client", dirUpstream: "from server"}

@@ -323,10 +323,23 @@ func (g *Guard) analyze(ps *proxy.Session, sql string) *guard.Analysis {
 	if an := g.Analyzer.Cached(sql); an != nil {
 		return an
 	}
-	if g.Analyzer.Catalog != nil {
+	if g.Analyzer.Catalog != nil && !catalogFree(sql) {
 		ps.MayBlock()
 	}
 	return g.Analyzer.Analyze(sql)
+}
+
+// catalogFree reports statements whose analysis never consults the catalog:
+// transaction control and settings, the statements every transaction sends,
+// which must not make a session leave its event loop after a DDL emptied the
+// analysis cache.
+func catalogFree(sql string) bool {
+	switch guard.FirstKeyword(sql) {
+	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
+		"SET", "RESET", "SHOW", "DISCARD", "DEALLOCATE", "LISTEN", "UNLISTEN", "NOTIFY":
+		return true
+	}
+	return false
 }
 
 // mayConsultCatalog reports whether the policy's rules may look up catalog
@@ -392,10 +405,13 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled 
 				admit = append(admit, st)
 			}
 		}
+		if g.Analyzer.Catalog != nil && mayConsultCatalog(an) {
+			// The policy's rules may query the catalog, and when the
+			// statement succeeds its result resets the catalog, which
+			// waits for a lookup in progress.
+			ps.MayBlock()
+		}
 		if g.Policy != nil {
-			if g.Analyzer.Catalog != nil && mayConsultCatalog(an) {
-				ps.MayBlock() // the rules may query the catalog
-			}
 			s.mu.Lock()
 			gctx := &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
 				Application: ps.Param("application_name"), InTransaction: s.inTx || status == 'T',

@@ -135,3 +135,20 @@ func TestContainsFold(t *testing.T) {
 		}
 	}
 }
+
+func TestCatalogFree(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"BEGIN":                             true,
+		"  commit":                          true,
+		"/* app */ SET search_path = a":     true,
+		"ROLLBACK TO SAVEPOINT s":           true,
+		"SELECT * FROM t":                   false,
+		"ALTER TABLE t ADD COLUMN c int":    false,
+		"INSERT INTO t VALUES (1)":          false,
+		"begin_work_table_that_is_a_name()": false,
+	} {
+		if got := catalogFree(sql); got != want {
+			t.Errorf("catalogFree(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
