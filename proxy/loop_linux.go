@@ -39,6 +39,7 @@ type loop struct {
 	free    []int32
 	evict   []*Session // sessions to take out of the loop (under mu)
 	stopped bool
+	closed  bool // epfd and wakefd are closed
 }
 
 const wakeSlot = -1 // the eventfd's Fd in events
@@ -71,10 +72,18 @@ func (l *loop) add(s *Session) bool {
 	// in a slot.
 	s.lp, s.leave = l, make(chan leaveMsg, 1)
 	s.socks = [2][2]*rawSock{dirClient: {s.cf.src, s.uf.dst}, dirUpstream: {s.uf.src, s.cf.dst}}
+	all := [...]*rawSock{s.cf.src, s.cf.dst, s.uf.src, s.uf.dst}
+	for _, r := range all {
+		r.ready, r.done, r.own = make(chan struct{}, 1), s.ctx.Done(), true
+	}
+	s.cf.src.nowait, s.uf.src.nowait = true, true
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
 		s.lp = nil
+		for _, r := range all {
+			r.own, r.nowait = false, false
+		}
 		return false
 	}
 	var slot int32
@@ -90,15 +99,8 @@ func (l *loop) add(s *Session) bool {
 	gen := l.gens[slot]
 	s.slot = slot
 	l.slots[slot] = s
+	s.inLoop.Store(true) // Session.close asks the loop to let it go from now on
 	l.mu.Unlock()
-	for _, r := range [...]*rawSock{s.cf.src, s.cf.dst, s.uf.src, s.uf.dst} {
-		r.ready, r.done = make(chan struct{}, 1), s.ctx.Done()
-	}
-	s.inLoop.Store(true)
-	s.cf.src.nowait, s.uf.src.nowait = true, true
-	for _, r := range [...]*rawSock{s.cf.src, s.cf.dst, s.uf.src, s.uf.dst} {
-		r.own = true
-	}
 	// From here on the loop alone reports the sockets' readiness: the
 	// runtime's poller would otherwise wake an idle thread for every
 	// message, for no goroutine.
@@ -106,7 +108,7 @@ func (l *loop) add(s *Session) bool {
 		// The client's socket was closed meanwhile: relay with
 		// goroutines, whose reads find it closed.
 		s.inLoop.Store(false)
-		for _, r := range [...]*rawSock{s.cf.src, s.cf.dst, s.uf.src, s.uf.dst} {
+		for _, r := range all {
 			r.own, r.nowait = false, false
 		}
 		return false
@@ -142,6 +144,11 @@ func (l *loop) requestLeave(s *Session) {
 }
 
 func (l *loop) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return // the number may belong to another file by now
+	}
 	one := uint64(1)
 	_, _ = syscall.Write(l.wakefd, (*[8]byte)(unsafe.Pointer(&one))[:])
 }
@@ -174,7 +181,6 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 		if r.n > 0 && r.dispatch() {
 			return
 		}
-
 		n, err := syscall.EpollWait(l.epfd, r.events, -1)
 		if err != nil {
 			if err == syscall.EINTR {
@@ -249,8 +255,11 @@ func (r *runner) requests() bool {
 		}
 	}
 	if stop {
+		l.mu.Lock()
+		l.closed = true
 		syscall.Close(l.epfd)
 		syscall.Close(l.wakefd)
+		l.mu.Unlock()
 		return true
 	}
 	return false
