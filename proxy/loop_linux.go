@@ -295,13 +295,10 @@ func (r *runner) relay(s *Session, d int, hup bool) bool {
 
 // handOff is called on the runner, inside s's pump, when it must wait: s
 // leaves the loop, a new runner takes the events not yet handled, and this
-// goroutine goes on as s's goroutine for the direction it was pumping.
+// goroutine goes on as s's goroutine for the direction it was pumping
+// (s.pumping, set by pumpDir).
 func (r *runner) handOff(s *Session) {
-	d := dirClient
-	if s.pumping == dirUpstream {
-		d = dirUpstream
-	}
-	r.leave(s, leaveMsg{owner: d, ended: -1})
+	r.leave(s, leaveMsg{owner: s.pumping, ended: -1})
 	r.retired = true
 	rest := append([]syscall.EpollEvent(nil), r.events[r.i+1:r.n]...)
 	go r.l.run(rest)

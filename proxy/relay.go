@@ -70,11 +70,7 @@ func (s *Session) relay() {
 		case dirUpstream:
 			s.clientSide(m.ended != dirClient, m.err)
 		default:
-			if m.ended == dirUpstream {
-				go s.upstreamSide(false, m.err)
-			} else {
-				go s.upstreamSide(true, nil)
-			}
+			go s.upstreamSide(m.ended != dirUpstream, m.err)
 			s.clientSide(m.ended != dirClient, m.err)
 		}
 	} else {
@@ -343,9 +339,7 @@ func (s *Session) kill(e *Error) {
 		e = shutdownInFlightError // a COMMIT in flight may have committed
 	}
 	// A write to a client that does not read must not hold up the kill.
-	t := time.Now().Add(time.Second)
-	_ = s.client.SetWriteDeadline(t)
-	s.socks[dirClient][1].setDeadline(t)
+	s.clientWriteDeadline(time.Now().Add(time.Second))
 	s.answerFatal(e)
 	if busy && s.cancelPacket != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -373,9 +367,7 @@ func (s *Session) answerFatal(e *Error) {
 	if !s.atBoundary || s.fatalSent {
 		return
 	}
-	t := time.Now().Add(time.Second)
-	_ = s.client.SetWriteDeadline(t)
-	s.socks[dirClient][1].setDeadline(t) // nothing is relayed after it
+	s.clientWriteDeadline(time.Now().Add(time.Second)) // nothing is relayed after it
 	_ = s.writeClientLocked(appendErrorResponse(nil, e))
 	s.atBoundary = false
 	s.fatalSent = true
@@ -660,6 +652,13 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 		return fmt.Errorf("writing to client: %w", err)
 	}
 	return nil
+}
+
+// clientWriteDeadline bounds writes to the client, by the runtime's poller
+// and by an event loop alike.
+func (s *Session) clientWriteDeadline(t time.Time) {
+	_ = s.client.SetWriteDeadline(t)
+	s.socks[dirClient][1].setDeadline(t)
 }
 
 // writeClientLocked writes b to the client; the caller holds wmu. Once the

@@ -102,7 +102,9 @@ type Server struct {
 // loopFor returns the event loop that is to relay a new session, or nil.
 func (s *Session) loopFor() *loop {
 	srv := s.srv
-	if srv == nil || s.cfg.EventLoops <= 0 || s.cf.src == nil || s.uf.src == nil || s.cf.dst == nil || s.uf.dst == nil {
+	// The reader and the writer of one connection are plain or not together:
+	// cf.src and uf.dst are the client's, uf.src and cf.dst the server's.
+	if srv == nil || s.cfg.EventLoops <= 0 || s.cf.src == nil || s.uf.src == nil {
 		return nil
 	}
 	srv.loopOnce.Do(func() {

@@ -38,7 +38,8 @@ type rawSock struct {
 	// the session is relayed by an event loop, which reads only sockets
 	// that have bytes.
 	nowait bool
-	// onWait, when set, runs before a Write waits for the socket to drain.
+	// onWait, when set, runs before a Write on an own socket waits for it
+	// to drain (only a socket the loop reports can be in a loop's pump).
 	onWait func()
 	// own is set when an event loop, not the runtime's poller, reports the
 	// socket's readiness (loop_linux.go): waits are on ready, which the
@@ -50,9 +51,6 @@ type rawSock struct {
 	done     <-chan struct{}
 	deadline atomic.Int64
 }
-
-// errSockClosed is what a wait on a socket of a closed session returns.
-var errSockClosed = net.ErrClosed
 
 // wait blocks until the loop reports the socket ready (or may have), the
 // session closes or the deadline passes.
@@ -71,7 +69,7 @@ func (r *rawSock) wait() error {
 	case <-r.ready:
 		return nil
 	case <-r.done:
-		return errSockClosed
+		return net.ErrClosed // the session was closed
 	case <-timeout:
 		return os.ErrDeadlineExceeded
 	}
@@ -151,9 +149,6 @@ func (r *rawSock) writeFD(fd uintptr) bool {
 			if r.own {
 				r.errno = e
 				return true
-			}
-			if r.onWait != nil {
-				r.onWait()
 			}
 			return false // wait until the socket is writable
 		case 0:

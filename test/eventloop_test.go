@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lockguard/lockguard/guard"
@@ -30,9 +31,7 @@ func requireEventLoop(t *testing.T) {
 
 // assertQuick runs SELECT 1 on conn n times and fails if one takes longer
 // than limit.
-func assertQuick(t *testing.T, conn interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, n int, limit time.Duration) {
+func assertQuick(t *testing.T, conn *pgx.Conn, n int, limit time.Duration) {
 	t.Helper()
 	for i := range n {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -180,9 +179,7 @@ func TestEventLoopClosedFromOutside(t *testing.T) {
 	// Shutdown closes idle sessions from another goroutine, which epoll
 	// does not report: the loop must still let them end, with 57P01.
 	lg := startLockguard(t, nil)
-	conns := make([]interface {
-		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-	}, 0, 3)
+	conns := make([]*pgx.Conn, 0, 3)
 	for range 3 {
 		conns = append(conns, connect(t, lg.superDSN()))
 	}
