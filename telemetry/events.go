@@ -97,7 +97,20 @@ func (e *Events) Add(ev Event) {
 		ev.Time = time.Now()
 	}
 	seq := e.next.Add(1) - 1
-	e.slots[seq%uint64(len(e.slots))].Store(&seqEvent{seq: seq, ev: ev})
+	p := &seqEvent{seq: seq, ev: ev}
+	slot := &e.slots[seq%uint64(len(e.slots))]
+	// Adds a lap apart share the slot and may store in either order: the
+	// newer event must win, or the ring would keep one a lap too old, which
+	// Recent leaves out.
+	for {
+		old := slot.Load()
+		if old != nil && old.seq > seq {
+			return
+		}
+		if slot.CompareAndSwap(old, p) {
+			return
+		}
+	}
 }
 
 // Recent returns up to n events, newest first (all that the ring holds when
