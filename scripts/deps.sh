@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing lockguard needs on a fresh Debian/Ubuntu
-# machine: Go (>= the version in go.mod), the PostgreSQL server and client
+# machine: Go (>= go.mod's toolchain line), the PostgreSQL server and client
 # binaries (initdb, pg_ctl, postgres, psql, pgbench) and Chromium (the status
 # page's browser test). Idempotent and quiet when everything is present.
 # Prints the directory to put first on PATH for Go.
 set -euo pipefail
 
-want_go=$(awk '/^go /{print $2}' "$(dirname "$0")/../go.mod")
+# go.mod's toolchain line names the Go release lockguard is built and tested
+# with (the newest patch release, for the standard library's security fixes);
+# its go line is the oldest Go that can build it.
+want_go=$(awk '/^toolchain go/{t=substr($2, 3)} /^go /{g=$2} END{print (t != "" ? t : g)}' "$(dirname "$0")/../go.mod")
 log() { echo "deps: $*" >&2; }
 
 as_root() {
