@@ -40,22 +40,47 @@ func Sanitize(sql string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(out))
+	// put appends s, with a space first where s would otherwise read as
+	// one token with what precedes it: a removed comment separates tokens
+	// as white space does ("a/**/b" is two words, "//**/*" two operators,
+	// not the start of a new comment), and a placeholder must not join a
+	// "$" or a word before it or after it.
+	var last byte
+	put := func(s string) {
+		if s == "" {
+			return
+		}
+		if b.Len() > 0 && pastes(last, s[0]) {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s)
+		last = s[len(s)-1]
+	}
 	pos := 0
 	for _, t := range res.Tokens {
 		switch t.Token {
 		case pg.Token_SCONST, pg.Token_USCONST, pg.Token_ICONST, pg.Token_FCONST, pg.Token_BCONST, pg.Token_XCONST:
-			b.WriteString(out[pos:t.Start])
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(next))
+			put(out[pos:t.Start])
+			put("$" + strconv.Itoa(next))
 			next++
 			pos = int(t.End)
 		case pg.Token_SQL_COMMENT, pg.Token_C_COMMENT:
-			b.WriteString(strings.TrimRight(out[pos:t.Start], " \t\r\n"))
+			put(strings.TrimRight(out[pos:t.Start], " \t\r\n"))
 			pos = int(t.End)
 		}
 	}
-	b.WriteString(out[pos:])
-	return strings.TrimSpace(b.String())
+	put(out[pos:])
+	return trimSQLSpace(b.String())
+}
+
+// pastes reports whether a token ending in a and one starting with b would
+// read as one token with nothing between them.
+func pastes(a, b byte) bool {
+	word := func(c byte) bool {
+		return c == '_' || c == '$' || c == '.' || c >= 0x80 || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+	}
+	const op = "+-*/<>=~!@#%^&|`?"
+	return word(a) && word(b) || strings.IndexByte(op, a) >= 0 && strings.IndexByte(op, b) >= 0
 }
 
 // scanComplete reports whether the scanner's tokens cover sql up to its end
@@ -63,7 +88,12 @@ func Sanitize(sql string) string {
 // early, and what follows must not be shown.
 func scanComplete(sql string, res *pg.ScanResult) bool {
 	if len(res.Tokens) == 0 {
-		return strings.TrimSpace(sql) == ""
+		return trimSQLSpace(sql) == ""
 	}
-	return strings.TrimSpace(sql[res.Tokens[len(res.Tokens)-1].End:]) == ""
+	return trimSQLSpace(sql[res.Tokens[len(res.Tokens)-1].End:]) == ""
 }
+
+// trimSQLSpace trims what PostgreSQL reads as white space: ASCII only, since
+// it reads other bytes above 0x7F, Unicode spaces included, as part of an
+// identifier.
+func trimSQLSpace(s string) string { return strings.Trim(s, " \t\r\n\f\v") }

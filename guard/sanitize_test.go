@@ -42,6 +42,23 @@ func TestSanitize(t *testing.T) {
 			t.Errorf("Sanitize(%q) = %q, want %q", sql, got, want)
 		}
 	}
+	// A removed comment still separates the tokens around it.
+	for sql, want := range map[string]string{
+		"//**/*0":                 "/ *$1", // found by FuzzAnalyze: was "/*$1", an open comment
+		"SELECT a/**/FROM t":      "SELECT a FROM t",
+		"SELECT 1 - -- c\n- 2":    "SELECT $1 -\n$2", // the line comment's newline stays
+		"SELECT x/* c */, 'y'":    "SELECT x, $1",
+		"SELECT 1 /* c */ FROM t": "SELECT $1 FROM t",
+		// Nor may a placeholder join a "$" or a word next to it.
+		"$''00": "$ $1 $2", // found by FuzzAnalyze: was "$$1$2", an open dollar quote
+		// A Unicode space is part of an identifier, not white space.
+		"\u20040": "\u20040", // found by FuzzAnalyze: was "0", a number
+	} {
+		got := Sanitize(sql)
+		if got != want || Sanitize(got) != got {
+			t.Errorf("Sanitize(%q) = %q (then %q), want %q", sql, got, Sanitize(got), want)
+		}
+	}
 	if got := Sanitize("SELECT $1, 'x'"); got != "SELECT $1, $2" {
 		t.Errorf("placeholders: %q", got)
 	}
