@@ -334,9 +334,11 @@ func (g *Guard) analyze(ps *proxy.Session, sql string) *guard.Analysis {
 // which must not make a session leave its event loop after a DDL emptied the
 // analysis cache.
 func catalogFree(sql string) bool {
+	if c, ok := guard.QuickClass(sql); ok {
+		return c == guard.ClassTransaction || c == guard.ClassSession
+	}
 	switch guard.FirstKeyword(sql) {
-	case "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
-		"SET", "RESET", "SHOW", "DISCARD", "DEALLOCATE", "LISTEN", "UNLISTEN", "NOTIFY":
+	case "DEALLOCATE", "LISTEN", "UNLISTEN", "NOTIFY":
 		return true
 	}
 	return false
