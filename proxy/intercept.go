@@ -258,7 +258,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		v = &Verdict{}
 	}
 	if v.Hold != nil || v.Retry != nil {
-		s.mayBlock() // holds and retries wait
+		s.MayBlock() // holds and retries wait
 	}
 	if v.Hold != nil {
 		if e := v.Hold(s.ctx); e != nil {
@@ -452,7 +452,7 @@ func (s *Session) WaitIdle() error { return s.waitIdle() }
 
 // waitIdle waits until no sync point is in flight.
 func (s *Session) waitIdle() error {
-	s.mayBlock()
+	s.MayBlock()
 	s.idleWaiters.Add(1)
 	defer s.idleWaiters.Add(-1)
 	for s.InFlight() > 0 {

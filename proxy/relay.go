@@ -55,10 +55,10 @@ func (s *Session) relay() {
 	}
 	s.sides = make(chan sideEnd, 2)
 	if w := s.cf.dst; w != nil {
-		w.onWait = s.mayBlock
+		w.onWait = s.MayBlock
 	}
 	if w := s.uf.dst; w != nil {
-		w.onWait = s.mayBlock
+		w.onWait = s.MayBlock
 	}
 	if lp := s.loopFor(); lp != nil && lp.add(s) {
 		// The loop relays until the session must wait or ends; then the
@@ -197,21 +197,17 @@ func (s *Session) lastFull(d int) bool {
 	return s.uf.full
 }
 
-// mayBlock is called before the session waits for anything: in the event
-// loop, the session leaves it first (see loop).
-func (s *Session) mayBlock() {
+// MayBlock must be called before the session waits for anything (a query on
+// another connection, a timer, another session), by the relay and by a hook
+// running for this session: while the session is relayed by an event loop,
+// that would stall every session of the loop, so it leaves the loop first
+// (see loop). It is cheap when there is nothing to do.
+func (s *Session) MayBlock() {
 	if r := s.runner.Load(); r != nil && !r.retired {
 		s.runner.Store(nil)
 		r.handOff(s)
 	}
 }
-
-// MayBlock must be called by a hook running for this session before it
-// waits for anything (a query on another connection, a timer, another
-// session): while the session is relayed by an event loop, that would stall
-// every session of the loop, so it leaves the loop first. It is cheap when
-// there is nothing to do.
-func (s *Session) MayBlock() { s.mayBlock() }
 
 // panicError is a panic in a session's relay, recovered: a bug in one session
 // must not take the others down.
