@@ -3,9 +3,12 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -228,5 +231,98 @@ func TestUpstreamDiesMidSession(t *testing.T) {
 	e, ok := msg.(*pgproto3.ErrorResponse)
 	if !ok || e.Code != CodeConnectionFailure || e.Severity != "FATAL" {
 		t.Fatalf("got %#v, want FATAL 08006", msg)
+	}
+}
+
+// TestShutdownAsRelayStarts: a shutdown that catches sessions in startup or
+// as their relay sets up answers every client that got a connection with
+// FATAL 57P01 (after its ReadyForQuery, or instead of it), at once rather
+// than at the drain deadline, and under -race shows no unsynchronized access
+// to what startup sets.
+func TestShutdownAsRelayStarts(t *testing.T) {
+	for range 20 {
+		fs := newFakeServer(t)
+		const clients = 4
+		for range clients {
+			fs.scripts <- func(c net.Conn) {
+				be := pgproto3.NewBackend(c, c)
+				be.ReceiveStartupMessage()
+				sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}},
+					&pgproto3.ReadyForQuery{TxStatus: 'I'})
+				io.Copy(io.Discard, c) // until the proxy closes the connection
+			}
+		}
+		cfg := &Config{Upstream: Upstream{Address: fs.ln.Addr().String(), SSLMode: SSLDisable},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		srv := New(cfg)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		firstReady := make(chan struct{}, clients)
+		outcome := make(chan string, clients)
+		for range clients {
+			go func() { outcome <- shutdownClient(ln.Addr().String(), firstReady) }()
+		}
+		// Shut down as soon as one session is ready: the others are in
+		// startup or just starting their relays.
+		<-firstReady
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Shutdown: %v (a session was left to the drain deadline)", err)
+		}
+		for range clients {
+			if o := <-outcome; o != "" {
+				t.Fatal(o)
+			}
+		}
+	}
+}
+
+// shutdownClient connects and starts a session, signals ready at its
+// ReadyForQuery, and reads until the proxy ends the session; it returns
+// what was wrong with how it ended, or "".
+func shutdownClient(addr string, ready chan<- struct{}) string {
+	signalled := false
+	signal := func() {
+		if !signalled {
+			signalled = true
+			ready <- struct{}{}
+		}
+	}
+	defer signal()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return "" // the listener closed first
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
+	if err := fe.Flush(); err != nil {
+		return "" // accepted by the kernel, then the listener closed
+	}
+	got := 0
+	for {
+		msg, err := fe.Receive()
+		switch {
+		case err != nil && got == 0 && errors.Is(err, syscall.ECONNRESET):
+			return "" // accepted by the kernel, then the listener closed
+		case err != nil:
+			return fmt.Sprintf("after %d messages: %v, want FATAL %s", got, err, CodeAdminShutdown)
+		}
+		got++
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			signal()
+		case *pgproto3.ErrorResponse:
+			if m.Code != CodeAdminShutdown || m.Severity != "FATAL" {
+				return fmt.Sprintf("got %#v, want FATAL %s", m, CodeAdminShutdown)
+			}
+			return ""
+		}
 	}
 }

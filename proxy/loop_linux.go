@@ -71,11 +71,12 @@ func (l *loop) add(s *Session) bool {
 	// Everything the runner reads is set before the session is published
 	// in a slot.
 	s.lp, s.leave = l, make(chan leaveMsg, 1)
-	s.socks = [2][2]*rawSock{dirClient: {s.cf.src, s.uf.dst}, dirUpstream: {s.uf.src, s.cf.dst}}
 	all := [...]*rawSock{s.cf.src, s.cf.dst, s.uf.src, s.uf.dst}
+	s.sockMu.Lock() // kickSockets reads ready
 	for _, r := range all {
 		r.ready, r.done, r.own = make(chan struct{}, 1), s.ctx.Done(), true
 	}
+	s.sockMu.Unlock()
 	s.cf.src.nowait, s.uf.src.nowait = true, true
 	l.mu.Lock()
 	if l.stopped {

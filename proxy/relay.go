@@ -43,8 +43,15 @@ func (s *Session) relay() {
 	s.uf.limit, s.uf.streamLimit = 1<<30, 1<<30
 	// Plain sockets are read and written with raw system calls from here on
 	// (sockio_linux.go): the relay's reads and writes never block.
+	// Published under both locks: kill, on another goroutine, may read
+	// them at any time (clientWriteDeadline, answerFatal, kickSockets).
+	s.wmu.Lock()
+	s.sockMu.Lock()
 	s.cf.src, s.cf.dst = newRawSock(s.client, false), newRawSock(s.upstream, true)
 	s.uf.src, s.uf.dst = newRawSock(s.upstream, false), newRawSock(s.client, true)
+	s.socks = [2][2]*rawSock{dirClient: {s.cf.src, s.uf.dst}, dirUpstream: {s.uf.src, s.cf.dst}}
+	s.sockMu.Unlock()
+	s.wmu.Unlock()
 	if h := s.cfg.Hooks; h != nil {
 		if h.Open != nil {
 			s.State = h.Open(s)
@@ -250,7 +257,7 @@ func (s *Session) endClientSide(err error) {
 		// Terminate was forwarded; the server closes its side.
 		t := time.Now().Add(5 * time.Second)
 		_ = s.upstream.SetReadDeadline(t)
-		s.socks[dirUpstream][0].setDeadline(t)
+		s.sockets()[dirUpstream][0].setDeadline(t)
 		return
 	}
 	var tl *tooLarge
@@ -320,9 +327,22 @@ func (s *Session) tryClose() bool {
 // drain closes the session now if it is idle, else when it next becomes idle.
 func (s *Session) drain() {
 	s.draining.Store(true)
-	if s.upstream != nil && s.tryClose() {
+	// A session still starting up checks for the shutdown itself when its
+	// startup ends (serve).
+	if s.relaying.Load() && s.tryClose() {
 		s.kill(shutdownError)
 	}
+}
+
+// abort ends the session from another goroutine: kill once it relays; a
+// session still in startup has its client connection closed, which ends the
+// startup, and its own goroutine closes the rest.
+func (s *Session) abort(e *Error) {
+	if s.relaying.Load() {
+		s.kill(e)
+		return
+	}
+	s.client.Close()
 }
 
 // kill ends the session from outside its goroutines: it answers e when the
@@ -654,7 +674,15 @@ func (s *Session) writeClientChunk(b []byte, boundary bool) error {
 // and by an event loop alike.
 func (s *Session) clientWriteDeadline(t time.Time) {
 	_ = s.client.SetWriteDeadline(t)
-	s.socks[dirClient][1].setDeadline(t)
+	s.sockets()[dirClient][1].setDeadline(t)
+}
+
+// sockets returns the session's raw sockets (nil before the relay starts
+// and for TLS), for goroutines other than the relay's.
+func (s *Session) sockets() [2][2]*rawSock {
+	s.sockMu.Lock()
+	defer s.sockMu.Unlock()
+	return s.socks
 }
 
 // writeClientLocked writes b to the client; the caller holds wmu. Once the

@@ -275,7 +275,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Kill in parallel: each may wait a moment for a stuck client write or
 	// a cancel to an unreachable server.
 	for _, sess := range rest {
-		go sess.kill(shutdownError)
+		go sess.abort(shutdownError)
 	}
 	<-done
 	return ctx.Err()

@@ -38,6 +38,10 @@ type Session struct {
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
 	draining atomic.Bool
 	upDone   atomic.Bool // upstream connection is gone
+	// relaying is set once startup has ended and the fields it sets
+	// (upstream, backendPID, cancelPacket, log) stay as they are: only then
+	// may another goroutine (Shutdown) kill the session.
+	relaying atomic.Bool
 
 	wmu        sync.Mutex // serialises writes to the client
 	atBoundary bool       // under wmu: client stream is at a message boundary
@@ -83,7 +87,8 @@ type Session struct {
 	// the direction it pumps.
 	lp      *loop
 	slot    int32
-	socks   [2][2]*rawSock // by socket (dirClient, dirUpstream): reader, writer
+	socks   [2][2]*rawSock // by socket (dirClient, dirUpstream): reader, writer; set under sockMu and wmu
+	sockMu  sync.Mutex     // socks and the loop's setup of them, against kill
 	inLoop  atomic.Bool
 	runner  atomic.Pointer[runner]
 	pumping int
@@ -158,6 +163,17 @@ func (s *Session) serve() {
 	s.log = s.log.With("backend_pid", s.backendPID)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("session started", "tls", s.clientTLS, "upstream_tls", s.upTLS)
+	}
+	s.relaying.Store(true)
+	if s.srv.draining.Load() {
+		// Shutdown began during startup and left the session alone: it
+		// ends here, at a message boundary (drain may have beaten it to
+		// this, then tryClose fails and drain kills it).
+		s.draining.Store(true)
+		if s.tryClose() {
+			s.kill(shutdownError)
+			return
+		}
 	}
 	s.relay()
 }

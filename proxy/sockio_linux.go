@@ -245,7 +245,7 @@ func (r *rawSock) opError(op string, err error) error {
 // kickSockets wakes every goroutine waiting on one of the session's sockets
 // in the loop, after one of them was closed.
 func (s *Session) kickSockets() {
-	for _, rw := range s.socks {
+	for _, rw := range s.sockets() {
 		for _, r := range rw {
 			if r != nil {
 				r.kick()
