@@ -35,9 +35,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		CREATE TABLE %[2]s (id int PRIMARY KEY, user_id int CONSTRAINT %[2]s_user_fk REFERENCES %[1]s(id));`, users, orders)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+orders+", "+users)
-	})
+	dropAtEnd(t, orders, users)
 
 	const token = "status-page-test-token"
 	// Spans to stderr, so the tree shows the DDL's trace id.

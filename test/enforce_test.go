@@ -85,7 +85,7 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 		CREATE TABLE %s (id int PRIMARY KEY, user_id int CONSTRAINT %s REFERENCES %s(id))`, users, orders, fk, users)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+orders+", "+users) })
+	dropAtEnd(t, orders, users)
 
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -165,9 +165,7 @@ func TestEnforceMigrationPatterns(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	conn := connect(t, lg.superDSN())
 	tbl := uniqueName(t, "mig")
-	t.Cleanup(func() {
-		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_versions")
-	})
+	dropAtEnd(t, tbl, tbl+"_versions")
 	steps := []string{
 		"CREATE TABLE " + tbl + " (id bigint PRIMARY KEY, email text); CREATE TABLE " + tbl + "_versions (v text)",
 		"BEGIN; ALTER TABLE " + tbl + " ADD COLUMN created_at timestamptz; INSERT INTO " + tbl + "_versions VALUES ('1'); COMMIT",
@@ -219,7 +217,7 @@ func TestEnforceCatalogFollowsDDL(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	a, b := uniqueName(t, "cat_a"), uniqueName(t, "cat_b")
 	conn := connect(t, lg.superDSN())
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+b+", "+a) })
+	dropAtEnd(t, b, a)
 	for _, sql := range []string{
 		"CREATE TABLE " + a + " (id int PRIMARY KEY)",
 		"CREATE TABLE " + b + " (id int PRIMARY KEY, a_id int)",

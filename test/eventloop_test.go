@@ -72,7 +72,7 @@ func testRetriedDDLLeavesLoop(t *testing.T, withCatalog bool) {
 	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+	dropAtEnd(t, tbl)
 
 	migrator := connect(t, lg.superDSN())
 	bystander := connect(t, lg.superDSN())

@@ -206,7 +206,7 @@ func TestInterceptRetry(t *testing.T) {
 	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (i int)"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+	dropAtEnd(t, tbl)
 	conn := connect(t, lg.superDSN())
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		attempts.Store(0)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +98,13 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// dropAtEnd drops the tables over a direct connection when the test ends.
+func dropAtEnd(t testing.TB, tables ...string) {
+	t.Cleanup(func() {
+		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+strings.Join(tables, ", "))
+	})
 }
 
 // uniqueName returns an identifier unique to this test.

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -49,9 +48,7 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 		CREATE TABLE %[1]s (id int PRIMARY KEY, email text, user_id int CONSTRAINT %[1]s_fk REFERENCES %[1]s_users(id))`, tbl)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl+", "+tbl+"_users")
-	})
+	dropAtEnd(t, tbl, tbl+"_users")
 
 	t.Run("default warns", func(t *testing.T) {
 		lg := startWithPolicy(t, guard.PolicyConfig{})

@@ -43,9 +43,7 @@ func startShedding(t *testing.T, lockTimeout time.Duration, extra ...func(*enfor
 		INSERT INTO %[3]s SELECT generate_series(1, 100);`, s.users, s.orders, s.products, s.fk)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+s.orders+", "+s.users+", "+s.products)
-	})
+	dropAtEnd(t, s.orders, s.users, s.products)
 	pool, err := pgxpool.New(ctx, directDSN())
 	if err != nil {
 		t.Fatal(err)

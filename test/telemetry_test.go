@@ -297,7 +297,7 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, v text)"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+	dropAtEnd(t, tbl)
 	conn := connect(t, lg.superDSN())
 
 	// Blocked by the strict policy (adding a NOT NULL column with a
