@@ -53,6 +53,13 @@ func newFakeServer(t *testing.T) *fakeServer {
 }
 
 func startProxy(t *testing.T, upstream string) string {
+	_, addr := startServer(t, upstream)
+	return addr
+}
+
+// startServer starts a proxy to upstream and returns it and its address; it
+// is shut down when the test ends, if the test did not shut it down.
+func startServer(t *testing.T, upstream string) (*Server, string) {
 	cfg := &Config{Upstream: Upstream{Address: upstream, SSLMode: SSLDisable},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	srv := New(cfg)
@@ -66,7 +73,7 @@ func startProxy(t *testing.T, upstream string) string {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return ln.Addr().String()
+	return srv, ln.Addr().String()
 }
 
 func sendAll(t *testing.T, w io.Writer, msgs ...interface{ Encode([]byte) ([]byte, error) }) {
@@ -252,24 +259,17 @@ func TestShutdownAsRelayStarts(t *testing.T) {
 				io.Copy(io.Discard, c) // until the proxy closes the connection
 			}
 		}
-		cfg := &Config{Upstream: Upstream{Address: fs.ln.Addr().String(), SSLMode: SSLDisable},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		srv := New(cfg)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Serve(ln)
+		srv, addr := startServer(t, fs.ln.Addr().String())
 		firstReady := make(chan struct{}, clients)
 		outcome := make(chan string, clients)
 		for range clients {
-			go func() { outcome <- shutdownClient(ln.Addr().String(), firstReady) }()
+			go func() { outcome <- shutdownClient(addr, firstReady) }()
 		}
 		// Shut down as soon as one session is ready: the others are in
 		// startup or just starting their relays.
 		<-firstReady
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = srv.Shutdown(ctx)
+		err := srv.Shutdown(ctx)
 		cancel()
 		if err != nil {
 			t.Fatalf("Shutdown: %v (a session was left to the drain deadline)", err)
