@@ -122,6 +122,7 @@ func (s *Session) pumpClientGuarded() error {
 			s.obsSync(s.syncSeq)
 			s.ext.push(extOp{kind: 'Q'})
 		case 'X':
+			s.terminated.Store(true)
 			if f.keep < 0 {
 				_ = s.writeUpstream(f.buf[fwd:f.start])
 			}

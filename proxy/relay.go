@@ -488,6 +488,7 @@ func (s *Session) noteClient(typ byte, msg []byte) error {
 		}
 		return s.ext.noteClient(typ, msg[5:])
 	case 'X':
+		s.terminated.Store(true)
 		return errClientTerminated
 	}
 	return nil
@@ -516,7 +517,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		// client side, which may see the client close first, does not try
 		// to cancel a statement on a server that is not there.
 		s.upDone.Store(true)
-		if !errors.Is(err, net.ErrClosed) && !s.upFatal {
+		if !errors.Is(err, net.ErrClosed) && !s.upFatal && !s.terminated.Load() {
 			s.answerFatal(&Error{Code: CodeConnectionFailure,
 				Message: "lockguard: lost the connection to upstream PostgreSQL",
 				Detail:  fmt.Sprintf("Reading from %s: %v. A statement in progress may or may not have completed.", s.cfg.Upstream.Address, err),

@@ -731,3 +731,44 @@ func TestRelayPsql(t *testing.T) {
 		t.Fatalf("psql output %q", out)
 	}
 }
+
+// TestTerminateEndsQuietly: a client that sends Terminate and reads on sees
+// the connection close, with no FATAL about the upstream connection that its
+// own Terminate ended, plain and guarded.
+func TestTerminateEndsQuietly(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lg   *lockguard
+	}{
+		{"plain", startLockguard(t, nil)},
+		{"guarded", startGuarded(t, nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _, err := relSession(tc.lg.addr, "lg_terminate", 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, _, err := relQuery(c, "SELECT 1", 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			x, _ := (&pgproto3.Terminate{}).Encode(nil)
+			if _, err := c.Write(x); err != nil {
+				t.Fatal(err)
+			}
+			msgs, closed, err := relReadUntilClosed(c, 10*time.Second, -1)
+			if !closed || len(msgs) > 0 {
+				var got []string
+				for _, m := range msgs {
+					s := string(m.typ)
+					if m.typ == 'E' {
+						e := m.errorResponse()
+						s += " " + e.Code + " " + e.Message
+					}
+					got = append(got, s)
+				}
+				t.Fatalf("after Terminate: messages %v, closed %v (%v); want the connection closed and nothing else", got, closed, err)
+			}
+		})
+	}
+}
