@@ -258,6 +258,9 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	// unchanged (a decided batch is counted with its decision).
 	var passed [guard.ClassSession + 1]int
 	unparsed := 0
+	// The analyses made here, by statement, for decide (it analyzes those
+	// skipped here or beyond the array itself).
+	var ans [8]*guard.Analysis
 	for i := range b.Stmts {
 		st := &b.Stmts[i]
 		if !st.Executed && hz == nil {
@@ -277,6 +280,9 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 			}
 		}
 		an := g.analyze(ps, view(st.SQL))
+		if i < len(ans) {
+			ans[i] = an
+		}
 		if an.Err != nil {
 			if st.Executed {
 				unparsed++
@@ -314,7 +320,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		}
 		return nil
 	}
-	return g.decide(ctx, s, b, sampled, parent)
+	return g.decide(ctx, s, b, &ans, sampled, parent)
 }
 
 // analyze returns sql's analysis. A cache miss may query the catalog on the
@@ -360,7 +366,7 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 
 // decide is the slow path: the batch has DDL, maintenance, transaction
 // control or settings, or the transaction holds ACCESS EXCLUSIVE.
-func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled bool, parent trace.SpanContext) *proxy.Verdict {
+func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
 	var unparsed *proxy.Error
@@ -374,7 +380,13 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, sampled 
 	for i := range b.Stmts {
 		bs := &b.Stmts[i]
 		raw := view(bs.SQL)
-		an := g.analyze(ps, raw)
+		var an *guard.Analysis
+		if i < len(ans) {
+			an = ans[i]
+		}
+		if an == nil {
+			an = g.analyze(ps, raw)
+		}
 		if !bs.Executed {
 			// Parsing a statement locks its tables too.
 			for j := range an.Statements {
