@@ -31,6 +31,8 @@ const (
 	MetricParseFailures     = "lockguard.parse.failures"
 	MetricWatchdogActions   = "lockguard.watchdog.actions"
 	MetricHazards           = "lockguard.hazards"
+	MetricLoopSessions      = "lockguard.event_loop.sessions"
+	MetricLoopDepartures    = "lockguard.event_loop.departures"
 )
 
 // Attribute keys of lockguard's own (semconv says never to squat on db.*).

@@ -3,6 +3,7 @@ package test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lockguard/lockguard/internal/pgserver"
 )
 
@@ -255,5 +257,60 @@ func TestBinaryThrowawayPostgres(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("lockguard with a throwaway PostgreSQL did not stop on SIGTERM")
+	}
+}
+
+// scrape returns the binary's /metrics.
+func (p *process) scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestBinaryEventLoopMetrics: /metrics shows how many sessions the event
+// loop relays and how many left it: a client that stops reading a large
+// result makes its session leave the loop for good.
+func TestBinaryEventLoopMetrics(t *testing.T) {
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable")
+	sessions := func() float64 { return metricValue(p.scrape(t), "lockguard_event_loop_sessions") }
+	departures := func() float64 { return metricValue(p.scrape(t), "lockguard_event_loop_departures_total") }
+	if n := departures(); n != 0 {
+		t.Fatalf("departures before any session: %v", n)
+	}
+	ctx := ctxT(t, 30*time.Second)
+	reader := connect(t, p.dsn())
+	var n int
+	if err := reader.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return sessions() == 1 })
+
+	// A second session asks for 64 MB and does not read it: lockguard's
+	// write to it fills the socket, and the session leaves the loop.
+	slow, _, err := relSession(p.listen, "lg_slow_reader", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	waitFor(t, 5*time.Second, func() bool { return sessions() == 2 })
+	q, _ := (&pgproto3.Query{String: "SELECT repeat('x', 1 << 26)"}).Encode(nil)
+	if _, err := slow.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return departures() == 1 })
+	if n := sessions(); n != 1 {
+		t.Fatalf("sessions in the loop with one departed: %v, want 1", n)
+	}
+	// The session that stayed is still relayed by the loop.
+	if err := reader.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("the other session: %d, %v", n, err)
 	}
 }

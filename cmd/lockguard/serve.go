@@ -97,6 +97,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	srv := proxy.New(pcfg)
+	if err := obs.ObserveRelay(func() (int64, int64) {
+		st := srv.Stats()
+		return st.InLoop, int64(st.LeftLoop)
+	}); err != nil {
+		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
+		return 2
+	}
 	if sideErr != nil {
 		side.connectLater(cfg, logger, func() {
 			if err := reload(&loader, srv, pg, side, logger); err == nil {
