@@ -18,7 +18,22 @@ import (
 // dollar-quoted token left is replaced too. Text that does not scan (for
 // example a query cut off by track_activity_query_size) is reduced to its
 // first keyword.
+//
+// Replacing a literal can make text parse that did not ("''.a" is a syntax
+// error, "$1.a" a parameter's field), and the parser would then normalize
+// more of it; text that did not parse gets a second round, so that
+// Sanitize(Sanitize(s)) == Sanitize(s).
 func Sanitize(sql string) string {
+	out, parsed := sanitize(sql)
+	if !parsed {
+		out, _ = sanitize(out)
+	}
+	return out
+}
+
+// sanitize is one round of Sanitize; parsed reports whether the parser's
+// normalizer took the text (or the text was reduced to its first keyword).
+func sanitize(sql string) (_ string, parsed bool) {
 	out, err := pg.Normalize(sql)
 	if err != nil {
 		out = sql
@@ -26,9 +41,9 @@ func Sanitize(sql string) string {
 	res, serr := pg.Scan(out)
 	if serr != nil || (err != nil && !scanComplete(out, res)) {
 		if kw := FirstKeyword(sql); kw != "" {
-			return kw + " …"
+			return kw + " …", true
 		}
-		return "…"
+		return "…", true
 	}
 	next := 1
 	for _, t := range res.Tokens {
@@ -70,7 +85,7 @@ func Sanitize(sql string) string {
 		}
 	}
 	put(out[pos:])
-	return trimSQLSpace(b.String())
+	return trimSQLSpace(b.String()), err == nil
 }
 
 // pastes reports whether a token ending in a and one starting with b would
