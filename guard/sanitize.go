@@ -19,10 +19,10 @@ import (
 // example a query cut off by track_activity_query_size) is reduced to its
 // first keyword.
 //
-// Replacing a literal can make text parse that did not ("''.a" is a syntax
-// error, "$1.a" a parameter's field), and the parser would then normalize
-// more of it; text that did not parse gets a second round, so that
-// Sanitize(Sanitize(s)) == Sanitize(s).
+// Replacing a literal can make text parse that did not (a string literal
+// followed by ".a" is a syntax error, "$1.a" a parameter's field), and the
+// parser would then normalize more of it; text that did not parse gets a
+// second round, so that Sanitize(Sanitize(s)) == Sanitize(s).
 func Sanitize(sql string) string {
 	out, parsed := sanitize(sql)
 	if !parsed {
