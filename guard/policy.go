@@ -324,7 +324,7 @@ func (p *Policy) evaluate(a *Analysis, c *Context) []Finding {
 	e.inTx = c.InTransaction
 	e.explicit = c.InTransaction
 	if c.Tx != nil {
-		e.tx = c.Tx.clone()
+		e.tx = c.Tx.Clone()
 	}
 	if h := c.History; c.Offline && h != nil {
 		e.cols, e.cons, e.idxs = slices.Clone(h.cols), slices.Clone(h.cons), slices.Clone(h.idxs)

@@ -346,9 +346,9 @@ func TestTxState(t *testing.T) {
 	tx := &TxState{}
 	step := func(sql string) []Finding {
 		a := an.Analyze(sql)
-		before := tx.clone()
+		before := tx.Clone()
 		fs := p.Evaluate(a, &Context{InTransaction: true, Tx: tx, RawSQL: sql})
-		if !reflect.DeepEqual(before, tx.clone()) {
+		if !reflect.DeepEqual(before, tx.Clone()) {
 			t.Fatalf("Evaluate(%q) changed the TxState", sql)
 		}
 		for i := range a.Statements {

@@ -78,8 +78,10 @@ func (t *TxState) isCreated(rel RelName) bool {
 	return slices.ContainsFunc(t.Created, rel.Matches)
 }
 
-// clone returns a copy whose slices the evaluator may append to.
-func (t *TxState) clone() TxState {
+// Clone returns a copy of t that shares no storage with it: the evaluator
+// appends to its copy, and Record and Reset reuse t's slices, so a copy read
+// outside the lock that guards t must be a clone taken under it.
+func (t *TxState) Clone() TxState {
 	c := *t
 	c.Created = slices.Clone(t.Created)
 	c.StrongLocks = slices.Clone(t.StrongLocks)

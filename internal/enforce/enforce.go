@@ -431,7 +431,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				Application: ps.Param("application_name"), InTransaction: s.inTx || status == 'T',
 				RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: g.Analyzer.Catalog, Now: g.now()}
 			if gctx.InTransaction {
-				tx := s.tx
+				// A clone: the upstream side records results into s.tx
+				// while the policy reads this copy.
+				tx := s.tx.Clone()
 				gctx.Tx = &tx
 			}
 			s.mu.Unlock()
@@ -750,9 +752,12 @@ func (s *session) onResult(code string) {
 	if len(s.pending) == 0 {
 		return
 	}
+	// Shift down rather than reslice: the queue holds one or two batches,
+	// and its array is then reused instead of reallocated as it creeps.
 	p := s.pending[0]
-	s.pending[0] = pendingBatch{}
-	s.pending = s.pending[1:]
+	n := copy(s.pending, s.pending[1:])
+	s.pending[n] = pendingBatch{}
+	s.pending = s.pending[:n]
 	if p.hazard != 0 {
 		s.g.Admission.Board.Remove(p.hazard)
 	}

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/lockguard/lockguard/guard"
@@ -151,4 +152,47 @@ func TestCatalogFree(t *testing.T) {
 			t.Errorf("catalogFree(%q) = %v, want %v", sql, got, want)
 		}
 	}
+}
+
+// TestTxStateReadWhileResultsArrive: with batches pipelined, the upstream
+// side records results into the transaction's state while the client side
+// decides the next batch from a copy of it; the copy must share no storage
+// (under -race, a shallow copy is reported).
+func TestTxStateReadWhileResultsArrive(t *testing.T) {
+	g, ps := newTestGuard()
+	g.Policy = guard.DefaultPolicy()
+	s := ps.State.(*session)
+	alter := g.analyze(ps, "ALTER TABLE t ADD COLUMN c int")
+	if alter.Err != nil || len(alter.Statements[0].Locks) == 0 {
+		t.Fatalf("analysis %+v", alter)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // the upstream side, recording results until the end
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.mu.Lock()
+			s.inTx = true
+			s.tx.Reset()
+			s.tx.Record(&alter.Statements[0])
+			s.mu.Unlock()
+			runtime.Gosched()
+		}
+	}()
+	b := &proxy.Batch{Simple: true, Complete: true, TxStatus: 'T',
+		Stmts: []proxy.BatchStmt{{SQL: []byte("ALTER TABLE u ADD COLUMN d int"), Executed: true}}}
+	for range 500 {
+		if v := g.batch(context.Background(), ps, b); v == nil {
+			t.Fatal("no verdict for a DDL in a transaction")
+		}
+		s.mu.Lock()
+		s.pending = s.pending[:0]
+		s.mu.Unlock()
+	}
+	close(stop)
+	<-done
 }
