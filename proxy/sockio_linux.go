@@ -245,7 +245,10 @@ func (r *rawSock) opError(op string, err error) error {
 // kickSockets wakes every goroutine waiting on one of the session's sockets
 // in the loop, after one of them was closed.
 func (s *Session) kickSockets() {
-	for _, rw := range s.sockets() {
+	// Under sockMu: kick reads ready, which the loop sets up under it.
+	s.sockMu.Lock()
+	defer s.sockMu.Unlock()
+	for _, rw := range s.socks {
 		for _, r := range rw {
 			if r != nil {
 				r.kick()
