@@ -122,11 +122,11 @@ func (s *Session) pumpClientGuarded() error {
 			s.obsSync(s.syncSeq)
 			s.ext.push(extOp{kind: 'Q'})
 		case 'X':
-			s.terminated.Store(true)
+			err := s.clientTerminates()
 			if f.keep < 0 {
 				_ = s.writeUpstream(f.buf[fwd:f.start])
 			}
-			return errClientTerminated
+			return err
 		}
 	}
 	if f.keep >= 0 {

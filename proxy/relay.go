@@ -488,10 +488,16 @@ func (s *Session) noteClient(typ byte, msg []byte) error {
 		}
 		return s.ext.noteClient(typ, msg[5:])
 	case 'X':
-		s.terminated.Store(true)
-		return errClientTerminated
+		return s.clientTerminates()
 	}
 	return nil
+}
+
+// clientTerminates sets terminated, before the client's Terminate is
+// forwarded, and returns errClientTerminated.
+func (s *Session) clientTerminates() error {
+	s.terminated.Store(true)
+	return errClientTerminated
 }
 
 // relayUpstreamToClient forwards server messages until the upstream ends.
