@@ -60,8 +60,16 @@ func startProxy(t *testing.T, upstream string) string {
 // startServer starts a proxy to upstream and returns it and its address; it
 // is shut down when the test ends, if the test did not shut it down.
 func startServer(t *testing.T, upstream string) (*Server, string) {
+	return startServerWith(t, upstream, nil)
+}
+
+// startServerWith is startServer with a configuration that set changes.
+func startServerWith(t *testing.T, upstream string, set func(*Config)) (*Server, string) {
 	cfg := &Config{Upstream: Upstream{Address: upstream, SSLMode: SSLDisable},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if set != nil {
+		set(cfg)
+	}
 	srv := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -40,11 +40,14 @@ type loop struct {
 	evict   []*Session // sessions to take out of the loop (under mu)
 	stopped bool
 	closed  bool // epfd and wakefd are closed
+	// ring batches the loop's writes (uring_linux.go); nil writes each
+	// with write(2).
+	ring *wring
 }
 
 const wakeSlot = -1 // the eventfd's Fd in events
 
-func newLoop(log *slog.Logger) (*loop, error) {
+func newLoop(log *slog.Logger, useRing bool, c *loopCounters) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -61,6 +64,14 @@ func newLoop(log *slog.Logger) (*loop, error) {
 		return nil, err
 	}
 	l := &loop{epfd: epfd, wakefd: int(wfd), log: log}
+	if useRing {
+		r, err := newWring(c)
+		if err != nil {
+			log.Info("io_uring is not available: the event loop writes with write(2)", "err", err)
+		} else {
+			l.ring = r
+		}
+	}
 	go l.run(nil)
 	return l, nil
 }
@@ -78,6 +89,9 @@ func (l *loop) add(s *Session) bool {
 	}
 	s.sockMu.Unlock()
 	s.cf.src.nowait, s.uf.src.nowait = true, true
+	if l.ring != nil {
+		l.attachRing(s)
+	}
 	l.mu.Lock()
 	if l.stopped {
 		l.mu.Unlock()
@@ -85,6 +99,7 @@ func (l *loop) add(s *Session) bool {
 		for _, r := range all {
 			r.own, r.nowait = false, false
 		}
+		detachRing(s)
 		return false
 	}
 	var slot int32
@@ -112,6 +127,7 @@ func (l *loop) add(s *Session) bool {
 		for _, r := range all {
 			r.own, r.nowait = false, false
 		}
+		detachRing(s)
 		return false
 	}
 	// A server socket closed meanwhile was closed by Session.close, which
@@ -121,8 +137,48 @@ func (l *loop) add(s *Session) bool {
 	return true
 }
 
+// attachRing makes the session's writers queue on the loop's ring, each
+// through a duplicate of its descriptor; it leaves them alone when a
+// descriptor cannot be duplicated.
+func (l *loop) attachRing(s *Session) {
+	ws := [...]*rawSock{s.writer(dirClient), s.writer(dirUpstream)}
+	for i, w := range ws {
+		w.ufd = -1
+		_ = w.rc.Control(func(fd uintptr) {
+			nfd, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
+			if e == 0 {
+				w.ufd = int(nfd)
+			}
+		})
+		if w.ufd < 0 {
+			for _, v := range ws[:i] {
+				syscall.Close(v.ufd)
+				v.ufd = -1
+			}
+			return
+		}
+	}
+	for _, w := range ws {
+		w.ring, w.sess = l.ring, s
+	}
+}
+
+// detachRing closes the descriptors attachRing made; the session's writes
+// no longer queue on the ring (leave saw to that).
+func detachRing(s *Session) {
+	// By the socket: the framers drop theirs when the session ends.
+	for _, w := range [...]*rawSock{s.writer(dirClient), s.writer(dirUpstream)} {
+		if w != nil && w.sess != nil {
+			w.ring = nil
+			syscall.Close(w.ufd)
+			w.ufd, w.sess = -1, nil
+		}
+	}
+}
+
 // release frees the session's slot once its sockets are closed.
 func (l *loop) release(s *Session) {
+	detachRing(s)
 	l.mu.Lock()
 	if l.slots[s.slot] == s {
 		l.slots[s.slot] = nil
@@ -182,6 +238,7 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 		if r.n > 0 && r.dispatch() {
 			return
 		}
+		r.flushWrites()
 		n, err := syscall.EpollWait(l.epfd, r.events, -1)
 		if err != nil {
 			if err == syscall.EINTR {
@@ -256,6 +313,9 @@ func (r *runner) requests() bool {
 		}
 	}
 	if stop {
+		if l.ring != nil {
+			l.ring.close()
+		}
 		l.mu.Lock()
 		l.closed = true
 		syscall.Close(l.epfd)
@@ -294,12 +354,34 @@ func (r *runner) relay(s *Session, d int, hup bool) bool {
 	return false
 }
 
+// flushWrites sends the writes queued on the ring. Sessions with a send that
+// came back short leave the loop: their rest may have to wait for a peer
+// that does not read.
+func (r *runner) flushWrites() {
+	g := r.l.ring
+	if g == nil {
+		return
+	}
+	g.flush()
+	for n := len(g.short); n > 0; n = len(g.short) {
+		s := g.short[n-1]
+		g.short[n-1] = nil
+		g.short = g.short[:n-1]
+		if s.inLoop.Load() {
+			r.leave(s, leaveMsg{owner: -1, ended: -1})
+			s.srv.leftLoop.Add(1)
+			s.log.Debug("session leaves the event loop to wait", "for", "a peer that does not read")
+		}
+	}
+}
+
 // handOff is called on the runner, inside s's pump, when it must wait: s
 // leaves the loop, a new runner takes the events not yet handled, and this
 // goroutine goes on as s's goroutine for the direction it was pumping
 // (s.pumping, set by pumpDir).
 func (r *runner) handOff(s *Session) {
 	r.leave(s, leaveMsg{owner: s.pumping, ended: -1})
+	r.flushWrites()
 	r.retired = true
 	rest := append([]syscall.EpollEvent(nil), r.events[r.i+1:r.n]...)
 	go r.l.run(rest)
@@ -309,6 +391,12 @@ func (r *runner) handOff(s *Session) {
 // directions it must run. Its sockets stay registered: the loop goes on
 // reporting their readiness to the goroutines that wait on them.
 func (r *runner) leave(s *Session, m leaveMsg) {
+	if g := r.l.ring; g != nil {
+		// What the session's pumps queued leaves before its goroutines
+		// write: from now on they write themselves.
+		g.flush()
+		s.writer(dirClient).ring, s.writer(dirUpstream).ring = nil, nil
+	}
 	s.inLoop.Store(false)
 	s.cf.src.nowait, s.uf.src.nowait = false, false
 	s.srv.inLoop.Add(-1)

@@ -13,7 +13,9 @@ type loop struct{}
 
 type runner struct{ retired bool }
 
-func newLoop(*slog.Logger) (*loop, error) { return nil, errors.New("event loops need Linux") }
+func newLoop(*slog.Logger, bool, *loopCounters) (*loop, error) {
+	return nil, errors.New("event loops need Linux")
+}
 
 func (*loop) add(*Session) bool     { return false }
 func (*loop) requestLeave(*Session) {}

@@ -384,7 +384,7 @@ func (s *Session) answerFatal(e *Error) {
 		return
 	}
 	s.clientWriteDeadline(time.Now().Add(time.Second)) // nothing is relayed after it
-	_ = s.writeClientLocked(appendErrorResponse(nil, e))
+	_ = s.writeClientNow(appendErrorResponse(nil, e))
 	s.atBoundary = false
 	s.fatalSent = true
 }
@@ -401,6 +401,11 @@ func (s *Session) relayClientToUpstream() error {
 // pumpClient reads what the client sent with one Read, notes the messages that
 // became complete and forwards them with one Write.
 func (s *Session) pumpClient() error {
+	if w := s.cf.dst; w != nil && w.owes() {
+		if err := w.settleRest(); err != nil {
+			return &upstreamWriteError{err}
+		}
+	}
 	if s.cfg.Hooks != nil && s.cfg.Hooks.Batch != nil {
 		return s.pumpClientGuarded()
 	}
@@ -515,6 +520,17 @@ func (s *Session) relayUpstreamToClient() error {
 // that the session ended without an error.
 func (s *Session) pumpUpstream() (done bool, err error) {
 	f := &s.uf
+	if w := s.uf.dst; w != nil && w.owes() {
+		s.wmu.Lock()
+		err := w.settleRest()
+		if err != nil {
+			s.atBoundary = false
+		}
+		s.wmu.Unlock()
+		if err != nil {
+			return true, fmt.Errorf("writing to client: %w", err)
+		}
+	}
 	if err := f.fill(s.upstream); err != nil {
 		if err == errWouldBlock {
 			return false, err
@@ -524,6 +540,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		// to cancel a statement on a server that is not there.
 		s.upDone.Store(true)
 		if !errors.Is(err, net.ErrClosed) && !s.upFatal && !s.terminated.Load() {
+			s.sendQueued()
 			s.answerFatal(&Error{Code: CodeConnectionFailure,
 				Message: "lockguard: lost the connection to upstream PostgreSQL",
 				Detail:  fmt.Sprintf("Reading from %s: %v. A statement in progress may or may not have completed.", s.cfg.Upstream.Address, err),
@@ -596,6 +613,7 @@ func (s *Session) afterUpstreamChunk(ready bool, whole *[256]bool) (bool, error)
 			}
 		}
 		if s.draining.Load() && s.tryClose() {
+			s.sendQueued()
 			s.kill(shutdownError)
 			return true, nil
 		}
@@ -698,6 +716,18 @@ func (s *Session) sockets() [2][2]*rawSock {
 func (s *Session) writeClientLocked(b []byte) error {
 	if w := s.socks[dirClient][1]; w != nil {
 		_, err := w.Write(b)
+		return err
+	}
+	_, err := s.client.Write(b)
+	return err
+}
+
+// writeClientNow is writeClientLocked for writers other than the relay's
+// pumps: it never queues on an event loop's ring, and sends first what the
+// pumps' writes still owe.
+func (s *Session) writeClientNow(b []byte) error {
+	if w := s.socks[dirClient][1]; w != nil {
+		_, err := w.writeNow(b)
 		return err
 	}
 	_, err := s.client.Write(b)

@@ -54,6 +54,10 @@ type Config struct {
 	// first session that uses a loop holds until the Server is shut down;
 	// a Reload to 0 makes new sessions use goroutines.
 	EventLoops int
+	// PlainWrites makes event loops write each message with write(2)
+	// instead of sending a round's writes with one io_uring_enter. Loops
+	// fall back to write(2) by themselves where io_uring is not available.
+	PlainWrites bool
 }
 
 func (c *Config) maxMessageSize() int {
@@ -97,6 +101,13 @@ type Server struct {
 	nextLoop atomic.Uint32
 	inLoop   atomic.Int64
 	leftLoop atomic.Uint64
+	loopIO   loopCounters
+}
+
+// loopCounters count the event loops' batched writes.
+type loopCounters struct {
+	batches, writes atomic.Uint64
+	short           atomic.Uint64 // sends that came back short
 }
 
 // loopFor returns the event loop that is to relay a new session, or nil.
@@ -109,7 +120,7 @@ func (s *Session) loopFor() *loop {
 	}
 	srv.loopOnce.Do(func() {
 		for range s.cfg.EventLoops {
-			l, err := newLoop(s.cfg.logger())
+			l, err := newLoop(s.cfg.logger(), !s.cfg.PlainWrites, &srv.loopIO)
 			if err != nil {
 				s.cfg.logger().Warn("cannot start an event loop; sessions use goroutines", "err", err)
 				break
@@ -220,11 +231,15 @@ type Stats struct {
 	// goroutines; sessions that ended in a loop are not counted there.
 	InLoop   int64
 	LeftLoop uint64
+	// WriteBatches is the number of io_uring submissions event loops
+	// made, and BatchedWrites the messages they carried.
+	WriteBatches, BatchedWrites uint64
 }
 
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load()}
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load(),
+		WriteBatches: s.loopIO.batches.Load(), BatchedWrites: s.loopIO.writes.Load()}
 }
 
 // Ready reports whether the server accepts sessions: at least one listener is

@@ -50,7 +50,27 @@ type rawSock struct {
 	waiting  atomic.Bool
 	done     <-chan struct{}
 	deadline atomic.Int64
+	// ring, when set, queues Write's bytes on the event loop's io_uring
+	// (uring_linux.go): set while the loop relays the session, when only the
+	// loop's pumps call Write. ufd is the loop's duplicate of the
+	// descriptor, for the ring; sess the session.
+	ring *wring
+	ufd  int
+	sess *Session
+	// owed says whether bytes of earlier writes are still on their way:
+	// queued on the ring, or left in rest (or failed with restErr) by a
+	// send that came back short. Every later write sends them first.
+	owed    atomic.Int32
+	rest    []byte
+	restErr error
 }
+
+// The states of rawSock.owed.
+const (
+	owedNone   = iota
+	owedQueued // on the loop's ring, until the loop sends its queue
+	owedRest   // in rest or restErr
+)
 
 // wait blocks until the loop reports the socket ready (or may have), the
 // session closes or the deadline passes.
@@ -203,8 +223,95 @@ func (r *rawSock) Read(p []byte) (int, error) {
 	}
 }
 
-// Write writes all of p, like net.Conn.Write.
+// Write writes all of p, like net.Conn.Write. While an event loop with a
+// ring relays the session, p is queued and leaves with the loop's other
+// writes at the end of its round (uring_linux.go).
 func (r *rawSock) Write(p []byte) (int, error) {
+	if r.ring != nil {
+		if r.owed.Load() != owedRest && r.ring.queue(r.sess, r, p) {
+			return len(p), nil
+		}
+		if r.owed.Load() == owedRest && r.onWait != nil {
+			// A send came back short: the session leaves the loop
+			// before it waits for the socket to drain.
+			r.onWait()
+		}
+	}
+	return r.writeNow(p)
+}
+
+// writeNow writes p after whatever the socket still owes, without queuing
+// it: on any goroutine that may write to the socket (the caller serialises
+// writes, as for Write).
+func (r *rawSock) writeNow(p []byte) (int, error) {
+	if r.owed.Load() != owedNone {
+		if err := r.settle(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return r.write(p)
+}
+
+// settle sends what the socket owes from earlier writes. Bytes still queued
+// on the loop's ring leave when the loop's round ends: settle waits for that
+// until the socket's deadline (at most 2 s without one).
+func (r *rawSock) settle() error {
+	if r.owed.Load() == owedQueued {
+		end := time.Now().Add(2 * time.Second)
+		if d := r.deadline.Load(); d != 0 {
+			end = time.Unix(0, d)
+		}
+		for r.owed.Load() == owedQueued {
+			if time.Now().After(end) {
+				return r.opError("write", os.ErrDeadlineExceeded)
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	if r.owed.Load() != owedRest {
+		return nil
+	}
+	if r.restErr != nil {
+		return r.restErr // and so does every later write
+	}
+	if n, err := r.write(r.rest); err != nil {
+		r.rest = r.rest[n:]
+		return err
+	}
+	r.rest = nil
+	r.owed.Store(owedNone)
+	return nil
+}
+
+// owes reports whether a short send left bytes (or an error) for the
+// socket's next write.
+func (r *rawSock) owes() bool { return r.owed.Load() == owedRest }
+
+// settleRest sends what a short send left, at the start of a pump: nothing
+// else may write to the socket first, and a pump that has nothing new to
+// write would otherwise leave it there. On an event loop the session leaves
+// the loop first, since sending may wait.
+func (r *rawSock) settleRest() error {
+	if r.ring != nil && r.onWait != nil {
+		r.onWait()
+	}
+	_, err := r.writeNow(nil)
+	return err
+}
+
+// sendQueued sends the event loop's queued writes, on a pump the loop runs,
+// before the pump ends the session with a FATAL that must follow them.
+func (s *Session) sendQueued() {
+	if w := s.uf.dst; w != nil && w.ring != nil {
+		w.ring.flush()
+	}
+}
+
+// write writes all of p.
+func (r *rawSock) write(p []byte) (int, error) {
 	r.p, r.n, r.errno = p, 0, 0
 	for {
 		err := r.rc.Write(r.fn)

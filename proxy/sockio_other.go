@@ -17,5 +17,9 @@ type rawSock struct {
 
 func newRawSock(net.Conn, bool) *rawSock { return nil }
 
-func (s *Session) kickSockets()            {}
-func (r *rawSock) setDeadline(t time.Time) {}
+func (s *Session) kickSockets()                   {}
+func (s *Session) sendQueued()                    {}
+func (r *rawSock) owes() bool                     { return false }
+func (r *rawSock) settleRest() error              { return nil }
+func (r *rawSock) writeNow(p []byte) (int, error) { return r.Write(p) }
+func (r *rawSock) setDeadline(t time.Time)        {}

@@ -33,6 +33,8 @@ const (
 	MetricHazards           = "lockguard.hazards"
 	MetricLoopSessions      = "lockguard.event_loop.sessions"
 	MetricLoopDepartures    = "lockguard.event_loop.departures"
+	MetricLoopWriteBatches  = "lockguard.event_loop.write_batches"
+	MetricLoopBatchedWrites = "lockguard.event_loop.batched_writes"
 )
 
 // Attribute keys of lockguard's own (semconv says never to squat on db.*).

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/proxy"
 )
 
 // The event loop relays every session on one goroutine (proxy/loop_linux.go).
@@ -199,4 +202,77 @@ func TestEventLoopClosedFromOutside(t *testing.T) {
 			t.Errorf("session %d after shutdown: %v, want 57P01 or a closed connection", i, err)
 		}
 	}
+}
+
+func TestEventLoopBatchesWrites(t *testing.T) {
+	requireEventLoop(t)
+	// Sessions that are busy at once: the loop sends the messages a round of
+	// events produced for several of them with one io_uring_enter. With
+	// PlainWrites, or where io_uring is not available, it writes each.
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			lg := startLockguard(t, func(c *proxy.Config) { c.PlainWrites = plain })
+			ctx := ctxT(t, 60*time.Second)
+			const sessions, queries = 8, 300
+			conns := make([]*pgx.Conn, sessions)
+			for i := range conns {
+				conns[i] = connect(t, lg.superDSN())
+			}
+			waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == sessions })
+			errs := make(chan error, sessions)
+			for i, c := range conns {
+				go func() {
+					for q := range queries {
+						var got int
+						if err := c.QueryRow(ctx, "SELECT $1::int + 1", q).Scan(&got); err != nil || got != q+1 {
+							errs <- fmt.Errorf("session %d, query %d: got %d, %v", i, q, got, err)
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range sessions {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := lg.srv.Stats()
+			t.Logf("%d io_uring submissions carried %d writes", st.WriteBatches, st.BatchedWrites)
+			if plain {
+				if st.WriteBatches != 0 {
+					t.Fatalf("PlainWrites, yet %d io_uring submissions", st.WriteBatches)
+				}
+				return
+			}
+			if st.WriteBatches == 0 {
+				if !ioUringAvailable() {
+					t.Skip("io_uring is not available here")
+				}
+				t.Fatal("io_uring is available, yet the loop wrote every message with write(2)")
+			}
+			// Every query is a write each way.
+			if st.BatchedWrites < 2*sessions*queries {
+				t.Fatalf("%d writes went through io_uring, want at least %d", st.BatchedWrites, 2*sessions*queries)
+			}
+			if st.BatchedWrites <= st.WriteBatches {
+				t.Fatalf("no submission carried more than one write: %+v", st)
+			}
+			if st.LeftLoop != 0 {
+				t.Fatalf("sessions left the loop: %+v", st)
+			}
+		})
+	}
+}
+
+// ioUringAvailable reports whether this process may set up an io_uring
+// (kernels before 5.1, kernel.io_uring_disabled and seccomp profiles refuse).
+func ioUringAvailable() bool {
+	var params [120]byte                                                        // struct io_uring_params
+	fd, _, e := syscall.Syscall(425, 1, uintptr(unsafe.Pointer(&params[0])), 0) // io_uring_setup
+	if e != 0 {
+		return false
+	}
+	syscall.Close(int(fd))
+	return true
 }

@@ -97,9 +97,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	srv := proxy.New(pcfg)
-	if err := obs.ObserveRelay(func() (int64, int64) {
+	if err := obs.ObserveRelay(func() telemetry.RelayStats {
 		st := srv.Stats()
-		return st.InLoop, int64(st.LeftLoop)
+		return telemetry.RelayStats{InLoop: st.InLoop, Departed: int64(st.LeftLoop),
+			WriteBatches: int64(st.WriteBatches), BatchedWrites: int64(st.BatchedWrites)}
 	}); err != nil {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 2
@@ -239,6 +240,7 @@ func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error)
 		StartupTimeout: cfg.StartupTimeout,
 		Logger:         logger,
 		EventLoops:     cfg.EventLoops,
+		PlainWrites:    !cfg.IOUring,
 	}
 	if cfg.UpstreamCA != "" {
 		pool, err := loadPool(cfg.UpstreamCA)
