@@ -48,6 +48,12 @@ type framer struct {
 	src, dst *rawSock
 	// full says the last read filled the buffer: more bytes may be queued.
 	full bool
+	// pre is set when an event loop read for the next fill (prefetched):
+	// preN bytes into preSpace bytes of room, or preErr.
+	pre      bool
+	preN     int
+	preSpace int
+	preErr   error
 }
 
 func (f *framer) init(limit, streamLimit int) {
@@ -72,8 +78,36 @@ func (f *framer) release() {
 	f.src, f.dst = nil, nil
 }
 
-// fill reads once from r, after making room in the buffer.
+// fill reads once from r, after making room in the buffer. When an event
+// loop already read for it (prefetched), it takes those bytes instead.
 func (f *framer) fill(r io.Reader) error {
+	if f.pre {
+		f.pre = false
+		// Nothing to read is the loop's answer only while the loop
+		// relays the session; once it left, a goroutine waits for bytes.
+		if f.preErr != errWouldBlock || f.src == nil || f.src.nowait {
+			return f.filled(f.preN, f.preErr, f.preSpace)
+		}
+	}
+	p := f.room()
+	var n int
+	var err error
+	if f.src != nil {
+		n, err = f.src.Read(p)
+	} else {
+		n, err = r.Read(p)
+	}
+	return f.filled(n, err, len(p))
+}
+
+// prefetched records a read an event loop made into the space room
+// returned: the next fill takes it.
+func (f *framer) prefetched(n int, err error, space int) {
+	f.pre, f.preN, f.preErr, f.preSpace = true, n, err, space
+}
+
+// room makes room in the buffer for the next read and returns that space.
+func (f *framer) room() []byte {
 	base := f.start
 	if f.keep >= 0 {
 		base = f.keep
@@ -117,14 +151,11 @@ func (f *framer) fill(r io.Reader) error {
 			f.buf = nb
 		}
 	}
-	var n int
-	var err error
-	space := len(f.buf) - f.end
-	if f.src != nil {
-		n, err = f.src.Read(f.buf[f.end:])
-	} else {
-		n, err = r.Read(f.buf[f.end:])
-	}
+	return f.buf[f.end:]
+}
+
+// filled accounts for a read of n bytes into space bytes of room.
+func (f *framer) filled(n int, err error, space int) error {
 	f.end += n
 	f.hot = n >= bufSize
 	f.full = n == space

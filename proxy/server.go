@@ -54,10 +54,11 @@ type Config struct {
 	// first session that uses a loop holds until the Server is shut down;
 	// a Reload to 0 makes new sessions use goroutines.
 	EventLoops int
-	// PlainWrites makes event loops write each message with write(2)
-	// instead of sending a round's writes with one io_uring_enter. Loops
-	// fall back to write(2) by themselves where io_uring is not available.
-	PlainWrites bool
+	// NoIOUring makes event loops read and write each socket with its own
+	// read(2) and write(2) instead of one io_uring_enter per round for the
+	// reads and one for the writes. Loops fall back to that by themselves
+	// where io_uring is not available.
+	NoIOUring bool
 }
 
 func (c *Config) maxMessageSize() int {
@@ -107,6 +108,7 @@ type Server struct {
 // loopCounters count the event loops' batched writes.
 type loopCounters struct {
 	batches, writes atomic.Uint64
+	reads           atomic.Uint64 // prefetching receives
 	short           atomic.Uint64 // sends that came back short
 }
 
@@ -120,7 +122,7 @@ func (s *Session) loopFor() *loop {
 	}
 	srv.loopOnce.Do(func() {
 		for range s.cfg.EventLoops {
-			l, err := newLoop(s.cfg.logger(), !s.cfg.PlainWrites, &srv.loopIO)
+			l, err := newLoop(s.cfg.logger(), !s.cfg.NoIOUring, &srv.loopIO)
 			if err != nil {
 				s.cfg.logger().Warn("cannot start an event loop; sessions use goroutines", "err", err)
 				break
@@ -231,15 +233,15 @@ type Stats struct {
 	// goroutines; sessions that ended in a loop are not counted there.
 	InLoop   int64
 	LeftLoop uint64
-	// WriteBatches is the number of io_uring submissions event loops
-	// made, and BatchedWrites the messages they carried.
-	WriteBatches, BatchedWrites uint64
+	// RingEnters is the number of io_uring_enter calls event loops made,
+	// and RingSends and RingRecvs the socket operations they carried.
+	RingEnters, RingSends, RingRecvs uint64
 }
 
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
 	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load(),
-		WriteBatches: s.loopIO.batches.Load(), BatchedWrites: s.loopIO.writes.Load()}
+		RingEnters: s.loopIO.batches.Load(), RingSends: s.loopIO.writes.Load(), RingRecvs: s.loopIO.reads.Load()}
 }
 
 // Ready reports whether the server accepts sessions: at least one listener is

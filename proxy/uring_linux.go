@@ -1,17 +1,20 @@
 package proxy
 
 import (
+	"io"
 	"os"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
 
-// wring batches an event loop's socket writes: the messages a round of
-// epoll events produces for many sessions leave in one io_uring_enter
-// instead of one write(2) each. On this kind of machine a system call's
-// entry and exit cost microseconds, and a loaded loop writes a dozen
-// messages or more per round (bench/compare/README.md).
+// wring batches an event loop's socket reads and writes: the sockets a
+// round of epoll events reports are read with one io_uring_enter (prefetch,
+// into each framer's room), and the messages the round produces for all its
+// sessions leave with another, instead of a read(2) and a write(2) each. On
+// this kind of machine a system call's entry and exit cost microseconds, and
+// a loaded loop handles a dozen messages or more per round
+// (bench/compare/README.md).
 //
 // Queued bytes are copied into the ring's staging buffer, so the caller's
 // buffer is free again at once, exactly as after write(2). Each socket is
@@ -46,11 +49,13 @@ type wring struct {
 	count *loopCounters
 }
 
-// ringWrite is one queued send: n bytes at off in stage, for w.
+// ringWrite is one queued send: n bytes at off in stage, for w; or, when
+// f is set, a receive of up to n bytes into f's room (prefetch).
 type ringWrite struct {
 	w      *rawSock
 	s      *Session
 	off, n int
+	f      *framer
 }
 
 // uringSQE, uringCQE and uringParams are the kernel's io_uring_sqe,
@@ -98,6 +103,7 @@ const (
 	sysIOUringSetup   = 425
 	sysIOUringEnter   = 426
 	uringOpSend       = 26     // IORING_OP_SEND
+	uringOpRecv       = 27     // IORING_OP_RECV
 	uringSetupSubmAll = 1 << 7 // IORING_SETUP_SUBMIT_ALL: one failed SQE does not stop the rest
 	uringEnterGetEv   = 1 << 0 // IORING_ENTER_GETEVENTS
 	uringOffSQRing    = 0      // IORING_OFF_SQ_RING
@@ -202,7 +208,13 @@ func (r *wring) flush() {
 		return
 	}
 	r.count.batches.Add(1)
-	r.count.writes.Add(uint64(n))
+	for i := range r.q {
+		if r.q[i].f == nil {
+			r.count.writes.Add(1)
+		} else {
+			r.count.reads.Add(1)
+		}
+	}
 	submitted, done := 0, 0
 	for done < n {
 		ret, _, e := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n-submitted), uintptr(n-done), uringEnterGetEv, 0, 0)
@@ -233,12 +245,47 @@ func (r *wring) flush() {
 	r.used = 0
 }
 
+// queueRecv adds a receive into f's room, from the socket that w writes
+// (rawSock.ufd is the writer's). It does nothing when the queue is full:
+// the pump then reads itself.
+func (r *wring) queueRecv(s *Session, w *rawSock, f *framer) {
+	if r.broken || len(r.q) == cap(r.q) {
+		return
+	}
+	p := f.room()
+	if len(p) == 0 {
+		return
+	}
+	t := atomic.LoadUint32(r.sqTail)
+	i := t & r.sqMask
+	r.sqes[i] = uringSQE{opcode: uringOpRecv, fd: int32(w.ufd), addr: uint64(uintptr(unsafe.Pointer(&p[0]))),
+		len: uint32(len(p)), opFlags: msgDontWait, userData: uint64(len(r.q))}
+	r.sqArray[i] = i
+	atomic.StoreUint32(r.sqTail, t+1)
+	r.q = append(r.q, ringWrite{w: w, s: s, n: len(p), f: f})
+}
+
 // notSent is the result of a send that was never submitted.
 const notSent = -1 << 31
 
 // settle records the result res of queued send q: bytes sent or -errno.
 func (r *wring) settle(q *ringWrite, res int32) {
 	w := q.w
+	if f := q.f; f != nil {
+		switch e := syscall.Errno(-res); {
+		case res > 0:
+			f.prefetched(int(res), nil, q.n)
+		case res == 0:
+			f.prefetched(0, io.EOF, q.n)
+		case e == syscall.EAGAIN:
+			f.prefetched(0, errWouldBlock, q.n)
+		case res == notSent, e == syscall.EINTR:
+			// No prefetch: the pump reads itself.
+		default:
+			f.prefetched(0, w.opError("read", os.NewSyscallError("read", e)), q.n)
+		}
+		return
+	}
 	if int(res) == q.n {
 		w.owed.Store(owedNone)
 		return

@@ -33,8 +33,8 @@ const (
 	MetricHazards           = "lockguard.hazards"
 	MetricLoopSessions      = "lockguard.event_loop.sessions"
 	MetricLoopDepartures    = "lockguard.event_loop.departures"
-	MetricLoopWriteBatches  = "lockguard.event_loop.write_batches"
-	MetricLoopBatchedWrites = "lockguard.event_loop.batched_writes"
+	MetricLoopEnters        = "lockguard.event_loop.io_uring_enters"
+	MetricLoopRingOps       = "lockguard.event_loop.io_uring_ops"
 )
 
 // Attribute keys of lockguard's own (semconv says never to squat on db.*).
@@ -42,6 +42,7 @@ const (
 	AttrClass     = attribute.Key("lockguard.statement.class")
 	AttrDecision  = attribute.Key("lockguard.decision")
 	AttrOutcome   = attribute.Key("lockguard.outcome")
+	AttrIOOp      = attribute.Key("lockguard.io_op")
 	AttrReason    = attribute.Key("lockguard.reason")
 	AttrRule      = attribute.Key("lockguard.rule")
 	AttrAction    = attribute.Key("lockguard.action")

@@ -8,17 +8,18 @@ import (
 
 // RelayStats are the event loops' figures that ObserveRelay reports.
 type RelayStats struct {
-	InLoop, Departed            int64 // sessions relayed by a loop now; sessions that left one
-	WriteBatches, BatchedWrites int64 // io_uring submissions of the loops' writes; the writes they carried
+	InLoop, Departed     int64 // sessions relayed by a loop now; sessions that left one
+	Enters, Sends, Recvs int64 // io_uring_enter calls of the loops; the sends and receives they carried
 }
 
 // ObserveRelay registers the event loop's instruments, read from stats at
 // each scrape: lockguard.event_loop.sessions (sessions an event loop relays
 // now), lockguard.event_loop.departures (sessions that have left one to
 // wait, since start; they go on relayed by goroutines, which costs more per
-// message), and lockguard.event_loop.write_batches and .batched_writes (the
-// loops' io_uring submissions and the writes they carried; both stay 0 where
-// the loops write with write(2)).
+// message), and lockguard.event_loop.io_uring_enters and .io_uring_ops (the
+// loops' io_uring_enter calls, and the sends and receives they carried by
+// lockguard.io_op; all stay 0 where the loops use read(2) and write(2)).
+// Attributes are not cached: a scrape is rare.
 func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 	meter := p.Meter()
 	sessions, err := meter.Int64ObservableGauge(MetricLoopSessions, metric.WithUnit("{session}"),
@@ -31,13 +32,13 @@ func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 	if err != nil {
 		return err
 	}
-	batches, err := meter.Int64ObservableCounter(MetricLoopWriteBatches, metric.WithUnit("{submission}"),
-		metric.WithDescription("io_uring submissions that sent event loops' writes, one per round of events; 0 where the loops write with write(2)."))
+	enters, err := meter.Int64ObservableCounter(MetricLoopEnters, metric.WithUnit("{call}"),
+		metric.WithDescription("io_uring_enter calls of the event loops: up to two per round of events, one for its reads and one for its writes; 0 where the loops use read(2) and write(2)."))
 	if err != nil {
 		return err
 	}
-	writes, err := meter.Int64ObservableCounter(MetricLoopBatchedWrites, metric.WithUnit("{write}"),
-		metric.WithDescription("Writes that event loops sent through io_uring; divided by the submissions, the writes each system call carried."))
+	ops, err := meter.Int64ObservableCounter(MetricLoopRingOps, metric.WithUnit("{operation}"),
+		metric.WithDescription("Socket sends and receives that event loops made through io_uring, by lockguard.io_op; divided by the enters, the system calls each one saved."))
 	if err != nil {
 		return err
 	}
@@ -45,9 +46,10 @@ func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 		st := stats()
 		o.ObserveInt64(sessions, st.InLoop)
 		o.ObserveInt64(departures, st.Departed)
-		o.ObserveInt64(batches, st.WriteBatches)
-		o.ObserveInt64(writes, st.BatchedWrites)
+		o.ObserveInt64(enters, st.Enters)
+		o.ObserveInt64(ops, st.Sends, metric.WithAttributes(AttrIOOp.String("send")))
+		o.ObserveInt64(ops, st.Recvs, metric.WithAttributes(AttrIOOp.String("recv")))
 		return nil
-	}, sessions, departures, batches, writes)
+	}, sessions, departures, enters, ops)
 	return err
 }

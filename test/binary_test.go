@@ -313,13 +313,16 @@ func TestBinaryEventLoopMetrics(t *testing.T) {
 	if err := reader.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("the other session: %d, %v", n, err)
 	}
-	// Its writes went through io_uring (io-uring is on by default).
+	// Its reads and writes went through io_uring (io-uring is on by
+	// default).
 	m := p.scrape(t)
-	batches, writes := metricValue(m, "lockguard_event_loop_write_batches_total"), metricValue(m, "lockguard_event_loop_batched_writes_total")
-	if batches == 0 && ioUringAvailable() {
-		t.Fatal("io_uring is available, yet lockguard_event_loop_write_batches_total is 0")
+	enters := metricValue(m, "lockguard_event_loop_io_uring_enters_total")
+	sends := metricValue(m, "lockguard_event_loop_io_uring_ops_total", `lockguard_io_op="send"`)
+	recvs := metricValue(m, "lockguard_event_loop_io_uring_ops_total", `lockguard_io_op="recv"`)
+	if enters == 0 && ioUringAvailable() {
+		t.Fatal("io_uring is available, yet lockguard_event_loop_io_uring_enters_total is 0")
 	}
-	if writes < batches {
-		t.Fatalf("%v writes in %v io_uring submissions", writes, batches)
+	if enters > 0 && (sends == 0 || recvs == 0 || sends+recvs < enters) {
+		t.Fatalf("%v io_uring_enter calls carried %v sends and %v receives", enters, sends, recvs)
 	}
 }

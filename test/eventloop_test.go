@@ -204,14 +204,15 @@ func TestEventLoopClosedFromOutside(t *testing.T) {
 	}
 }
 
-func TestEventLoopBatchesWrites(t *testing.T) {
+func TestEventLoopBatchesIO(t *testing.T) {
 	requireEventLoop(t)
-	// Sessions that are busy at once: the loop sends the messages a round of
-	// events produced for several of them with one io_uring_enter. With
-	// PlainWrites, or where io_uring is not available, it writes each.
+	// Sessions that are busy at once: the loop reads what a round of events
+	// reports with one io_uring_enter, and sends what the round produced
+	// with another. With NoIOUring, or where io_uring is not available, it
+	// reads and writes each socket itself.
 	for _, plain := range []bool{false, true} {
 		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
-			lg := startLockguard(t, func(c *proxy.Config) { c.PlainWrites = plain })
+			lg := startLockguard(t, func(c *proxy.Config) { c.NoIOUring = plain })
 			ctx := ctxT(t, 60*time.Second)
 			const sessions, queries = 8, 300
 			conns := make([]*pgx.Conn, sessions)
@@ -238,25 +239,25 @@ func TestEventLoopBatchesWrites(t *testing.T) {
 				}
 			}
 			st := lg.srv.Stats()
-			t.Logf("%d io_uring submissions carried %d writes", st.WriteBatches, st.BatchedWrites)
+			t.Logf("%d io_uring_enter calls carried %d sends and %d receives", st.RingEnters, st.RingSends, st.RingRecvs)
 			if plain {
-				if st.WriteBatches != 0 {
-					t.Fatalf("PlainWrites, yet %d io_uring submissions", st.WriteBatches)
+				if st.RingEnters != 0 {
+					t.Fatalf("NoIOUring, yet %d io_uring_enter calls", st.RingEnters)
 				}
 				return
 			}
-			if st.WriteBatches == 0 {
+			if st.RingEnters == 0 {
 				if !ioUringAvailable() {
 					t.Skip("io_uring is not available here")
 				}
 				t.Fatal("io_uring is available, yet the loop wrote every message with write(2)")
 			}
-			// Every query is a write each way.
-			if st.BatchedWrites < 2*sessions*queries {
-				t.Fatalf("%d writes went through io_uring, want at least %d", st.BatchedWrites, 2*sessions*queries)
+			// Every query is a write each way, and a read each way.
+			if st.RingSends < 2*sessions*queries || st.RingRecvs < 2*sessions*queries {
+				t.Fatalf("%d sends and %d receives went through io_uring, want at least %d of each", st.RingSends, st.RingRecvs, 2*sessions*queries)
 			}
-			if st.BatchedWrites <= st.WriteBatches {
-				t.Fatalf("no submission carried more than one write: %+v", st)
+			if st.RingSends+st.RingRecvs <= st.RingEnters {
+				t.Fatalf("no io_uring_enter carried more than one operation: %+v", st)
 			}
 			if st.LeftLoop != 0 {
 				t.Fatalf("sessions left the loop: %+v", st)

@@ -100,7 +100,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	if err := obs.ObserveRelay(func() telemetry.RelayStats {
 		st := srv.Stats()
 		return telemetry.RelayStats{InLoop: st.InLoop, Departed: int64(st.LeftLoop),
-			WriteBatches: int64(st.WriteBatches), BatchedWrites: int64(st.BatchedWrites)}
+			Enters: int64(st.RingEnters), Sends: int64(st.RingSends), Recvs: int64(st.RingRecvs)}
 	}); err != nil {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 2
@@ -240,7 +240,7 @@ func proxyConfig(cfg *config.Config, logger *slog.Logger) (*proxy.Config, error)
 		StartupTimeout: cfg.StartupTimeout,
 		Logger:         logger,
 		EventLoops:     cfg.EventLoops,
-		PlainWrites:    !cfg.IOUring,
+		NoIOUring:      !cfg.IOUring,
 	}
 	if cfg.UpstreamCA != "" {
 		pool, err := loadPool(cfg.UpstreamCA)

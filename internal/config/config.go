@@ -42,7 +42,7 @@ type Config struct {
 	LogLevel        string        `yaml:"log-level" usage:"debug, info, warn or error"`
 	LogFormat       string        `yaml:"log-format" usage:"text or json"`
 	EventLoops      int           `yaml:"event-loops" usage:"epoll loops that relay plain-TCP and unix-socket sessions, PgBouncer style (0 = a goroutine per direction; changes need a restart)"`
-	IOUring         bool          `yaml:"io-uring" usage:"event loops send each round's writes with one io_uring_enter (false = one write(2) per message; without io_uring they fall back by themselves; changes need a restart)"`
+	IOUring         bool          `yaml:"io-uring" usage:"event loops make each round's reads with one io_uring_enter and its writes with another (false = a read(2) and a write(2) per message; without io_uring they fall back by themselves; changes need a restart)"`
 
 	Guard                      bool          `yaml:"guard" usage:"analyse statements and enforce the DDL policy and lock timeouts; false relays only"`
 	LockTimeout                time.Duration `yaml:"lock-timeout" usage:"lock_timeout injected around DDL whose lock blocks reads or writes (0 = no injection, no retries)"`
