@@ -305,24 +305,41 @@ func (r *runner) dispatch() bool {
 // its bytes there (framer.pre) instead of making a read(2) of its own.
 func (r *runner) prefetch() {
 	g := r.l.ring
+	n := 0
 	for i := 0; i < r.n; i++ {
-		s := r.sess[i]
-		ev := &r.events[i]
-		if s == nil || ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !s.inLoop.Load() {
-			continue
+		if r.readable(i) != nil {
+			n++
 		}
-		k := int(ev.Pad & 1)
-		w := s.writer(k)
-		f := &s.cf
-		if k == dirUpstream {
-			f = &s.uf
+	}
+	if n < g.minOps {
+		return // the pump's own read(2) costs less
+	}
+	for i := 0; i < r.n; i++ {
+		if f := r.readable(i); f != nil {
+			k := int(r.events[i].Pad & 1)
+			g.queueRecv(r.sess[i], r.sess[i].writer(k), f)
 		}
-		if w.ring == nil || f.pre || f.buf == nil {
-			continue
-		}
-		g.queueRecv(s, w, f)
 	}
 	g.flush()
+}
+
+// readable returns the framer that reads the socket of event i, when
+// prefetch may read for it.
+func (r *runner) readable(i int) *framer {
+	s := r.sess[i]
+	ev := &r.events[i]
+	if s == nil || ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !s.inLoop.Load() {
+		return nil
+	}
+	k := int(ev.Pad & 1)
+	f := &s.cf
+	if k == dirUpstream {
+		f = &s.uf
+	}
+	if s.writer(k).ring == nil || f.pre || f.buf == nil {
+		return nil
+	}
+	return f
 }
 
 // requests handles what other goroutines asked for; it reports a stop.

@@ -45,6 +45,7 @@ type wring struct {
 	short []*Session  // sessions with a send that came back short, until the runner lets them go
 	// broken is set when io_uring_enter failed: nothing is queued after.
 	broken bool
+	minOps int // ringMinOps when the ring was made
 
 	count *loopCounters
 }
@@ -119,6 +120,13 @@ const (
 	ringMaxWrite = 16 << 10
 )
 
+// ringMinOps is the fewest operations worth an io_uring_enter: a round with
+// a single read or a single send (one client, or a quiet moment) makes a
+// plain system call, which costs less than the ring's one
+// (TestRingShortSendKeepsOrder lowers it to test the ring's own path; a
+// ring keeps the value it was made with).
+var ringMinOps = 2
+
 // newWring sets up a ring, or fails where io_uring is not available (old
 // kernels, seccomp profiles that forbid it, kernel.io_uring_disabled).
 func newWring(c *loopCounters) (*wring, error) {
@@ -128,7 +136,7 @@ func newWring(c *loopCounters) (*wring, error) {
 	if e != 0 {
 		return nil, os.NewSyscallError("io_uring_setup", e)
 	}
-	r := &wring{count: c, fd: int(fd), stage: make([]byte, ringStage), q: make([]ringWrite, 0, p.sqEntries)}
+	r := &wring{count: c, minOps: ringMinOps, fd: int(fd), stage: make([]byte, ringStage), q: make([]ringWrite, 0, p.sqEntries)}
 	mmap := func(off int64, size int) []byte {
 		b, err := syscall.Mmap(r.fd, off, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
 		if err != nil {
@@ -207,6 +215,16 @@ func (r *wring) flush() {
 	if n == 0 {
 		return
 	}
+	if n < r.minOps && r.q[0].f == nil {
+		// Take the send back out of the ring (the kernel reads the SQ only
+		// in io_uring_enter) and make it with sendto(2).
+		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-1)
+		r.settle(&r.q[0], r.sendNow(&r.q[0]))
+		clear(r.q)
+		r.q = r.q[:0]
+		r.used = 0
+		return
+	}
 	r.count.batches.Add(1)
 	for i := range r.q {
 		if r.q[i].f == nil {
@@ -263,6 +281,21 @@ func (r *wring) queueRecv(s *Session, w *rawSock, f *framer) {
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, t+1)
 	r.q = append(r.q, ringWrite{w: w, s: s, n: len(p), f: f})
+}
+
+// sendNow sends q with sendto(2) and returns the result as io_uring would.
+func (r *wring) sendNow(q *ringWrite) int32 {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(q.w.ufd), uintptr(unsafe.Pointer(&r.stage[q.off])), uintptr(q.n),
+			msgDontWait|msgNoSignal, 0, 0)
+		switch e {
+		case 0:
+			return int32(n)
+		case syscall.EINTR:
+			continue
+		}
+		return -int32(e)
+	}
 }
 
 // notSent is the result of a send that was never submitted.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -16,6 +17,19 @@ import (
 // client before anything relayed after it, the session must leave the loop,
 // and every message must arrive whole and in order once the client reads.
 func TestRingShortSendKeepsOrder(t *testing.T) {
+	// One session makes one send per round: with ringMinOps 1 it goes
+	// through io_uring, with 2 through sendto(2).
+	for _, minOps := range []int{1, 2} {
+		t.Run(fmt.Sprintf("ringMinOps=%d", minOps), func(t *testing.T) {
+			old := ringMinOps
+			ringMinOps = minOps
+			defer func() { ringMinOps = old }()
+			testShortSendKeepsOrder(t)
+		})
+	}
+}
+
+func testShortSendKeepsOrder(t *testing.T) {
 	const rows, width, perWrite = 20000, 1000, 4
 	fs := newFakeServer(t)
 	fs.scripts <- func(c net.Conn) {

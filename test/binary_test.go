@@ -313,16 +313,18 @@ func TestBinaryEventLoopMetrics(t *testing.T) {
 	if err := reader.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("the other session: %d, %v", n, err)
 	}
-	// Its reads and writes went through io_uring (io-uring is on by
-	// default).
+	// The io_uring counters are exported (one session at a time makes
+	// one operation per round, which uses plain system calls, so they may
+	// be 0 here; TestEventLoopBatchesIO checks the counting).
 	m := p.scrape(t)
-	enters := metricValue(m, "lockguard_event_loop_io_uring_enters_total")
-	sends := metricValue(m, "lockguard_event_loop_io_uring_ops_total", `lockguard_io_op="send"`)
-	recvs := metricValue(m, "lockguard_event_loop_io_uring_ops_total", `lockguard_io_op="recv"`)
-	if enters == 0 && ioUringAvailable() {
-		t.Fatal("io_uring is available, yet lockguard_event_loop_io_uring_enters_total is 0")
+	for _, name := range []string{"lockguard_event_loop_io_uring_enters_total", "lockguard_event_loop_io_uring_ops_total"} {
+		if !strings.Contains(m, "\n"+name) {
+			t.Fatalf("/metrics has no %s", name)
+		}
 	}
-	if enters > 0 && (sends == 0 || recvs == 0 || sends+recvs < enters) {
-		t.Fatalf("%v io_uring_enter calls carried %v sends and %v receives", enters, sends, recvs)
+	enters := metricValue(m, "lockguard_event_loop_io_uring_enters_total")
+	ops := metricValue(m, "lockguard_event_loop_io_uring_ops_total")
+	if ops < enters {
+		t.Fatalf("%v io_uring_enter calls carried %v operations", enters, ops)
 	}
 }
