@@ -24,6 +24,12 @@ type plan struct {
 	sqlstate string // first error
 }
 
+// light reports whether the plan only reports the sync point's result: its
+// responses are then relayed as they come, without reading each whole.
+func (pl *plan) light() bool {
+	return !pl.swallow && pl.notices == nil && pl.replaceNonce == nil && pl.capture == nil
+}
+
 // capture holds the responses of a sync point for a retry decision.
 type capture struct {
 	buf       []byte // nil once the answer outgrew captureLimit
@@ -43,12 +49,16 @@ type plans struct {
 	mu    sync.Mutex
 	q     []*plan
 	count atomic.Int32 // len(q), for the upstream side's fast check
+	heavy atomic.Int32 // plans in q that are not light
 }
 
 func (p *plans) add(pl *plan) {
 	p.mu.Lock()
 	p.q = append(p.q, pl)
 	p.count.Store(int32(len(p.q)))
+	if !pl.light() {
+		p.heavy.Add(1)
+	}
 	p.mu.Unlock()
 }
 
@@ -56,6 +66,11 @@ func (p *plans) add(pl *plan) {
 // after each read: a plan is added before its sync point is written, so the
 // responses of a planned sync point are never read before its plan exists.
 func (p *plans) active() bool { return p.count.Load() > 0 }
+
+// whole reports whether a pending plan needs every response read whole
+// (to hold, drop, replace or precede it); light plans need only the
+// ErrorResponses and ReadyForQuery that the relay reads whole anyway.
+func (p *plans) whole() bool { return p.heavy.Load() > 0 }
 
 // forSeq returns the plan of sync point seq, or nil.
 func (p *plans) forSeq(seq uint64) *plan {
@@ -77,6 +92,9 @@ func (p *plans) done(seq uint64) {
 	p.mu.Lock()
 	i := 0
 	for i < len(p.q) && p.q[i].seq <= seq {
+		if !p.q[i].light() {
+			p.heavy.Add(-1)
+		}
 		p.q[i] = nil
 		i++
 	}
@@ -96,6 +114,7 @@ func (p *plans) abandon() {
 	}
 	p.q = nil
 	p.count.Store(0)
+	p.heavy.Store(0)
 	p.mu.Unlock()
 }
 

@@ -551,7 +551,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		}
 		return true, fmt.Errorf("reading upstream: %w", err)
 	}
-	if s.plans.active() {
+	if s.plans.whole() {
 		return s.pumpUpstreamPlanned()
 	}
 	fwd := f.start
@@ -566,7 +566,12 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 			break
 		}
 		if fr.whole {
-			ready = s.noteServer(fr.typ, fr.msg) || ready
+			seq := s.zSeq + 1
+			isReady := s.noteServer(fr.typ, fr.msg)
+			ready = isReady || ready
+			if (isReady || fr.typ == 'E') && s.plans.active() {
+				s.reportLight(seq, fr.msg, isReady)
+			}
 		}
 	}
 	if err := s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0); err != nil {
@@ -673,6 +678,27 @@ func (s *Session) pumpUpstreamPlanned() (bool, error) {
 		return true, err
 	}
 	return s.afterUpstreamChunk(ready, &allWhole)
+}
+
+// reportLight follows a light plan (one that only reports its sync point's
+// result) while responses are relayed as they come: msg is sync point seq's
+// ErrorResponse, or its ReadyForQuery when ready is set. It runs before the
+// responses are written, as the planned path does.
+func (s *Session) reportLight(seq uint64, msg []byte, ready bool) {
+	pl := s.plans.forSeq(seq)
+	if pl == nil {
+		return
+	}
+	if !ready {
+		if pl.sqlstate == "" {
+			pl.sqlstate = errorCode(msg)
+		}
+		return
+	}
+	if pl.result != nil {
+		pl.result(pl.sqlstate)
+	}
+	s.plans.done(seq)
 }
 
 // writeClientChunk writes relayed bytes; boundary says whether they end at a
