@@ -81,7 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; each runs every cell against every target once")
 	seconds := fs.Int("T", 5, "seconds per pgbench run (pgbench -T)")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "left out of every run's figures, from the start of its first transaction")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "left out of every run's figures, from when its last client started its first transaction")
 	fs.IntVar(&o.scale, "scale", 10, "pgbench -i scale factor")
 	fs.StringVar(&o.sharedBuffers, "shared-buffers", "32MB", "PostgreSQL shared_buffers (a larger value lengthens every fresh backend's warm-up; see README)")
 	clients := fs.String("clients", "1,16,64", "comma-separated client counts (pgbench -c)")

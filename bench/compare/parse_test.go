@@ -79,6 +79,9 @@ func TestTxLog(t *testing.T) {
 	if want := time.Unix(1767000001, 500*1000); !l.last.Equal(want) {
 		t.Errorf("last = %v, want %v", l.last, want)
 	}
+	if want := time.Unix(1767000000, 123044*1000); !l.allIn.Equal(want) {
+		t.Errorf("allIn = %v, want %v (client 0 started last: its first transaction ended at 123456 µs after 412)", l.allIn, want)
+	}
 	if got := percentile(l.lat, 0.99); got != 1500*time.Microsecond {
 		t.Errorf("p99 = %v, want 1.5ms", got)
 	}

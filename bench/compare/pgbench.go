@@ -50,8 +50,8 @@ type runResult struct {
 }
 
 // steady is a run measured from its per-transaction log over the steady
-// window: from warm-up after the first transaction started to the end of the
-// last one. Every fresh backend is slow on its first transactions (catalog
+// window: from warm-up after every client had started its first transaction
+// to the end of the last one. Every fresh backend is slow on its first transactions (catalog
 // caches, page faults on shared memory), and pgbench spends a varying part of
 // -T connecting its clients, so the first part of a run says little about
 // the relay.
@@ -157,11 +157,15 @@ func runPgbench(ctx context.Context, t *target, c cell, d, warmup time.Duration,
 		res.err = err
 		return res
 	}
-	from := log.first.Add(warmup)
+	// Every client runs from allIn on: until then pgbench was still
+	// connecting some (one fresh backend each, directly and through
+	// lockguard; PgBouncer's were opened before the run), and the run was
+	// not the cell it is named for.
+	from := log.allIn.Add(warmup)
 	res.steady = log.steady(from)
 	if res.steady.window < 500*time.Millisecond || res.steady.tx == 0 {
-		res.err = fmt.Errorf("only %s of transactions after a warm-up of %s: pgbench spent the rest of -T %s connecting its %d clients (connection time %s)",
-			log.last.Sub(log.first).Round(10*time.Millisecond), warmup, d, c.clients, sum.connTime.Round(10*time.Millisecond))
+		res.err = fmt.Errorf("only %s of transactions with all clients running, before a warm-up of %s: pgbench spent the rest of -T %s connecting its %d clients (connection time %s)",
+			log.last.Sub(log.allIn).Round(10*time.Millisecond), warmup, d, c.clients, sum.connTime.Round(10*time.Millisecond))
 		return res
 	}
 	// The proxy's CPU time over the same window: connecting the clients
@@ -316,6 +320,10 @@ type txLog struct {
 	lat         []time.Duration // latency of every successful transaction
 	end         []time.Time     // the instant each one ended
 	first, last time.Time       // start of the first transaction, end of the last
+	// allIn is when the last client to start started its first
+	// transaction: from then on every client runs.
+	allIn   time.Time
+	started map[string]time.Time // each client's first transaction start
 }
 
 // steady measures the transactions that ended after from.
@@ -377,11 +385,25 @@ func (l *txLog) read(r io.Reader) error {
 		}
 		l.lat = append(l.lat, lat)
 		l.end = append(l.end, end)
-		if start := end.Add(-lat); l.first.IsZero() || start.Before(l.first) {
+		start := end.Add(-lat)
+		if l.first.IsZero() || start.Before(l.first) {
 			l.first = start
+		}
+		if l.started == nil {
+			l.started = map[string]time.Time{}
+		}
+		client, _, _ := strings.Cut(sc.Text(), " ")
+		if s, ok := l.started[client]; !ok || start.Before(s) {
+			l.started[client] = start
 		}
 		if end.After(l.last) {
 			l.last = end
+		}
+	}
+	l.allIn = time.Time{}
+	for _, s := range l.started {
+		if s.After(l.allIn) {
+			l.allIn = s
 		}
 	}
 	return sc.Err()
