@@ -84,6 +84,20 @@ func startServerWith(t *testing.T, upstream string, set func(*Config)) (*Server,
 	return srv, ln.Addr().String()
 }
 
+// untilReady receives messages until a ReadyForQuery.
+func untilReady(t *testing.T, fe *pgproto3.Frontend) {
+	t.Helper()
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return
+		}
+	}
+}
+
 func sendAll(t *testing.T, w io.Writer, msgs ...interface{ Encode([]byte) ([]byte, error) }) {
 	if _, err := w.Write(encode(t, msgs...)); err != nil {
 		t.Error(err)
@@ -228,15 +242,7 @@ func TestUpstreamDiesMidSession(t *testing.T) {
 	fe := pgproto3.NewFrontend(c, c)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
 	fe.Flush()
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			break
-		}
-	}
+	untilReady(t, fe)
 	fe.Send(&pgproto3.Query{String: "COMMIT"})
 	fe.Flush()
 	msg, err := fe.Receive()

@@ -40,8 +40,8 @@ type loop struct {
 	evict   []*Session // sessions to take out of the loop (under mu)
 	stopped bool
 	closed  bool // epfd and wakefd are closed
-	// ring batches the loop's writes (uring_linux.go); nil writes each
-	// with write(2).
+	// ring batches the loop's reads and writes (uring_linux.go); with nil
+	// each is a read(2) or write(2).
 	ring *wring
 }
 
@@ -67,7 +67,7 @@ func newLoop(log *slog.Logger, useRing bool, c *loopCounters) (*loop, error) {
 	if useRing {
 		r, err := newWring(c)
 		if err != nil {
-			log.Info("io_uring is not available: the event loop writes with write(2)", "err", err)
+			log.Info("io_uring is not available: the event loop uses read(2) and write(2)", "err", err)
 		} else {
 			l.ring = r
 		}

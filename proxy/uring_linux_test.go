@@ -86,15 +86,7 @@ func testShortSendKeepsOrder(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			break
-		}
-	}
+	untilReady(t, fe)
 	for end := time.Now().Add(5 * time.Second); srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("the session is not in the event loop: %+v", srv.Stats())
