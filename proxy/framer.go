@@ -49,11 +49,10 @@ type framer struct {
 	// full says the last read filled the buffer: more bytes may be queued.
 	full bool
 	// pre is set when an event loop read for the next fill (prefetched):
-	// preN bytes into preSpace bytes of room, or preErr.
-	pre      bool
-	preN     int
-	preSpace int
-	preErr   error
+	// preN bytes into the room after end, or preErr.
+	pre    bool
+	preN   int
+	preErr error
 }
 
 func (f *framer) init(limit, streamLimit int) {
@@ -86,7 +85,8 @@ func (f *framer) fill(r io.Reader) error {
 		// Nothing to read is the loop's answer only while the loop
 		// relays the session; once it left, a goroutine waits for bytes.
 		if f.preErr != errWouldBlock || f.src == nil || f.src.nowait {
-			return f.filled(f.preN, f.preErr, f.preSpace)
+			// room was made for the read and nothing moved since.
+			return f.filled(f.preN, f.preErr, len(f.buf)-f.end)
 		}
 	}
 	p := f.room()
@@ -102,8 +102,8 @@ func (f *framer) fill(r io.Reader) error {
 
 // prefetched records a read an event loop made into the space room
 // returned: the next fill takes it.
-func (f *framer) prefetched(n int, err error, space int) {
-	f.pre, f.preN, f.preErr, f.preSpace = true, n, err, space
+func (f *framer) prefetched(n int, err error) {
+	f.pre, f.preN, f.preErr = true, n, err
 }
 
 // room makes room in the buffer for the next read and returns that space.

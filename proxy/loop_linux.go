@@ -303,43 +303,26 @@ func (r *runner) dispatch() bool {
 // prefetch reads every socket of this round's events that has bytes, with
 // one io_uring_enter, into the framer that reads it: each pump then finds
 // its bytes there (framer.pre) instead of making a read(2) of its own.
+// A round with a single socket to read leaves it to the pump's own read(2),
+// which costs less (flush).
 func (r *runner) prefetch() {
 	g := r.l.ring
-	n := 0
 	for i := 0; i < r.n; i++ {
-		if r.readable(i) != nil {
-			n++
+		s := r.sess[i]
+		ev := &r.events[i]
+		if s == nil || ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !s.inLoop.Load() {
+			continue
 		}
-	}
-	if n < g.minOps {
-		return // the pump's own read(2) costs less
-	}
-	for i := 0; i < r.n; i++ {
-		if f := r.readable(i); f != nil {
-			k := int(r.events[i].Pad & 1)
-			g.queueRecv(r.sess[i], r.sess[i].writer(k), f)
+		k := int(ev.Pad & 1)
+		f := &s.cf
+		if k == dirUpstream {
+			f = &s.uf
+		}
+		if w := s.writer(k); w.ring != nil && !f.pre && f.buf != nil {
+			g.queueRecv(s, w, f)
 		}
 	}
 	g.flush()
-}
-
-// readable returns the framer that reads the socket of event i, when
-// prefetch may read for it.
-func (r *runner) readable(i int) *framer {
-	s := r.sess[i]
-	ev := &r.events[i]
-	if s == nil || ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 || !s.inLoop.Load() {
-		return nil
-	}
-	k := int(ev.Pad & 1)
-	f := &s.cf
-	if k == dirUpstream {
-		f = &s.uf
-	}
-	if s.writer(k).ring == nil || f.pre || f.buf == nil {
-		return nil
-	}
-	return f
 }
 
 // requests handles what other goroutines asked for; it reports a stop.

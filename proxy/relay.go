@@ -740,20 +740,21 @@ func (s *Session) sockets() [2][2]*rawSock {
 // relay runs, writes go through the relay's socket writer: with an event
 // loop, it alone learns when a full socket drains.
 func (s *Session) writeClientLocked(b []byte) error {
-	if w := s.socks[dirClient][1]; w != nil {
-		_, err := w.Write(b)
-		return err
-	}
-	_, err := s.client.Write(b)
-	return err
+	return s.writeClientWith((*rawSock).Write, b)
 }
 
 // writeClientNow is writeClientLocked for writers other than the relay's
 // pumps: it never queues on an event loop's ring, and sends first what the
 // pumps' writes still owe.
 func (s *Session) writeClientNow(b []byte) error {
+	return s.writeClientWith((*rawSock).writeNow, b)
+}
+
+// writeClientWith writes b with write on the relay's writer of the client
+// socket, or on the connection itself before the relay starts and for TLS.
+func (s *Session) writeClientWith(write func(*rawSock, []byte) (int, error), b []byte) error {
 	if w := s.socks[dirClient][1]; w != nil {
-		_, err := w.writeNow(b)
+		_, err := write(w, b)
 		return err
 	}
 	_, err := s.client.Write(b)

@@ -215,11 +215,14 @@ func (r *wring) flush() {
 	if n == 0 {
 		return
 	}
-	if n < r.minOps && r.q[0].f == nil {
-		// Take the send back out of the ring (the kernel reads the SQ only
-		// in io_uring_enter) and make it with sendto(2).
+	if n < r.minOps {
+		// Take the operation back out of the ring (the kernel reads the SQ
+		// only in io_uring_enter): a send is made with sendto(2); a receive
+		// is left to the pump's own read(2).
 		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-1)
-		r.settle(&r.q[0], r.sendNow(&r.q[0]))
+		if r.q[0].f == nil {
+			r.settle(&r.q[0], r.sendNow(&r.q[0]))
+		}
 		clear(r.q)
 		r.q = r.q[:0]
 		r.used = 0
@@ -307,15 +310,15 @@ func (r *wring) settle(q *ringWrite, res int32) {
 	if f := q.f; f != nil {
 		switch e := syscall.Errno(-res); {
 		case res > 0:
-			f.prefetched(int(res), nil, q.n)
+			f.prefetched(int(res), nil)
 		case res == 0:
-			f.prefetched(0, io.EOF, q.n)
+			f.prefetched(0, io.EOF)
 		case e == syscall.EAGAIN:
-			f.prefetched(0, errWouldBlock, q.n)
+			f.prefetched(0, errWouldBlock)
 		case res == notSent, e == syscall.EINTR:
 			// No prefetch: the pump reads itself.
 		default:
-			f.prefetched(0, w.opError("read", os.NewSyscallError("read", e)), q.n)
+			f.prefetched(0, w.opError("read", os.NewSyscallError("read", e)))
 		}
 		return
 	}
