@@ -55,3 +55,29 @@ func TestAnalyzeEmpty(t *testing.T) {
 		t.Error("no error for input without sched_switch events")
 	}
 }
+
+// A thread preempted on CPU 1 waits there behind three other tasks; another
+// preempted on CPU 0 runs again on CPU 1 and is counted as moved.
+const crowded = `
+ lg 101 [001] 20.000000: sched:sched_switch: prev_comm=lg prev_pid=101 prev_prio=120 prev_state=R ==> next_comm=postgres next_pid=7 next_prio=120
+ lg 102 [000] 20.000010: sched:sched_switch: prev_comm=lg prev_pid=102 prev_prio=120 prev_state=R ==> next_comm=pgbench next_pid=9 next_prio=120
+ postgres 7 [001] 20.000100: sched:sched_switch: prev_comm=postgres prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=postgres next_pid=8 next_prio=120
+ postgres 8 [001] 20.000200: sched:sched_switch: prev_comm=postgres prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=pgbench next_pid=10 next_prio=120
+ pgbench 10 [001] 20.000300: sched:sched_switch: prev_comm=pgbench prev_pid=10 prev_prio=120 prev_state=S ==> next_comm=lg next_pid=101 next_prio=120
+ lg 101 [001] 20.000400: sched:sched_switch: prev_comm=lg prev_pid=101 prev_prio=120 prev_state=S ==> next_comm=lg next_pid=102 next_prio=120
+`
+
+func TestAnalyzeTasksBeforeResuming(t *testing.T) {
+	st, err := analyze(strings.NewReader(crowded), "lg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.resumed != 1 || st.others != 3 || st.moved != 1 {
+		t.Errorf("resumed %d after %d others, moved %d; want 1 after 3, 1 moved", st.resumed, st.others, st.moved)
+	}
+	var out strings.Builder
+	st.write(&out, "lg")
+	if want := "tasks run before it ran again: 3.0 on average (1 waits on the same CPU, 1 moved to another)"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+}
