@@ -24,16 +24,16 @@ import (
 var switchLine = regexp.MustCompile(`\[(\d+)\]\s+([\d.]+): sched:sched_switch: prev_comm=(.*?) prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) ==> next_comm=(.*?) next_pid=(\d+)`)
 
 type stats struct {
-	seconds   float64
-	preempted int     // switched out while runnable
-	slept     int     // switched out to wait
-	running   float64 // seconds on a CPU
-	waited    float64 // seconds runnable but not running, after a preemption
+	seconds     float64
+	preempted   int            // switched out while runnable
+	slept       int            // switched out to wait
+	running     float64        // seconds on a CPU
+	waited      float64        // seconds runnable but not running, after a preemption
+	preemptedBy map[string]int // the command that ran instead
 	// others counts the tasks that ran on the CPU of a preempted thread
 	// before it ran again there; resumed counts those waits, moved the
 	// threads that ran again on another CPU.
 	others, resumed, moved int
-	preemptedBy            map[string]int // the command that ran instead
 }
 
 func analyze(r io.Reader, comm string) (*stats, error) {
