@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +95,36 @@ func TestTxLog(t *testing.T) {
 	}
 }
 
+// TestSteadyLate checks the ratio of the steady window's halves: a run whose
+// second half ends twice as many transactions as its first reads 2.
+func TestSteadyLate(t *testing.T) {
+	var lines strings.Builder
+	// From second 10 to 12 of the epoch below: one transaction every 100 ms
+	// in the first second, one every 50 ms in the next.
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&lines, "0 %d 100 0 1767000010 %d\n", i, i*100000-1)
+	}
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&lines, "0 %d 100 0 %d %d\n", 10+i, 1767000011+(i*50000)/1000000, (i*50000)%1000000)
+	}
+	var l txLog
+	if err := l.read(strings.NewReader(lines.String())); err != nil {
+		t.Fatal(err)
+	}
+	s := l.steady(time.Unix(1767000010, 0))
+	if s.tx != 30 || math.Abs(s.late-2) > 1e-9 {
+		t.Errorf("tx %d, late %v; want 30 and 2", s.tx, s.late)
+	}
+	// From second 11 on the rate is even: 10 and 10.
+	if s := l.steady(time.Unix(1767000011, 0)); s.tx != 20 || math.Abs(s.late-1) > 1e-9 {
+		t.Errorf("from second 11: tx %d, late %v; want 20 and 1", s.tx, s.late)
+	}
+	// A window with no transaction in its first half has no ratio.
+	if s := l.steady(time.Unix(1767000011, 960000*1000)); s.late != 0 {
+		t.Errorf("from 11.96 s: late %v, want 0", s.late)
+	}
+}
+
 func TestCPUAt(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	samples := []cpuPoint{{t0, 0}, {t0.Add(100 * time.Millisecond), 40 * time.Millisecond}, {t0.Add(200 * time.Millisecond), 60 * time.Millisecond}}
@@ -117,5 +149,41 @@ func TestParseGoBench(t *testing.T) {
 	got := parseGoBench(out)
 	if len(got) != 1 || got[0].name != "BenchmarkRelaySmall-2" || got[0].nsPerOp != 95.3 || !got[0].hasAllocs || got[0].allocs != 0 {
 		t.Fatalf("parseGoBench = %+v", got)
+	}
+}
+
+// TestWriteWarming checks that the report names the cells a target was still
+// speeding up in, and only those.
+func TestWriteWarming(t *testing.T) {
+	o := &options{rounds: 1, workloads: []string{"tpcb-like"}, modes: []string{"simple"}, clients: []int{16, 64}}
+	res := newResults(o)
+	for _, c := range res.cells {
+		for _, name := range targetNames {
+			l := 1.02
+			if c.clients == 64 && name == direct {
+				l = 1.4
+			}
+			res.add(c, name, 0, runResult{steady: steady{tps: 100, tx: 500, late: l}})
+		}
+	}
+	rep := &report{opts: o, results: res}
+	var out strings.Builder
+	w := func(f string, a ...any) { fmt.Fprintf(&out, f, a...) }
+	rep.writeWarming(w)
+	got := out.String()
+	if !strings.Contains(got, "- tpcb-like -M simple -c 64: direct 1.40, lockguard 1.02, pgbouncer 1.02") {
+		t.Errorf("the 64-client cell is not named as warming up:\n%s", got)
+	}
+	if strings.Contains(got, "-c 16") {
+		t.Errorf("the steady 16-client cell is named:\n%s", got)
+	}
+
+	for _, name := range targetNames {
+		res.runs[res.cells[1]][name][0].steady.late = 1.0
+	}
+	out.Reset()
+	rep.writeWarming(w)
+	if !strings.HasPrefix(out.String(), "Every cell ran steady") {
+		t.Errorf("all steady, got:\n%s", out.String())
 	}
 }

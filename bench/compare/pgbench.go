@@ -61,6 +61,10 @@ type steady struct {
 	tps    float64
 	avg    time.Duration // mean latency of those transactions
 	p99    time.Duration // their 99th percentile latency
+	// late is the tps of the window's second half over that of its first:
+	// about 1 when the run was steady, above when it was still warming up.
+	// 0 when a half has no transaction.
+	late float64
 }
 
 // cpuPerTx returns the proxy's CPU time per transaction in the steady window.
@@ -330,10 +334,15 @@ type txLog struct {
 func (l *txLog) steady(from time.Time) steady {
 	var lat []time.Duration
 	var sum time.Duration
+	mid := from.Add(l.last.Sub(from) / 2)
+	early := 0
 	for i, e := range l.end {
 		if e.After(from) {
 			lat = append(lat, l.lat[i])
 			sum += l.lat[i]
+			if !e.After(mid) {
+				early++
+			}
 		}
 	}
 	s := steady{window: l.last.Sub(from), tx: len(lat)}
@@ -343,6 +352,9 @@ func (l *txLog) steady(from time.Time) steady {
 	s.tps = float64(s.tx) / s.window.Seconds()
 	s.avg = sum / time.Duration(s.tx)
 	s.p99 = percentile(lat, 0.99)
+	if early > 0 && s.tx > early {
+		s.late = float64(s.tx-early) / float64(early)
+	}
 	return s
 }
 

@@ -104,12 +104,13 @@ func cpuUsPerTx(r *runResult) float64 { return float64(r.cpuPerTx()) / float64(t
 func otherCores(r *runResult) float64 { return r.other }
 func windowS(r *runResult) float64    { return r.steady.window.Seconds() }
 func connUs(r *runResult) float64     { return float64(r.pgbench.connTime) / float64(time.Microsecond) }
+func late(r *runResult) float64       { return r.steady.late }
 
 func (r *runResult) oneLine() string {
 	if r.err != nil {
 		return "ERROR: " + r.err.Error()
 	}
-	s := fmt.Sprintf("%8.0f tps  avg %s  p99 %s  over %.1fs", tps(r), ms(avgUs(r)), ms(p99Us(r)), r.steady.window.Seconds())
+	s := fmt.Sprintf("%8.0f tps  avg %s  p99 %s  over %.1fs (2nd/1st half %.2f)", tps(r), ms(avgUs(r)), ms(p99Us(r)), r.steady.window.Seconds(), late(r))
 	if r.cpu > 0 {
 		s += fmt.Sprintf("  cpu %.1f µs/tx", cpuUsPerTx(r))
 	}
@@ -409,6 +410,44 @@ func (rep *report) writeRatios(w func(string, ...any)) {
 			us(res.of(c, pgbouncer, cpuUsPerTx).med))
 	}
 	w("\n")
+	rep.writeWarming(w)
+}
+
+// warmingUp is how much faster the second half of the steady window must
+// run than the first, for some target (median over the rounds), before the
+// report calls a cell still warming up.
+const warmingUp = 1.15
+
+// writeWarming names the cells whose runs were still speeding up at their
+// end: their ratios compare targets in the middle of a warm-up, where a
+// longer -T (and -warmup) would measure them steady.
+func (rep *report) writeWarming(w func(string, ...any)) {
+	res := rep.results
+	var lines []string
+	for _, c := range res.cells {
+		var parts []string
+		warm := false
+		for _, t := range targetNames {
+			l := res.of(c, t, late)
+			if l.n == 0 {
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f", t, l.med))
+			warm = warm || l.med >= warmingUp
+		}
+		if warm {
+			lines = append(lines, fmt.Sprintf("- %s -M %s -c %d: %s", c.workload, c.mode, c.clients, strings.Join(parts, ", ")))
+		}
+	}
+	if len(lines) == 0 {
+		w("Every cell ran steady: no target's second half of the steady window was %.0f%% faster than its first (median over the rounds).\n\n", (warmingUp-1)*100)
+		return
+	}
+	w("Still warming up: in these cells the second half of some target's steady window ran at least %.0f%% faster than its first (tps of the second half over the first, median over the rounds). Their ratios compare targets part-way through a warm-up; a longer `-T` with a longer `-warmup` measures them steady (bench/compare/README.md).\n\n", (warmingUp-1)*100)
+	for _, l := range lines {
+		w("%s\n", l)
+	}
+	w("\n")
 }
 
 func (rep *report) writeLatency(w func(string, ...any)) {
@@ -460,12 +499,12 @@ func (rep *report) writeMemory(w func(string, ...any)) {
 func (rep *report) writeDetail(w func(string, ...any)) {
 	res := rep.results
 	w("## Per-target figures\n\n")
-	w("Median over the rounds; tps with its range. CPU/tx is the proxy's CPU time per transaction. Connecting is pgbench's \"initial connection time\"; the steady window is the part of the run the figures come from. Others' load is the most CPU that processes outside this benchmark used during one of the runs, in cores (all cores' busy time less that of our PostgreSQL, pgbench and the proxy).\n\n")
+	w("Median over the rounds; tps with its range. CPU/tx is the proxy's CPU time per transaction. Connecting is pgbench's \"initial connection time\"; the steady window is the part of the run the figures come from, and 2nd/1st half the tps of its second half over that of its first (above 1: the run was still speeding up). Others' load is the most CPU that processes outside this benchmark used during one of the runs, in cores (all cores' busy time less that of our PostgreSQL, pgbench and the proxy).\n\n")
 	for i, c := range res.cells {
 		if i == 0 || res.cells[i-1].workload != c.workload || res.cells[i-1].mode != c.mode {
 			w("### %s, -M %s\n\n", c.workload, c.mode)
-			w("| clients | target | tps | tps range | avg latency | p99 latency | CPU/tx | connecting | steady window | others' load | good runs |\n")
-			w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+			w("| clients | target | tps | tps range | avg latency | p99 latency | CPU/tx | connecting | steady window | 2nd/1st half | others' load | good runs |\n")
+			w("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		}
 		for _, t := range targetNames {
 			s := res.of(c, t, tps)
@@ -473,10 +512,10 @@ func (rep *report) writeDetail(w func(string, ...any)) {
 			if t != direct {
 				cpu = us(res.of(c, t, cpuUsPerTx).med)
 			}
-			w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", c.clients, t,
+			w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %d of %d |\n", c.clients, t,
 				num(s.med), fmt.Sprintf("%s–%s", num(s.lo), num(s.hi)),
 				ms(res.of(c, t, avgUs).med), ms(res.of(c, t, p99Us).med), cpu,
-				ms(res.of(c, t, connUs).med), secs(res.of(c, t, windowS).med),
+				ms(res.of(c, t, connUs).med), secs(res.of(c, t, windowS).med), res.of(c, t, late).med,
 				cores(res.of(c, t, otherCores).hi), s.n, res.rounds)
 		}
 		if i+1 == len(res.cells) || res.cells[i+1].workload != c.workload || res.cells[i+1].mode != c.mode {
