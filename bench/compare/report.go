@@ -512,10 +512,10 @@ func (rep *report) writeDetail(w func(string, ...any)) {
 			if t != direct {
 				cpu = us(res.of(c, t, cpuUsPerTx).med)
 			}
-			w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %s | %d of %d |\n", c.clients, t,
+			w("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d of %d |\n", c.clients, t,
 				num(s.med), fmt.Sprintf("%s–%s", num(s.lo), num(s.hi)),
 				ms(res.of(c, t, avgUs).med), ms(res.of(c, t, p99Us).med), cpu,
-				ms(res.of(c, t, connUs).med), secs(res.of(c, t, windowS).med), res.of(c, t, late).med,
+				ms(res.of(c, t, connUs).med), secs(res.of(c, t, windowS).med), orDash("%.2f", res.of(c, t, late).med),
 				cores(res.of(c, t, otherCores).hi), s.n, res.rounds)
 		}
 		if i+1 == len(res.cells) || res.cells[i+1].workload != c.workload || res.cells[i+1].mode != c.mode {
