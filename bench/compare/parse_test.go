@@ -81,6 +81,14 @@ func TestTxLog(t *testing.T) {
 	if want := time.Unix(1767000001, 500*1000); !l.last.Equal(want) {
 		t.Errorf("last = %v, want %v", l.last, want)
 	}
+	if want := time.Unix(1767000000, 123999*1000); !l.allOut.Equal(want) {
+		t.Errorf("allOut = %v, want %v (client 1 stopped first: its only transaction ended at 123999 µs)", l.allOut, want)
+	}
+	// The steady window ends when the first client stops: client 0's last
+	// transaction, after client 1 had stopped, is left out.
+	if s := l.steady(l.first, l.allOut); s.tx != 2 {
+		t.Errorf("steady from first to allOut: %d transactions, want 2", s.tx)
+	}
 	if want := time.Unix(1767000000, 123044*1000); !l.allIn.Equal(want) {
 		t.Errorf("allIn = %v, want %v (client 0 started last: its first transaction ended at 123456 µs after 412)", l.allIn, want)
 	}
@@ -111,16 +119,16 @@ func TestSteadyLate(t *testing.T) {
 	if err := l.read(strings.NewReader(lines.String())); err != nil {
 		t.Fatal(err)
 	}
-	s := l.steady(time.Unix(1767000010, 0))
+	s := l.steady(time.Unix(1767000010, 0), l.allOut)
 	if s.tx != 30 || math.Abs(s.late-2) > 1e-9 {
 		t.Errorf("tx %d, late %v; want 30 and 2", s.tx, s.late)
 	}
 	// From second 11 on the rate is even: 10 and 10.
-	if s := l.steady(time.Unix(1767000011, 0)); s.tx != 20 || math.Abs(s.late-1) > 1e-9 {
+	if s := l.steady(time.Unix(1767000011, 0), l.allOut); s.tx != 20 || math.Abs(s.late-1) > 1e-9 {
 		t.Errorf("from second 11: tx %d, late %v; want 20 and 1", s.tx, s.late)
 	}
 	// A window with no transaction in its first half has no ratio.
-	if s := l.steady(time.Unix(1767000011, 960000*1000)); s.late != 0 {
+	if s := l.steady(time.Unix(1767000011, 960000*1000), l.allOut); s.late != 0 {
 		t.Errorf("from 11.96 s: late %v, want 0", s.late)
 	}
 }

@@ -51,10 +51,11 @@ type runResult struct {
 
 // steady is a run measured from its per-transaction log over the steady
 // window: from warm-up after every client had started its first transaction
-// to the end of the last one. Every fresh backend is slow on its first transactions (catalog
-// caches, page faults on shared memory), and pgbench spends a varying part of
-// -T connecting its clients, so the first part of a run says little about
-// the relay.
+// to the end of the first client's last one, while every client runs. Every
+// fresh backend is slow on its first transactions (catalog caches, page
+// faults on shared memory), and pgbench spends a varying part of -T
+// connecting its clients, so the first part of a run says little about the
+// relay; after -T the clients stop one by one, and the run drains.
 type steady struct {
 	window time.Duration // length of the steady window
 	tx     int           // transactions that ended in it
@@ -161,22 +162,22 @@ func runPgbench(ctx context.Context, t *target, c cell, d, warmup time.Duration,
 		res.err = err
 		return res
 	}
-	// Every client runs from allIn on: until then pgbench was still
+	// Every client runs from allIn to allOut: before, pgbench was still
 	// connecting some (one fresh backend each, directly and through
-	// lockguard; PgBouncer's were opened before the run), and the run was
-	// not the cell it is named for.
-	from := log.allIn.Add(warmup)
-	res.steady = log.steady(from)
+	// lockguard; PgBouncer's were opened before the run); after, clients
+	// stop one by one. Either way the run was not the cell it is named for.
+	from, to := log.allIn.Add(warmup), log.allOut
+	res.steady = log.steady(from, to)
 	if res.steady.window < 500*time.Millisecond || res.steady.tx == 0 {
 		res.err = fmt.Errorf("only %s of transactions with all clients running, before a warm-up of %s: pgbench spent the rest of -T %s connecting its %d clients (connection time %s)",
-			log.last.Sub(log.allIn).Round(10*time.Millisecond), warmup, d, c.clients, sum.connTime.Round(10*time.Millisecond))
+			log.allOut.Sub(log.allIn).Round(10*time.Millisecond), warmup, d, c.clients, sum.connTime.Round(10*time.Millisecond))
 		return res
 	}
 	// The proxy's CPU time over the same window: connecting the clients
 	// (seconds for 64 fresh backends, milliseconds through PgBouncer's
 	// pre-opened server connections) and warming up are left out.
 	if samples != nil {
-		res.cpu = cpuAt(samples, log.last) - cpuAt(samples, from)
+		res.cpu = cpuAt(samples, to) - cpuAt(samples, from)
 	}
 	return res
 }
@@ -325,19 +326,23 @@ type txLog struct {
 	end         []time.Time     // the instant each one ended
 	first, last time.Time       // start of the first transaction, end of the last
 	// allIn is when the last client to start started its first
-	// transaction: from then on every client runs.
-	allIn   time.Time
-	started map[string]time.Time // each client's first transaction start
+	// transaction: from then on every client runs. allOut is when the
+	// first client to stop ended its last one: from then on the run drains,
+	// as -T has passed and clients stop one by one (those waiting on a lock
+	// last).
+	allIn, allOut time.Time
+	started       map[string]time.Time // each client's first transaction start
+	ended         map[string]time.Time // each client's last transaction end
 }
 
-// steady measures the transactions that ended after from.
-func (l *txLog) steady(from time.Time) steady {
+// steady measures the transactions that ended after from and by to.
+func (l *txLog) steady(from, to time.Time) steady {
 	var lat []time.Duration
 	var sum time.Duration
-	mid := from.Add(l.last.Sub(from) / 2)
+	mid := from.Add(to.Sub(from) / 2)
 	early := 0
 	for i, e := range l.end {
-		if e.After(from) {
+		if e.After(from) && !e.After(to) {
 			lat = append(lat, l.lat[i])
 			sum += l.lat[i]
 			if !e.After(mid) {
@@ -345,7 +350,7 @@ func (l *txLog) steady(from time.Time) steady {
 			}
 		}
 	}
-	s := steady{window: l.last.Sub(from), tx: len(lat)}
+	s := steady{window: to.Sub(from), tx: len(lat)}
 	if s.tx == 0 || s.window <= 0 {
 		return s
 	}
@@ -408,6 +413,12 @@ func (l *txLog) read(r io.Reader) error {
 		if s, ok := l.started[client]; !ok || start.Before(s) {
 			l.started[client] = start
 		}
+		if l.ended == nil {
+			l.ended = map[string]time.Time{}
+		}
+		if e, ok := l.ended[client]; !ok || end.After(e) {
+			l.ended[client] = end
+		}
 		if end.After(l.last) {
 			l.last = end
 		}
@@ -416,6 +427,12 @@ func (l *txLog) read(r io.Reader) error {
 	for _, s := range l.started {
 		if s.After(l.allIn) {
 			l.allIn = s
+		}
+	}
+	l.allOut = time.Time{}
+	for _, e := range l.ended {
+		if l.allOut.IsZero() || e.Before(l.allOut) {
+			l.allOut = e
 		}
 	}
 	return sc.Err()
