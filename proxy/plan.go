@@ -118,6 +118,20 @@ func (p *plans) abandon() {
 	p.mu.Unlock()
 }
 
+// completePlan ends plan pl of sync point seq at its ReadyForQuery: it
+// reports the result, hands a capture its outcome, and drops the plan.
+func (s *Session) completePlan(pl *plan, seq uint64) {
+	if pl.result != nil {
+		pl.result(pl.sqlstate)
+	}
+	if c := pl.capture; c != nil {
+		c.sqlstate = pl.sqlstate
+		c.delivered = c.buf == nil
+		close(c.done)
+	}
+	s.plans.done(seq)
+}
+
 // errorCode returns the SQLSTATE of an ErrorResponse message (header
 // included), or "".
 func errorCode(msg []byte) string { return string(errorCodeBytes(msg)) }

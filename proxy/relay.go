@@ -662,15 +662,7 @@ func (s *Session) pumpUpstreamPlanned() (bool, error) {
 		}
 		out = s.handleWithPlan(pl, fr.typ, fr.msg, out)
 		if isReady {
-			if pl.result != nil {
-				pl.result(pl.sqlstate)
-			}
-			if c := pl.capture; c != nil {
-				c.sqlstate = pl.sqlstate
-				c.delivered = c.buf == nil
-				close(c.done)
-			}
-			s.plans.done(seq)
+			s.completePlan(pl, seq)
 		}
 	}
 	s.upOut = out[:0]
@@ -695,10 +687,7 @@ func (s *Session) reportLight(seq uint64, msg []byte, ready bool) {
 		}
 		return
 	}
-	if pl.result != nil {
-		pl.result(pl.sqlstate)
-	}
-	s.plans.done(seq)
+	s.completePlan(pl, seq)
 }
 
 // writeClientChunk writes relayed bytes; boundary says whether they end at a

@@ -216,12 +216,14 @@ func (r *wring) flush() {
 		return
 	}
 	if n < r.minOps {
-		// Take the operation back out of the ring (the kernel reads the SQ
-		// only in io_uring_enter): a send is made with sendto(2); a receive
-		// is left to the pump's own read(2).
-		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-1)
-		if r.q[0].f == nil {
-			r.settle(&r.q[0], r.sendNow(&r.q[0]))
+		// Take the operations back out of the ring (the kernel reads the
+		// SQ only in io_uring_enter): sends are made with sendto(2);
+		// receives are left to the pumps' own read(2).
+		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-uint32(n))
+		for i := range r.q {
+			if r.q[i].f == nil {
+				r.settle(&r.q[i], r.sendNow(&r.q[i]))
+			}
 		}
 		clear(r.q)
 		r.q = r.q[:0]
