@@ -75,19 +75,19 @@ func TestTxLog(t *testing.T) {
 	if len(l.lat) != 3 {
 		t.Fatalf("got %d latencies, want 3 (the failed one left out)", len(l.lat))
 	}
-	if want := time.Unix(1767000000, 122499*1000); !l.first.Equal(want) {
-		t.Errorf("first = %v, want %v (end of client 1's transaction less its 1500 µs)", l.first, want)
+	if want := time.Unix(1767000000, 122499*1000); !l.started["1"].Equal(want) {
+		t.Errorf("client 1 started at %v, want %v (end of its transaction less its 1500 µs)", l.started["1"], want)
 	}
-	if want := time.Unix(1767000001, 500*1000); !l.last.Equal(want) {
-		t.Errorf("last = %v, want %v", l.last, want)
+	if want := time.Unix(1767000001, 500*1000); !l.ended["0"].Equal(want) {
+		t.Errorf("client 0 ended at %v, want %v", l.ended["0"], want)
 	}
 	if want := time.Unix(1767000000, 123999*1000); !l.allOut.Equal(want) {
 		t.Errorf("allOut = %v, want %v (client 1 stopped first: its only transaction ended at 123999 µs)", l.allOut, want)
 	}
 	// The steady window ends when the first client stops: client 0's last
 	// transaction, after client 1 had stopped, is left out.
-	if s := l.steady(l.first, l.allOut); s.tx != 2 {
-		t.Errorf("steady from first to allOut: %d transactions, want 2", s.tx)
+	if s := l.steady(l.started["1"], l.allOut); s.tx != 2 {
+		t.Errorf("steady from the first start to allOut: %d transactions, want 2", s.tx)
 	}
 	if want := time.Unix(1767000000, 123044*1000); !l.allIn.Equal(want) {
 		t.Errorf("allIn = %v, want %v (client 0 started last: its first transaction ended at 123456 µs after 412)", l.allIn, want)

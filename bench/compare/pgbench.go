@@ -322,9 +322,8 @@ func parseMillis(s string) (time.Duration, error) {
 
 // txLog is what pgbench's per-transaction logs of one run hold.
 type txLog struct {
-	lat         []time.Duration // latency of every successful transaction
-	end         []time.Time     // the instant each one ended
-	first, last time.Time       // start of the first transaction, end of the last
+	lat []time.Duration // latency of every successful transaction
+	end []time.Time     // the instant each one ended
 	// allIn is when the last client to start started its first
 	// transaction: from then on every client runs. allOut is when the
 	// first client to stop ended its last one: from then on the run drains,
@@ -403,9 +402,6 @@ func (l *txLog) read(r io.Reader) error {
 		l.lat = append(l.lat, lat)
 		l.end = append(l.end, end)
 		start := end.Add(-lat)
-		if l.first.IsZero() || start.Before(l.first) {
-			l.first = start
-		}
 		if l.started == nil {
 			l.started = map[string]time.Time{}
 		}
@@ -418,9 +414,6 @@ func (l *txLog) read(r io.Reader) error {
 		}
 		if e, ok := l.ended[client]; !ok || end.After(e) {
 			l.ended[client] = end
-		}
-		if end.After(l.last) {
-			l.last = end
 		}
 	}
 	l.allIn = time.Time{}
