@@ -4,7 +4,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -43,11 +45,14 @@ type loop struct {
 	// ring batches the loop's reads and writes (uring_linux.go); with nil
 	// each is a read(2) or write(2).
 	ring *wring
+	srv  *Server
+	// holdP lets the loop wait without giving up its P (runner.wait).
+	holdP bool
 }
 
 const wakeSlot = -1 // the eventfd's Fd in events
 
-func newLoop(log *slog.Logger, useRing bool, c *loopCounters) (*loop, error) {
+func newLoop(log *slog.Logger, useRing bool, srv *Server, holdP bool) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -63,9 +68,9 @@ func newLoop(log *slog.Logger, useRing bool, c *loopCounters) (*loop, error) {
 		syscall.Close(int(wfd))
 		return nil, err
 	}
-	l := &loop{epfd: epfd, wakefd: int(wfd), log: log}
+	l := &loop{epfd: epfd, wakefd: int(wfd), log: log, srv: srv, holdP: holdP && asyncPreemption(os.Getenv("GODEBUG"))}
 	if useRing {
-		r, err := newWring(c)
+		r, err := newWring(&srv.loopIO)
 		if err != nil {
 			log.Info("io_uring is not available: the event loop uses read(2) and write(2)", "err", err)
 		} else {
@@ -233,13 +238,18 @@ const loopBatch = 128
 
 func (l *loop) run(pending []syscall.EpollEvent) {
 	r := &runner{l: l, events: make([]syscall.EpollEvent, loopBatch), sess: make([]*Session, loopBatch)}
+	// The loop keeps one thread, as PgBouncer's one process does: the
+	// kernel's wake-up placement learns it, and the goroutine does not move
+	// between threads each time the scheduler takes it off (measured in
+	// bench/compare/README.md, "Holding the loop's thread and P").
+	runtime.LockOSThread()
 	r.n = copy(r.events, pending)
 	for {
 		if r.n > 0 && r.dispatch() {
 			return
 		}
 		r.flushWrites()
-		n, err := syscall.EpollWait(l.epfd, r.events, -1)
+		n, err := r.wait()
 		if err != nil {
 			if err == syscall.EINTR {
 				r.n = 0
@@ -250,6 +260,52 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 		}
 		r.n = n
 	}
+}
+
+// holdWait is how long the loop waits for events without giving up its P
+// (loop.holdP); after that much quiet it waits in the runtime's system call
+// state, so that an idle loop makes no wake-ups.
+const holdWait = 1 // ms
+
+// wait waits for the loop's sockets to have events.
+//
+// A wait in syscall.EpollWait enters the runtime's system call state, from
+// which the scheduler's monitor thread takes the P (the right to run Go
+// code) when the wait lasts and other goroutines are runnable; the loop then
+// needs a P back when it wakes, and the monitor polls every 20 µs for a
+// while after each take. With one client that costs about a third of the
+// latency lockguard adds over PgBouncer. So while every session is in a loop
+// (no goroutine relays one), the loop waits with a raw system call and keeps
+// its P: the other goroutines (accepting, monitoring, telemetry) have the
+// rest. The garbage collector still stops the loop at once: it preempts with
+// a signal, which ends the wait with EINTR (holdP is false where that
+// signal is off).
+func (r *runner) wait() (int, error) {
+	l := r.l
+	if l.holdP && l.srv.inLoop.Load() == l.srv.active.Load() {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), holdWait, 0, 0)
+		switch {
+		case e != 0:
+			return 0, e
+		case n > 0:
+			l.srv.loopIO.held.Add(1)
+			return int(n), nil
+		}
+	}
+	return syscall.EpollWait(l.epfd, r.events, -1)
+}
+
+// asyncPreemption reports whether the runtime stops goroutines with a
+// signal, which a loop that waits holding its P depends on; GODEBUG can turn
+// it off.
+func asyncPreemption(godebug string) bool {
+	for _, kv := range strings.Split(godebug, ",") {
+		switch strings.TrimSpace(kv) {
+		case "asyncpreemptoff=1", "gccheckmark=1":
+			return false
+		}
+	}
+	return true
 }
 
 // dispatch handles the events in r.events[:r.n]. It reports whether this
@@ -411,6 +467,7 @@ func (r *runner) handOff(s *Session) {
 	r.leave(s, leaveMsg{owner: s.pumping, ended: -1})
 	r.flushWrites()
 	r.retired = true
+	runtime.UnlockOSThread() // this goroutine is the session's now
 	rest := append([]syscall.EpollEvent(nil), r.events[r.i+1:r.n]...)
 	go r.l.run(rest)
 }

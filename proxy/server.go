@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,7 @@ type loopCounters struct {
 	batches, writes atomic.Uint64
 	reads           atomic.Uint64 // prefetching receives
 	short           atomic.Uint64 // sends that came back short
+	held            atomic.Uint64 // waits that kept the P (runner.wait)
 }
 
 // loopFor returns the event loop that is to relay a new session, or nil.
@@ -121,8 +123,11 @@ func (s *Session) loopFor() *loop {
 		return nil
 	}
 	srv.loopOnce.Do(func() {
+		// A loop that keeps its P while it waits leaves the others to the
+		// rest of the program, so at least one must stay.
+		holdP := s.cfg.EventLoops < runtime.GOMAXPROCS(0)
 		for range s.cfg.EventLoops {
-			l, err := newLoop(s.cfg.logger(), !s.cfg.NoIOUring, &srv.loopIO)
+			l, err := newLoop(s.cfg.logger(), !s.cfg.NoIOUring, srv, holdP)
 			if err != nil {
 				s.cfg.logger().Warn("cannot start an event loop; sessions use goroutines", "err", err)
 				break
@@ -236,12 +241,16 @@ type Stats struct {
 	// RingEnters is the number of io_uring_enter calls event loops made,
 	// and RingSends and RingRecvs the socket operations they carried.
 	RingEnters, RingSends, RingRecvs uint64
+	// HeldWaits is the number of times an event loop waited for events
+	// without giving up its P, and got them (see proxy/loop_linux.go).
+	HeldWaits uint64
 }
 
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
 	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load(),
-		RingEnters: s.loopIO.batches.Load(), RingSends: s.loopIO.writes.Load(), RingRecvs: s.loopIO.reads.Load()}
+		RingEnters: s.loopIO.batches.Load(), RingSends: s.loopIO.writes.Load(), RingRecvs: s.loopIO.reads.Load(),
+		HeldWaits: s.loopIO.held.Load()}
 }
 
 // Ready reports whether the server accepts sessions: at least one listener is

@@ -2,8 +2,10 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -278,4 +280,52 @@ func ioUringAvailable() bool {
 	}
 	syscall.Close(int(fd))
 	return true
+}
+
+// While every session is in the loop, the loop waits for events without
+// giving up its P (proxy runner.wait), which saves a third of the latency it
+// adds at one client (bench/compare/README.md). A session that goroutines
+// relay (here a TLS one) may need that P, so the loop then waits in the
+// runtime's system call state again.
+func TestEventLoopHoldsItsPOnlyWhenAllSessionsAreIn(t *testing.T) {
+	requireEventLoop(t)
+	if runtime.GOMAXPROCS(0) <= testEventLoops {
+		t.Skipf("GOMAXPROCS %d leaves no P besides the event loops' %d", runtime.GOMAXPROCS(0), testEventLoops)
+	}
+	lg := startLockguard(t, withClientTLS(t))
+	ctx := ctxT(t, 30*time.Second)
+	plain := connect(t, lg.superDSN())
+	roundTrips := func() uint64 {
+		t.Helper()
+		before := lg.srv.Stats().HeldWaits
+		for range 200 {
+			if _, err := plain.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return lg.srv.Stats().HeldWaits - before
+	}
+	waitFor(t, 5*time.Second, func() bool { st := lg.srv.Stats(); return st.InLoop == 1 && st.Active == 1 })
+	// Each round trip waits for the server's answer, well within the 1 ms
+	// the loop holds its P for; a loaded machine may stretch some.
+	if held := roundTrips(); held < 20 {
+		t.Fatalf("held waits over 200 round trips with every session in the loop: %d, want at least 20", held)
+	}
+
+	tlsConn := connect(t, lg.superDSN("sslmode", "verify-full", "sslrootcert", pg.CAFile))
+	if _, isTLS := tlsConn.PgConn().Conn().(*tls.Conn); !isTLS {
+		t.Fatal("the second session is not TLS")
+	}
+	waitFor(t, 5*time.Second, func() bool { st := lg.srv.Stats(); return st.InLoop == 1 && st.Active == 2 })
+	if held := roundTrips(); held != 0 {
+		t.Fatalf("held waits while a TLS session relays with goroutines: %d, want 0", held)
+	}
+
+	if err := tlsConn.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().Active == 1 })
+	if held := roundTrips(); held < 20 {
+		t.Fatalf("held waits after the TLS session ended: %d, want at least 20", held)
+	}
 }
