@@ -232,6 +232,8 @@ type runner struct {
 	sess    []*Session
 	n, i    int
 	retired bool
+	// interrupted says the last held wait ended with EINTR (wait).
+	interrupted bool
 }
 
 const loopBatch = 128
@@ -262,37 +264,40 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 	}
 }
 
-// holdWait is how long the loop waits for events without giving up its P
-// (loop.holdP); after that much quiet it waits in the runtime's system call
-// state, so that an idle loop makes no wake-ups.
-const holdWait = 1 // ms
-
 // wait waits for the loop's sockets to have events.
 //
 // A wait in syscall.EpollWait enters the runtime's system call state, from
 // which the scheduler's monitor thread takes the P (the right to run Go
 // code) when the wait lasts and other goroutines are runnable; the loop then
 // needs a P back when it wakes, and the monitor polls every 20 µs for a
-// while after each take. With one client that costs about a third of the
-// latency lockguard adds over PgBouncer. So while every session is in a loop
-// (no goroutine relays one), the loop waits with a raw system call and keeps
-// its P: the other goroutines (accepting, monitoring, telemetry) have the
-// rest. The garbage collector still stops the loop at once: it preempts with
-// a signal, which ends the wait with EINTR (holdP is false where that
-// signal is off).
+// while after each take. So while every session is in a loop (no goroutine
+// relays one), the loop waits with a raw system call and keeps its P: the
+// other goroutines (accepting, monitoring, telemetry) have the rest.
+//
+// Such a wait ends with events or when the runtime interrupts it with a
+// signal (EINTR): the monitor preempts a goroutine that has run for 10 ms
+// without a break, and a garbage collection stops every goroutine that way
+// (holdP is false where those signals are off). The wait after an
+// interruption is an ordinary one, so a loop that has fallen quiet makes no
+// wake-ups; the one after the next events holds the P again. A timeout
+// would end held waits as well, but arming a timer for every wait cost more
+// than holding the P saved (bench/compare/README.md).
 func (r *runner) wait() (int, error) {
 	l := r.l
-	if l.holdP && l.srv.inLoop.Load() == l.srv.active.Load() {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), holdWait, 0, 0)
-		switch {
-		case e != 0:
+	if l.holdP && !r.interrupted && l.srv.inLoop.Load() == l.srv.active.Load() {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), ^uintptr(0), 0, 0)
+		if e != 0 {
+			r.interrupted = e == syscall.EINTR
 			return 0, e
-		case n > 0:
-			l.srv.loopIO.held.Add(1)
-			return int(n), nil
 		}
+		l.srv.loopIO.held.Add(1)
+		return int(n), nil
 	}
-	return syscall.EpollWait(l.epfd, r.events, -1)
+	n, err := syscall.EpollWait(l.epfd, r.events, -1)
+	if n > 0 {
+		r.interrupted = false
+	}
+	return n, err
 }
 
 // asyncPreemption reports whether the runtime stops goroutines with a
