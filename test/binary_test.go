@@ -80,23 +80,47 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func startBinary(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{listen: freeAddr(t), admin: freeAddr(t), out: &syncBuffer{}, exited: make(chan error, 1)}
-	args = append([]string{"serve", "--listen", p.listen, "--admin", p.admin}, args...)
-	p.cmd = exec.Command(lockguardBinary(t), args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("lockguard output:\n%s", p.out)
+	for attempt := 1; ; attempt++ {
+		p := &process{listen: freeAddr(t), admin: freeAddr(t), out: &syncBuffer{}, exited: make(chan error, 1)}
+		p.cmd = exec.Command(lockguardBinary(t), append([]string{"serve", "--listen", p.listen, "--admin", p.admin}, args...)...)
+		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-	})
-	waitFor(t, 60*time.Second, func() bool { return p.readyz() == http.StatusOK })
-	return p
+		go func() { p.exited <- p.cmd.Wait() }()
+		t.Cleanup(func() {
+			p.cmd.Process.Kill()
+			<-p.exited
+			if t.Failed() {
+				t.Logf("lockguard output:\n%s", p.out)
+			}
+		})
+		if waitUntil(60*time.Second, func() bool { return p.hasExited() || p.readyz() == http.StatusOK }) && !p.hasExited() {
+			return p
+		}
+		switch {
+		case !p.hasExited():
+			t.Fatal("lockguard was not ready within 60s")
+		case attempt < 3 && strings.Contains(p.out.String(), "address already in use"):
+			// freeAddr's port was free when it looked; something (often an
+			// outgoing connection's ephemeral port) took it since.
+			t.Logf("attempt %d: a port was taken before lockguard could bind it; trying others", attempt)
+		default:
+			t.Fatalf("lockguard exited before it was ready:\n%s", p.out)
+		}
+	}
+}
+
+// hasExited reports whether the process has ended; p.exited keeps the
+// result for whoever waits on it next.
+func (p *process) hasExited() bool {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *process) readyz() int {
