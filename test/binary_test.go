@@ -95,11 +95,12 @@ func startBinary(t *testing.T, args ...string) *process {
 				t.Logf("lockguard output:\n%s", p.out)
 			}
 		})
-		if waitUntil(60*time.Second, func() bool { return p.hasExited() || p.readyz() == http.StatusOK }) && !p.hasExited() {
-			return p
-		}
+		ready := waitUntil(60*time.Second, func() bool { return p.hasExited() || p.readyz() == http.StatusOK })
+		exited := p.hasExited()
 		switch {
-		case !p.hasExited():
+		case ready && !exited:
+			return p
+		case !exited:
 			t.Fatal("lockguard was not ready within 60s")
 		case attempt < 3 && strings.Contains(p.out.String(), "address already in use"):
 			// freeAddr's port was free when it looked; something (often an
