@@ -365,9 +365,14 @@ func (s *Session) kickSockets() {
 }
 
 // setDeadline makes a wait on the socket through the loop end at t, as
-// net.Conn's deadlines end the runtime poller's waits.
+// net.Conn's deadlines end the runtime poller's waits. A goroutine already
+// waiting is woken to read the new deadline (it finds no bytes and waits
+// again, until t).
 func (r *rawSock) setDeadline(t time.Time) {
 	if r != nil {
 		r.deadline.Store(t.UnixNano())
+		if r.ready != nil {
+			r.kick()
+		}
 	}
 }
