@@ -46,13 +46,16 @@ type loop struct {
 	// each is a read(2) or write(2).
 	ring *wring
 	srv  *Server
-	// holdP lets the loop wait without giving up its P (runner.wait).
-	holdP bool
+	// holdP lets the loop wait without giving up its P (runner.wait) while
+	// the loops, nloops of them, leave at least one P to the rest of the
+	// program.
+	holdP  bool
+	nloops int
 }
 
 const wakeSlot = -1 // the eventfd's Fd in events
 
-func newLoop(log *slog.Logger, useRing bool, srv *Server, holdP bool) (*loop, error) {
+func newLoop(log *slog.Logger, useRing bool, srv *Server, nloops int) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -68,7 +71,7 @@ func newLoop(log *slog.Logger, useRing bool, srv *Server, holdP bool) (*loop, er
 		syscall.Close(int(wfd))
 		return nil, err
 	}
-	l := &loop{epfd: epfd, wakefd: int(wfd), log: log, srv: srv, holdP: holdP && asyncPreemption(os.Getenv("GODEBUG"))}
+	l := &loop{epfd: epfd, wakefd: int(wfd), log: log, srv: srv, holdP: asyncPreemption(os.Getenv("GODEBUG")), nloops: nloops}
 	if useRing {
 		r, err := newWring(&srv.loopIO)
 		if err != nil {
@@ -234,7 +237,15 @@ type runner struct {
 	retired bool
 	// interrupted says the last held wait ended with EINTR (wait).
 	interrupted bool
+	// mayHold says the loops leave a P to the rest of the program, as
+	// GOMAXPROCS was nextCheck waits ago (mayHoldP).
+	mayHold   bool
+	nextCheck int
 }
+
+// holdCheckEvery is how many waits a runner goes between readings of
+// GOMAXPROCS.
+const holdCheckEvery = 1024
 
 const loopBatch = 128
 
@@ -284,10 +295,14 @@ func (l *loop) run(pending []syscall.EpollEvent) {
 // than holding the P saved (bench/compare/README.md).
 func (r *runner) wait() (int, error) {
 	l := r.l
-	if l.holdP && !r.interrupted && l.srv.inLoop.Load() == l.srv.active.Load() {
+	if !r.interrupted && r.mayHoldP() && l.srv.inLoop.Load() == l.srv.active.Load() {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&r.events[0])), uintptr(len(r.events)), ^uintptr(0), 0, 0)
 		if e != 0 {
-			r.interrupted = e == syscall.EINTR
+			if e == syscall.EINTR {
+				// Perhaps others needed the P: read GOMAXPROCS again
+				// before holding it next.
+				r.interrupted, r.nextCheck = true, 0
+			}
 			return 0, e
 		}
 		l.srv.loopIO.held.Add(1)
@@ -298,6 +313,24 @@ func (r *runner) wait() (int, error) {
 		r.interrupted = false
 	}
 	return n, err
+}
+
+// mayHoldP reports whether the loop may keep its P while it waits: the
+// loops must leave at least one P to the rest of the program. GOMAXPROCS can
+// change while lockguard runs (the runtime follows a container's CPU limit),
+// so it is read again every holdCheckEvery waits and after each interrupted
+// held wait: a loop that held the only P is interrupted by the runtime's
+// monitor within about 10 ms, and then stops holding it.
+func (r *runner) mayHoldP() bool {
+	if !r.l.holdP {
+		return false
+	}
+	if r.nextCheck <= 0 {
+		r.mayHold = r.l.nloops < runtime.GOMAXPROCS(0)
+		r.nextCheck = holdCheckEvery
+	}
+	r.nextCheck--
+	return r.mayHold
 }
 
 // asyncPreemption reports whether the runtime stops goroutines with a

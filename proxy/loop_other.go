@@ -13,7 +13,7 @@ type loop struct{}
 
 type runner struct{ retired bool }
 
-func newLoop(*slog.Logger, bool, *Server, bool) (*loop, error) {
+func newLoop(*slog.Logger, bool, *Server, int) (*loop, error) {
 	return nil, errors.New("event loops need Linux")
 }
 

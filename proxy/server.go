@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,11 +122,8 @@ func (s *Session) loopFor() *loop {
 		return nil
 	}
 	srv.loopOnce.Do(func() {
-		// A loop that keeps its P while it waits leaves the others to the
-		// rest of the program, so at least one must stay.
-		holdP := s.cfg.EventLoops < runtime.GOMAXPROCS(0)
 		for range s.cfg.EventLoops {
-			l, err := newLoop(s.cfg.logger(), !s.cfg.NoIOUring, srv, holdP)
+			l, err := newLoop(s.cfg.logger(), !s.cfg.NoIOUring, srv, s.cfg.EventLoops)
 			if err != nil {
 				s.cfg.logger().Warn("cannot start an event loop; sessions use goroutines", "err", err)
 				break

@@ -330,3 +330,49 @@ func TestEventLoopHoldsItsPOnlyWhenAllSessionsAreIn(t *testing.T) {
 		t.Fatalf("held waits after the TLS session ended: %d, want at least 20", held)
 	}
 }
+
+// TestEventLoopStopsHoldingWhenGOMAXPROCSDrops: GOMAXPROCS can change while
+// lockguard runs (the runtime follows a container's CPU limit). A loop that
+// held the only P would stall every round trip until the runtime's monitor
+// interrupted it (about 40 ms each, measured before the fix); the loop reads
+// GOMAXPROCS again, stops holding while no P is left for the rest, and holds
+// again when there is.
+func TestEventLoopStopsHoldingWhenGOMAXPROCSDrops(t *testing.T) {
+	requireEventLoop(t)
+	procs := runtime.GOMAXPROCS(0)
+	if procs <= testEventLoops {
+		t.Skipf("GOMAXPROCS %d leaves no P besides the event loops' %d", procs, testEventLoops)
+	}
+	lg := startLockguard(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	conn := connect(t, lg.superDSN())
+	roundTrips := func(n int) (uint64, time.Duration) {
+		t.Helper()
+		before, start := lg.srv.Stats().HeldWaits, time.Now()
+		for range n {
+			if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return lg.srv.Stats().HeldWaits - before, time.Since(start)
+	}
+	waitFor(t, 5*time.Second, func() bool { st := lg.srv.Stats(); return st.InLoop == 1 && st.Active == 1 })
+	if held, _ := roundTrips(200); held < 20 {
+		t.Fatalf("held waits over 200 round trips: %d, want at least 20", held)
+	}
+
+	runtime.GOMAXPROCS(testEventLoops)
+	defer runtime.GOMAXPROCS(procs)
+	held, took := roundTrips(200)
+	t.Logf("200 round trips at GOMAXPROCS %d: %v, %d held waits", testEventLoops, took, held)
+	if held > 2 {
+		t.Fatalf("the loop went on holding its P after GOMAXPROCS fell to %d: %d held waits over 200 round trips (%v), want at most 2 "+
+			"(the one the runtime interrupts before the loop reads GOMAXPROCS again)", testEventLoops, held, took)
+	}
+
+	runtime.GOMAXPROCS(procs)
+	// GOMAXPROCS is read every holdCheckEvery (1024) waits: two per round trip.
+	if held, _ := roundTrips(1500); held < 20 {
+		t.Fatalf("held waits after GOMAXPROCS rose back to %d: %d over 1500 round trips, want at least 20", procs, held)
+	}
+}
