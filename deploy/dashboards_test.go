@@ -84,12 +84,12 @@ func scrapeLockguard(t *testing.T) *exported {
 	m.ParseFailed(ctx, "relayed")
 	m.Watchdog(ctx, "cancel")
 	up := telemetry.Upstream{Host: "127.0.0.1", Port: 5432, Namespace: "app"}
-	m.OperationDuration.Record(ctx, 0.003, m.OperationOpts(up, "")...)
-	m.OperationDuration.Record(ctx, 0.5, m.OperationOpts(up, "57014")...)
+	m.OperationSeries(up, "").Record(3 * time.Millisecond)
+	m.OperationSeries(up, "57014").Record(500 * time.Millisecond)
 	pool, clients := m.ConnectionOpts(up)
 	m.ConnectionCount.Add(ctx, 1, pool...)
 	m.ClientConns.Add(ctx, 1, clients...)
-	m.AddedLatency.Record(ctx, 0.00004)
+	m.AddedLatency.Record(40 * time.Microsecond)
 
 	// Every instrument in Metrics must have produced a family: a new one
 	// that this test does not exercise would go unchecked.
@@ -98,7 +98,7 @@ func scrapeLockguard(t *testing.T) *exported {
 	mt := reflect.TypeOf(m).Elem()
 	for i := range mt.NumField() {
 		f := mt.Field(i)
-		if f.IsExported() && f.Type.PkgPath() == "go.opentelemetry.io/otel/metric" {
+		if f.IsExported() && (f.Type.PkgPath() == "go.opentelemetry.io/otel/metric" || f.Type == reflect.TypeFor[*telemetry.Histogram]()) {
 			instruments = append(instruments, f.Name)
 		}
 	}

@@ -77,7 +77,7 @@ const maxCachedSets = 256
 // Metrics are lockguard's instruments. Methods never allocate once the
 // attribute sets they use have been seen.
 type Metrics struct {
-	OperationDuration metric.Float64Histogram
+	OperationDuration *Histogram
 	ConnectionCount   metric.Int64UpDownCounter
 	ClientConns       metric.Int64UpDownCounter
 	Statements        metric.Int64ObservableCounter
@@ -87,7 +87,7 @@ type Metrics struct {
 	Shed              metric.Int64Counter
 	Retries           metric.Int64Counter
 	PolicyViolations  metric.Int64Counter
-	AddedLatency      metric.Float64Histogram
+	AddedLatency      *Histogram
 	ParseFailures     metric.Int64Counter
 	WatchdogActions   metric.Int64Counter
 
@@ -137,7 +137,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 		errs = append(errs, err)
 		return c
 	}
-	m.OperationDuration = f64h(MetricOperationDuration, "s", "Duration of database client operations: one sync point (a Query, or an extended-protocol batch up to Sync) from its first byte reaching lockguard to PostgreSQL's ReadyForQuery.", OperationBuckets)
+	m.OperationDuration = newHistogram(MetricOperationDuration, "s", "Duration of database client operations: one sync point (a Query, or an extended-protocol batch up to Sync) from its first byte reaching lockguard to PostgreSQL's ReadyForQuery.", OperationBuckets)
 	m.ConnectionCount = i64u(MetricConnectionCount, "{connection}", "Upstream connections lockguard holds to PostgreSQL (session mode: one per client session), by state.")
 	m.ClientConns = i64u(MetricClientConnections, "{connection}", "Client sessions connected through lockguard (after authentication).")
 	var err error
@@ -158,7 +158,7 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	m.Shed = i64c(MetricShed, "{statement}", "Statements lockguard refused with 55P03 instead of letting them queue behind a lock, by reason.")
 	m.Retries = i64c(MetricRetries, "{retry}", "Retries of DDL after its lock timeout or a yield.")
 	m.PolicyViolations = i64c(MetricPolicyViolations, "{violation}", "Policy findings that warned or blocked, by rule.")
-	m.AddedLatency = f64h(MetricAddedLatency, "s", "Time client bytes spent inside lockguard before being written to PostgreSQL (guard decision, admission hold and injected statements included).", AddedLatencyBuckets)
+	m.AddedLatency = newHistogram(MetricAddedLatency, "s", "Time client bytes spent inside lockguard before being written to PostgreSQL (guard decision, admission hold and injected statements included).", AddedLatencyBuckets)
 	m.ParseFailures = i64c(MetricParseFailures, "{statement}", "Statements lockguard's parser could not parse, by what was done with them.")
 	m.WatchdogActions = i64c(MetricWatchdogActions, "{action}", "Watchdog actions against sessions blocking others.")
 	for _, err := range errs {
@@ -207,24 +207,30 @@ type Upstream struct {
 	Namespace string // the database
 }
 
-// OperationOpts returns the record options for db.client.operation.duration
-// of an operation on u that ended with sqlstate ("" for success). Callers
-// keep the success options per session.
-func (m *Metrics) OperationOpts(u Upstream, sqlstate string) []metric.RecordOption {
-	if sqlstate != "" {
-		m.mu.RLock()
-		full := len(m.recOpts) >= maxCachedSets
-		m.mu.RUnlock()
-		if full {
-			sqlstate = "_OTHER"
-		}
+// OperationSeries returns the series of db.client.operation.duration for
+// operations on u that ended with sqlstate ("" for success). Callers keep the
+// success series per session.
+func (m *Metrics) OperationSeries(u Upstream, sqlstate string) *HistSeries {
+	if sqlstate != "" && m.OperationDuration.len() >= maxCachedSets {
+		sqlstate = "_OTHER"
 	}
+	return m.OperationDuration.Series(setKey{"op", u.Host + ":" + strconv.Itoa(u.Port) + "/" + u.Namespace, sqlstate, ""},
+		operationAttrs(u, sqlstate)...)
+}
+
+// operationAttrs are the attributes of db.client.operation.duration.
+func operationAttrs(u Upstream, sqlstate string) []attribute.KeyValue {
 	kv := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL, semconv.DBNamespace(u.Namespace),
 		semconv.ServerAddress(u.Host), semconv.ServerPort(u.Port)}
 	if sqlstate != "" {
 		kv = append(kv, semconv.DBResponseStatusCode(sqlstate), semconv.ErrorTypeKey.String(sqlstate))
 	}
-	return m.recOpt(setKey{"op", u.Host + ":" + strconv.Itoa(u.Port) + "/" + u.Namespace, sqlstate, ""}, kv...)
+	return kv
+}
+
+// histograms returns the Histograms histProducer exports.
+func (m *Metrics) histograms() []*Histogram {
+	return []*Histogram{m.OperationDuration, m.AddedLatency}
 }
 
 // ConnectionOpts returns the add options of the connection counters for u.

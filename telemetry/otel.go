@@ -90,9 +90,12 @@ func Setup(ctx context.Context, o Options) (*Provider, error) {
 
 	// Metrics: pulled at /metrics in Prometheus format from a registry of
 	// lockguard's own (no Go runtime or process collectors mixed in unasked).
+	// The histograms recorded per sync point bypass the SDK's instruments
+	// (histogram.go) and reach the exporter through hp.
+	hp := &histProducer{}
 	pe, err := otelprom.New(otelprom.WithRegisterer(p.registry),
 		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithSuffixes),
-		otelprom.WithoutScopeInfo())
+		otelprom.WithoutScopeInfo(), otelprom.WithProducer(hp))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: Prometheus exporter: %w", err)
 	}
@@ -100,6 +103,7 @@ func Setup(ctx context.Context, o Options) (*Provider, error) {
 	if p.Metrics, err = NewMetrics(p.mp.Meter(ScopeName)); err != nil {
 		return nil, err
 	}
+	hp.m.Store(p.Metrics)
 
 	sampler, err := ParseSampler(getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG"))
 	if err != nil {

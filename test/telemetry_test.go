@@ -369,6 +369,63 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	}
 }
 
+// TestTelemetryOperationDurationBuckets: db.client.operation.duration and
+// lockguard's added latency count every sync point in the right bucket, with
+// its duration in the sum, including a statement the guard decides (BEGIN)
+// and one that fails (with its SQLSTATE).
+func TestTelemetryOperationDurationBuckets(t *testing.T) {
+	tr := newTraced(t, nil)
+	lg := startGuarded(t, tr.install)
+	ctx := ctxT(t, 30*time.Second)
+	conn := connect(t, lg.superDSN())
+	// Simple-protocol queries: one sync point each.
+	run := func(q string) error { _, err := conn.PgConn().Exec(ctx, q).ReadAll(); return err }
+	if err := run("SELECT 1"); err != nil { // the session's first sync point
+		t.Fatal(err)
+	}
+	const op = "db_client_operation_duration_seconds"
+	ok := `db_system_name="postgresql"`
+	before := tr.scrape(t)
+	// Two sync points of at least 20 ms (above the 0.01 bound), BEGIN and
+	// COMMIT, and a division by zero: five in all.
+	for _, q := range []string{"SELECT pg_sleep(0.02)", "BEGIN", "SELECT pg_sleep(0.02)", "COMMIT"} {
+		if err := run(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run("SELECT 1/0"); err == nil {
+		t.Fatal("division by zero succeeded")
+	}
+	after := tr.scrape(t)
+	delta := func(name string, labels ...string) float64 {
+		return metricValue(after, name, labels...) - metricValue(before, name, labels...)
+	}
+	if n := delta(op+"_count", ok); n != 5 {
+		t.Errorf("%s_count moved by %v over 5 sync points", op, n)
+	}
+	if n := delta(op+"_count", ok, `db_response_status_code="22012"`, `error_type="22012"`); n != 1 {
+		t.Errorf("%s_count{22012} moved by %v, want 1", op, n)
+	}
+	if n := delta(op+"_bucket", ok, `le="0.01"`); n > 3 {
+		t.Errorf("%s_bucket{le=0.01} moved by %v: a 20 ms sleep counted at or below 10 ms", op, n)
+	}
+	if n := delta(op+"_bucket", ok, `le="0.5"`); n != 5 {
+		t.Errorf("%s_bucket{le=0.5} moved by %v, want 5", op, n)
+	}
+	if n := delta(op+"_bucket", ok, `le="+Inf"`); n != 5 {
+		t.Errorf("%s_bucket{le=+Inf} moved by %v, want 5", op, n)
+	}
+	if sum := delta(op+"_sum", ok); sum < 0.04 || sum > 2.5 {
+		t.Errorf("%s_sum moved by %vs for two 20 ms sleeps", op, sum)
+	}
+	if n := delta("lockguard_proxy_added_latency_seconds_count"); n < 5 {
+		t.Errorf("lockguard_proxy_added_latency_seconds_count moved by %v over 5 sync points", n)
+	}
+	if sum := delta("lockguard_proxy_added_latency_seconds_sum"); sum <= 0 || sum > 0.5 {
+		t.Errorf("lockguard_proxy_added_latency_seconds_sum moved by %vs", sum)
+	}
+}
+
 // TestTelemetryParentbasedRatio: OTEL_TRACES_SAMPLER=always_on traces every
 // statement; the policy's default (parentbased_always_off) none.
 func TestTelemetrySamplerFromEnv(t *testing.T) {

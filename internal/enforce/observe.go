@@ -45,7 +45,7 @@ const (
 // sessTel is a session's telemetry state, built once at Open.
 type sessTel struct {
 	up            telemetry.Upstream
-	opOK          []metric.RecordOption // db.client.operation.duration, success
+	opOK          *telemetry.HistSeries // db.client.operation.duration, success
 	pool, clients []metric.AddOption
 	read, write   *telemetry.StatementCounter // lockguard.statements for plain passes
 	client        string
@@ -69,7 +69,7 @@ func (g *Guard) openTel(s *session) {
 	if a := s.ps.ClientAddr(); a != nil {
 		st.client = a.String()
 	}
-	st.opOK = m.OperationOpts(st.up, "")
+	st.opOK = m.OperationSeries(st.up, "")
 	st.pool, st.clients = m.ConnectionOpts(st.up)
 	st.read = m.StatementCounter(guard.ClassRead.String(), decisionPass)
 	st.write = m.StatementCounter(guard.ClassWrite.String(), decisionPass)
@@ -99,16 +99,16 @@ func (g *Guard) complete(ps *proxy.Session, d time.Duration, code []byte) {
 		return
 	}
 	m := g.Telemetry.Provider.Metrics
-	opts := s.t.opOK
+	series := s.t.opOK
 	if code != nil {
-		opts = m.OperationOpts(s.t.up, string(code))
+		series = m.OperationSeries(s.t.up, string(code))
 	}
-	m.OperationDuration.Record(context.Background(), d.Seconds(), opts...)
+	series.Record(d)
 }
 
 // forwarded records lockguard's own time on client bytes.
 func (g *Guard) forwarded(_ *proxy.Session, d time.Duration) {
-	g.Telemetry.Provider.Metrics.AddedLatency.Record(context.Background(), d.Seconds())
+	g.Telemetry.Provider.Metrics.AddedLatency.Record(d)
 }
 
 // countPassed counts the executed statements of a batch forwarded
@@ -434,11 +434,11 @@ func (o *batchObs) finish(code string) {
 	if !retried {
 		attempts = 1
 	}
-	opts := o.s.t.opOK
+	series := o.s.t.opOK
 	if code != "" {
-		opts = m.OperationOpts(o.s.t.up, code)
+		series = m.OperationSeries(o.s.t.up, code)
 	}
-	m.OperationDuration.Record(ctx, time.Since(o.start).Seconds(), opts...)
+	series.Record(time.Since(o.start))
 	for _, st := range o.stmts {
 		m.Statement(ctx, st.Class.String(), decision, 1)
 	}
