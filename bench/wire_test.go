@@ -37,6 +37,9 @@ var (
 	oneRow      = mustEncode(&pgproto3.DataRow{Values: [][]byte{[]byte("4242")}})
 	selectOne   = mustEncode(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 	readyIdle   = mustEncode(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	readyInTx   = mustEncode(&pgproto3.ReadyForQuery{TxStatus: 'T'})
+	beginTag    = mustEncode(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
+	commitTag   = mustEncode(&pgproto3.CommandComplete{CommandTag: []byte("COMMIT")})
 	parseDone   = mustEncode(&pgproto3.ParseComplete{})
 	bindDone    = mustEncode(&pgproto3.BindComplete{})
 	copyIn      = mustEncode(&pgproto3.CopyInResponse{OverallFormat: 0})
@@ -64,6 +67,8 @@ func mustEncode(m interface{ Encode([]byte) ([]byte, error) }) []byte {
 //
 //   - Query "COPY…" with CopyInResponse, then CopyDone with COPY 0 and Z;
 //   - Query "STREAM" with streamRows DataRows, C and Z;
+//   - Query "BEGIN" and "END" with C and Z, the Z saying whether a
+//     transaction block is open;
 //   - any other Query with RowDescription, one DataRow, C and Z;
 //   - Parse with ParseComplete, Bind with BindComplete, Execute with one
 //     DataRow and C, and Sync with Z.
@@ -147,6 +152,7 @@ func serveFake(c net.Conn) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	ready := readyIdle
 	body := make([]byte, 0, 64<<10)
 	hdr := make([]byte, 5) // not a local array: io.ReadFull would move it to the heap on every call
 	for {
@@ -170,18 +176,26 @@ func serveFake(c net.Conn) error {
 			switch q := body; {
 			case len(q) >= 4 && string(q[:4]) == "COPY":
 				w.Write(copyIn)
+			case len(q) >= 5 && string(q[:5]) == "BEGIN":
+				ready = readyInTx
+				w.Write(beginTag)
+				w.Write(ready)
+			case len(q) >= 3 && string(q[:3]) == "END":
+				ready = readyIdle
+				w.Write(commitTag)
+				w.Write(ready)
 			case len(q) >= 6 && string(q[:6]) == "STREAM":
 				w.Write(rowDesc)
 				for range streamRows {
 					w.Write(streamRow)
 				}
 				w.Write(selectOne)
-				w.Write(readyIdle)
+				w.Write(ready)
 			default:
 				w.Write(rowDesc)
 				w.Write(oneRow)
 				w.Write(selectOne)
-				w.Write(readyIdle)
+				w.Write(ready)
 			}
 		case 'P', 'B', 'E':
 			if _, err := r.Discard(n); err != nil {
@@ -197,10 +211,10 @@ func serveFake(c net.Conn) error {
 				w.Write(selectOne)
 			}
 		case 'S':
-			w.Write(readyIdle)
+			w.Write(ready)
 		case 'c': // CopyDone
 			w.Write(copyDoneTag)
-			w.Write(readyIdle)
+			w.Write(ready)
 		case 'X':
 			w.Flush()
 			return nil

@@ -232,12 +232,23 @@ func mayFire(a *Analysis, c *Context) bool {
 	if c != nil && (c.Offline || c.Tx != nil && c.Tx.AccessExclusive) {
 		return true
 	}
+	return MayFire(a, c != nil && c.InTransaction, false)
+}
+
+// MayFire reports whether Evaluate may find anything in a, for a statement
+// sent in a transaction block when inTx, in a transaction holding ACCESS
+// EXCLUSIVE when txAccessExclusive. When it is false, Evaluate returns
+// nothing: a caller can skip building the Context.
+func MayFire(a *Analysis, inTx, txAccessExclusive bool) bool {
+	if txAccessExclusive {
+		return true
+	}
 	for i := range a.Statements {
 		switch a.Statements[i].Class {
 		case ClassDDL, ClassMaintenance:
 			return true
 		case ClassTransaction:
-			if a.Statements[i].TxKind == TxBegin && (len(a.Statements) > 1 || c != nil && c.InTransaction) {
+			if a.Statements[i].TxKind == TxBegin && (len(a.Statements) > 1 || inTx) {
 				return true
 			}
 		}

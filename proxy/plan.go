@@ -95,10 +95,14 @@ func (p *plans) done(seq uint64) {
 		if !p.q[i].light() {
 			p.heavy.Add(-1)
 		}
-		p.q[i] = nil
 		i++
 	}
-	p.q = p.q[i:]
+	// Shift down rather than reslice, so that the array is reused: a
+	// queue resliced from the front loses its capacity, and the next add
+	// would allocate.
+	n := copy(p.q, p.q[i:])
+	clear(p.q[n:])
+	p.q = p.q[:n]
 	p.count.Store(int32(len(p.q)))
 	p.mu.Unlock()
 }

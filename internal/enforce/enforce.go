@@ -390,8 +390,8 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		if !bs.Executed {
 			// Parsing a statement locks its tables too.
 			for j := range an.Statements {
-				if !blocksTraffic(&an.Statements[j]) {
-					admit = append(admit, &an.Statements[j])
+				if st := &an.Statements[j]; len(st.Locks) > 0 && !blocksTraffic(st) {
+					admit = append(admit, st)
 				}
 			}
 			continue
@@ -415,7 +415,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				admit = append(admit, st)
 			case blocksTraffic(st):
 				protect = append(protect, st)
-			default:
+			case len(st.Locks) > 0: // BEGIN, COMMIT, SET lock nothing to admit
 				admit = append(admit, st)
 			}
 		}
@@ -427,17 +427,25 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 		if g.Policy != nil {
 			s.mu.Lock()
-			gctx := &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
-				Application: ps.Param("application_name"), InTransaction: s.inTx || status == 'T',
-				RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: g.Analyzer.Catalog, Now: g.now()}
-			if gctx.InTransaction {
-				// A clone: the upstream side records results into s.tx
-				// while the policy reads this copy.
-				tx := s.tx.Clone()
-				gctx.Tx = &tx
+			inTx := s.inTx || status == 'T'
+			var gctx *guard.Context
+			// Most decided statements (BEGIN, COMMIT, SET) cannot fire a
+			// rule: they skip the Context and the copy of the transaction.
+			if guard.MayFire(an, inTx, inTx && s.tx.AccessExclusive) {
+				gctx = &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
+					Application: ps.Param("application_name"), InTransaction: inTx,
+					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: g.Analyzer.Catalog, Now: g.now()}
+				if inTx {
+					// A clone: the upstream side records results into s.tx
+					// while the policy reads this copy.
+					tx := s.tx.Clone()
+					gctx.Tx = &tx
+				}
 			}
 			s.mu.Unlock()
-			findings = append(findings, g.Policy.Evaluate(an, gctx)...)
+			if gctx != nil {
+				findings = append(findings, g.Policy.Evaluate(an, gctx)...)
+			}
 		}
 	}
 
