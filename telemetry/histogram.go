@@ -29,8 +29,7 @@ type Histogram struct {
 
 	mu     sync.RWMutex
 	series map[setKey]*HistSeries
-	order  []*HistSeries // in creation order, for a stable export
-	none   *HistSeries   // the attribute-less series
+	none   *HistSeries // the attribute-less series
 }
 
 // HistSeries is one series of a Histogram: one attribute set.
@@ -57,20 +56,9 @@ func (h *Histogram) Record(d time.Duration) { h.none.Record(d) }
 // Series returns the series named k with the attributes kv, creating it the
 // first time. Callers keep the series they record into often.
 func (h *Histogram) Series(k setKey, kv ...attribute.KeyValue) *HistSeries {
-	h.mu.RLock()
-	s := h.series[k]
-	h.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if s = h.series[k]; s == nil {
-		s = &HistSeries{h: h, set: attrSet(kv...), counts: make([]atomic.Uint64, len(h.limits)+1)}
-		h.series[k] = s
-		h.order = append(h.order, s)
-	}
-	return s
+	return loadOrCreate(&h.mu, h.series, k, func() *HistSeries {
+		return &HistSeries{h: h, set: attrSet(kv...), counts: make([]atomic.Uint64, len(h.limits)+1)}
+	})
 }
 
 // len returns the number of series.
@@ -99,10 +87,9 @@ func (s *HistSeries) Record(d time.Duration) {
 // in its sum: the next collection has both.
 func (h *Histogram) dataPoints(now time.Time) []metricdata.HistogramDataPoint[float64] {
 	h.mu.RLock()
-	order := h.order
-	h.mu.RUnlock()
+	defer h.mu.RUnlock() // records take no lock: only new series wait
 	var dps []metricdata.HistogramDataPoint[float64]
-	for _, s := range order {
+	for _, s := range h.series {
 		counts := make([]uint64, len(s.counts))
 		var n uint64
 		for i := range s.counts {

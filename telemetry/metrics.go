@@ -250,20 +250,27 @@ func (m *Metrics) Statement(_ context.Context, class, decision string, n int64) 
 // StatementCounter returns the counter of statements of class with
 // decision, for callers that count on a hot path.
 func (m *Metrics) StatementCounter(class, decision string) *StatementCounter {
-	k := setKey{"stmt", class, decision, ""}
-	m.stmtMu.RLock()
-	c := m.stmts[k]
-	m.stmtMu.RUnlock()
-	if c != nil {
-		return c
+	return loadOrCreate(&m.stmtMu, m.stmts, setKey{"stmt", class, decision, ""}, func() *StatementCounter {
+		return &StatementCounter{set: attrSet(AttrClass.String(class), AttrDecision.String(decision))}
+	})
+}
+
+// loadOrCreate returns cache[k], creating it with mk the first time: a read
+// lock on the way that finds it, the write lock only to create it.
+func loadOrCreate[V any](mu *sync.RWMutex, cache map[setKey]*V, k setKey, mk func() *V) *V {
+	mu.RLock()
+	v := cache[k]
+	mu.RUnlock()
+	if v != nil {
+		return v
 	}
-	m.stmtMu.Lock()
-	defer m.stmtMu.Unlock()
-	if c = m.stmts[k]; c == nil {
-		c = &StatementCounter{set: attrSet(AttrClass.String(class), AttrDecision.String(decision))}
-		m.stmts[k] = c
+	mu.Lock()
+	defer mu.Unlock()
+	if v = cache[k]; v == nil {
+		v = mk()
+		cache[k] = v
 	}
-	return c
+	return v
 }
 
 // DDL counts one outcome of a protected DDL: landed, landed_after_retry,
