@@ -280,6 +280,10 @@ func (s *Session) endClientSide(err error) {
 		}
 		cancel()
 	}
+	// The server closes after this Terminate; its EOF may reach the
+	// upstream reader before the Close below does, and must not be
+	// reported to the client as a lost connection.
+	s.terminated.Store(true)
 	_ = s.upstream.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = s.upstream.Write(terminateMsg[:])
 	s.upstream.Close()

@@ -38,7 +38,8 @@ type Session struct {
 	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
 	draining atomic.Bool
 	upDone   atomic.Bool // upstream connection is gone
-	// terminated is set when the client's Terminate is forwarded: the
+	// terminated is set when the client's Terminate is forwarded, or when
+	// lockguard ends the upstream because the client side ended: the
 	// server's close that follows is the client's doing, not news for it.
 	terminated atomic.Bool
 	// relaying is set once startup has ended and the fields it sets

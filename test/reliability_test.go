@@ -494,7 +494,7 @@ func testBadMessages(t *testing.T, guarded bool) {
 				}
 			case closes:
 				if !closed || len(errs) != 0 {
-					t.Fatalf("want a close; got %+v, closed=%t", errs, closed)
+					t.Fatalf("want a close; got %s, closed=%t", relDescribeErrors(errs), closed)
 				}
 			}
 		})
