@@ -22,6 +22,9 @@ type Hooks struct {
 	// connection, a timer, WaitIdle does this itself) it must call
 	// s.MayBlock(). b and every slice in it are valid only until Batch
 	// returns and must not be retained. A nil Verdict forwards unchanged.
+	// lockguard does not keep the Verdict itself once it has carried it
+	// out (it keeps the functions in it as long as it needs them), so a
+	// hook may reuse one Verdict for each batch of a session.
 	Batch func(ctx context.Context, s *Session, b *Batch) *Verdict
 
 	// Close runs once when the session ends.

@@ -317,9 +317,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			pv.capture = &capture{buf: make([]byte, 0, 256), done: make(chan struct{})}
 		}
 		if pv.result != nil || pv.notices != nil || pv.replaceNonce != nil || pv.capture != nil {
-			pl := new(plan)
-			*pl = pv
-			s.plans.add(pl)
+			s.plans.add(&pv)
 		}
 		out = append(out, payload...)
 		if end == 'Q' {

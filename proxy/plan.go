@@ -50,10 +50,27 @@ type plans struct {
 	q     []*plan
 	count atomic.Int32 // len(q), for the upstream side's fast check
 	heavy atomic.Int32 // plans in q that are not light
+	// free holds plans that done removed, for add to reuse: only the
+	// upstream side uses a queued plan (forSeq), and not after done.
+	free []*plan
 }
 
-func (p *plans) add(pl *plan) {
+// maxFreePlans bounds the plans kept for reuse; a session rarely has more
+// than one or two decided sync points in flight.
+const maxFreePlans = 4
+
+// add queues a copy of pv.
+func (p *plans) add(pv *plan) {
 	p.mu.Lock()
+	var pl *plan
+	if n := len(p.free); n > 0 {
+		pl = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+	} else {
+		pl = new(plan)
+	}
+	*pl = *pv
 	p.q = append(p.q, pl)
 	p.count.Store(int32(len(p.q)))
 	if !pl.light() {
@@ -92,8 +109,13 @@ func (p *plans) done(seq uint64) {
 	p.mu.Lock()
 	i := 0
 	for i < len(p.q) && p.q[i].seq <= seq {
-		if !p.q[i].light() {
+		pl := p.q[i]
+		if !pl.light() {
 			p.heavy.Add(-1)
+		}
+		if len(p.free) < maxFreePlans {
+			*pl = plan{}
+			p.free = append(p.free, pl)
 		}
 		i++
 	}
