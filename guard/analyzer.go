@@ -114,6 +114,7 @@ func analyze(sql string, cat Catalog) (an *Analysis) {
 		b.st.Start, b.st.End = start, end
 		an.Statements = append(an.Statements, b.st)
 	}
+	an.ptrs = statementPtrs(an.Statements)
 	return an
 }
 

@@ -162,3 +162,34 @@ func BenchmarkFirstKeyword(b *testing.B) {
 		QuickClass("/* app */ SELECT id FROM users WHERE id = $1")
 	}
 }
+
+// The guard's decided path lists an analysis's statements for every BEGIN
+// and COMMIT: an analysis made by the Analyzer hands out one list, made
+// with it, that appending cannot write into.
+func TestStatementPtrsShared(t *testing.T) {
+	a := NewAnalyzer(nil, 16)
+	an := a.Analyze("SELECT 1; BEGIN; UPDATE t SET a = 1")
+	p := an.StatementPtrs()
+	if len(p) != 3 || cap(p) != 3 {
+		t.Fatalf("len %d cap %d, want 3 and 3", len(p), cap(p))
+	}
+	for i := range p {
+		if p[i] != &an.Statements[i] {
+			t.Fatalf("pointer %d is not to statement %d", i, i)
+		}
+	}
+	if q := an.StatementPtrs(); &q[0] != &p[0] {
+		t.Fatal("a second call made a new list")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = an.StatementPtrs() }); n != 0 {
+		t.Fatalf("%v allocations per call", n)
+	}
+	if q := append(p, nil); &q[0] == &p[0] {
+		t.Fatal("appending wrote into the shared list")
+	}
+	// An Analysis built by hand gets a fresh list.
+	own := &Analysis{Statements: []Statement{{Class: ClassRead}}}
+	if q := own.StatementPtrs(); len(q) != 1 || q[0] != &own.Statements[0] {
+		t.Fatalf("hand-built analysis: %v", q)
+	}
+}

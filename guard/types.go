@@ -275,6 +275,31 @@ type Analysis struct {
 	Statements []Statement
 	// Err is the parse error, if any. Statements is empty then.
 	Err error
+
+	// ptrs points at each of Statements, made once with the analysis.
+	ptrs []*Statement
+}
+
+// StatementPtrs returns a pointer to each of a's statements. An analysis
+// made by an Analyzer returns the same slice every time, without
+// allocating; its capacity is its length, so appending to it copies. It
+// must not be modified.
+func (a *Analysis) StatementPtrs() []*Statement {
+	if len(a.ptrs) == len(a.Statements) && (len(a.ptrs) == 0 || a.ptrs[0] == &a.Statements[0]) {
+		return a.ptrs
+	}
+	return statementPtrs(a.Statements)
+}
+
+func statementPtrs(sts []Statement) []*Statement {
+	if len(sts) == 0 {
+		return nil
+	}
+	p := make([]*Statement, len(sts))
+	for i := range sts {
+		p[i] = &sts[i]
+	}
+	return p
 }
 
 // Text returns the SQL text of s, which must belong to a.

@@ -426,6 +426,71 @@ func TestTelemetryOperationDurationBuckets(t *testing.T) {
 	}
 }
 
+// TestTelemetryPipelinedDecidedBatches: a client pipelines decided sync
+// points (BEGIN, SET LOCAL, COMMIT) without waiting for their results, so
+// several are in flight at once while the guard reuses its per-session
+// Verdict and observations and the proxy reuses its plans. Every sync point
+// is still counted exactly once, under its own class and decision.
+func TestTelemetryPipelinedDecidedBatches(t *testing.T) {
+	tr := newTraced(t, nil)
+	lg := startGuarded(t, tr.install)
+	ctx := ctxT(t, 30*time.Second)
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	// 60 sync points: a sync point forwarded unchanged is timed while at
+	// most 64 are in flight (proxy obsSlots; docs/telemetry.md).
+	const rounds = 15
+	before := tr.scrape(t)
+	p := conn.PgConn().StartPipeline(ctx)
+	for range rounds {
+		for _, q := range []string{"BEGIN", "SET LOCAL lock_timeout = '1s'", "SELECT 1", "COMMIT"} {
+			p.SendQueryParams(q, nil, nil, nil, nil)
+			p.SendPipelineSync()
+		}
+	}
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	syncs := 0
+	for syncs < 4*rounds {
+		res, err := p.GetResults()
+		if err != nil {
+			t.Fatalf("after %d sync points: %v", syncs, err)
+		}
+		switch r := res.(type) {
+		case *pgconn.ResultReader:
+			if _, err := r.Close(); err != nil {
+				t.Fatalf("after %d sync points: %v", syncs, err)
+			}
+		case *pgconn.PipelineSync:
+			syncs++
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := tr.scrape(t)
+	delta := func(name string, labels ...string) float64 {
+		return metricValue(after, name, labels...) - metricValue(before, name, labels...)
+	}
+	for class, want := range map[string]float64{"transaction": 2 * rounds, "session": rounds, "read": rounds} {
+		if n := delta("lockguard_statements_total", `lockguard_statement_class="`+class+`"`, `lockguard_decision="pass"`); n != want {
+			t.Errorf("lockguard_statements_total{class=%s,decision=pass} moved by %v, want %v", class, n, want)
+		}
+	}
+	if n := delta("db_client_operation_duration_seconds_count", `db_system_name="postgresql"`); n != 4*rounds {
+		t.Errorf("db_client_operation_duration_seconds_count moved by %v over %d sync points", n, 4*rounds)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if st := conn.PgConn().TxStatus(); st != 'I' {
+		t.Fatalf("transaction status %c after the pipeline, want I", st)
+	}
+}
+
 // TestTelemetryParentbasedRatio: OTEL_TRACES_SAMPLER=always_on traces every
 // statement; the policy's default (parentbased_always_off) none.
 func TestTelemetrySamplerFromEnv(t *testing.T) {

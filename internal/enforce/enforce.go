@@ -109,6 +109,13 @@ type session struct {
 
 	t   *sessTel                 // telemetry; nil when off
 	cur atomic.Pointer[batchObs] // the traced batch being decided, for log lines
+
+	// verdict is reused by every decided batch: the proxy does not keep
+	// a Verdict once it has carried it out (proxy.Hooks.Batch).
+	verdict proxy.Verdict
+	// spareObs is an observation whose batch has finished, for the next
+	// decided batch (observe, finish).
+	spareObs atomic.Pointer[batchObs]
 }
 
 // takeYielded reports and clears whether the guard cancelled the statement.
@@ -126,6 +133,7 @@ type pendingBatch struct {
 	track  bool
 	hazard uint64             // key of the hazards this DDL put on the board, 0 for none
 	done   context.CancelFunc // ends the DDL's yield watch
+	obs    *batchObs          // finished with the result; nil without telemetry
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -403,9 +411,13 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			}
 			continue
 		}
-		for j := range an.Statements {
-			st := &an.Statements[j]
-			stmts = append(stmts, st)
+		ptrs := an.StatementPtrs()
+		if stmts == nil {
+			stmts = ptrs // no copy for the usual one statement string; appending copies
+		} else {
+			stmts = append(stmts, ptrs...)
+		}
+		for _, st := range ptrs {
 			if st.Class == guard.ClassTransaction || st.NoTxBlock {
 				oneImplicitTx = false
 			}
@@ -449,7 +461,8 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 	}
 
-	v := &proxy.Verdict{Result: s.result}
+	v := &s.verdict
+	*v = proxy.Verdict{Result: s.result}
 	for _, f := range findings {
 		switch f.Action {
 		case guard.ActionBlock:
@@ -469,7 +482,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		ob := g.observe(s, b, v, stmts, findings, false, sampled, parent, start)
 		g.logFindings(s, findings)
 		ob.wrap(v, nil, 0)
-		s.enqueue(pendingBatch{}) // a refused batch changes nothing
+		s.enqueue(pendingBatch{obs: ob}) // a refused batch changes nothing else
 		return v
 	}
 
@@ -497,7 +510,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	if injected {
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
-	p := pendingBatch{stmts: stmts, track: true}
+	p := pendingBatch{stmts: stmts, track: true, obs: ob}
 	if g.Admission != nil && len(protect) > 0 {
 		q := ""
 		if ob != nil {
@@ -753,12 +766,21 @@ func (s *session) enqueue(p pendingBatch) {
 }
 
 // onResult runs on the upstream goroutine when a batch the guard looked at
-// completes: it applies settings changes and follows the transaction.
+// completes: it applies settings changes, follows the transaction and then
+// records the batch's observation.
 func (s *session) onResult(code string) {
+	if o := s.applyResult(code); o != nil {
+		o.finish(code)
+	}
+}
+
+// applyResult updates the session for the result of its oldest pending
+// batch and returns that batch's observation.
+func (s *session) applyResult(code string) *batchObs {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.pending) == 0 {
-		return
+		return nil
 	}
 	// Shift down rather than reslice: the queue holds one or two batches,
 	// and its array is then reused instead of reallocated as it creeps.
@@ -773,7 +795,7 @@ func (s *session) onResult(code string) {
 		p.done()
 	}
 	if !p.track {
-		return
+		return p.obs
 	}
 	if code == "" {
 		for _, st := range p.stmts {
@@ -816,4 +838,5 @@ func (s *session) onResult(code string) {
 			s.tx.Reset()
 		}
 	}
+	return p.obs
 }

@@ -170,6 +170,11 @@ type batchObs struct {
 	attempt  time.Time // when the current attempt was sent
 	held     time.Duration
 	yielded  bool
+
+	// reusable says that once finished nothing refers to the observation
+	// any more (no span, no hold or retry function of its own), so the
+	// session's next decided batch may reuse it.
+	reusable bool
 }
 
 // observe starts following a decided batch. It runs on the client goroutine
@@ -181,7 +186,11 @@ func (g *Guard) observe(s *session, b *proxy.Batch, v *proxy.Verdict, stmts []*g
 	if t == nil {
 		return nil
 	}
-	o := &batchObs{g: g, s: s, start: start, stmts: stmts, protect: protect, decision: decisionPass, attempt: g.now()}
+	o := s.spareObs.Swap(nil)
+	if o == nil {
+		o = new(batchObs)
+	}
+	*o = batchObs{g: g, s: s, start: start, stmts: stmts, protect: protect, decision: decisionPass, attempt: g.now()}
 	switch {
 	case v.Refuse != nil:
 		o.decision, o.refused = decisionBlocked, v.Refuse
@@ -286,11 +295,13 @@ func (o *batchObs) event(kind string, ev telemetry.Event) {
 	t.Events.Add(ev)
 }
 
-// wrap instruments the verdict: its hold, its retries and its result.
+// wrap instruments the verdict: its hold and its retries. The result
+// reaches finish through the session's pending batch (onResult).
 func (o *batchObs) wrap(v *proxy.Verdict, hr *holdRecord, timeout time.Duration) {
 	if o == nil {
 		return
 	}
+	o.reusable = o.span == nil && v.Hold == nil && v.Retry == nil
 	m := o.g.Telemetry.Provider.Metrics
 	ctx := context.Background()
 	if v.Refuse != nil {
@@ -411,17 +422,12 @@ func (o *batchObs) wrap(v *proxy.Verdict, hr *holdRecord, timeout time.Duration)
 			return again, d, final
 		}
 	}
-	result := v.Result
-	v.Result = func(code string) {
-		if result != nil {
-			result(code)
-		}
-		o.finish(code)
-	}
 }
 
-// finish records the batch's result; it runs once.
+// finish records the batch's result; it runs once, and o is not used
+// after it.
 func (o *batchObs) finish(code string) {
+	defer o.recycle()
 	m := o.g.Telemetry.Provider.Metrics
 	ctx := context.Background()
 	o.mu.Lock()
@@ -486,6 +492,17 @@ func (o *batchObs) finish(code string) {
 		sc := o.span.SpanContext()
 		o.g.spans.CompareAndDelete(int(o.s.ps.BackendPID()), spanRef{sc.TraceID(), sc.SpanID()})
 	}
+}
+
+// recycle keeps a finished observation for the session's next decided
+// batch when nothing else refers to it.
+func (o *batchObs) recycle() {
+	if !o.reusable {
+		return
+	}
+	s := o.s
+	*o = batchObs{}
+	s.spareObs.Store(o)
 }
 
 // spanRef names a span (comparable, unlike trace.SpanContext).
