@@ -474,3 +474,15 @@ func TestWaitsBehind(t *testing.T) {
 		t.Errorf("LockOn(users) = %+v, %v", l, ok)
 	}
 }
+
+// A "--" comment ends at a carriage return, as in PostgreSQL's lexer: the
+// statement after it is analysed, not hidden in the comment.
+func TestLineCommentEndsAtCarriageReturn(t *testing.T) {
+	an := NewAnalyzer(nil, 16).Analyze("-- migration 42\rALTER TABLE--\rorders DROP COLUMN note")
+	if an.Err != nil || len(an.Statements) != 1 {
+		t.Fatalf("got %d statements, error %v", len(an.Statements), an.Err)
+	}
+	if m := an.Strongest(); m != AccessExclusive {
+		t.Fatalf("strongest lock %v, want ACCESS EXCLUSIVE", m)
+	}
+}

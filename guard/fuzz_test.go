@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
 // FuzzAnalyze checks that no input makes the analysis panic (a panic inside
@@ -40,6 +42,30 @@ func FuzzAnalyze(f *testing.F) {
 		k := cacheKey(sql)
 		if cacheKey(k) != k {
 			t.Fatalf("cacheKey is not idempotent on %q: %q then %q", sql, k, cacheKey(k))
+		}
+		// The analysis is made of the key, so the key must mean what the
+		// text means: both fail to parse, or both parse to the same tree.
+		// A text that is only an unclosed comment fails, and its key is
+		// empty: PostgreSQL runs nothing either way. Text with a NUL does
+		// not reach the parser whole (C strings; and the protocol's
+		// strings end at the first NUL).
+		if strings.IndexByte(sql, 0) >= 0 {
+			return
+		}
+		full, ferr := pg.Parse(sql)
+		keyed, kerr := pg.Parse(k)
+		if ferr != nil && kerr == nil && len(keyed.Stmts) == 0 {
+			return
+		}
+		if (ferr == nil) != (kerr == nil) {
+			t.Fatalf("cacheKey(%q) = %q: parse error %v for the text, %v for the key", sql, k, ferr, kerr)
+		}
+		if ferr == nil {
+			fd, err1 := pg.Deparse(full)
+			kd, err2 := pg.Deparse(keyed)
+			if err1 == nil && (err2 != nil || fd != kd) {
+				t.Fatalf("cacheKey(%q) = %q changes the statement: %q against %q (%v)", sql, k, fd, kd, err2)
+			}
 		}
 		QuickClass(sql)
 		// Sanitized text keeps no string literal of the input: once

@@ -22,16 +22,21 @@ func cacheKey(sql string) string {
 			// Fast path: the text's only comment is the trailing one, the
 			// sqlcommenter case. The searches below are vectorised.
 			if p := strings.Index(sql[start:e], "/*"); p >= 0 && start+p+2 <= e-2 {
+				// A body without '*' holds neither "/*" nor "*/": one
+				// scan instead of two for sqlcommenter's comments. A body
+				// ending in '/' opens a nested comment with the closing
+				// "*/" ("/*/*/" is not closed): the general scan decides.
 				body := sql[start+p+2 : e-2]
-				if !strings.Contains(body, "/*") && !strings.Contains(body, "*/") {
+				if (len(body) == 0 || body[len(body)-1] != '/') &&
+					(strings.IndexByte(body, '*') < 0 || !strings.Contains(body, "/*") && !strings.Contains(body, "*/")) {
 					end = start + p
 					continue
 				}
 			}
-			if b := blockCommentStart(sql, start, e); b >= 0 {
-				end = b
-				continue
-			}
+			// Several or nested comments: scan forward as the lexer does.
+			// (Scanning backward cannot tell "/*/" as an opening from "/"
+			// before a closing.)
+			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, e))]
 		}
 		end = e
 		break
@@ -45,6 +50,10 @@ func cacheKey(sql string) string {
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
+
+// isNewline reports the bytes that end a "--" comment: PostgreSQL's lexer
+// ends it at a carriage return as well as at a line feed.
+func isNewline(c byte) bool { return c == '\n' || c == '\r' }
 
 func trimSpaceRight(s string, start, end int) int {
 	for end > start && isSpace(s[end-1]) {
@@ -62,7 +71,7 @@ func skipSpaceAndComments(s string, i int) int {
 		case isSpace(c):
 			i++
 		case c == '-' && i+1 < len(s) && s[i+1] == '-':
-			for i < len(s) && s[i] != '\n' {
+			for i < len(s) && !isNewline(s[i]) {
 				i++
 			}
 		case c == '/' && i+1 < len(s) && s[i+1] == '*':
@@ -77,6 +86,13 @@ func skipSpaceAndComments(s string, i int) int {
 // skipBlockComment returns the offset just past the (possibly nested) block
 // comment that starts at i, or len(s) if it is not closed.
 func skipBlockComment(s string, i int) int {
+	i, _ = blockComment(s, i)
+	return i
+}
+
+// blockComment is skipBlockComment that also reports whether the comment
+// was closed.
+func blockComment(s string, i int) (int, bool) {
 	depth := 0
 	for i < len(s) {
 		if s[i] == '/' && i+1 < len(s) && s[i+1] == '*' {
@@ -88,57 +104,24 @@ func skipBlockComment(s string, i int) int {
 			depth--
 			i += 2
 			if depth == 0 {
-				return i
+				return i, true
 			}
 			continue
 		}
 		i++
 	}
-	return len(s)
+	return len(s), false
 }
 
-// blockCommentStart returns the start of the (possibly nested) block comment
-// that ends at end (s[end-2:end] == "*/"), or -1 if there is none within
-// s[start:end]. Valid SQL cannot end in "*/" other than by closing a
-// comment, so a backward match is safe.
-func blockCommentStart(s string, start, end int) int {
-	depth := 0
-	i := end
-	for i-2 >= start {
-		// Skip quickly to the previous '/' or '*': comment bodies are
-		// mostly neither.
-		for i-1 > start && s[i-1] != '/' && s[i-1] != '*' {
-			i--
-		}
-		if i-2 < start {
-			break
-		}
-		if s[i-2] == '*' && s[i-1] == '/' {
-			depth++
-			i -= 2
-			continue
-		}
-		if s[i-2] == '/' && s[i-1] == '*' {
-			depth--
-			i -= 2
-			if depth == 0 {
-				return i
-			}
-			continue
-		}
-		i--
-	}
-	return -1
-}
-
-// mayEndInLineComment reports whether the last line of s[start:end] contains
-// "--", the only case in which the text may end inside a line comment.
+// mayEndInLineComment reports whether the last line of s[start:end] (lines
+// end at '\n' or '\r') contains "--", the only case in which the text may
+// end inside a line comment.
 func mayEndInLineComment(s string, start, end int) bool {
 	t := s[start:end]
 	if !strings.Contains(t, "--") {
 		return false
 	}
-	if nl := strings.LastIndexByte(t, '\n'); nl >= 0 {
+	if nl := strings.LastIndexAny(t, "\n\r"); nl >= 0 {
 		t = t[nl:]
 	}
 	return strings.Contains(t, "--")
@@ -157,12 +140,16 @@ func lastTokenEnd(s string, start, end int) int {
 			i++
 			continue
 		case c == '-' && i+1 < end && s[i+1] == '-':
-			for i < end && s[i] != '\n' {
+			for i < end && !isNewline(s[i]) {
 				i++
 			}
 			continue
 		case c == '/' && i+1 < end && s[i+1] == '*':
-			i = skipBlockComment(s[:end], i)
+			j, closed := blockComment(s[:end], i)
+			i = j
+			if !closed {
+				last = i // an unclosed comment is an error PostgreSQL must see
+			}
 			continue
 		case c == '\'':
 			i = skipQuoted(s, i, end, '\'', i > start && (s[i-1] == 'e' || s[i-1] == 'E'))

@@ -24,6 +24,14 @@ func TestCacheKey(t *testing.T) {
 		{"-- only a comment", ""},
 		{"/* unterminated", ""},
 		{"", ""},
+		// PostgreSQL ends a "--" comment at a carriage return too: the
+		// DROP below is SQL it runs, which the key must keep.
+		{"ALTER TABLE--\rt DROP COLUMN a", "ALTER TABLE--\rt DROP COLUMN a"},
+		{"-- x\rDROP TABLE t -- y", "DROP TABLE t"},
+		// "/*/*/" opens a nested comment and closes only one: the text is
+		// not closed, and the key keeps it so that it fails to parse too.
+		{"ALTER TABLE a DROP b/*/*/", "ALTER TABLE a DROP b/*/*/"},
+		{"SELECT 1 /*/ c */", "SELECT 1"},
 	}
 	for _, tt := range tests {
 		if got := cacheKey(tt.in); got != tt.want {
@@ -43,6 +51,7 @@ func TestFirstKeyword(t *testing.T) {
 		{"frobnicate", "frobnicate"},
 		{"", ""},
 		{"123", ""},
+		{"-- c\rdrop table t", "DROP"},
 	}
 	for _, tt := range tests {
 		if got := FirstKeyword(tt.in); got != tt.want {

@@ -109,7 +109,7 @@ func forEachComment(sql string, fn func(body string)) {
 		c := sql[i]
 		switch {
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			j := strings.IndexByte(sql[i:], '\n')
+			j := strings.IndexAny(sql[i:], "\n\r") // the lexer ends "--" at either
 			if j < 0 {
 				j = len(sql) - i
 			}

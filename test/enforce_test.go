@@ -158,6 +158,35 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	}
 }
 
+// TestEnforceCarriageReturnEndsLineComment: PostgreSQL ends a "--" comment
+// at a carriage return as well as at a line feed. lockguard's comment
+// scanner once ended it only at a line feed, so a DDL written on lines ended
+// by '\r' looked like a comment and was relayed unprotected, waiting behind
+// the blocker without a lock timeout. It must be protected like any DDL.
+func TestEnforceCarriageReturnEndsLineComment(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	direct := connect(t, directDSN())
+	tbl := uniqueName(t, "crlf")
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	conn := connect(t, lg.superDSN())
+	// Unprotected, the DDL would wait this long and fail with 57014.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = '20s'"); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, tbl)
+	defer release()
+	start := time.Now()
+	_, err := conn.PgConn().Exec(ctx, "-- migration 42\rALTER TABLE--\r"+tbl+" ADD COLUMN c int").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+		t.Fatalf("after %v: got %v, want lockguard's 55P03", time.Since(start).Round(time.Millisecond), err)
+	}
+}
+
 // TestEnforceMigrationPatterns: what migration tools and DBAs send still
 // works through the guard.
 func TestEnforceMigrationPatterns(t *testing.T) {
