@@ -11,12 +11,21 @@ import (
 // (second chance): a hit sets the entry's referenced bit, and the hand skips,
 // and clears, referenced entries before evicting one.
 //
-// A hit is one maphash of the key, one read-locked map lookup and a string
-// comparison: no allocation.
+// In front of the shards, a direct-mapped table of entries answers most hits
+// without a lock: one maphash of the key, one atomic load and a string
+// comparison. A miss there takes the shard's read lock and map, and puts
+// what it finds in the table. The shards alone decide what is cached and
+// what is evicted; the table only points at recent entries. No allocation
+// either way.
 type cache struct {
 	seed   maphash.Seed
 	shards []cacheShard
 	mask   uint64
+	front  []atomic.Pointer[cacheEntry]
+	fmask  uint64
+	// gen counts purges. An entry of an earlier generation in the table is
+	// ignored: a lookup that raced with a purge may have put it back.
+	gen atomic.Uint64
 }
 
 type cacheShard struct {
@@ -31,9 +40,13 @@ type cacheShard struct {
 type cacheEntry struct {
 	key  string
 	hash uint64
+	gen  uint64
 	a    *Analysis
 	ref  atomic.Bool
 }
+
+// maxFront bounds the lock-free table (8 bytes a slot).
+const maxFront = 1 << 16
 
 func newCache(size int) *cache {
 	if size <= 0 {
@@ -44,6 +57,11 @@ func newCache(size int) *cache {
 		n *= 2
 	}
 	c := &cache{seed: maphash.MakeSeed(), shards: make([]cacheShard, n), mask: uint64(n - 1)}
+	f := 1
+	for f < 2*size && f < maxFront {
+		f *= 2
+	}
+	c.front, c.fmask = make([]atomic.Pointer[cacheEntry], f), uint64(f-1)
 	per := (size + n - 1) / n
 	for i := range c.shards {
 		c.shards[i].m = make(map[uint64]*cacheEntry, per)
@@ -52,8 +70,21 @@ func newCache(size int) *cache {
 	return c
 }
 
+// slot returns the table slot of hash h; its high bits, as the low ones
+// pick the shard.
+func (c *cache) slot(h uint64) *atomic.Pointer[cacheEntry] {
+	return &c.front[(h>>32)&c.fmask]
+}
+
 func (c *cache) get(key string) (*Analysis, uint64) {
 	h := maphash.String(c.seed, key)
+	fs := c.slot(h)
+	if e := fs.Load(); e != nil && e.hash == h && e.key == key && e.gen == c.gen.Load() {
+		if !e.ref.Load() {
+			e.ref.Store(true)
+		}
+		return e.a, h
+	}
 	sh := &c.shards[h&c.mask]
 	sh.mu.RLock()
 	e := sh.m[h]
@@ -61,6 +92,7 @@ func (c *cache) get(key string) (*Analysis, uint64) {
 	if e == nil || e.key != key {
 		return nil, h
 	}
+	fs.Store(e)
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
@@ -69,9 +101,10 @@ func (c *cache) get(key string) (*Analysis, uint64) {
 
 func (c *cache) put(key string, h uint64, a *Analysis) {
 	sh := &c.shards[h&c.mask]
-	e := &cacheEntry{key: key, hash: h, a: a}
+	e := &cacheEntry{key: key, hash: h, gen: c.gen.Load(), a: a}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	c.slot(h).Store(e)
 	if old := sh.m[h]; old != nil {
 		// Same key analysed twice concurrently, or a hash collision: replace
 		// the entry in place in the ring.
@@ -97,6 +130,7 @@ func (c *cache) put(key string, h uint64, a *Analysis) {
 			continue
 		}
 		delete(sh.m, victim.hash)
+		c.slot(victim.hash).CompareAndSwap(victim, nil)
 		sh.ring[sh.hand] = e
 		sh.m[h] = e
 		sh.hand = (sh.hand + 1) % len(sh.ring)
@@ -105,6 +139,10 @@ func (c *cache) put(key string, h uint64, a *Analysis) {
 }
 
 func (c *cache) purge() {
+	c.gen.Add(1)
+	for i := range c.front {
+		c.front[i].Store(nil)
+	}
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()

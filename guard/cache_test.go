@@ -193,3 +193,39 @@ func TestStatementPtrsShared(t *testing.T) {
 		t.Fatalf("hand-built analysis: %v", q)
 	}
 }
+
+// A lookup that raced with a purge can put the entry it found back into the
+// lock-free table after the purge cleared it; that entry must not answer.
+func TestCachePurgeIgnoresStaleTableEntry(t *testing.T) {
+	c := newCache(64)
+	an := &Analysis{SQL: "SELECT 1"}
+	_, h := c.get("SELECT 1")
+	c.put("SELECT 1", h, an)
+	if got, _ := c.get("SELECT 1"); got != an {
+		t.Fatal("no hit after put")
+	}
+	stale := c.slot(h).Load()
+	if stale == nil {
+		t.Fatal("put left the table empty")
+	}
+	c.purge()
+	c.slot(h).Store(stale) // what the racing lookup does
+	if got, _ := c.get("SELECT 1"); got != nil {
+		t.Fatal("a purged analysis answered from the table")
+	}
+	// Evicting an entry takes it out of the table too: here by a key whose
+	// slot differs, so that nothing overwrites the evicted one's slot.
+	c2 := newCache(1)
+	_, h1 := c2.get("a")
+	c2.put("a", h1, an)
+	for i := 0; ; i++ {
+		k := fmt.Sprint("b", i)
+		if _, hk := c2.get(k); c2.slot(hk) != c2.slot(h1) {
+			c2.put(k, hk, &Analysis{})
+			break
+		}
+	}
+	if got, _ := c2.get("a"); got == an {
+		t.Fatal("an evicted analysis answered from the table")
+	}
+}
