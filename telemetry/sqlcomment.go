@@ -22,7 +22,10 @@ type Comment []byte
 // trailing comment is found from the end of the text, and key=value pairs
 // are URL-encoded, so they cannot contain "*/".
 func FindComment(sql []byte) (Comment, bool) {
-	t := bytes.TrimRight(sql, " \t\r\n;")
+	t := sql
+	for len(t) > 0 && (isSpace(t[len(t)-1]) || t[len(t)-1] == ';') {
+		t = t[:len(t)-1]
+	}
 	if bytes.HasSuffix(t, []byte("*/")) {
 		lo := max(0, len(t)-maxCommentScan)
 		if i := bytes.LastIndex(t[lo:len(t)-2], []byte("/*")); i >= 0 {
@@ -32,7 +35,10 @@ func FindComment(sql []byte) (Comment, bool) {
 			}
 		}
 	}
-	h := bytes.TrimLeft(sql, " \t\r\n")
+	h := sql
+	for len(h) > 0 && isSpace(h[0]) {
+		h = h[1:]
+	}
 	if bytes.HasPrefix(h, []byte("/*")) {
 		h = h[2:min(len(h), maxCommentScan)]
 		if i := bytes.Index(h, []byte("*/")); i >= 0 && bytes.IndexByte(h[:i], '=') >= 0 {
@@ -41,6 +47,10 @@ func FindComment(sql []byte) (Comment, bool) {
 	}
 	return nil, false
 }
+
+// isSpace reports the white space FindComment trims (bytes.Trim with a
+// cutset builds its set on every call).
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // Lookup returns the value of key, unquoted; it allocates only when the
 // value has escapes to undo.

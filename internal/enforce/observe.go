@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -47,8 +48,24 @@ type sessTel struct {
 	up            telemetry.Upstream
 	opOK          *telemetry.HistSeries // db.client.operation.duration, success
 	pool, clients []metric.AddOption
-	read, write   *telemetry.StatementCounter // lockguard.statements for plain passes
 	client        string
+	// passed holds the lockguard.statements counters of passed statements
+	// by class, looked up once per session (reads and writes at Open, the
+	// rest when first counted, from either relay goroutine).
+	passed [guard.ClassSession + 1]atomic.Pointer[telemetry.StatementCounter]
+}
+
+// passCounter returns the counter of passed statements of class c.
+func (t *sessTel) passCounter(m *telemetry.Metrics, c guard.Class) *telemetry.StatementCounter {
+	if int(c) >= len(t.passed) {
+		return m.StatementCounter(c.String(), decisionPass)
+	}
+	sc := t.passed[c].Load()
+	if sc == nil {
+		sc = m.StatementCounter(c.String(), decisionPass) // the same counter whoever looks first
+		t.passed[c].Store(sc)
+	}
+	return sc
 }
 
 func (g *Guard) tel() *Telemetry {
@@ -71,8 +88,8 @@ func (g *Guard) openTel(s *session) {
 	}
 	st.opOK = m.OperationSeries(st.up, "")
 	st.pool, st.clients = m.ConnectionOpts(st.up)
-	st.read = m.StatementCounter(guard.ClassRead.String(), decisionPass)
-	st.write = m.StatementCounter(guard.ClassWrite.String(), decisionPass)
+	st.passCounter(m, guard.ClassRead)
+	st.passCounter(m, guard.ClassWrite)
 	s.t = st
 	ctx := context.Background()
 	m.ClientConns.Add(ctx, 1, st.clients...)
@@ -112,19 +129,13 @@ func (g *Guard) forwarded(_ *proxy.Session, d time.Duration) {
 }
 
 // countPassed counts the executed statements of a batch forwarded
-// unchanged, by class (plain reads and writes without a map lookup), and
-// those the parser rejected.
+// unchanged, by class (without a map lookup), and those the parser
+// rejected.
 func (s *session) countPassed(passed *[guard.ClassSession + 1]int, unparsed int) {
 	m := s.g.Telemetry.Provider.Metrics
 	for c, n := range passed {
-		switch {
-		case n == 0:
-		case guard.Class(c) == guard.ClassRead:
-			s.t.read.Add(int64(n))
-		case guard.Class(c) == guard.ClassWrite:
-			s.t.write.Add(int64(n))
-		default:
-			m.StatementCounter(guard.Class(c).String(), decisionPass).Add(int64(n))
+		if n > 0 {
+			s.t.passCounter(m, guard.Class(c)).Add(int64(n))
 		}
 	}
 	if unparsed > 0 {
@@ -190,7 +201,7 @@ func (g *Guard) observe(s *session, b *proxy.Batch, v *proxy.Verdict, stmts []*g
 	if o == nil {
 		o = new(batchObs)
 	}
-	*o = batchObs{g: g, s: s, start: start, stmts: stmts, protect: protect, decision: decisionPass, attempt: g.now()}
+	*o = batchObs{g: g, s: s, start: start, stmts: stmts, protect: protect, decision: decisionPass, attempt: start}
 	switch {
 	case v.Refuse != nil:
 		o.decision, o.refused = decisionBlocked, v.Refuse
@@ -446,7 +457,11 @@ func (o *batchObs) finish(code string) {
 	}
 	series.Record(time.Since(o.start))
 	for _, st := range o.stmts {
-		m.Statement(ctx, st.Class.String(), decision, 1)
+		if decision == decisionPass {
+			o.s.t.passCounter(m, st.Class).Add(1)
+		} else {
+			m.Statement(ctx, st.Class.String(), decision, 1)
+		}
 	}
 	if len(o.stmts) == 0 && decision != decisionPass {
 		m.Statement(ctx, guard.ClassOther.String(), decision, 1)
