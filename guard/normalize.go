@@ -234,13 +234,25 @@ func FirstKeyword(sql string) string {
 	if w == "" {
 		return ""
 	}
-	for _, k := range firstKeywords {
+	c := w[0] &^ ('a' - 'A') // upper case
+	if c < 'A' || c > 'Z' {
+		return w // '_'
+	}
+	for _, k := range keywordsByLetter[c-'A'] {
 		if equalFoldASCII(w, k) {
 			return k
 		}
 	}
 	return w
 }
+
+// keywordsByLetter holds firstKeywords by first letter, in their order.
+var keywordsByLetter = func() (by [26][]string) {
+	for _, k := range firstKeywords {
+		by[k[0]-'A'] = append(by[k[0]-'A'], k)
+	}
+	return by
+}()
 
 func equalFoldASCII(a, upper string) bool {
 	if len(a) != len(upper) {

@@ -1,6 +1,9 @@
 package guard
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCacheKey(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -56,6 +59,16 @@ func TestFirstKeyword(t *testing.T) {
 	for _, tt := range tests {
 		if got := FirstKeyword(tt.in); got != tt.want {
 			t.Errorf("FirstKeyword(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	for _, k := range firstKeywords {
+		for _, in := range []string{k, strings.ToLower(k), strings.ToLower(k[:1]) + k[1:]} {
+			if got := FirstKeyword(in + " x"); got != k {
+				t.Errorf("FirstKeyword(%q) = %q, want %q", in+" x", got, k)
+			}
+		}
+		if got := FirstKeyword(k + "_x"); got != k+"_x" {
+			t.Errorf("FirstKeyword(%q) = %q, want the word as written", k+"_x", got)
 		}
 	}
 	if n := testing.AllocsPerRun(100, func() { FirstKeyword("/* c */ select * from users") }); n != 0 {
