@@ -15,36 +15,37 @@ import "strings"
 // statement locks, so neither may change the cache key.
 func cacheKey(sql string) string {
 	start := skipSpaceAndComments(sql, 0)
-	end := len(sql)
-	for end > start {
-		e := trimSpaceRight(sql, start, end)
-		if e-start >= 4 && sql[e-2] == '*' && sql[e-1] == '/' {
-			// Fast path: the text's only comment is the trailing one, the
-			// sqlcommenter case. The searches below are vectorised.
-			if p := strings.Index(sql[start:e], "/*"); p >= 0 && start+p+2 <= e-2 {
-				// A body without '*' holds neither "/*" nor "*/": one
-				// scan instead of two for sqlcommenter's comments. A body
-				// ending in '/' opens a nested comment with the closing
-				// "*/" ("/*/*/" is not closed): the general scan decides.
-				body := sql[start+p+2 : e-2]
-				if (len(body) == 0 || body[len(body)-1] != '/') &&
-					(strings.IndexByte(body, '*') < 0 || !strings.Contains(body, "/*") && !strings.Contains(body, "*/")) {
-					end = start + p
-					continue
-				}
-			}
-			// Several or nested comments: scan forward as the lexer does.
-			// (Scanning backward cannot tell "/*/" as an opening from "/"
-			// before a closing.)
-			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, e))]
+	end := trimSpaceRight(sql, start, len(sql))
+	if end-start >= 4 && sql[end-2] == '*' && sql[end-1] == '/' {
+		// Fast path: the text's only comment is the trailing one, the
+		// sqlcommenter case. The searches below are vectorised.
+		p := strings.Index(sql[start:end], "/*")
+		if p < 0 || start+p+2 > end-2 || !plainCommentBody(sql[start+p+2:end-2]) {
+			// Several or nested comments: scan forward as the lexer
+			// does. (Scanning backward cannot tell "/*/" as an opening
+			// from "/" before a closing.)
+			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))]
 		}
-		end = e
-		break
+		// p is the first "/*" of the text: what precedes it holds no
+		// block comment, only perhaps a line comment, handled below.
+		end = trimSpaceRight(sql, start, start+p)
 	}
 	if end > start && mayEndInLineComment(sql, start, end) {
 		end = trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))
 	}
 	return sql[start:end]
+}
+
+// plainCommentBody reports whether body, between a "/*" and the "*/" that
+// ends the text, makes that one comment, closed: it holds neither "/*" nor
+// "*/" (a body without '*' holds neither: one scan instead of two for
+// sqlcommenter's comments), and does not end in '/', which would open a
+// nested comment with the closing "*/" ("/*/*/" is not closed).
+func plainCommentBody(body string) bool {
+	if len(body) > 0 && body[len(body)-1] == '/' {
+		return false
+	}
+	return strings.IndexByte(body, '*') < 0 || !strings.Contains(body, "/*") && !strings.Contains(body, "*/")
 }
 
 func isSpace(c byte) bool {
