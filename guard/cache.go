@@ -79,20 +79,17 @@ func (c *cache) slot(h uint64) *atomic.Pointer[cacheEntry] {
 func (c *cache) get(key string) (*Analysis, uint64) {
 	h := maphash.String(c.seed, key)
 	fs := c.slot(h)
-	if e := fs.Load(); e != nil && e.hash == h && e.key == key && e.gen == c.gen.Load() {
-		if !e.ref.Load() {
-			e.ref.Store(true)
+	e := fs.Load()
+	if e == nil || e.hash != h || e.key != key || e.gen != c.gen.Load() {
+		sh := &c.shards[h&c.mask]
+		sh.mu.RLock()
+		e = sh.m[h]
+		sh.mu.RUnlock()
+		if e == nil || e.key != key {
+			return nil, h
 		}
-		return e.a, h
+		fs.Store(e)
 	}
-	sh := &c.shards[h&c.mask]
-	sh.mu.RLock()
-	e := sh.m[h]
-	sh.mu.RUnlock()
-	if e == nil || e.key != key {
-		return nil, h
-	}
-	fs.Store(e)
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
