@@ -52,9 +52,15 @@ func isSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
-// isNewline reports the bytes that end a "--" comment: PostgreSQL's lexer
-// ends it at a carriage return as well as at a line feed.
-func isNewline(c byte) bool { return c == '\n' || c == '\r' }
+// lineCommentEnd returns the offset of the byte that ends the "--" comment
+// starting at i, or end: PostgreSQL's lexer ends it at a carriage return as
+// well as at a line feed.
+func lineCommentEnd(s string, i, end int) int {
+	if j := strings.IndexAny(s[i:end], "\n\r"); j >= 0 {
+		return i + j
+	}
+	return end
+}
 
 func trimSpaceRight(s string, start, end int) int {
 	for end > start && isSpace(s[end-1]) {
@@ -72,9 +78,7 @@ func skipSpaceAndComments(s string, i int) int {
 		case isSpace(c):
 			i++
 		case c == '-' && i+1 < len(s) && s[i+1] == '-':
-			for i < len(s) && !isNewline(s[i]) {
-				i++
-			}
+			i = lineCommentEnd(s, i, len(s))
 		case c == '/' && i+1 < len(s) && s[i+1] == '*':
 			i = skipBlockComment(s, i)
 		default:
@@ -141,9 +145,7 @@ func lastTokenEnd(s string, start, end int) int {
 			i++
 			continue
 		case c == '-' && i+1 < end && s[i+1] == '-':
-			for i < end && !isNewline(s[i]) {
-				i++
-			}
+			i = lineCommentEnd(s, i, end)
 			continue
 		case c == '/' && i+1 < end && s[i+1] == '*':
 			j, closed := blockComment(s[:end], i)

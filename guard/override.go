@@ -109,12 +109,9 @@ func forEachComment(sql string, fn func(body string)) {
 		c := sql[i]
 		switch {
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			j := strings.IndexAny(sql[i:], "\n\r") // the lexer ends "--" at either
-			if j < 0 {
-				j = len(sql) - i
-			}
-			fn(sql[i+2 : i+j])
-			i += j
+			j := lineCommentEnd(sql, i, len(sql))
+			fn(sql[i+2 : j])
+			i = j
 		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
 			end := skipBlockComment(sql, i)
 			body := sql[i+2 : end]
