@@ -117,5 +117,4 @@ type TxState struct {
 	// AccessExclusiveOn is the first such table.
 	AccessExclusiveOn RelName
 	Statements        int // statements run so far
-	Started           time.Time
 }

@@ -3,7 +3,6 @@ package guard
 import (
 	"slices"
 	"strings"
-	"time"
 )
 
 // Record adds what st did to the transaction state. Call it after each
@@ -71,7 +70,6 @@ func (t *TxState) Reset() {
 	t.AccessExclusive = false
 	t.AccessExclusiveOn = RelName{}
 	t.Statements = 0
-	t.Started = time.Time{}
 }
 
 func (t *TxState) isCreated(rel RelName) bool {

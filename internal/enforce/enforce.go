@@ -808,7 +808,6 @@ func (s *session) applyResult(code string) *batchObs {
 				case guard.TxBegin:
 					s.inTx = true
 					s.tx.Reset()
-					s.tx.Started = s.g.now()
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
 					s.inTx = false
 					s.tx.Reset()
