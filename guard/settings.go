@@ -7,13 +7,16 @@ import (
 )
 
 // Settings follows the values a client gives the parameters lockguard
-// injects (lock_timeout, statement_timeout), through SET, SET LOCAL, RESET
-// and transaction ends, so that an injected value can be undone exactly and a
-// client's own lower timeout respected.
+// injects (lock_timeout, statement_timeout), through SET, SET LOCAL, RESET,
+// SELECT set_config(…) with constant arguments and transaction ends, so that
+// an injected value can be undone exactly and a client's own lower timeout
+// respected.
 //
 // Known limits: values from postgresql.conf, ALTER ROLE or ALTER DATABASE are
-// not seen (RESET restores them, which is what Restore uses), and ROLLBACK TO
-// SAVEPOINT is treated as not undoing SETs made after the savepoint.
+// not seen (RESET restores them, which is what Restore uses); a set_config
+// whose value is a parameter or an expression is not followed (the value
+// before it is restored); and ROLLBACK TO SAVEPOINT is treated as not undoing
+// SETs made after the savepoint.
 // A Settings belongs to one session and is not safe for concurrent use.
 type Settings struct {
 	session map[string]string // committed session values; absent = default

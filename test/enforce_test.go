@@ -158,6 +158,70 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	}
 }
 
+// TestEnforceFollowsSetConfig: a client may set lock_timeout with
+// SELECT set_config(…) instead of SET. lockguard once let such a SELECT pass
+// without following it, so the RESET it sends after an injected lock_timeout
+// put the client's 7s back to 0, and a client's own lower timeout set that
+// way was overridden by the injected 300ms.
+func TestEnforceFollowsSetConfig(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "setcfg")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		conn := connect(t, lg.superDSN())
+		if _, err := conn.Exec(ctx, "SELECT set_config('lock_timeout', '7s', false)", mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN a%d int", tbl, i), mode); err != nil {
+			t.Fatalf("mode %v: %v", mode, err)
+		}
+		if v := showLockTimeout(t, conn); v != "7s" {
+			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want the client's 7s", mode, v)
+		}
+		// set_config(…, true) inside a transaction block is SET LOCAL.
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', '6s', true)", mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN b%d int", tbl, i), mode); err != nil {
+			t.Fatalf("mode %v: in a transaction: %v", mode, err)
+		}
+		var inTx string
+		if err := tx.QueryRow(ctx, "SHOW lock_timeout").Scan(&inTx); err != nil || inTx != "6s" {
+			t.Fatalf("mode %v: lock_timeout after the DDL in the transaction = %q (%v), want 6s", mode, inTx, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v := showLockTimeout(t, conn); v != "7s" {
+			t.Fatalf("mode %v: lock_timeout after COMMIT = %q, want 7s", mode, v)
+		}
+		// A lower timeout set this way is the client's own: kept, and
+		// its 55P03 is PostgreSQL's, not lockguard's after retries.
+		if _, err := conn.Exec(ctx, "SELECT set_config('lock_timeout', '100ms', false)", mode); err != nil {
+			t.Fatal(err)
+		}
+		_, release := holdLock(t, tbl)
+		_, err = conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i), mode)
+		release()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || strings.HasPrefix(pe.Message, "lockguard") {
+			t.Fatalf("mode %v: own lower lock_timeout from set_config: %v, want PostgreSQL's own 55P03", mode, err)
+		}
+		if v := showLockTimeout(t, conn); v != "100ms" {
+			t.Fatalf("mode %v: lock_timeout after the refused DDL = %q, want 100ms", mode, v)
+		}
+	}
+}
+
 // TestEnforceCarriageReturnEndsLineComment: PostgreSQL ends a "--" comment
 // at a carriage return as well as at a line feed. lockguard's comment
 // scanner once ended it only at a line feed, so a DDL written on lines ended

@@ -303,6 +303,11 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		for j := range an.Statements {
 			switch an.Statements[j].Class {
 			case guard.ClassRead, guard.ClassWrite:
+				// A SELECT set_config(…) changes a setting the guard
+				// follows: its result must reach the session's Settings,
+				// or an injected lock_timeout is later "restored" over
+				// the client's value.
+				needs = needs || st.Executed && changesTracked(&an.Statements[j])
 			default:
 				needs = needs || st.Executed
 			}
@@ -329,6 +334,17 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 		return nil
 	}
 	return g.decide(ctx, s, b, &ans, sampled, parent)
+}
+
+// changesTracked reports whether st changes a setting that Settings
+// follows (set_config in a SELECT; SET and RESET are decided anyway).
+func changesTracked(st *guard.Statement) bool {
+	for i := range st.Settings {
+		if guard.Tracked(st.Settings[i].Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // analyze returns sql's analysis. A cache miss may query the catalog on the
