@@ -12,6 +12,10 @@ import (
 // an injected value can be undone exactly and a client's own lower timeout
 // respected.
 //
+// The values a client gives at connection start (startup parameters and
+// -c switches in options, Start) are the session's baseline: RESET returns
+// to them, and they count as the client's own.
+//
 // Known limits: values from postgresql.conf, ALTER ROLE or ALTER DATABASE are
 // not seen (RESET restores them, which is what Restore uses); a set_config
 // whose value is a parameter or an expression is not followed (the value
@@ -19,15 +23,90 @@ import (
 // SETs made after the savepoint.
 // A Settings belongs to one session and is not safe for concurrent use.
 type Settings struct {
-	session map[string]string // committed session values; absent = default
+	session map[string]string // committed session values; absent = baseline
 	tx      map[string]txValue
 	inTx    bool
+	base    map[string]string // values from the startup packet; absent = default
 }
 
 type txValue struct {
 	value string
 	reset bool // RESET inside the transaction
 	local bool // SET LOCAL: ends with the transaction
+}
+
+// Start records the followed parameters a session starts with, from its
+// startup packet (param returns a startup parameter, "" when absent). As
+// PostgreSQL does, the -c name=value and --name=value switches of the
+// options parameter come first and parameters of their own override them.
+func (s *Settings) Start(param func(name string) string) {
+	for _, kv := range startupOptions(param("options")) {
+		s.baseline(kv[0], kv[1])
+	}
+	for _, n := range [...]string{"lock_timeout", "statement_timeout", "search_path"} {
+		if v := param(n); v != "" {
+			s.baseline(n, v)
+		}
+	}
+}
+
+func (s *Settings) baseline(name, value string) {
+	if !Tracked(name) || name == "all" {
+		return
+	}
+	if s.base == nil {
+		s.base = make(map[string]string)
+	}
+	s.base[name] = value
+}
+
+// startupOptions returns the name=value pairs of the -c and -- switches in
+// a startup packet's options, split as PostgreSQL splits them (whitespace
+// separates, a backslash takes the next byte literally). Names are lower
+// case with '-' read as '_'.
+func startupOptions(opts string) [][2]string {
+	var words []string
+	var w []byte
+	in := false
+	for i := 0; i < len(opts); i++ {
+		c := opts[i]
+		switch {
+		case c == '\\':
+			if i++; i < len(opts) {
+				w, in = append(w, opts[i]), true
+			}
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			if in {
+				words, w, in = append(words, string(w)), w[:0], false
+			}
+		default:
+			w, in = append(w, c), true
+		}
+	}
+	if in {
+		words = append(words, string(w))
+	}
+	var out [][2]string
+	for i := 0; i < len(words); i++ {
+		var kv string
+		switch {
+		case words[i] == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(words[i], "-c") && len(words[i]) > 2:
+			kv = words[i][2:]
+		case strings.HasPrefix(words[i], "--"):
+			kv = words[i][2:]
+		default:
+			continue
+		}
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		out = append(out, [2]string{strings.ReplaceAll(strings.ToLower(name), "-", "_"), value})
+	}
+	return out
 }
 
 // Tracked reports whether name is a parameter Settings follows.
@@ -123,32 +202,41 @@ func (s *Settings) setSession(name, value string) {
 	s.session[name] = value
 }
 
-// Effective returns the value in force for name if the client set one, and
-// ok = false when the server's default applies.
+// Effective returns the value in force for name if the client set one (a
+// SET, or at connection start), and ok = false when the server's default
+// applies.
 func (s *Settings) Effective(name string) (value string, ok bool) {
-	if s.inTx {
-		if v, found := s.tx[name]; found {
-			if v.reset {
-				return "", false
-			}
-			return v.value, true
-		}
+	if v, set := s.explicit(name); set {
+		return v, true
 	}
-	v, ok := s.session[name]
+	v, ok := s.base[name]
 	return v, ok
 }
 
+// explicit returns the value a SET in this session gave name; set is false
+// when none did, or a RESET (or SET … TO DEFAULT) undid it.
+func (s *Settings) explicit(name string) (value string, set bool) {
+	if s.inTx {
+		if v, found := s.tx[name]; found {
+			return v.value, !v.reset
+		}
+	}
+	v, set := s.session[name]
+	return v, set
+}
+
 // Restore returns the statement that undoes an injected SET of name: in a
-// transaction block a SET LOCAL back to the client's value (or its default);
-// outside one a session SET to the client's value, or RESET.
+// transaction block a SET LOCAL back to the client's value (or TO DEFAULT,
+// which is its baseline); outside one a session SET to the client's value,
+// or RESET.
 func (s *Settings) Restore(name string, inTx bool) string {
-	v, ok := s.Effective(name)
+	v, set := s.explicit(name)
 	switch {
-	case inTx && ok:
+	case inTx && set:
 		return "SET LOCAL " + name + " = " + quoteLiteral(v)
 	case inTx:
 		return "SET LOCAL " + name + " TO DEFAULT"
-	case ok:
+	case set:
 		return "SET " + name + " = " + quoteLiteral(v)
 	default:
 		return "RESET " + name

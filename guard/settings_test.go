@@ -16,21 +16,38 @@ func TestSettingsRestore(t *testing.T) {
 		steps   []step
 		inTx    bool
 		restore string
+		start   map[string]string // startup parameters
+		own     string            // the client's value (Effective), "" = the server's default
 	}{
-		{"never set", nil, false, "RESET lock_timeout"},
-		{"never set, in tx", nil, true, "SET LOCAL lock_timeout TO DEFAULT"},
-		{"session set", []step{{"SET lock_timeout = '5s'", false}}, false, "SET lock_timeout = '5s'"},
-		{"session set then reset", []step{{"SET lock_timeout = '5s'", false}, {"RESET lock_timeout", false}}, false, "RESET lock_timeout"},
-		{"set local outside tx is void", []step{{"SET LOCAL lock_timeout = '5s'", false}}, false, "RESET lock_timeout"},
-		{"session value seen in tx", []step{{"SET lock_timeout = '5s'", false}, {"BEGIN", false}}, true, "SET LOCAL lock_timeout = '5s'"},
-		{"set local in tx", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout = '1s'", true}}, true, "SET LOCAL lock_timeout = '1s'"},
-		{"rolled back set", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"ROLLBACK", true}}, false, "RESET lock_timeout"},
-		{"committed set", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"COMMIT", true}}, false, "SET lock_timeout = '7s'"},
-		{"committed local", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout = '7s'", true}, {"COMMIT", true}}, false, "RESET lock_timeout"},
-		{"reset all", []step{{"SET lock_timeout = '5s'", false}, {"RESET ALL", false}}, false, "RESET lock_timeout"},
+		{"never set", nil, false, "RESET lock_timeout", nil, ""},
+		{"never set, in tx", nil, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
+		{"session set", []step{{"SET lock_timeout = '5s'", false}}, false, "SET lock_timeout = '5s'", nil, ""},
+		{"session set then reset", []step{{"SET lock_timeout = '5s'", false}, {"RESET lock_timeout", false}}, false, "RESET lock_timeout", nil, ""},
+		{"set local outside tx is void", []step{{"SET LOCAL lock_timeout = '5s'", false}}, false, "RESET lock_timeout", nil, ""},
+		{"session value seen in tx", []step{{"SET lock_timeout = '5s'", false}, {"BEGIN", false}}, true, "SET LOCAL lock_timeout = '5s'", nil, ""},
+		{"set local in tx", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout = '1s'", true}}, true, "SET LOCAL lock_timeout = '1s'", nil, ""},
+		{"rolled back set", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"ROLLBACK", true}}, false, "RESET lock_timeout", nil, ""},
+		{"committed set", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"COMMIT", true}}, false, "SET lock_timeout = '7s'", nil, ""},
+		{"committed local", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout = '7s'", true}, {"COMMIT", true}}, false, "RESET lock_timeout", nil, ""},
+		{"reset all", []step{{"SET lock_timeout = '5s'", false}, {"RESET ALL", false}}, false, "RESET lock_timeout", nil, ""},
+		// Values from the startup packet are the baseline RESET returns to.
+		{"startup", nil, false, "RESET lock_timeout", map[string]string{"lock_timeout": "100ms"}, "100ms"},
+		{"startup, in tx", []step{{"BEGIN", false}}, true, "SET LOCAL lock_timeout TO DEFAULT", map[string]string{"lock_timeout": "100ms"}, "100ms"},
+		{"startup options", nil, false, "RESET lock_timeout", map[string]string{"options": "-c lock_timeout=150ms"}, "150ms"},
+		{"startup options, long form", nil, false, "RESET lock_timeout", map[string]string{"options": `--search_path=a --lock-timeout=3s`}, "3s"},
+		{"startup parameter overrides options", nil, false, "RESET lock_timeout",
+			map[string]string{"options": "-clock_timeout=150ms", "lock_timeout": "250ms"}, "250ms"},
+		{"set over startup", []step{{"SET lock_timeout = '5s'", false}}, false, "SET lock_timeout = '5s'", map[string]string{"lock_timeout": "100ms"}, "5s"},
+		{"reset to startup", []step{{"SET lock_timeout = '5s'", false}, {"RESET lock_timeout", false}}, false, "RESET lock_timeout",
+			map[string]string{"lock_timeout": "100ms"}, "100ms"},
+		{"default in tx is startup", []step{{"BEGIN", false}, {"SET lock_timeout TO DEFAULT", true}}, true, "SET LOCAL lock_timeout TO DEFAULT",
+			map[string]string{"lock_timeout": "100ms"}, "100ms"},
+		{"discard all", []step{{"SET lock_timeout = '5s'", false}, {"DISCARD ALL", false}}, false, "RESET lock_timeout",
+			map[string]string{"lock_timeout": "100ms"}, "100ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s Settings
+			s.Start(func(n string) string { return tc.start[n] })
 			for _, st := range tc.steps {
 				an := a.Analyze(st.sql)
 				if an.Err != nil {
@@ -43,7 +60,34 @@ func TestSettingsRestore(t *testing.T) {
 			if got := s.Restore("lock_timeout", tc.inTx); got != tc.restore {
 				t.Fatalf("Restore = %q, want %q", got, tc.restore)
 			}
+			if own, _ := s.Effective("lock_timeout"); tc.start != nil && own != tc.own {
+				t.Fatalf("Effective = %q, want %q", own, tc.own)
+			}
 		})
+	}
+}
+
+func TestStartupOptions(t *testing.T) {
+	for opts, want := range map[string][][2]string{
+		"":                                   nil,
+		"-c lock_timeout=1s":                 {{"lock_timeout", "1s"}},
+		"  -clock_timeout=1s\t-c x=y ":       {{"lock_timeout", "1s"}, {"x", "y"}},
+		"--Statement-Timeout=5s -c":          {{"statement_timeout", "5s"}},
+		`-c search_path=a,\ b -c noequals`:   {{"search_path", "a, b"}},
+		`-c search_path=a\\b\c --geqo=off \`: {{"search_path", `a\bc`}, {"geqo", "off"}},
+		"-B 8 -c lock_timeout=2s stray --x=": {{"lock_timeout", "2s"}, {"x", ""}},
+	} {
+		got := startupOptions(opts)
+		if len(got) != len(want) {
+			t.Errorf("startupOptions(%q) = %q, want %q", opts, got, want)
+			continue
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Errorf("startupOptions(%q) = %q, want %q", opts, got, want)
+				break
+			}
+		}
 	}
 }
 

@@ -222,6 +222,41 @@ func TestEnforceFollowsSetConfig(t *testing.T) {
 	}
 }
 
+// TestEnforceKeepsStartupLockTimeout: a lock_timeout the client sets in its
+// connection string (a startup parameter, or -c in options) is its own:
+// lockguard once did not know it, injected its longer one over it during a
+// DDL and answered with its own 55P03 after retries.
+func TestEnforceKeepsStartupLockTimeout(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "startlt")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	for i, param := range []string{"lock_timeout=100ms", "options=-c%20lock_timeout%3D100ms"} {
+		conn := connect(t, lg.superDSN()+"&"+param)
+		if v := showLockTimeout(t, conn); v != "100ms" {
+			t.Fatalf("%s: lock_timeout at start = %q", param, v)
+		}
+		_, release := holdLock(t, tbl)
+		start := time.Now()
+		_, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i))
+		release()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || strings.HasPrefix(pe.Message, "lockguard") {
+			t.Fatalf("%s: %v after %v, want PostgreSQL's own 55P03 from the client's 100ms", param, err, time.Since(start))
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN d%d int", tbl, i)); err != nil {
+			t.Fatalf("%s: %v", param, err)
+		}
+		if v := showLockTimeout(t, conn); v != "100ms" {
+			t.Fatalf("%s: lock_timeout after the DDL = %q, want 100ms", param, v)
+		}
+	}
+}
+
 // TestEnforceCarriageReturnEndsLineComment: PostgreSQL ends a "--" comment
 // at a carriage return as well as at a line feed. lockguard's comment
 // scanner once ended it only at a line feed, so a DDL written on lines ended

@@ -150,6 +150,7 @@ func (g *Guard) Hooks() *proxy.Hooks {
 			s := &session{g: g, ps: ps, log: g.logger().With("user", ps.Param("user"),
 				"database", ps.Param("database"), "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
 			s.result = s.onResult
+			s.settings.Start(ps.Param)
 			g.openTel(s)
 			return s
 		},
