@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -16,17 +17,26 @@ import (
 // -c switches in options, Start) are the session's baseline: RESET returns
 // to them, and they count as the client's own.
 //
+// ROLLBACK TO SAVEPOINT undoes the SETs made since the savepoint, as in
+// PostgreSQL.
+//
 // Known limits: values from postgresql.conf, ALTER ROLE or ALTER DATABASE are
-// not seen (RESET restores them, which is what Restore uses); a set_config
-// whose value is a parameter or an expression is not followed (the value
-// before it is restored); and ROLLBACK TO SAVEPOINT is treated as not undoing
-// SETs made after the savepoint.
+// not seen (RESET restores them, which is what Restore uses); and a
+// set_config whose value is a parameter or an expression is not followed (the
+// value before it is restored).
 // A Settings belongs to one session and is not safe for concurrent use.
 type Settings struct {
 	session map[string]string // committed session values; absent = baseline
 	tx      map[string]txValue
 	inTx    bool
 	base    map[string]string // values from the startup packet; absent = default
+	saves   []savepoint       // the transaction's savepoints, innermost last
+}
+
+// savepoint is the transaction's settings when a savepoint was set.
+type savepoint struct {
+	name string
+	tx   map[string]txValue
 }
 
 type txValue struct {
@@ -125,6 +135,24 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			s.end(true)
 		case TxRollback, TxPrepare:
 			s.end(st.TxKind == TxPrepare)
+		case TxSavepoint:
+			if s.inTx {
+				s.saves = append(s.saves, savepoint{name: st.Savepoint, tx: maps.Clone(s.tx)})
+			}
+		case TxRelease:
+			// Releasing a savepoint keeps what was set since and
+			// destroys the savepoints set after it.
+			if i := s.savepoint(st.Savepoint); i >= 0 {
+				clear(s.saves[i:])
+				s.saves = s.saves[:i]
+			}
+		case TxRollbackTo:
+			// The savepoint stays; those set after it are destroyed.
+			if i := s.savepoint(st.Savepoint); i >= 0 {
+				s.tx = maps.Clone(s.saves[i].tx)
+				clear(s.saves[i+1:])
+				s.saves = s.saves[:i+1]
+			}
 		}
 		return
 	}
@@ -145,9 +173,21 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 	}
 }
 
+// savepoint returns the index of the innermost savepoint named name, or -1.
+func (s *Settings) savepoint(name string) int {
+	for i := len(s.saves) - 1; i >= 0; i-- {
+		if s.saves[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 func (s *Settings) begin() {
 	s.inTx = true
 	clear(s.tx)
+	clear(s.saves)
+	s.saves = s.saves[:0]
 }
 
 // end closes the transaction; commit applies its session-level changes.
@@ -166,6 +206,8 @@ func (s *Settings) end(commit bool) {
 	}
 	s.inTx = false
 	clear(s.tx)
+	clear(s.saves)
+	s.saves = s.saves[:0]
 }
 
 // TxEnded tells Settings that the transaction ended without a statement it

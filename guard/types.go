@@ -215,6 +215,8 @@ type Statement struct {
 	NoTxBlock bool
 	// TxKind is set for ClassTransaction.
 	TxKind TxKind
+	// Savepoint is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names.
+	Savepoint string
 	// Settings lists the parameters the statement sets or resets.
 	Settings []SettingChange
 	// Unknown lists, in words, facts the analysis needed from the Catalog

@@ -222,6 +222,39 @@ func TestEnforceFollowsSetConfig(t *testing.T) {
 	}
 }
 
+// TestEnforceFollowsSavepoints: ROLLBACK TO SAVEPOINT undoes the SETs made
+// since the savepoint. lockguard once kept them, and restored a value the
+// client had rolled back after an injected lock_timeout.
+func TestEnforceFollowsSavepoints(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "savept")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		conn := connect(t, lg.superDSN())
+		for _, q := range []string{"BEGIN", "SET lock_timeout = '5s'", "SAVEPOINT a", "SET lock_timeout = '4s'",
+			"SAVEPOINT b", "SET lock_timeout = '3s'", "RELEASE b", "ROLLBACK TO SAVEPOINT a",
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i)} {
+			if _, err := conn.Exec(ctx, q, mode); err != nil {
+				t.Fatalf("mode %v: %s: %v", mode, q, err)
+			}
+		}
+		if v := showLockTimeout(t, conn); v != "5s" {
+			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want 5s (the 4s and 3s were rolled back)", mode, v)
+		}
+		if _, err := conn.Exec(ctx, "COMMIT", mode); err != nil {
+			t.Fatal(err)
+		}
+		if v := showLockTimeout(t, conn); v != "5s" {
+			t.Fatalf("mode %v: lock_timeout after COMMIT = %q, want 5s", mode, v)
+		}
+	}
+}
+
 // TestEnforceKeepsStartupLockTimeout: a lock_timeout the client sets in its
 // connection string (a startup parameter, or -c in options) is its own:
 // lockguard once did not know it, injected its longer one over it during a
