@@ -117,4 +117,12 @@ type TxState struct {
 	// AccessExclusiveOn is the first such table.
 	AccessExclusiveOn RelName
 	Statements        int // statements run so far
+
+	saves []txSave // savepoints, innermost last
+}
+
+// txSave is the state of a transaction when a savepoint was set.
+type txSave struct {
+	name  string
+	state TxState
 }

@@ -574,6 +574,12 @@ func (e *evaluator) advance() {
 			e.beginAt = -1
 			e.tx.Reset()
 			e.lockTimeout.local, e.stmtTimeout.local = false, false
+		case TxSavepoint:
+			e.tx.Savepoint(st.Savepoint)
+		case TxRelease:
+			e.tx.Release(st.Savepoint)
+		case TxRollbackTo:
+			e.tx.RollbackTo(st.Savepoint)
 		}
 		return
 	}

@@ -285,6 +285,11 @@ var ruleCases = []ruleCase{
 	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; COMMIT; UPDATE orders SET x = 1"},
 	{rule: "work-after-access-exclusive", sql: "BEGIN; CREATE TABLE t (a int); INSERT INTO t VALUES (1); COMMIT"},
 	{rule: "work-after-access-exclusive", sql: "UPDATE orders SET x = 1", inTx: true, prior: "CREATE INDEX CONCURRENTLY i ON orders (note)"},
+	// ROLLBACK TO releases the locks taken since the savepoint; RELEASE keeps them.
+	{rule: "work-after-access-exclusive", sql: "BEGIN; SAVEPOINT a; ALTER TABLE orders ADD COLUMN x int; ROLLBACK TO a; UPDATE orders SET note = ''; COMMIT"},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; SAVEPOINT a; ALTER TABLE orders ADD COLUMN x int; RELEASE a; UPDATE orders SET note = ''; COMMIT", fire: true},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; SAVEPOINT a; ROLLBACK TO a; UPDATE orders SET note = ''; COMMIT", fire: true},
+	{rule: "multi-lock-txn", sql: "BEGIN; SAVEPOINT a; ALTER TABLE orders ADD COLUMN x int; ROLLBACK TO SAVEPOINT a; ALTER TABLE users ADD COLUMN y int; COMMIT"},
 
 	{rule: "multi-lock-txn", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; ALTER TABLE users ADD COLUMN y int; COMMIT", fire: true},
 	{rule: "multi-lock-txn", sql: "ALTER TABLE users ADD COLUMN y int", inTx: true, prior: "ALTER TABLE orders ADD COLUMN x int", fire: true},
@@ -793,6 +798,12 @@ the same file) is empty and unused, so the rules that are about scanning,
 rewriting or blocking a live table do not fire on it: indexes, constraints,
 defaults, NOT NULL, renames and drops on it are fine. At runtime the proxy learns
 this from ` + "`TxState.Record`" + `, after each statement of a transaction block.
+
+Savepoints count as PostgreSQL counts them: ` + "`ROLLBACK TO SAVEPOINT`" + ` releases the
+locks taken since the savepoint and undoes the tables created since, so the
+transaction rules (` + "`work-after-access-exclusive`" + `, ` + "`multi-lock-txn`" + `,
+` + "`validate-same-txn`" + `) and the new-table exemption see the transaction as it was
+at the savepoint; ` + "`RELEASE SAVEPOINT`" + ` keeps everything.
 
 ## Without a catalog: lockguard check
 

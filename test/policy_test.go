@@ -120,3 +120,62 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyFollowsSavepoints: PostgreSQL releases the locks a transaction
+// took after a savepoint when it rolls back to it (checked in pg_locks), so
+// the rules about work after ACCESS EXCLUSIVE must not count them. lockguard
+// once did, and the strict policy refused an UPDATE in a transaction that
+// held no strong lock any more.
+func TestPolicyFollowsSavepoints(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "polsp")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		conn := connect(t, lg.superDSN())
+		var pid int
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		holdsAccessExclusive := func() bool {
+			var n int
+			if err := direct.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE pid = $1 AND relation = $2::regclass
+				AND mode = 'AccessExclusiveLock' AND granted`, pid, tbl).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n > 0
+		}
+		for _, q := range []string{"BEGIN", "SAVEPOINT a", "ALTER TABLE " + tbl + " ADD COLUMN x int", "ROLLBACK TO SAVEPOINT a"} {
+			if _, err := conn.Exec(ctx, q, mode); err != nil {
+				t.Fatalf("mode %v: %s: %v", mode, q, err)
+			}
+		}
+		if holdsAccessExclusive() {
+			t.Fatalf("mode %v: PostgreSQL still holds ACCESS EXCLUSIVE after ROLLBACK TO SAVEPOINT", mode)
+		}
+		if _, err := conn.Exec(ctx, "UPDATE "+tbl+" SET id = id", mode); err != nil {
+			t.Fatalf("mode %v: UPDATE after the rolled-back ALTER: %v, want it to pass", mode, err)
+		}
+		// Released, not rolled back: the lock stays, and strict refuses.
+		for _, q := range []string{"SAVEPOINT b", "ALTER TABLE " + tbl + " ADD COLUMN y int", "RELEASE SAVEPOINT b"} {
+			if _, err := conn.Exec(ctx, q, mode); err != nil {
+				t.Fatalf("mode %v: %s: %v", mode, q, err)
+			}
+		}
+		if !holdsAccessExclusive() {
+			t.Fatalf("mode %v: no ACCESS EXCLUSIVE after RELEASE SAVEPOINT", mode)
+		}
+		_, err := conn.Exec(ctx, "UPDATE "+tbl+" SET id = id", mode)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "work-after-access-exclusive") {
+			t.Fatalf("mode %v: UPDATE while ACCESS EXCLUSIVE is held: %v, want the strict policy's refusal", mode, err)
+		}
+		if _, err := conn.Exec(ctx, "ROLLBACK", mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

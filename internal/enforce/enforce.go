@@ -828,6 +828,12 @@ func (s *session) applyResult(code string) *batchObs {
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
 					s.inTx = false
 					s.tx.Reset()
+				case guard.TxSavepoint:
+					s.tx.Savepoint(st.Savepoint)
+				case guard.TxRelease:
+					s.tx.Release(st.Savepoint)
+				case guard.TxRollbackTo:
+					s.tx.RollbackTo(st.Savepoint)
 				}
 			}
 		}
