@@ -260,6 +260,45 @@ func TestEnforceFollowsSavepoints(t *testing.T) {
 	}
 }
 
+// TestEnforceRestoreSurvivesRollback: a DDL sent in one string with the
+// BEGIN before it ("BEGIN; ALTER TABLE …") starts outside a transaction
+// block, so lockguard injects its lock_timeout at session level, and the
+// restore after the string runs inside the block the string left open. A
+// ROLLBACK undoes that restore: lockguard's 300ms once stayed in force for
+// the rest of the session. It must be the client's value again.
+func TestEnforceRestoreSurvivesRollback(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "rbrest")
+	simple := pgx.QueryExecModeSimpleProtocol
+	for i, c := range []struct {
+		name, ddl, end, set, want string
+	}{
+		{"rolled back", "ALTER TABLE %s ADD COLUMN a%d int", "ROLLBACK", "", "0"},
+		{"failed, rolled back", "ALTER TABLE %s_missing ADD COLUMN b%d int", "ROLLBACK", "", "0"},
+		{"committed after a SET", "ALTER TABLE %s ADD COLUMN c%d int", "COMMIT", "SET lock_timeout = '7s'", "7s"},
+		{"rolled back after a SET", "ALTER TABLE %s ADD COLUMN d%d int", "ROLLBACK", "SET lock_timeout = '7s'", "0"},
+	} {
+		conn := connect(t, lg.superDSN())
+		_, err := conn.Exec(ctx, "BEGIN; "+fmt.Sprintf(c.ddl, tbl, i), simple)
+		if err != nil && !strings.Contains(c.name, "failed") {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if c.set != "" {
+			if _, err := conn.Exec(ctx, c.set, simple); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, c.end, simple); err != nil {
+			t.Fatal(err)
+		}
+		// A plain read first: the restore must not wait for a statement
+		// the guard decides anyway.
+		var v string
+		if err := conn.QueryRow(ctx, "SELECT current_setting('lock_timeout')", simple).Scan(&v); err != nil || v != c.want {
+			t.Fatalf("%s: lock_timeout after %s = %q (%v), want %q", c.name, c.end, v, err, c.want)
+		}
+	}
+}
+
 // TestEnforceKeepsStartupLockTimeout: a lock_timeout the client sets in its
 // connection string (a startup parameter, or -c in options) is its own:
 // lockguard once did not know it, injected its longer one over it during a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,11 @@ type session struct {
 	blockers []Blocker      // last capture while a protected DDL waited
 	ddlGen   uint64         // counts protected DDL, so captures do not cross over
 	yielded  bool           // the guard cancelled the DDL in flight to yield
+	// reassert names the parameters whose session-level restore ran
+	// inside a transaction block the batch left open: a ROLLBACK undoes
+	// that restore and leaves lockguard's value in force, so the next
+	// batch that starts outside a transaction restores them again.
+	reassert []string
 
 	t   *sessTel                 // telemetry; nil when off
 	cur atomic.Pointer[batchObs] // the traced batch being decided, for log lines
@@ -134,6 +140,9 @@ type pendingBatch struct {
 	hazard uint64             // key of the hazards this DDL put on the board, 0 for none
 	done   context.CancelFunc // ends the DDL's yield watch
 	obs    *batchObs          // finished with the result; nil without telemetry
+	// restored names the parameters restored at session level after the
+	// batch (injected outside a transaction block).
+	restored []string
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -259,8 +268,10 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	}
 	s.mu.Lock()
 	inTxTracked := s.inTx && s.tx.AccessExclusive
+	// A restore to redo goes with the next batch that starts outside a
+	// transaction block.
+	needs := len(s.reassert) > 0 && b.TxStatus == 'I' && !b.MidBatch
 	s.mu.Unlock()
-	needs := false
 	var path []string
 	sampled, parent := false, trace.SpanContext{}
 	// Executed statements by class, counted only if the batch is forwarded
@@ -513,21 +524,30 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			v.Hold = a.hold(s, admit, inTx, hr)
 		}
 	}
+	if b.TxStatus == 'I' && !b.MidBatch {
+		s.mu.Lock()
+		for _, n := range s.reassert {
+			v.Before = append(v.Before, s.settings.Restore(n, false))
+		}
+		s.reassert = s.reassert[:0]
+		s.mu.Unlock()
+	}
 	injected := false
+	var restored []string
 	if len(protect) > 0 || len(concurrent) > 0 {
 		if status == 0 && !b.MidBatch {
 			if err := ps.WaitIdle(); err == nil {
 				status = ps.TxStatus()
 			}
 		}
-		injected = g.protect(s, v, b, status, protect, concurrent, oneImplicitTx)
+		injected = g.protect(s, v, b, status, protect, concurrent, oneImplicitTx, &restored)
 	}
 	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
 	g.logFindings(s, findings)
 	if injected {
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
-	p := pendingBatch{stmts: stmts, track: true, obs: ob}
+	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored}
 	if g.Admission != nil && len(protect) > 0 {
 		q := ""
 		if ob != nil {
@@ -616,8 +636,10 @@ func blocksTraffic(st *guard.Statement) bool {
 }
 
 // protect adds the lock timeout, its restoration and the retry policy.
+// The parameters it restores at session level (outside a transaction block)
+// are added to *restored.
 func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
-	protect, concurrent []*guard.Statement, oneImplicitTx bool) (injected bool) {
+	protect, concurrent []*guard.Statement, oneImplicitTx bool, restored *[]string) (injected bool) {
 	if status == 'E' || b.MidBatch {
 		return false // a failed transaction runs nothing; mid-batch nothing can be injected
 	}
@@ -631,6 +653,9 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			v.Before = append(v.Before, guard.Inject("lock_timeout", g.LockTimeout, inTx))
 			v.After = append(v.After, s.settings.Restore("lock_timeout", inTx))
 			injected = true
+			if !inTx {
+				*restored = append(*restored, "lock_timeout")
+			}
 		}
 	}
 	st := g.StatementTimeout
@@ -640,6 +665,9 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	if st > 0 {
 		v.Before = append(v.Before, guard.Inject("statement_timeout", st, inTx))
 		v.After = append(v.After, s.settings.Restore("statement_timeout", inTx))
+		if !inTx {
+			*restored = append(*restored, "statement_timeout")
+		}
 	}
 	if !injected {
 		return false
@@ -843,6 +871,17 @@ func (s *session) applyResult(code string) *batchObs {
 			s.g.Analyzer.Purge()
 			if r, ok := s.g.Analyzer.Catalog.(interface{ Reset() }); ok {
 				r.Reset()
+			}
+		}
+	}
+	if len(p.restored) > 0 {
+		if st := s.ps.TxStatus(); st == 'T' || st == 'E' {
+			// The batch opened a transaction block (BEGIN; ALTER … in one
+			// string) and the restore ran inside it.
+			for _, n := range p.restored {
+				if !slices.Contains(s.reassert, n) {
+					s.reassert = append(s.reassert, n)
+				}
 			}
 		}
 	}
