@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lockguard/lockguard/guard"
@@ -126,6 +127,19 @@ func waitHazard(t *testing.T, b *guard.Board, table string) {
 	})
 }
 
+// waitHeld waits until the board shows a granted strong lock on table.
+func waitHeld(t *testing.T, b *guard.Board, table string) {
+	t.Helper()
+	waitFor(t, 5*time.Second, func() bool {
+		for _, h := range b.Snapshot().All() {
+			if h.Rel.Name == table && h.Granted {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // TestShedBehindPendingDropFK is the incident: a reader holds users, a DROP
 // CONSTRAINT of the FK from orders waits for ACCESS EXCLUSIVE on both. New
 // reads of users are shed instead of queueing, the unrelated table is
@@ -213,14 +227,7 @@ func TestShedOwnerNeverShed(t *testing.T) {
 	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.products+" IN ACCESS EXCLUSIVE MODE"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool {
-		for _, h := range s.board.Snapshot().All() {
-			if h.Rel.Name == s.products && h.Granted {
-				return true
-			}
-		}
-		return false
-	})
+	waitHeld(t, s.board, s.products)
 	if _, err := tx.Exec(ctx, "INSERT INTO "+s.products+" VALUES (1000)"); err != nil {
 		t.Fatalf("owner of the lock was refused: %v", err)
 	}
@@ -334,5 +341,41 @@ func TestWatchdog(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShedKeepsRestoreToRedo: after "BEGIN; ALTER …" in one string and a
+// ROLLBACK, lockguard's session-level lock_timeout must be restored with the
+// next batch. When that batch is shed, its restore never ran: it must be
+// redone with the one after, not forgotten.
+func TestShedKeepsRestoreToRedo(t *testing.T) {
+	s := startShedding(t, 300*time.Millisecond)
+	ctx := ctxT(t, 30*time.Second)
+	conn := connect(t, s.lg.superDSN())
+	if _, err := conn.Exec(ctx, "BEGIN; ALTER TABLE "+s.products+" ADD COLUMN z int", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := connect(t, directDSN()).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.users+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, s.board, s.users)
+	_, err = conn.Exec(ctx, "SELECT count(*) FROM "+s.users, pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: shed") {
+		t.Fatalf("read behind the held lock: %v, want lockguard's shed", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('lock_timeout')", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil || v != "0" {
+		t.Fatalf("lock_timeout after the shed batch = %q (%v), want the client's 0", v, err)
 	}
 }

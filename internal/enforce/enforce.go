@@ -141,8 +141,9 @@ type pendingBatch struct {
 	done   context.CancelFunc // ends the DDL's yield watch
 	obs    *batchObs          // finished with the result; nil without telemetry
 	// restored names the parameters restored at session level after the
-	// batch (injected outside a transaction block).
-	restored []string
+	// batch (injected outside a transaction block); reasserted those whose
+	// restore the batch redid first (session.reassert).
+	restored, reasserted []string
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -524,11 +525,13 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			v.Hold = a.hold(s, admit, inTx, hr)
 		}
 	}
+	var reasserted []string
 	if b.TxStatus == 'I' && !b.MidBatch {
 		s.mu.Lock()
 		for _, n := range s.reassert {
 			v.Before = append(v.Before, s.settings.Restore(n, false))
 		}
+		reasserted = slices.Clone(s.reassert)
 		s.reassert = s.reassert[:0]
 		s.mu.Unlock()
 	}
@@ -547,7 +550,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	if injected {
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
-	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored}
+	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted}
 	if g.Admission != nil && len(protect) > 0 {
 		q := ""
 		if ob != nil {
@@ -874,15 +877,20 @@ func (s *session) applyResult(code string) *batchObs {
 			}
 		}
 	}
-	if len(p.restored) > 0 {
-		if st := s.ps.TxStatus(); st == 'T' || st == 'E' {
-			// The batch opened a transaction block (BEGIN; ALTER … in one
-			// string) and the restore ran inside it.
-			for _, n := range p.restored {
-				if !slices.Contains(s.reassert, n) {
-					s.reassert = append(s.reassert, n)
-				}
-			}
+	redo := p.reasserted
+	if code == "" {
+		// Failed (a shed batch never ran its Before): the restore is
+		// redone with the next batch; on success it is done.
+		redo = nil
+	}
+	if st := s.ps.TxStatus(); st == 'T' || st == 'E' {
+		// The batch opened a transaction block (BEGIN; ALTER … in one
+		// string) and the restore ran inside it.
+		redo = append(redo, p.restored...)
+	}
+	for _, n := range redo {
+		if !slices.Contains(s.reassert, n) {
+			s.reassert = append(s.reassert, n)
 		}
 	}
 	// The server's status is the truth about the transaction.
