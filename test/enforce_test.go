@@ -299,6 +299,32 @@ func TestEnforceRestoreSurvivesRollback(t *testing.T) {
 	}
 }
 
+// TestEnforceCommitThenDDL: inside a transaction block, "COMMIT; ALTER
+// TABLE …" in one string runs the ALTER outside the block. lockguard once
+// injected SET LOCAL before the string: the COMMIT ended it and the ALTER
+// waited behind the reader with no lock timeout.
+func TestEnforceCommitThenDDL(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "commitddl")
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, tbl)
+	released := make(chan struct{})
+	go func() { time.Sleep(4 * time.Second); release(); close(released) }()
+	start := time.Now()
+	_, err := conn.Exec(ctx, "COMMIT; ALTER TABLE "+tbl+" ADD COLUMN x int", pgx.QueryExecModeSimpleProtocol)
+	took := time.Since(start)
+	<-released
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || took > 3*time.Second {
+		t.Fatalf("ALTER after COMMIT in one string behind a reader: %v after %v, want 55P03 from the injected 300ms", err, took)
+	}
+	if v := showLockTimeout(t, conn); v != "0" {
+		t.Fatalf("lock_timeout afterwards = %q, want 0", v)
+	}
+}
+
 // TestEnforceKeepsStartupLockTimeout: a lock_timeout the client sets in its
 // connection string (a startup parameter, or -c in options) is its own:
 // lockguard once did not know it, injected its longer one over it during a

@@ -411,6 +411,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
 	var concurrent []*guard.Statement
 	oneImplicitTx := b.Complete && !b.MidBatch
+	// endsTxFirst: a COMMIT or ROLLBACK comes before the batch's first
+	// protected statement, which then runs outside the transaction block
+	// the batch starts in.
+	endsTxFirst := false
 	status := b.TxStatus
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
@@ -449,6 +453,12 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		for _, st := range ptrs {
 			if st.Class == guard.ClassTransaction || st.NoTxBlock {
 				oneImplicitTx = false
+			}
+			if len(protect) == 0 && len(concurrent) == 0 {
+				switch st.TxKind {
+				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+					endsTxFirst = true
+				}
 			}
 			switch {
 			case st.Concurrently:
@@ -543,7 +553,14 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				status = ps.TxStatus()
 			}
 		}
-		injected = g.protect(s, v, b, status, protect, concurrent, oneImplicitTx, &restored)
+		at := status
+		if at == 'T' && endsTxFirst {
+			// "COMMIT; ALTER …": a SET LOCAL would end with the COMMIT
+			// and leave the ALTER unprotected; a session-level SET made
+			// in the transaction commits with it.
+			at = 'I'
+		}
+		injected = g.protect(s, v, b, at, protect, concurrent, oneImplicitTx, &restored)
 	}
 	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
 	g.logFindings(s, findings)
