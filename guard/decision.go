@@ -118,11 +118,5 @@ type TxState struct {
 	AccessExclusiveOn RelName
 	Statements        int // statements run so far
 
-	saves []txSave // savepoints, innermost last
-}
-
-// txSave is the state of a transaction when a savepoint was set.
-type txSave struct {
-	name  string
-	state TxState
+	saves savepoints[TxState]
 }

@@ -30,13 +30,7 @@ type Settings struct {
 	tx      map[string]txValue
 	inTx    bool
 	base    map[string]string // values from the startup packet; absent = default
-	saves   []savepoint       // the transaction's savepoints, innermost last
-}
-
-// savepoint is the transaction's settings when a savepoint was set.
-type savepoint struct {
-	name string
-	tx   map[string]txValue
+	saves   savepoints[map[string]txValue]
 }
 
 type txValue struct {
@@ -137,21 +131,13 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			s.end(st.TxKind == TxPrepare)
 		case TxSavepoint:
 			if s.inTx {
-				s.saves = append(s.saves, savepoint{name: st.Savepoint, tx: maps.Clone(s.tx)})
+				s.saves.set(st.Savepoint, maps.Clone(s.tx))
 			}
 		case TxRelease:
-			// Releasing a savepoint keeps what was set since and
-			// destroys the savepoints set after it.
-			if i := s.savepoint(st.Savepoint); i >= 0 {
-				clear(s.saves[i:])
-				s.saves = s.saves[:i]
-			}
+			s.saves.release(st.Savepoint)
 		case TxRollbackTo:
-			// The savepoint stays; those set after it are destroyed.
-			if i := s.savepoint(st.Savepoint); i >= 0 {
-				s.tx = maps.Clone(s.saves[i].tx)
-				clear(s.saves[i+1:])
-				s.saves = s.saves[:i+1]
+			if tx, ok := s.saves.rollbackTo(st.Savepoint); ok {
+				s.tx = maps.Clone(tx)
 			}
 		}
 		return
@@ -173,21 +159,10 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 	}
 }
 
-// savepoint returns the index of the innermost savepoint named name, or -1.
-func (s *Settings) savepoint(name string) int {
-	for i := len(s.saves) - 1; i >= 0; i-- {
-		if s.saves[i].name == name {
-			return i
-		}
-	}
-	return -1
-}
-
 func (s *Settings) begin() {
 	s.inTx = true
 	clear(s.tx)
-	clear(s.saves)
-	s.saves = s.saves[:0]
+	s.saves.reset()
 }
 
 // end closes the transaction; commit applies its session-level changes.
@@ -206,8 +181,7 @@ func (s *Settings) end(commit bool) {
 	}
 	s.inTx = false
 	clear(s.tx)
-	clear(s.saves)
-	s.saves = s.saves[:0]
+	s.saves.reset()
 }
 
 // TxEnded tells Settings that the transaction ended without a statement it

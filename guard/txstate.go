@@ -67,39 +67,20 @@ func (t *TxState) record(st *Statement, f *stmtFacts) {
 // rolls back to it, and undoes what was created: the state returns to what
 // it was at the savepoint. An unknown name changes nothing (PostgreSQL
 // refuses it).
-func (t *TxState) Savepoint(name string) {
-	t.saves = append(t.saves, txSave{name: name, state: t.Clone()})
-}
+func (t *TxState) Savepoint(name string) { t.saves.set(name, t.Clone()) }
 
 // Release forgets savepoint name and those set after it; what was done
 // since stays.
-func (t *TxState) Release(name string) {
-	if i := t.savepoint(name); i >= 0 {
-		clear(t.saves[i:])
-		t.saves = t.saves[:i]
-	}
-}
+func (t *TxState) Release(name string) { t.saves.release(name) }
 
 // RollbackTo returns the state to savepoint name, which stays; those set
 // after it are forgotten.
 func (t *TxState) RollbackTo(name string) {
-	i := t.savepoint(name)
-	if i < 0 {
-		return
+	if state, ok := t.saves.rollbackTo(name); ok {
+		saves := t.saves
+		*t = state.Clone()
+		t.saves = saves
 	}
-	saves := t.saves[:i+1]
-	clear(t.saves[i+1:])
-	*t = t.saves[i].state.Clone()
-	t.saves = saves
-}
-
-func (t *TxState) savepoint(name string) int {
-	for i := len(t.saves) - 1; i >= 0; i-- {
-		if t.saves[i].name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 // Reset empties the state for the next transaction, keeping its storage.
@@ -110,8 +91,7 @@ func (t *TxState) Reset() {
 	t.AccessExclusive = false
 	t.AccessExclusiveOn = RelName{}
 	t.Statements = 0
-	clear(t.saves)
-	t.saves = t.saves[:0]
+	t.saves.reset()
 }
 
 func (t *TxState) isCreated(rel RelName) bool {
