@@ -2,6 +2,7 @@ package guard
 
 import (
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (s *Settings) Start(param func(name string) string) {
 	for _, kv := range startupOptions(param("options")) {
 		s.baseline(kv[0], kv[1])
 	}
-	for _, n := range [...]string{"lock_timeout", "statement_timeout", "search_path"} {
+	for _, n := range followed {
 		if v := param(n); v != "" {
 			s.baseline(n, v)
 		}
@@ -55,7 +56,7 @@ func (s *Settings) Start(param func(name string) string) {
 }
 
 func (s *Settings) baseline(name, value string) {
-	if !Tracked(name) || name == "all" {
+	if !slices.Contains(followed[:], name) {
 		return
 	}
 	if s.base == nil {
@@ -113,9 +114,13 @@ func startupOptions(opts string) [][2]string {
 	return out
 }
 
-// Tracked reports whether name is a parameter Settings follows.
+// followed are the parameters Settings follows.
+var followed = [...]string{"lock_timeout", "statement_timeout", "search_path"}
+
+// Tracked reports whether name is a parameter Settings follows, or "all"
+// (RESET ALL), which changes them all.
 func Tracked(name string) bool {
-	return name == "lock_timeout" || name == "statement_timeout" || name == "search_path" || name == "all"
+	return name == "all" || slices.Contains(followed[:], name)
 }
 
 // Apply records the effect of a statement that completed successfully.
@@ -149,11 +154,11 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 		if !Tracked(c.Name) {
 			continue
 		}
-		names := []string{c.Name}
-		if c.Name == "all" {
-			names = []string{"lock_timeout", "statement_timeout", "search_path"}
+		if c.Name != "all" {
+			s.set(c.Name, c, inTx)
+			continue
 		}
-		for _, n := range names {
+		for _, n := range followed {
 			s.set(n, c, inTx)
 		}
 	}
