@@ -124,6 +124,12 @@ type session struct {
 	spareObs atomic.Pointer[batchObs]
 }
 
+// redoDue reports whether b carries the restores in s.reassert: it is the
+// next batch that starts outside a transaction block. s.mu is held.
+func (s *session) redoDue(b *proxy.Batch) bool {
+	return len(s.reassert) > 0 && b.TxStatus == 'I' && !b.MidBatch
+}
+
 // takeYielded reports and clears whether the guard cancelled the statement.
 func (s *session) takeYielded() bool {
 	s.mu.Lock()
@@ -269,9 +275,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	}
 	s.mu.Lock()
 	inTxTracked := s.inTx && s.tx.AccessExclusive
-	// A restore to redo goes with the next batch that starts outside a
-	// transaction block.
-	needs := len(s.reassert) > 0 && b.TxStatus == 'I' && !b.MidBatch
+	needs := s.redoDue(b)
 	s.mu.Unlock()
 	var path []string
 	sampled, parent := false, trace.SpanContext{}
@@ -536,15 +540,14 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 	}
 	var reasserted []string
-	if b.TxStatus == 'I' && !b.MidBatch {
-		s.mu.Lock()
+	s.mu.Lock()
+	if s.redoDue(b) {
 		for _, n := range s.reassert {
 			v.Before = append(v.Before, s.settings.Restore(n, false))
 		}
-		reasserted = slices.Clone(s.reassert)
-		s.reassert = s.reassert[:0]
-		s.mu.Unlock()
+		reasserted, s.reassert = s.reassert, nil
 	}
+	s.mu.Unlock()
 	injected := false
 	var restored []string
 	if len(protect) > 0 || len(concurrent) > 0 {
@@ -894,13 +897,14 @@ func (s *session) applyResult(code string) *batchObs {
 			}
 		}
 	}
-	redo := p.reasserted
-	if code == "" {
-		// Failed (a shed batch never ran its Before): the restore is
-		// redone with the next batch; on success it is done.
-		redo = nil
+	var redo []string
+	if code != "" {
+		// The batch failed, perhaps before its Before ran (a shed batch
+		// sends nothing): its restores go with the next batch again.
+		redo = p.reasserted
 	}
-	if st := s.ps.TxStatus(); st == 'T' || st == 'E' {
+	status := s.ps.TxStatus()
+	if status == 'T' || status == 'E' {
 		// The batch opened a transaction block (BEGIN; ALTER … in one
 		// string) and the restore ran inside it.
 		redo = append(redo, p.restored...)
@@ -911,7 +915,7 @@ func (s *session) applyResult(code string) *batchObs {
 		}
 	}
 	// The server's status is the truth about the transaction.
-	switch s.ps.TxStatus() {
+	switch status {
 	case 'I':
 		if s.inTx {
 			s.settings.TxEnded(false)
