@@ -81,12 +81,7 @@ func guardedTable(t *testing.T, prefix string) (*lockguard, context.Context, str
 	t.Helper()
 	lg := startGuarded(t, nil)
 	ctx := ctxT(t, 60*time.Second)
-	tbl := uniqueName(t, prefix)
-	if _, err := connect(t, directDSN()).Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
-	return lg, ctx, tbl
+	return lg, ctx, createTable(t, ctx, prefix, "id int")
 }
 
 // wantOwnLockTimeout fails unless err is PostgreSQL's own 55P03, from the
@@ -357,12 +352,7 @@ func TestEnforceKeepsStartupLockTimeout(t *testing.T) {
 func TestEnforceCarriageReturnEndsLineComment(t *testing.T) {
 	lg := startGuarded(t, nil)
 	ctx := ctxT(t, 60*time.Second)
-	direct := connect(t, directDSN())
-	tbl := uniqueName(t, "crlf")
-	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
+	tbl := createTable(t, ctx, "crlf", "id int")
 	conn := connect(t, lg.superDSN())
 	// Unprotected, the DDL would wait this long and fail with 57014.
 	if _, err := conn.Exec(ctx, "SET statement_timeout = '20s'"); err != nil {

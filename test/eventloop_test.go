@@ -72,12 +72,7 @@ func testRetriedDDLLeavesLoop(t *testing.T, withCatalog bool) {
 		}
 	})
 	ctx := ctxT(t, 60*time.Second)
-	tbl := uniqueName(t, "looped")
-	direct := connect(t, directDSN())
-	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
+	tbl := createTable(t, ctx, "looped", "id int")
 
 	migrator := connect(t, lg.superDSN())
 	bystander := connect(t, lg.superDSN())

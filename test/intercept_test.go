@@ -201,12 +201,8 @@ func TestInterceptRetry(t *testing.T) {
 		})
 	})
 	ctx := ctxT(t, 60*time.Second)
-	tbl := uniqueName(t, "retry")
 	direct := connect(t, directDSN())
-	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (i int)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
+	tbl := createTable(t, ctx, "retry", "i int")
 	conn := connect(t, lg.superDSN())
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
 		attempts.Store(0)

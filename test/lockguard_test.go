@@ -107,6 +107,18 @@ func dropAtEnd(t testing.TB, tables ...string) {
 	})
 }
 
+// createTable creates a table named after prefix with columns, directly
+// in PostgreSQL, dropped when the test ends, and returns its name.
+func createTable(t testing.TB, ctx context.Context, prefix, columns string) string {
+	t.Helper()
+	tbl := uniqueName(t, prefix)
+	if _, err := connect(t, directDSN()).Exec(ctx, "CREATE TABLE "+tbl+" ("+columns+")"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	return tbl
+}
+
 // uniqueName returns an identifier unique to this test.
 func uniqueName(t testing.TB, prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1e12)

@@ -128,12 +128,8 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 // held no strong lock any more.
 func TestPolicyFollowsSavepoints(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
-	tbl := uniqueName(t, "polsp")
 	direct := connect(t, directDSN())
-	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
+	tbl := createTable(t, ctx, "polsp", "id int")
 	lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		conn := connect(t, lg.superDSN())

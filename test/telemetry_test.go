@@ -292,12 +292,7 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 		tr.install(g)
 	})
 	ctx := ctxT(t, 30*time.Second)
-	tbl := uniqueName(t, "tele")
-	direct := connect(t, directDSN())
-	if _, err := direct.Exec(ctx, "CREATE TABLE "+tbl+" (id int PRIMARY KEY, v text)"); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, tbl)
+	tbl := createTable(t, ctx, "tele", "id int PRIMARY KEY, v text")
 	conn := connect(t, lg.superDSN())
 
 	// Blocked by the strict policy (adding a NOT NULL column with a
