@@ -246,6 +246,27 @@ func (s *Settings) explicit(name string) (value string, set bool) {
 	return v, set
 }
 
+// Clone returns a copy that changes independently of s.
+func (s *Settings) Clone() Settings {
+	c := Settings{session: maps.Clone(s.session), tx: maps.Clone(s.tx), inTx: s.inTx, base: s.base}
+	for _, sp := range s.saves {
+		c.saves.set(sp.name, maps.Clone(sp.state))
+	}
+	return c
+}
+
+// After returns the value change c gives name (c's parameter, or "all")
+// for the statements that follow it in the same transaction or query
+// string: its value, or for a reset the session's baseline (ok = false:
+// the server's default).
+func (s *Settings) After(name string, c SettingChange) (value string, ok bool) {
+	if !c.Reset {
+		return c.Value, true
+	}
+	v, ok := s.base[name]
+	return v, ok
+}
+
 // Restore returns the statement that undoes an injected SET of name: in a
 // transaction block a SET LOCAL back to the client's value (or TO DEFAULT,
 // which is its baseline); outside one a session SET to the client's value,

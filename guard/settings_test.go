@@ -82,6 +82,61 @@ func TestSettingsRestore(t *testing.T) {
 	}
 }
 
+// TestSettingsCloneAndAfter: a clone takes changes (savepoints included)
+// without passing them back; After is the value a change leaves for the
+// statements after it, a reset's being the startup baseline.
+func TestSettingsCloneAndAfter(t *testing.T) {
+	a := NewAnalyzer(nil, 0)
+	apply := func(s *Settings, sql string, inTx bool) *Statement {
+		an := a.Analyze(sql)
+		if an.Err != nil {
+			t.Fatal(an.Err)
+		}
+		s.Apply(&an.Statements[0], inTx)
+		return &an.Statements[0]
+	}
+	var s Settings
+	s.Start(func(n string) string { return map[string]string{"lock_timeout": "100ms"}[n] })
+	apply(&s, "BEGIN", false)
+	apply(&s, "SET lock_timeout = '5s'", true)
+	apply(&s, "SAVEPOINT a", true)
+	c := s.Clone()
+	apply(&c, "SET lock_timeout = '4s'", true)
+	apply(&c, "RELEASE a", true)
+	apply(&c, "COMMIT", true)
+	if got := c.Restore("lock_timeout", false); got != "SET lock_timeout = '4s'" {
+		t.Fatalf("clone: Restore = %q", got)
+	}
+	if got := s.Restore("lock_timeout", true); got != "SET LOCAL lock_timeout = '5s'" {
+		t.Fatalf("original after the clone changed: Restore = %q", got)
+	}
+	apply(&s, "SET lock_timeout = '3s'", true)
+	apply(&s, "ROLLBACK TO a", true)
+	if got := s.Restore("lock_timeout", true); got != "SET LOCAL lock_timeout = '5s'" {
+		t.Fatalf("original after the clone changed: Restore = %q", got)
+	}
+	for _, tc := range []struct {
+		sql, want string
+		ok        bool
+	}{
+		{"SET lock_timeout = '1s'", "1s", true},
+		{"SET LOCAL lock_timeout = '2s'", "2s", true},
+		{"RESET lock_timeout", "100ms", true},
+		{"SET lock_timeout TO DEFAULT", "100ms", true},
+		{"RESET ALL", "100ms", true},
+	} {
+		an := a.Analyze(tc.sql)
+		ch := an.Statements[0].Settings[0]
+		if v, ok := s.After("lock_timeout", ch); v != tc.want || ok != tc.ok {
+			t.Fatalf("%s: After = %q, %v; want %q, %v", tc.sql, v, ok, tc.want, tc.ok)
+		}
+	}
+	var none Settings
+	if v, ok := none.After("lock_timeout", SettingChange{Name: "lock_timeout", Reset: true}); ok || v != "" {
+		t.Fatalf("reset without a baseline: After = %q, %v; want the server's default", v, ok)
+	}
+}
+
 func TestStartupOptions(t *testing.T) {
 	for opts, want := range map[string][][2]string{
 		"":                                   nil,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,6 +318,112 @@ func TestEnforceCommitThenDDL(t *testing.T) {
 	}
 	if v := showLockTimeout(t, conn); v != "0" {
 		t.Fatalf("lock_timeout afterwards = %q, want 0", v)
+	}
+}
+
+// TestEnforceFollowsSetsInTheSameString: a migration file sent as one
+// query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
+// golang-migrate sends it) sets the timeout its DDL runs with. lockguard's
+// SET goes before the string and its restore after it, so it once retried
+// the client's own 55P03 as if it were its own, and its restore reset the
+// client's SET for the rest of the session.
+func TestEnforceFollowsSetsInTheSameString(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "instring")
+	simple := pgx.QueryExecModeSimpleProtocol
+	var mu sync.Mutex
+	var notices []*pgconn.Notice
+	cfg, err := pgx.ParseConfig(lg.superDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec := func(sql string) error {
+		mu.Lock()
+		notices = nil
+		mu.Unlock()
+		_, err := conn.Exec(ctx, sql, simple)
+		return err
+	}
+	warned := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range notices {
+			if n.Code == guard.CodeWarning && strings.HasPrefix(n.Message, "lockguard: lock_timeout") && n.Hint != "" {
+				return true
+			}
+		}
+		return false
+	}
+
+	// A lower timeout set before the DDL is the client's: its 55P03 is
+	// PostgreSQL's, at once, and the failed string's SET is rolled back.
+	_, release := holdLock(t, tbl)
+	start := time.Now()
+	err = exec("SET lock_timeout = '100ms'; ALTER TABLE " + tbl + " ADD COLUMN a int")
+	took := time.Since(start)
+	release()
+	wantOwnLockTimeout(t, "behind a reader", err)
+	if took > time.Second {
+		t.Fatalf("the client's own 100ms lock timeout was retried: %v", took)
+	}
+	if v := showLockTimeout(t, conn); v != "0" {
+		t.Fatalf("lock_timeout after the failed string = %q, want 0", v)
+	}
+
+	for _, c := range []struct {
+		sql, want string
+		warn      bool
+	}{
+		{"SET lock_timeout = '100ms'; ALTER TABLE %s ADD COLUMN b int", "100ms", false},
+		// Longer than lockguard's 300ms: it runs, with a warning.
+		{"SET lock_timeout = '1s'; ALTER TABLE %s ADD COLUMN c int", "1s", true},
+		{"SELECT set_config('lock_timeout', '2s', false); ALTER TABLE %s ADD COLUMN d int", "2s", true},
+		// After the DDL: lockguard's injected timeout governs it, and
+		// its restore must leave the client's new value.
+		{"ALTER TABLE %s ADD COLUMN e int; SET lock_timeout = '5s'", "5s", false},
+	} {
+		sql := fmt.Sprintf(c.sql, tbl)
+		if err := exec(sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if v := showLockTimeout(t, conn); v != c.want {
+			t.Fatalf("%s: lock_timeout afterwards = %q, want %q", sql, v, c.want)
+		}
+		if w := warned(); w != c.warn {
+			t.Fatalf("%s: warned %v, want %v", sql, w, c.warn)
+		}
+	}
+
+	// The same string failing behind a reader: PostgreSQL rolls its SET
+	// back, so the value before it (5s) must be what the session has.
+	_, release = holdLock(t, tbl)
+	err = exec("ALTER TABLE " + tbl + " ADD COLUMN f int; SET lock_timeout = '6s'")
+	release()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("behind a reader: %v, want 55P03", err)
+	}
+	if v := showLockTimeout(t, conn); v != "5s" {
+		t.Fatalf("lock_timeout after the failed string = %q, want the 5s from before it", v)
+	}
+
+	// The same in one pipeline of the extended protocol (one Sync).
+	_, release = holdLock(t, tbl)
+	batch := &pgx.Batch{}
+	batch.Queue("SET lock_timeout = '100ms'")
+	batch.Queue("ALTER TABLE " + tbl + " ADD COLUMN g int")
+	start = time.Now()
+	err = conn.SendBatch(ctx, batch).Close()
+	took = time.Since(start)
+	release()
+	wantOwnLockTimeout(t, "pipeline behind a reader", err)
+	if took > time.Second {
+		t.Fatalf("pipeline: the client's own 100ms lock timeout was retried: %v", took)
 	}
 }
 

@@ -150,6 +150,9 @@ type pendingBatch struct {
 	// batch (injected outside a transaction block); reasserted those whose
 	// restore the batch redid first (session.reassert).
 	restored, reasserted []string
+	// changes: the batch's own statements change followed parameters, so
+	// its restores put back what it leaves when it succeeds.
+	changes bool
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -420,6 +423,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	// the batch starts in.
 	endsTxFirst := false
 	status := b.TxStatus
+	var own ownSets
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
 	for i := range b.Stmts {
@@ -455,6 +459,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			stmts = append(stmts, ptrs...)
 		}
 		for _, st := range ptrs {
+			own.see(st, len(protect) == 0)
 			if st.Class == guard.ClassTransaction || st.NoTxBlock {
 				oneImplicitTx = false
 			}
@@ -470,6 +475,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				admit = append(admit, st)
 			case blocksTraffic(st):
 				protect = append(protect, st)
+				own.ltBetween = own.ltBetween || own.ltSeen
 			case len(st.Locks) > 0: // BEGIN, COMMIT, SET lock nothing to admit
 				admit = append(admit, st)
 			}
@@ -563,14 +569,17 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// in the transaction commits with it.
 			at = 'I'
 		}
-		injected = g.protect(s, v, b, at, protect, concurrent, oneImplicitTx, &restored)
+		if own.tracked {
+			own.stmts = stmts
+		}
+		injected = g.protect(s, v, b, at, protect, concurrent, oneImplicitTx, &own, &restored)
 	}
 	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
 	g.logFindings(s, findings)
 	if injected {
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
-	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted}
+	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked}
 	if g.Admission != nil && len(protect) > 0 {
 		q := ""
 		if ob != nil {
@@ -658,26 +667,93 @@ func blocksTraffic(st *guard.Statement) bool {
 	return false
 }
 
+// ownSets is what a batch's own statements do to the parameters lockguard
+// injects. lockguard's SETs go before the batch and its restores after it,
+// so a SET in the batch overrides the injected value for the statements
+// after it, and the restore must put back what the batch leaves.
+type ownSets struct {
+	// ltFirst is the last change of lock_timeout before the batch's first
+	// protected statement, which then runs with that value.
+	ltFirst *guard.SettingChange
+	// ltSeen: a statement so far changed lock_timeout; ltBetween: one did
+	// before some protected statement.
+	ltSeen, ltBetween bool
+	// tracked: some statement changes a parameter Settings follows; stmts
+	// are then the batch's statements, to restore what they leave.
+	tracked bool
+	stmts   []*guard.Statement
+}
+
+// see notes st's changes; first says no protected statement came yet.
+func (o *ownSets) see(st *guard.Statement, first bool) {
+	for i := range st.Settings {
+		c := &st.Settings[i]
+		if !guard.Tracked(c.Name) {
+			continue
+		}
+		o.tracked = true
+		if c.Name == "lock_timeout" || c.Name == "all" {
+			o.ltSeen = true
+			if first {
+				o.ltFirst = c
+			}
+		}
+	}
+}
+
+// after returns the settings as the batch leaves them when it succeeds:
+// what the restores after it must put back. s.mu is held.
+func (o *ownSets) after(s *session) *guard.Settings {
+	if !o.tracked {
+		return &s.settings
+	}
+	c := s.settings.Clone()
+	inTx := s.inTx
+	for _, st := range o.stmts {
+		c.Apply(st, inTx)
+		switch st.TxKind {
+		case guard.TxBegin:
+			inTx = true
+		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+			inTx = false
+		}
+	}
+	return &c
+}
+
 // protect adds the lock timeout, its restoration and the retry policy.
 // The parameters it restores at session level (outside a transaction block)
 // are added to *restored.
 func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
-	protect, concurrent []*guard.Statement, oneImplicitTx bool, restored *[]string) (injected bool) {
+	protect, concurrent []*guard.Statement, oneImplicitTx bool, own *ownSets, restored *[]string) (injected bool) {
 	if status == 'E' || b.MidBatch {
 		return false // a failed transaction runs nothing; mid-batch nothing can be injected
 	}
 	inTx := status == 'T'
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	after := own.after(s)
 	if len(protect) > 0 && g.LockTimeout > 0 {
-		own, set := s.settings.Effective("lock_timeout")
-		d, ok := guard.ParseTimeout(own)
-		if !set || !ok || d == 0 || d > g.LockTimeout {
-			v.Before = append(v.Before, guard.Inject("lock_timeout", g.LockTimeout, inTx))
-			v.After = append(v.After, s.settings.Restore("lock_timeout", inTx))
-			injected = true
-			if !inTx {
-				*restored = append(*restored, "lock_timeout")
+		if c := own.ltFirst; c != nil {
+			// "SET lock_timeout = …; ALTER TABLE …" in one string: the
+			// client's SET runs after anything sent before the string,
+			// so the DDL has the client's timeout and lockguard injects
+			// nothing, as for a lower timeout set on its own. It says so
+			// when that timeout is longer than lockguard's.
+			val, set := s.settings.After("lock_timeout", *c)
+			if d, ok := guard.ParseTimeout(val); !set || !ok || d == 0 || d > g.LockTimeout {
+				v.Notices = append(v.Notices, g.overridden(val, set))
+			}
+		} else {
+			cur, set := s.settings.Effective("lock_timeout")
+			d, ok := guard.ParseTimeout(cur)
+			if !set || !ok || d == 0 || d > g.LockTimeout {
+				v.Before = append(v.Before, guard.Inject("lock_timeout", g.LockTimeout, inTx))
+				v.After = append(v.After, after.Restore("lock_timeout", inTx))
+				injected = true
+				if !inTx {
+					*restored = append(*restored, "lock_timeout")
+				}
 			}
 		}
 	}
@@ -687,7 +763,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	}
 	if st > 0 {
 		v.Before = append(v.Before, guard.Inject("statement_timeout", st, inTx))
-		v.After = append(v.After, s.settings.Restore("statement_timeout", inTx))
+		v.After = append(v.After, after.Restore("statement_timeout", inTx))
 		if !inTx {
 			*restored = append(*restored, "statement_timeout")
 		}
@@ -699,7 +775,9 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	s.ddlGen++
 	s.blockers = nil
 	gen := s.ddlGen
-	if inTx || !oneImplicitTx {
+	if inTx || !oneImplicitTx || own.ltBetween {
+		// Nor when the batch sets lock_timeout before a later protected
+		// statement: a 55P03 may then be the client's own.
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps.
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
@@ -731,6 +809,20 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
 	}
 	return true
+}
+
+// overridden is the warning for a DDL whose batch sets a lock_timeout
+// longer than lockguard's (or none) before it.
+func (g *Guard) overridden(val string, set bool) *proxy.Error {
+	if !set || val == "" {
+		val = "the server's default"
+	} else {
+		val = "'" + val + "'"
+	}
+	return &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
+		Message: fmt.Sprintf("lockguard: lock_timeout %s set earlier in the same query runs this DDL instead of lockguard's %v", val, g.LockTimeout),
+		Detail:  "lockguard sets its lock timeout before a query and restores it after; a SET inside the query overrides it for the statements that follow, so lockguard cannot shorten this DDL's wait for its locks and does not retry it.",
+		Hint:    fmt.Sprintf("Send SET lock_timeout as a statement of its own, or set it to %v or less.", g.LockTimeout)}
 }
 
 // watchBlockers records who blocks the session's backend shortly before the
@@ -902,6 +994,11 @@ func (s *session) applyResult(code string) *batchObs {
 		// The batch failed, perhaps before its Before ran (a shed batch
 		// sends nothing): its restores go with the next batch again.
 		redo = p.reasserted
+		if p.changes {
+			// Its restores put back what its SETs would have left,
+			// and PostgreSQL rolled those SETs back.
+			redo = append(redo, p.restored...)
+		}
 	}
 	status := s.ps.TxStatus()
 	if status == 'T' || status == 'E' {
