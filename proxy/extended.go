@@ -12,6 +12,8 @@ type extOp struct {
 	name string // statement (P, c) or portal (B, p) name
 	stmt string // B: statement name
 	sql  string // P with a name: the statement text (kept when guarded)
+	// B in a held batch: where its body is in the batch (Session.collect).
+	bindAt, bindLen int32
 }
 
 // extTracker knows the named prepared statements and portals of a session.

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"time"
 )
 
@@ -69,6 +71,67 @@ type BatchStmt struct {
 	SQL      []byte // the statement text
 	Name     string // prepared statement name, "" for the unnamed one
 	Executed bool   // an Execute (or the Query itself) runs it in this batch
+	// Bind is the body of the Bind message behind the statement's Execute
+	// in this batch (BindParam reads its values); nil when there is none or
+	// it was bound in an earlier batch. Like SQL it is valid only during
+	// Hooks.Batch.
+	Bind []byte
+}
+
+// BindParam returns parameter n (1-based) of a Bind message body and its
+// format code (0 text, 1 binary); ok is false when the message has no such
+// parameter, its value is NULL or the message is malformed.
+func BindParam(bind []byte, n int) (value []byte, format int16, ok bool) {
+	// portal\0 statement\0 int16 nformats, int16 formats…, int16 nparams,
+	// then per parameter int32 length (-1: NULL) and its bytes.
+	for range 2 {
+		i := bytes.IndexByte(bind, 0)
+		if i < 0 {
+			return nil, 0, false
+		}
+		bind = bind[i+1:]
+	}
+	if len(bind) < 2 {
+		return nil, 0, false
+	}
+	nf := int(binary.BigEndian.Uint16(bind))
+	if nf > 0x7fff || len(bind) < 2+2*nf+2 {
+		return nil, 0, false
+	}
+	formats := bind[2 : 2+2*nf]
+	bind = bind[2+2*nf:]
+	np := int(binary.BigEndian.Uint16(bind))
+	bind = bind[2:]
+	if n < 1 || n > np || np > 0x7fff || nf > 1 && nf != np {
+		return nil, 0, false
+	}
+	switch nf {
+	case 0:
+	case 1:
+		format = int16(binary.BigEndian.Uint16(formats))
+	default:
+		format = int16(binary.BigEndian.Uint16(formats[2*(n-1):]))
+	}
+	for i := 1; ; i++ {
+		if len(bind) < 4 {
+			return nil, 0, false
+		}
+		l := int32(binary.BigEndian.Uint32(bind))
+		bind = bind[4:]
+		if l < 0 {
+			if i == n {
+				return nil, 0, false
+			}
+			continue
+		}
+		if int(l) > len(bind) {
+			return nil, 0, false
+		}
+		if i == n {
+			return bind[:l], format, true
+		}
+		bind = bind[l:]
+	}
 }
 
 // Verdict says what to do with a batch. The zero Verdict forwards it.

@@ -19,6 +19,9 @@ type stmtRef struct {
 	earlier  []byte // text of a statement prepared in an earlier batch
 	name     string
 	executed bool
+	// bindAt and bindLen locate the body of the Bind behind its Execute in
+	// the batch; bindLen is 0 when it was bound in an earlier batch.
+	bindAt, bindLen int32
 }
 
 // maxHeldBatch bounds an extended batch held for a decision; a larger one is
@@ -176,6 +179,9 @@ func (s *Session) collect(typ byte, off int, msg []byte) error {
 	if err != nil || op.kind == 0 {
 		return err
 	}
+	if op.kind == 'B' {
+		op.bindAt, op.bindLen = int32(off+5), int32(len(body))
+	}
 	if op.kind == 'P' {
 		if query == nil {
 			return fmt.Errorf("%w: malformed Parse", ErrProtocol)
@@ -194,9 +200,10 @@ func (s *Session) collect(typ byte, off int, msg []byte) error {
 // a statement parsed in it, or prepared earlier.
 func (s *Session) markExecuted(portal string) {
 	stmt, found := "", false
+	var at, n int32
 	for i := len(s.batchOps) - 1; i >= 0; i-- {
 		if op := s.batchOps[i]; op.kind == 'B' && op.name == portal {
-			stmt, found = op.stmt, true
+			stmt, found, at, n = op.stmt, true, op.bindAt, op.bindLen
 			break
 		}
 	}
@@ -207,20 +214,21 @@ func (s *Session) markExecuted(portal string) {
 		return
 	}
 	for i := len(s.refs) - 1; i >= 0; i-- {
-		if s.refs[i].name == stmt && s.refs[i].earlier == nil {
-			s.refs[i].executed = true
+		if r := &s.refs[i]; r.name == stmt && r.earlier == nil {
+			r.executed, r.bindAt, r.bindLen = true, at, n
 			return
 		}
 	}
 	if stmt == "" {
 		if s.unnamedSQL != nil {
-			s.refs = append(s.refs, stmtRef{earlier: s.unnamedSQL, executed: true})
+			s.refs = append(s.refs, stmtRef{earlier: s.unnamedSQL, executed: true, bindAt: at, bindLen: n})
 		}
 		return
 	}
 	if sql, ok := s.ext.statementSQL(stmt); ok {
 		// A view of the string, not a copy: the guard only reads it.
-		s.refs = append(s.refs, stmtRef{earlier: unsafe.Slice(unsafe.StringData(sql), len(sql)), name: stmt, executed: true})
+		s.refs = append(s.refs, stmtRef{earlier: unsafe.Slice(unsafe.StringData(sql), len(sql)), name: stmt, executed: true,
+			bindAt: at, bindLen: n})
 	}
 }
 
@@ -239,7 +247,11 @@ func (s *Session) decideHeld(end byte) error {
 				lastUnnamed = i
 			}
 		}
-		s.batch.Stmts = append(s.batch.Stmts, BatchStmt{SQL: sql, Name: r.name, Executed: r.executed})
+		var bind []byte
+		if r.bindLen > 0 {
+			bind = held[r.bindAt : r.bindAt+r.bindLen]
+		}
+		s.batch.Stmts = append(s.batch.Stmts, BatchStmt{SQL: sql, Name: r.name, Executed: r.executed, Bind: bind})
 	}
 	v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
 	if lastUnnamed >= 0 {
