@@ -332,6 +332,13 @@ func TestTransactionAndSettings(t *testing.T) {
 		{"SET TIME ZONE 'UTC'", TxNone, []SettingChange{{Name: "timezone", Value: "UTC"}}},
 		{"SELECT set_config('lock_timeout', '3s', true)", TxNone, []SettingChange{{Name: "lock_timeout", Value: "3s", Local: true}}},
 		{"SELECT set_config('statement_timeout', '0', false)", TxNone, []SettingChange{{Name: "statement_timeout", Value: "0"}}},
+		// The value as a bind parameter, bare or cast: filled in per Bind.
+		{"SELECT set_config('search_path', $1, true)", TxNone, []SettingChange{{Name: "search_path", Param: 1, Local: true}}},
+		{"SELECT set_config('lock_timeout', $2::text, false), $1", TxNone, []SettingChange{{Name: "lock_timeout", Param: 2}}},
+		// Not followed: the name or is_local as a parameter, an expression.
+		{"SELECT set_config($1, 'x', false)", TxNone, nil},
+		{"SELECT set_config('search_path', $1, $2)", TxNone, nil},
+		{"SELECT set_config('search_path', 'a' || $1, false)", TxNone, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {

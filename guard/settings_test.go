@@ -137,6 +137,34 @@ func TestSettingsCloneAndAfter(t *testing.T) {
 	}
 }
 
+// TestStatementBound: a bind-parameter setting takes its value per
+// execution; one without a value is left out, and Settings ignores one not
+// bound.
+func TestStatementBound(t *testing.T) {
+	st := Analyze("SELECT set_config('search_path', $1, false), set_config('lock_timeout', $2, false), set_config('statement_timeout', '5s', false)").Statements[0]
+	b := st.Bound(func(n int) (string, bool) { return "tenant_a", n == 1 })
+	want := []SettingChange{{Name: "search_path", Value: "tenant_a"}, {Name: "statement_timeout", Value: "5s"}}
+	if len(b.Settings) != len(want) || b.Settings[0] != want[0] || b.Settings[1] != want[1] {
+		t.Fatalf("Bound: %+v, want %+v", b.Settings, want)
+	}
+	if st.Settings[0].Param != 1 || st.Settings[0].Value != "" {
+		t.Fatalf("Bound changed the analysis: %+v", st.Settings[0])
+	}
+	plain := Analyze("SELECT 1").Statements[0]
+	if plain.Bound(func(int) (string, bool) { return "", false }) != &plain {
+		t.Fatal("Bound copied a statement without bind-parameter settings")
+	}
+	var s Settings
+	s.Apply(&st, false)
+	if v, ok := s.Effective("search_path"); ok {
+		t.Fatalf("an unbound change was applied: search_path %q", v)
+	}
+	s.Apply(b, false)
+	if v, _ := s.Effective("search_path"); v != "tenant_a" {
+		t.Fatalf("search_path = %q after the bound change", v)
+	}
+}
+
 func TestStartupOptions(t *testing.T) {
 	for opts, want := range map[string][][2]string{
 		"":                                   nil,

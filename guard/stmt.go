@@ -383,6 +383,18 @@ func (b *builder) setStmt(s *pg.VariableSetStmt) {
 	}
 }
 
+// paramNumber returns n for a bind parameter $n, also under a cast
+// ($1::text), and 0 for anything else.
+func paramNumber(n *pg.Node) int {
+	if tc := n.GetTypeCast(); tc != nil {
+		n = tc.Arg
+	}
+	if p := n.GetParamRef(); p != nil {
+		return int(p.Number)
+	}
+	return 0
+}
+
 // argsString renders SET arguments as Postgres would show them.
 func argsString(args []*pg.Node) string {
 	parts := make([]string, 0, len(args))
@@ -464,11 +476,21 @@ func (b *builder) settingsFromSelect(s *pg.SelectStmt) {
 			continue
 		}
 		n, v, l := constString(fc.Args[0]), constString(fc.Args[1]), constString(fc.Args[2])
-		if n == "?" || v == "?" {
+		param := 0
+		if v == "?" && n != "?" && l != "?" {
+			// set_config('search_path', $1, true), as PostgREST sends
+			// it: the value comes with each Bind (Statement.Bound).
+			param = paramNumber(fc.Args[1])
+		}
+		if n == "?" || v == "?" && param == 0 {
 			b.unknown("set_config with non-constant arguments")
 			continue
 		}
-		b.st.Settings = append(b.st.Settings, SettingChange{Name: strings.ToLower(n), Value: v, Local: l == "on" || l == "true"})
+		if param > 0 {
+			v = ""
+		}
+		b.st.Settings = append(b.st.Settings, SettingChange{Name: strings.ToLower(n), Value: v, Param: param,
+			Local: l == "on" || l == "true"})
 	}
 }
 

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -189,6 +190,10 @@ type SettingChange struct {
 	Local bool
 	// Reset is set for RESET, SET … TO DEFAULT and DISCARD ALL.
 	Reset bool
+	// Param, when not 0, says the value is bind parameter $Param
+	// (set_config(name, $1, …)): Value is then empty until Statement.Bound
+	// fills it in for one execution, and Settings ignores the change.
+	Param int
 }
 
 // Statement is the analysis of one SQL statement.
@@ -280,6 +285,30 @@ type Analysis struct {
 
 	// ptrs points at each of Statements, made once with the analysis.
 	ptrs []*Statement
+}
+
+// Bound returns st with the values of its bind-parameter settings filled
+// in from param (which returns $n's text, ok = false when it has none); a
+// change whose parameter has no value is left out. It returns st itself
+// when st has no such setting.
+func (st *Statement) Bound(param func(n int) (string, bool)) *Statement {
+	i := slices.IndexFunc(st.Settings, func(c SettingChange) bool { return c.Param > 0 })
+	if i < 0 {
+		return st
+	}
+	c := *st
+	c.Settings = make([]SettingChange, 0, len(st.Settings))
+	for _, ch := range st.Settings {
+		if ch.Param > 0 {
+			v, ok := param(ch.Param)
+			if !ok {
+				continue
+			}
+			ch.Value, ch.Param = v, 0
+		}
+		c.Settings = append(c.Settings, ch)
+	}
+	return &c
 }
 
 // StatementPtrs returns a pointer to each of a's statements. An analysis

@@ -230,6 +230,53 @@ func TestEnforceFollowsSetConfig(t *testing.T) {
 	}
 }
 
+// TestEnforceFollowsBoundSetConfig: set_config with its value as a bind
+// parameter (set_config('lock_timeout', $1, false), the way PostgREST and
+// drivers without client-side interpolation send it) is followed: the value
+// comes from the Bind message. lockguard once restored the value before it
+// after an injected lock_timeout.
+func TestEnforceFollowsBoundSetConfig(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "bindcfg")
+	conn := connect(t, lg.superDSN())
+	for i, c := range []struct {
+		v    string
+		mode pgx.QueryExecMode
+	}{
+		// pgx's default mode prepares the statement in a batch of its
+		// own and binds it in the next; the second round binds it again.
+		{"7s", pgx.QueryExecModeCacheStatement},
+		{"8s", pgx.QueryExecModeCacheStatement},
+		// Parse, Bind and Execute of the unnamed statement in one batch.
+		{"6s", pgx.QueryExecModeExec},
+	} {
+		if _, err := conn.Exec(ctx, "SELECT set_config('lock_timeout', $1, false)", c.mode, c.v); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN a%d int", tbl, i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := showLockTimeout(t, conn); got != c.v {
+			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want the client's %s", c.mode, got, c.v)
+		}
+	}
+	// A cast, and is_local inside a transaction block.
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1::text, true)", "100ms"); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, tbl)
+	_, err = tx.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN b int")
+	release()
+	wantOwnLockTimeout(t, "a lower lock_timeout bound in the transaction", err)
+	tx.Rollback(ctx)
+	if got := showLockTimeout(t, conn); got != "6s" {
+		t.Fatalf("lock_timeout after the rollback = %q, want 6s", got)
+	}
+}
+
 // TestEnforceFollowsSavepoints: ROLLBACK TO SAVEPOINT undoes the SETs made
 // since the savepoint. lockguard once kept them, and restored a value the
 // client had rolled back after an injected lock_timeout.

@@ -178,6 +178,61 @@ func TestShedBehindPendingDropFK(t *testing.T) {
 	}
 }
 
+// TestShedFollowsBoundSearchPath: a schema-per-tenant application picks its
+// schema with set_config('search_path', $1, …) as a bind parameter, as
+// PostgREST does per request. An unqualified name must then resolve in that
+// schema, so that a read of the tenant's table is shed behind a DDL pending
+// on it instead of queueing in PostgreSQL.
+func TestShedFollowsBoundSearchPath(t *testing.T) {
+	s := startShedding(t, 3*time.Second)
+	ctx := ctxT(t, 60*time.Second)
+	schema, items := uniqueName(t, "tenant"), uniqueName(t, "items")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, fmt.Sprintf("CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.%[2]s (id int)", schema, items)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	_, release := holdLock(t, schema+"."+items)
+	ddl := connect(t, s.lg.superDSN())
+	ddlDone := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(context.Background(), "ALTER TABLE "+schema+"."+items+" ADD COLUMN x int")
+		ddlDone <- err
+	}()
+	defer func() { release(); <-ddlDone }()
+	waitHazard(t, s.board, items)
+
+	for _, local := range []bool{false, true} {
+		conn := connect(t, s.lg.superDSN())
+		var tx pgx.Tx
+		q := conn.Exec
+		if local {
+			var err error
+			if tx, err = conn.Begin(ctx); err != nil {
+				t.Fatal(err)
+			}
+			q = tx.Exec
+		}
+		setCfg := "SELECT set_config('search_path', $1, false)"
+		if local {
+			setCfg = "SELECT set_config('search_path', $1, true)"
+		}
+		if _, err := q(ctx, setCfg, schema); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err := q(ctx, "SELECT count(*) FROM "+items)
+		took := time.Since(start)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: shed") || took > 2*time.Second {
+			t.Fatalf("local %v: read of the tenant's table behind the pending DDL: %v after %v, want lockguard's shed", local, err, took)
+		}
+		if tx != nil {
+			tx.Rollback(ctx)
+		}
+	}
+}
+
 // TestShedBehindPendingAddFK: ADD FOREIGN KEY waits for SHARE ROW EXCLUSIVE
 // on both tables behind a writer of users. Writes of users would queue and
 // are shed; reads do not conflict and are served.

@@ -356,6 +356,31 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	return g.decide(ctx, s, b, &ans, sampled, parent)
 }
 
+// bound returns stmts with the values of set_config(name, $n, …) taken from
+// the batch's Bind message (bind, nil when it has none), or stmts itself
+// when none has such a value.
+func bound(stmts []*guard.Statement, bind []byte) []*guard.Statement {
+	var out []*guard.Statement
+	for i, st := range stmts {
+		b := st.Bound(func(n int) (string, bool) {
+			// set_config's value is text, whose binary format is its
+			// text: either format code reads the same.
+			v, _, ok := proxy.BindParam(bind, n)
+			return string(v), ok
+		})
+		if b != st && out == nil {
+			out = slices.Clone(stmts)
+		}
+		if out != nil {
+			out[i] = b
+		}
+	}
+	if out == nil {
+		return stmts
+	}
+	return out
+}
+
 // changesTracked reports whether st changes a setting that Settings
 // follows (set_config in a SELECT; SET and RESET are decided anyway).
 func changesTracked(st *guard.Statement) bool {
@@ -452,7 +477,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			}
 			continue
 		}
-		ptrs := an.StatementPtrs()
+		ptrs := bound(an.StatementPtrs(), bs.Bind)
 		if stmts == nil {
 			stmts = ptrs // no copy for the usual one statement string; appending copies
 		} else {
