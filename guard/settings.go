@@ -116,7 +116,7 @@ func startupOptions(opts string) [][2]string {
 }
 
 // followed are the parameters Settings follows.
-var followed = [...]string{"lock_timeout", "statement_timeout", "search_path"}
+var followed = [...]string{"lock_timeout", "statement_timeout", "search_path", "role"}
 
 // Tracked reports whether name is a parameter Settings follows, or "all"
 // (RESET ALL), which changes them all.
@@ -160,6 +160,9 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			continue
 		}
 		for _, n := range followed {
+			if n == "role" && st.Tag != "DISCARD ALL" {
+				continue // RESET ALL leaves the role (GUC_NO_RESET_ALL)
+			}
 			s.set(n, c, inTx)
 		}
 	}
@@ -320,9 +323,14 @@ func ParseTimeout(v string) (time.Duration, bool) {
 }
 
 // SearchPath returns the schemas of the session's search_path as far as the
-// client set it, with "$user" replaced by user; PostgreSQL's default
+// client set it, with "$user" replaced by the role the session set (SET
+// ROLE, set_config('role', …)) or else by user; PostgreSQL's default
 // ("$user", public) when it did not.
 func (s *Settings) SearchPath(user string) []string {
+	// $user is the current user, which SET ROLE changes.
+	if r, ok := s.Effective("role"); ok && r != "" && !strings.EqualFold(r, "none") {
+		user = r
+	}
 	v, ok := s.Effective("search_path")
 	if !ok {
 		return []string{user, "public"}

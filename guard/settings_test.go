@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -162,6 +163,46 @@ func TestStatementBound(t *testing.T) {
 	s.Apply(b, false)
 	if v, _ := s.Effective("search_path"); v != "tenant_a" {
 		t.Fatalf("search_path = %q after the bound change", v)
+	}
+}
+
+// TestSearchPathFollowsRole: "$user" is the current user, which SET ROLE
+// changes; RESET ALL leaves the role, DISCARD ALL resets it.
+func TestSearchPathFollowsRole(t *testing.T) {
+	a := NewAnalyzer(nil, 0)
+	for _, tc := range []struct {
+		steps []string
+		want  string
+	}{
+		{nil, "login,public"},
+		{[]string{"SET ROLE tenant_a"}, "tenant_a,public"},
+		{[]string{"SET ROLE tenant_a", "SET search_path = '$user', app"}, "tenant_a,app"},
+		{[]string{"SET ROLE tenant_a", "RESET ROLE"}, "login,public"},
+		{[]string{"SET ROLE tenant_a", "SET ROLE NONE"}, "login,public"},
+		{[]string{"SET ROLE tenant_a", "RESET ALL"}, "tenant_a,public"},
+		{[]string{"SET ROLE tenant_a", "DISCARD ALL"}, "login,public"},
+		{[]string{"SELECT set_config('role', 'tenant_b', false)"}, "tenant_b,public"},
+		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c"}, "tenant_c,public"},
+		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c", "COMMIT"}, "login,public"},
+	} {
+		var s Settings
+		inTx := false
+		for _, sql := range tc.steps {
+			an := a.Analyze(sql)
+			if an.Err != nil {
+				t.Fatal(an.Err)
+			}
+			s.Apply(&an.Statements[0], inTx)
+			switch an.Statements[0].TxKind {
+			case TxBegin:
+				inTx = true
+			case TxCommit:
+				inTx = false
+			}
+		}
+		if got := strings.Join(s.SearchPath("login"), ","); got != tc.want {
+			t.Errorf("%v: SearchPath = %s, want %s", tc.steps, got, tc.want)
+		}
 	}
 }
 

@@ -178,57 +178,69 @@ func TestShedBehindPendingDropFK(t *testing.T) {
 	}
 }
 
-// TestShedFollowsBoundSearchPath: a schema-per-tenant application picks its
-// schema with set_config('search_path', $1, …) as a bind parameter, as
-// PostgREST does per request. An unqualified name must then resolve in that
-// schema, so that a read of the tenant's table is shed behind a DDL pending
-// on it instead of queueing in PostgreSQL.
-func TestShedFollowsBoundSearchPath(t *testing.T) {
+// TestShedFollowsTenantSchema: a schema-per-tenant application picks its
+// schema per request with set_config('search_path', $1, …) as a bind
+// parameter, or with the role whose name the schema has ("$user" in the
+// default search_path), as PostgREST does with set_config('role', $1,
+// true). An unqualified name must then resolve in that schema, so that a
+// read of the tenant's table is shed behind a DDL pending on it instead of
+// queueing in PostgreSQL.
+func TestShedFollowsTenantSchema(t *testing.T) {
 	s := startShedding(t, 3*time.Second)
 	ctx := ctxT(t, 60*time.Second)
-	schema, items := uniqueName(t, "tenant"), uniqueName(t, "items")
+	tenant, items := uniqueName(t, "tenant"), uniqueName(t, "items")
 	direct := connect(t, directDSN())
-	if _, err := direct.Exec(ctx, fmt.Sprintf("CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.%[2]s (id int)", schema, items)); err != nil {
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; CREATE SCHEMA %[1]s AUTHORIZATION %[1]s;
+		CREATE TABLE %[1]s.%[2]s (id int); ALTER TABLE %[1]s.%[2]s OWNER TO %[1]s`, tenant, items)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { direct.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
-	_, release := holdLock(t, schema+"."+items)
+	t.Cleanup(func() {
+		direct.Exec(context.Background(), "DROP SCHEMA "+tenant+" CASCADE")
+		direct.Exec(context.Background(), "DROP ROLE "+tenant)
+	})
+	_, release := holdLock(t, tenant+"."+items)
 	ddl := connect(t, s.lg.superDSN())
 	ddlDone := make(chan error, 1)
 	go func() {
-		_, err := ddl.Exec(context.Background(), "ALTER TABLE "+schema+"."+items+" ADD COLUMN x int")
+		_, err := ddl.Exec(context.Background(), "ALTER TABLE "+tenant+"."+items+" ADD COLUMN x int")
 		ddlDone <- err
 	}()
 	defer func() { release(); <-ddlDone }()
 	waitHazard(t, s.board, items)
 
-	for _, local := range []bool{false, true} {
+	for _, c := range []struct {
+		name, set string
+		inTx      bool
+	}{
+		{"search_path", "SELECT set_config('search_path', $1, false)", false},
+		{"search_path, is_local", "SELECT set_config('search_path', $1, true)", true},
+		{"SET ROLE", "SET ROLE " + tenant, false},
+		{"role, is_local", "SELECT set_config('role', $1, true)", true},
+	} {
 		conn := connect(t, s.lg.superDSN())
-		var tx pgx.Tx
 		q := conn.Exec
-		if local {
+		var tx pgx.Tx
+		if c.inTx {
 			var err error
 			if tx, err = conn.Begin(ctx); err != nil {
 				t.Fatal(err)
 			}
+			defer tx.Rollback(ctx)
 			q = tx.Exec
 		}
-		setCfg := "SELECT set_config('search_path', $1, false)"
-		if local {
-			setCfg = "SELECT set_config('search_path', $1, true)"
+		var args []any
+		if strings.Contains(c.set, "$1") {
+			args = append(args, tenant)
 		}
-		if _, err := q(ctx, setCfg, schema); err != nil {
-			t.Fatal(err)
+		if _, err := q(ctx, c.set, args...); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
 		}
 		start := time.Now()
 		_, err := q(ctx, "SELECT count(*) FROM "+items)
 		took := time.Since(start)
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: shed") || took > 2*time.Second {
-			t.Fatalf("local %v: read of the tenant's table behind the pending DDL: %v after %v, want lockguard's shed", local, err, took)
-		}
-		if tx != nil {
-			tx.Rollback(ctx)
+			t.Fatalf("%s: read of the tenant's table behind the pending DDL: %v after %v, want lockguard's shed", c.name, err, took)
 		}
 	}
 }
