@@ -801,10 +801,10 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	s.blockers = nil
 	gen := s.ddlGen
 	if inTx || !oneImplicitTx || own.ltBetween {
-		// Nor when the batch sets lock_timeout before a later protected
-		// statement: a 55P03 may then be the client's own.
 		// Never retry inside a transaction block: its earlier locks would
-		// stay held while it sleeps.
+		// stay held while it sleeps. Nor when the batch sets lock_timeout
+		// before a later protected statement: a 55P03 may then come from
+		// the client's own timeout.
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 			if code != guard.CodeLockNotAvailable && !(code == codeQueryCanceled && s.takeYielded()) {
 				return false, 0, nil
