@@ -298,6 +298,18 @@ func Inject(name string, d time.Duration, inTx bool) string {
 	return "SET " + name + " = '" + v + "'"
 }
 
+// InjectAtMost returns a statement that sets name to d for the next
+// statement unless the value in force is already shorter (and not 0, which
+// means none). For when the client's value is not known: one from
+// postgresql.conf, ALTER ROLE or ALTER DATABASE. lockguard then never
+// lengthens a timeout a database administrator configured.
+func InjectAtMost(name string, d time.Duration, inTx bool) string {
+	v := "'" + strconv.FormatInt(d.Milliseconds(), 10) + "ms'"
+	cur := "current_setting('" + name + "')::interval"
+	return "SELECT set_config('" + name + "', " + v + ", " + strconv.FormatBool(inTx) + ") WHERE " +
+		cur + " = interval '0' OR " + cur + " > interval " + v
+}
+
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // ParseTimeout reads a timeout parameter value the way PostgreSQL does: a

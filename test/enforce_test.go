@@ -15,6 +15,7 @@ import (
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/guard/pgcatalog"
 	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/internal/pgserver"
 	"github.com/lockguard/lockguard/proxy"
 )
 
@@ -471,6 +472,62 @@ func TestEnforceFollowsSetsInTheSameString(t *testing.T) {
 	wantOwnLockTimeout(t, "pipeline behind a reader", err)
 	if took > time.Second {
 		t.Fatalf("pipeline: the client's own 100ms lock timeout was retried: %v", took)
+	}
+}
+
+// TestEnforceKeepsServerLockTimeout: a lock_timeout a database
+// administrator configured for the role (ALTER ROLE … SET, likewise ALTER
+// DATABASE or postgresql.conf) is not known to lockguard. When it is
+// shorter than lockguard's it must stay in force: lockguard once set its
+// own over it, so the DDL waited longer than the administrator allowed.
+// When it is longer, lockguard's applies.
+func TestEnforceKeepsServerLockTimeout(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "srvlt", "id int")
+	direct := connect(t, directDSN())
+	for _, c := range []struct {
+		role, timeout string
+		lockguards    time.Duration
+	}{
+		{"short", "100ms", 20 * time.Second}, // far longer than the role's
+		{"long", "1h", 300 * time.Millisecond},
+	} {
+		lg := startGuarded(t, func(g *enforce.Guard) {
+			g.LockTimeout = c.lockguards
+			g.Backoff.Attempts = 1 // no retry to wait for
+		})
+		role := uniqueName(t, "lt_"+c.role)
+		if _, err := direct.Exec(ctx, fmt.Sprintf("CREATE ROLE %[1]s LOGIN; ALTER ROLE %[1]s SET lock_timeout = '%[2]s'; ALTER TABLE %[3]s OWNER TO %[1]s",
+			role, c.timeout, tbl)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			direct.Exec(context.Background(), "ALTER TABLE "+tbl+" OWNER TO "+pgserver.Superuser)
+			direct.Exec(context.Background(), "DROP ROLE "+role)
+		})
+		conn := connect(t, lg.dsn(role, ""))
+		_, release := holdLock(t, tbl)
+		done := make(chan error, 1)
+		go func() {
+			_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN c_"+c.role+" int")
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+			release()
+		case <-time.After(5 * time.Second):
+			release()
+			err = <-done
+			t.Fatalf("role's lock_timeout %s: the ALTER waited more than 5 s behind the reader (then: %v)", c.timeout, err)
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" {
+			t.Fatalf("role's lock_timeout %s: %v, want 55P03", c.timeout, err)
+		}
+		if v := showLockTimeout(t, conn); v != c.timeout {
+			t.Fatalf("role's lock_timeout %s: afterwards %q", c.timeout, v)
+		}
 	}
 }
 

@@ -773,7 +773,13 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			cur, set := s.settings.Effective("lock_timeout")
 			d, ok := guard.ParseTimeout(cur)
 			if !set || !ok || d == 0 || d > g.LockTimeout {
-				v.Before = append(v.Before, guard.Inject("lock_timeout", g.LockTimeout, inTx))
+				inject := guard.Inject("lock_timeout", g.LockTimeout, inTx)
+				if !set {
+					// The value in force is the server's: perhaps a
+					// shorter one from ALTER ROLE or postgresql.conf.
+					inject = guard.InjectAtMost("lock_timeout", g.LockTimeout, inTx)
+				}
+				v.Before = append(v.Before, inject)
 				v.After = append(v.After, after.Restore("lock_timeout", inTx))
 				injected = true
 				if !inTx {
