@@ -531,6 +531,40 @@ func TestEnforceKeepsServerLockTimeout(t *testing.T) {
 	}
 }
 
+// TestEnforceStatementTimeoutNeverLonger: with ddl-statement-timeout on,
+// lockguard once set its statement_timeout over a client's shorter one.
+func TestEnforceStatementTimeoutNeverLonger(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.StatementTimeout = 30 * time.Second
+		g.Backoff.Attempts = 1
+	})
+	tbl := createTable(t, ctx, "stmtlt", "id int")
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN a int"); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil || v != "0" {
+		t.Fatalf("statement_timeout after the DDL = %q (%v), want 0", v, err)
+	}
+	// The client's 100ms is shorter than lockguard's 300ms lock timeout
+	// and 30s statement timeout: it must be what cancels the DDL.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = '100ms'"); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, tbl)
+	_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN b int")
+	release()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("behind a reader with the client's statement_timeout of 100ms: %v, want 57014 from it", err)
+	}
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil || v != "100ms" {
+		t.Fatalf("statement_timeout afterwards = %q (%v), want 100ms", v, err)
+	}
+}
+
 // TestEnforceKeepsStartupLockTimeout: a lock_timeout the client sets in its
 // connection string (a startup parameter, or -c in options) is its own:
 // lockguard once did not know it, injected its longer one over it during a

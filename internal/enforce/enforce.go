@@ -770,22 +770,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 				v.Notices = append(v.Notices, g.overridden(val, set))
 			}
 		} else {
-			cur, set := s.settings.Effective("lock_timeout")
-			d, ok := guard.ParseTimeout(cur)
-			if !set || !ok || d == 0 || d > g.LockTimeout {
-				inject := guard.Inject("lock_timeout", g.LockTimeout, inTx)
-				if !set {
-					// The value in force is the server's: perhaps a
-					// shorter one from ALTER ROLE or postgresql.conf.
-					inject = guard.InjectAtMost("lock_timeout", g.LockTimeout, inTx)
-				}
-				v.Before = append(v.Before, inject)
-				v.After = append(v.After, after.Restore("lock_timeout", inTx))
-				injected = true
-				if !inTx {
-					*restored = append(*restored, "lock_timeout")
-				}
-			}
+			injected = s.limit(v, "lock_timeout", g.LockTimeout, inTx, after, restored)
 		}
 	}
 	st := g.StatementTimeout
@@ -793,11 +778,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		st = g.ConcurrentStatementTimeout
 	}
 	if st > 0 {
-		v.Before = append(v.Before, guard.Inject("statement_timeout", st, inTx))
-		v.After = append(v.After, after.Restore("statement_timeout", inTx))
-		if !inTx {
-			*restored = append(*restored, "statement_timeout")
-		}
+		s.limit(v, "statement_timeout", st, inTx, after, restored)
 	}
 	if !injected {
 		return false
@@ -838,6 +819,30 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			return true, d, nil
 		}
 		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
+	}
+	return true
+}
+
+// limit sets timeout parameter name to d for the batch and restores it after
+// (from after, the settings the batch leaves), unless the client's own value
+// is shorter: lockguard never lengthens a timeout. It reports whether it
+// injected; the parameters restored at session level are added to
+// *restored. s.mu is held.
+func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx bool, after *guard.Settings, restored *[]string) bool {
+	cur, set := s.settings.Effective(name)
+	if own, ok := guard.ParseTimeout(cur); set && ok && own > 0 && own <= d {
+		return false
+	}
+	inject := guard.Inject(name, d, inTx)
+	if !set {
+		// The value in force is the server's: perhaps a shorter one from
+		// ALTER ROLE, ALTER DATABASE or postgresql.conf.
+		inject = guard.InjectAtMost(name, d, inTx)
+	}
+	v.Before = append(v.Before, inject)
+	v.After = append(v.After, after.Restore(name, inTx))
+	if !inTx {
+		*restored = append(*restored, name)
 	}
 	return true
 }
