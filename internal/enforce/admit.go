@@ -103,9 +103,8 @@ type holdRecord struct {
 	reason string // a shed's reason when not the lock itself
 }
 
-func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, rec *holdRecord) func(ctx context.Context) *proxy.Error {
+func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path []string, rec *holdRecord) func(ctx context.Context) *proxy.Error {
 	pid := int(s.ps.BackendPID())
-	path := s.searchPath()
 	return func(ctx context.Context) *proxy.Error {
 		start := time.Now()
 		var counted string

@@ -562,12 +562,13 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 
 	var hr *holdRecord
 	if a := g.Admission; a != nil && len(admit) > 0 {
-		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), s.searchPath()); conflict {
+		path := own.searchPath(s, stmts)
+		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), path); conflict {
 			s.mu.Lock()
 			inTx := s.inTx || status == 'T'
 			s.mu.Unlock()
 			hr = &holdRecord{}
-			v.Hold = a.hold(s, admit, inTx, hr)
+			v.Hold = a.hold(s, admit, inTx, path, hr)
 		}
 	}
 	var reasserted []string
@@ -707,6 +708,9 @@ type ownSets struct {
 	// are then the batch's statements, to restore what they leave.
 	tracked bool
 	stmts   []*guard.Statement
+	// paths: some statement changes what unqualified names resolve to
+	// (search_path, or the role that "$user" names).
+	paths bool
 }
 
 // see notes st's changes; first says no protected statement came yet.
@@ -717,6 +721,9 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 			continue
 		}
 		o.tracked = true
+		if c.Name == "search_path" || c.Name == "role" || c.Name == "all" {
+			o.paths = true
+		}
 		if c.Name == "lock_timeout" || c.Name == "all" {
 			o.ltSeen = true
 			if first {
@@ -744,6 +751,38 @@ func (o *ownSets) after(s *session) *guard.Settings {
 		}
 	}
 	return &c
+}
+
+// searchPath returns the schemas the batch's unqualified names may resolve
+// in: the session's, and when the batch changes them on the way
+// ("SET search_path = tenant_a; SELECT … FROM items" in one string), those
+// its later statements see as well. Admission matches a name in any schema
+// of the path, so the union errs on the side of holding.
+func (o *ownSets) searchPath(s *session, stmts []*guard.Statement) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	user := s.ps.Param("user")
+	path := s.settings.SearchPath(user)
+	if !o.paths {
+		return path
+	}
+	c := s.settings.Clone()
+	inTx := s.inTx
+	for _, st := range stmts {
+		c.Apply(st, inTx)
+		switch st.TxKind {
+		case guard.TxBegin:
+			inTx = true
+		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+			inTx = false
+		}
+		for _, p := range c.SearchPath(user) {
+			if !slices.Contains(path, p) {
+				path = append(path, p)
+			}
+		}
+	}
+	return path
 }
 
 // protect adds the lock timeout, its restoration and the retry policy.
