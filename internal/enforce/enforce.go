@@ -740,8 +740,15 @@ func (o *ownSets) after(s *session) *guard.Settings {
 		return &s.settings
 	}
 	c := s.settings.Clone()
-	inTx := s.inTx
-	for _, st := range o.stmts {
+	replay(&c, s.inTx, o.stmts, nil)
+	return &c
+}
+
+// replay applies stmts to c as their success would, the first starting
+// inside a transaction block when inTx is set; each, when set, runs after
+// every statement.
+func replay(c *guard.Settings, inTx bool, stmts []*guard.Statement, each func()) {
+	for _, st := range stmts {
 		c.Apply(st, inTx)
 		switch st.TxKind {
 		case guard.TxBegin:
@@ -749,8 +756,10 @@ func (o *ownSets) after(s *session) *guard.Settings {
 		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
 			inTx = false
 		}
+		if each != nil {
+			each()
+		}
 	}
-	return &c
 }
 
 // searchPath returns the schemas the batch's unqualified names may resolve
@@ -767,21 +776,13 @@ func (o *ownSets) searchPath(s *session, stmts []*guard.Statement) []string {
 		return path
 	}
 	c := s.settings.Clone()
-	inTx := s.inTx
-	for _, st := range stmts {
-		c.Apply(st, inTx)
-		switch st.TxKind {
-		case guard.TxBegin:
-			inTx = true
-		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-			inTx = false
-		}
+	replay(&c, s.inTx, stmts, func() {
 		for _, p := range c.SearchPath(user) {
 			if !slices.Contains(path, p) {
 				path = append(path, p)
 			}
 		}
-	}
+	})
 	return path
 }
 
