@@ -193,6 +193,14 @@ func (s *Settings) end(commit bool) {
 	s.saves.reset()
 }
 
+// Began tells Settings that a transaction block started without a BEGIN it
+// saw (the guard let it pass undecided); nothing when it knows of one.
+func (s *Settings) Began() {
+	if !s.inTx {
+		s.begin()
+	}
+}
+
 // TxEnded tells Settings that the transaction ended without a statement it
 // saw (for example an error aborted it and ROLLBACK came in a batch the guard
 // did not analyse, or the session returned to idle).

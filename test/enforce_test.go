@@ -278,6 +278,56 @@ func TestEnforceFollowsBoundSetConfig(t *testing.T) {
 	}
 }
 
+// TestEnforceFollowsUndecidedBegin: a bare BEGIN passes the guard undecided
+// (pgbench's and most drivers' transactions change nothing it follows). A
+// SET inside that transaction must still count as the transaction's, so
+// that a ROLLBACK undoes it, also when the client pipelines the SET behind
+// the BEGIN without waiting for it.
+func TestEnforceFollowsUndecidedBegin(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "txbegin")
+	for i, pipelined := range []bool{false, true} {
+		conn := connect(t, lg.superDSN())
+		if !pipelined {
+			for _, q := range []string{"BEGIN", "SET lock_timeout = '5s'", "ROLLBACK"} {
+				if _, err := conn.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else {
+			p := conn.PgConn().StartPipeline(ctx)
+			for _, q := range []string{"BEGIN", "SET lock_timeout = '5s'", "ROLLBACK"} {
+				p.SendQueryParams(q, nil, nil, nil, nil)
+				if err := p.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for {
+				r, err := p.GetResults()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r == nil {
+					break
+				}
+				if rr, ok := r.(*pgconn.ResultReader); ok {
+					if _, err := rr.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN a%d int", tbl, i)); err != nil {
+			t.Fatal(err)
+		}
+		if v := showLockTimeout(t, conn); v != "0" {
+			t.Fatalf("pipelined %v: lock_timeout after the DDL = %q, want 0 (the 5s was rolled back)", pipelined, v)
+		}
+	}
+}
+
 // TestEnforceFollowsSavepoints: ROLLBACK TO SAVEPOINT undoes the SETs made
 // since the savepoint. lockguard once kept them, and restored a value the
 // client had rolled back after an injected lock_timeout.
