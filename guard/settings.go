@@ -81,7 +81,7 @@ func startupOptions(opts string) [][2]string {
 			if i++; i < len(opts) {
 				w, in = append(w, opts[i]), true
 			}
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+		case isSpace(c):
 			if in {
 				words, w, in = append(words, string(w)), w[:0], false
 			}
