@@ -472,7 +472,7 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
-	g.learnTx(s, b)
+	status := g.learnTx(s, b)
 	var unparsed *proxy.Error
 	var stmts []*guard.Statement
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
@@ -482,7 +482,6 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	// protected statement, which then runs outside the transaction block
 	// the batch starts in.
 	endsTxFirst := false
-	status := b.TxStatus
 	var own ownSets
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
@@ -630,10 +629,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// in the transaction commits with it.
 			at = 'I'
 		}
-		if own.tracked {
-			own.stmts = stmts
-		}
-		injected = g.protect(s, v, b, at, protect, concurrent, oneImplicitTx, &own, &restored)
+		injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
 	}
 	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
 	g.logFindings(s, findings)
@@ -681,31 +677,41 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 }
 
 // learnTx brings the session's transaction state up to date before a
-// decision: a BEGIN may have gone by undecided (plainTxControl), so the
+// decision and returns the transaction status the batch starts in (0 when
+// unknown). A BEGIN may have gone by undecided (plainTxControl), so the
 // session may be in a transaction the guard has not seen start. The server's
 // status before the batch says; when an earlier batch is still in flight
 // after such a BEGIN, the guard waits for it.
-func (g *Guard) learnTx(s *session, b *proxy.Batch) {
-	if b.MidBatch {
-		return
-	}
+func (g *Guard) learnTx(s *session, b *proxy.Batch) byte {
 	status := b.TxStatus
+	if b.MidBatch {
+		return status
+	}
 	s.mu.Lock()
 	wait := status == 0 && s.unseenBegin && !s.inTx
 	s.mu.Unlock()
 	if wait {
 		if err := s.ps.WaitIdle(); err != nil {
-			return
+			return status
 		}
 		status = s.ps.TxStatus()
 	}
 	if status == 0 {
-		return
+		return status
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unseenBegin = false
-	if (status == 'T' || status == 'E') && !s.inTx {
+	if status == 'T' || status == 'E' {
+		s.enteredTx()
+	}
+	return status
+}
+
+// enteredTx records that the session is in a transaction block, when it
+// did not know: one it saw no BEGIN of. s.mu is held.
+func (s *session) enteredTx() {
+	if !s.inTx {
 		s.inTx = true
 		s.tx.Reset()
 		s.settings.Began()
@@ -771,10 +777,9 @@ type ownSets struct {
 	// ltSeen: a statement so far changed lock_timeout; ltBetween: one did
 	// before some protected statement.
 	ltSeen, ltBetween bool
-	// tracked: some statement changes a parameter Settings follows; stmts
-	// are then the batch's statements, to restore what they leave.
+	// tracked: some statement changes a parameter Settings follows, so
+	// restores must put back what the batch leaves.
 	tracked bool
-	stmts   []*guard.Statement
 	// paths: some statement changes what unqualified names resolve to
 	// (search_path, or the role that "$user" names).
 	paths bool
@@ -800,14 +805,14 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 	}
 }
 
-// after returns the settings as the batch leaves them when it succeeds:
-// what the restores after it must put back. s.mu is held.
-func (o *ownSets) after(s *session) *guard.Settings {
+// after returns the settings as the batch, of statements stmts, leaves them
+// when it succeeds: what the restores after it must put back. s.mu is held.
+func (o *ownSets) after(s *session, stmts []*guard.Statement) *guard.Settings {
 	if !o.tracked {
 		return &s.settings
 	}
 	c := s.settings.Clone()
-	replay(&c, s.inTx, o.stmts, nil)
+	replay(&c, s.inTx, stmts, nil)
 	return &c
 }
 
@@ -853,18 +858,18 @@ func (o *ownSets) searchPath(s *session, stmts []*guard.Statement) []string {
 	return path
 }
 
-// protect adds the lock timeout, its restoration and the retry policy.
-// The parameters it restores at session level (outside a transaction block)
-// are added to *restored.
+// protect adds the lock timeout, its restoration and the retry policy to
+// the batch of executed statements stmts. The parameters it restores at
+// session level (outside a transaction block) are added to *restored.
 func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
-	protect, concurrent []*guard.Statement, oneImplicitTx bool, own *ownSets, restored *[]string) (injected bool) {
+	stmts, protect, concurrent []*guard.Statement, oneImplicitTx bool, own *ownSets, restored *[]string) (injected bool) {
 	if status == 'E' || b.MidBatch {
 		return false // a failed transaction runs nothing; mid-batch nothing can be injected
 	}
 	inTx := status == 'T'
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	after := own.after(s)
+	after := own.after(s, stmts)
 	if len(protect) > 0 && g.LockTimeout > 0 {
 		if c := own.ltFirst; c != nil {
 			// "SET lock_timeout = …; ALTER TABLE …" in one string: the
@@ -1163,11 +1168,7 @@ func (s *session) applyResult(code string) *batchObs {
 			s.tx.Reset()
 		}
 	case 'T', 'E':
-		if !s.inTx {
-			s.inTx = true
-			s.tx.Reset()
-			s.settings.Began()
-		}
+		s.enteredTx()
 	}
 	return p.obs
 }
