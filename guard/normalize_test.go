@@ -43,6 +43,16 @@ func TestCacheKey(t *testing.T) {
 	}
 }
 
+func TestIndexPair(t *testing.T) {
+	for _, s := range []string{"", "-", "--", "a-b-", "a-b--c", "-x-", "x/-/*", "//*", "/", "ab"} {
+		for _, p := range []string{"--", "/*", "*/"} {
+			if got, want := indexPair(s, p[0], p[1]), strings.Index(s, p); got != want {
+				t.Errorf("indexPair(%q, %q) = %d, want %d", s, p, got, want)
+			}
+		}
+	}
+}
+
 func TestFirstKeyword(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"select 1", "SELECT"},
