@@ -510,6 +510,24 @@ func TestEnforceFollowsSetsInTheSameString(t *testing.T) {
 		t.Fatalf("lock_timeout after the failed string = %q, want the 5s from before it", v)
 	}
 
+	// A SET between two DDL: lockguard's timeout governs the first, the
+	// client's longer one the second, which waits it out behind a reader.
+	// lockguard warns, does not retry, and passes PostgreSQL's own 55P03
+	// on: it once reported it as its own "gave up".
+	free := createTable(t, ctx, "instring_free", "id int")
+	_, release = holdLock(t, tbl)
+	start = time.Now()
+	err = exec(fmt.Sprintf("ALTER TABLE %s ADD COLUMN h int; SET lock_timeout = '1s'; ALTER TABLE %s ADD COLUMN h int", free, tbl))
+	took = time.Since(start)
+	release()
+	wantOwnLockTimeout(t, "a SET between two DDL, behind a reader", err)
+	if took < time.Second || took > 2500*time.Millisecond {
+		t.Fatalf("a SET between two DDL: failed after %v, want once the client's 1s", took)
+	}
+	if !warned() {
+		t.Fatal("a SET of 1s between two DDL: no warning that it overrides lockguard's 300ms")
+	}
+
 	// The same in one pipeline of the extended protocol (one Sync).
 	_, release = holdLock(t, tbl)
 	batch := &pgx.Batch{}

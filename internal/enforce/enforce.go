@@ -534,7 +534,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				admit = append(admit, st)
 			case blocksTraffic(st):
 				protect = append(protect, st)
-				own.ltBetween = own.ltBetween || own.ltSeen
+				own.protected()
 			case len(st.Locks) > 0: // BEGIN, COMMIT, SET lock nothing to admit
 				admit = append(admit, st)
 			}
@@ -777,6 +777,11 @@ type ownSets struct {
 	// ltSeen: a statement so far changed lock_timeout; ltBetween: one did
 	// before some protected statement.
 	ltSeen, ltBetween bool
+	// ltLast is the batch's last change of lock_timeout so far, and
+	// ltMid the last one before a protected statement: with ltFirst nil,
+	// the value a later protected statement runs with instead of
+	// lockguard's.
+	ltLast, ltMid *guard.SettingChange
 	// tracked: some statement changes a parameter Settings follows, so
 	// restores must put back what the batch leaves.
 	tracked bool
@@ -797,11 +802,18 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 			o.paths = true
 		}
 		if c.Name == "lock_timeout" || c.Name == "all" {
-			o.ltSeen = true
+			o.ltSeen, o.ltLast = true, c
 			if first {
 				o.ltFirst = c
 			}
 		}
+	}
+}
+
+// protected notes that a protected statement comes next in the batch.
+func (o *ownSets) protected() {
+	if o.ltSeen {
+		o.ltBetween, o.ltMid = true, o.ltLast
 	}
 }
 
@@ -877,12 +889,14 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			// so the DDL has the client's timeout and lockguard injects
 			// nothing, as for a lower timeout set on its own. It says so
 			// when that timeout is longer than lockguard's.
-			val, set := s.settings.After("lock_timeout", *c)
-			if d, ok := guard.ParseTimeout(val); !set || !ok || d == 0 || d > g.LockTimeout {
-				v.Notices = append(v.Notices, g.overridden(val, set))
-			}
+			g.warnOverridden(s, v, c)
 		} else {
 			injected = s.limit(v, "lock_timeout", g.LockTimeout, inTx, after, restored)
+			if c := own.ltMid; injected && c != nil {
+				// "ALTER …; SET lock_timeout = …; ALTER …": lockguard's
+				// timeout governs the first DDL, the client's the later.
+				g.warnOverridden(s, v, c)
+			}
 		}
 	}
 	st := g.StatementTimeout
@@ -904,8 +918,13 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		// stay held while it sleeps. Nor when the batch sets lock_timeout
 		// before a later protected statement: a 55P03 may then come from
 		// the client's own timeout.
+		ltBetween := own.ltBetween
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
-			if code != guard.CodeLockNotAvailable && !(code == codeQueryCanceled && s.takeYielded()) {
+			yielded := code == codeQueryCanceled && s.takeYielded()
+			if code != guard.CodeLockNotAvailable && !yielded || ltBetween && !yielded {
+				// With the client's lock_timeout in force for a later
+				// statement, a 55P03 may be its own: PostgreSQL's error
+				// goes to the client as it is.
 				return false, 0, nil
 			}
 			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
@@ -959,6 +978,16 @@ func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx boo
 	return true
 }
 
+// warnOverridden adds the warning of overridden when change c, a SET of
+// lock_timeout in the batch before a protected statement, leaves a value
+// longer than lockguard's (or none). s.mu is held.
+func (g *Guard) warnOverridden(s *session, v *proxy.Verdict, c *guard.SettingChange) {
+	val, set := s.settings.After("lock_timeout", *c)
+	if d, ok := guard.ParseTimeout(val); !set || !ok || d == 0 || d > g.LockTimeout {
+		v.Notices = append(v.Notices, g.overridden(val, set))
+	}
+}
+
 // overridden is the warning for a DDL whose batch sets a lock_timeout
 // longer than lockguard's (or none) before it.
 func (g *Guard) overridden(val string, set bool) *proxy.Error {
@@ -968,7 +997,7 @@ func (g *Guard) overridden(val string, set bool) *proxy.Error {
 		val = "'" + val + "'"
 	}
 	return &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
-		Message: fmt.Sprintf("lockguard: lock_timeout %s set earlier in the same query runs this DDL instead of lockguard's %v", val, g.LockTimeout),
+		Message: fmt.Sprintf("lockguard: lock_timeout %s set in the same query runs the DDL after it instead of lockguard's %v", val, g.LockTimeout),
 		Detail:  "lockguard sets its lock timeout before a query and restores it after; a SET inside the query overrides it for the statements that follow, so lockguard cannot shorten this DDL's wait for its locks and does not retry it.",
 		Hint:    fmt.Sprintf("Send SET lock_timeout as a statement of its own, or set it to %v or less.", g.LockTimeout)}
 }
