@@ -419,6 +419,46 @@ func TestEnforceCommitThenDDL(t *testing.T) {
 	}
 }
 
+// TestEnforceRollbackThenDDL: "ROLLBACK; ALTER TABLE …" in one string
+// inside a transaction block runs the ALTER outside the block, and so does
+// "ROLLBACK; …" or "COMMIT; …" in a failed block. lockguard's SET made in
+// the block was rolled back with it (in a failed block it was not even
+// tried), so the ALTER waited behind the reader with no lock timeout.
+func TestEnforceRollbackThenDDL(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "rollbackddl")
+	conn := connect(t, lg.superDSN())
+	simple := pgx.QueryExecModeSimpleProtocol
+	for _, c := range []struct{ name, begin, sql string }{
+		{"in a transaction block", "BEGIN", "ROLLBACK; ALTER TABLE %s ADD COLUMN x int"},
+		{"in a failed transaction block", "BEGIN; SELECT 1/0", "ROLLBACK; ALTER TABLE %s ADD COLUMN x int"},
+		{"COMMIT in a failed transaction block", "BEGIN; SELECT 1/0", "COMMIT; ALTER TABLE %s ADD COLUMN x int"},
+	} {
+		conn.Exec(ctx, c.begin, simple) // the division fails on purpose
+		_, release := holdLock(t, tbl)
+		released := make(chan struct{})
+		go func() { time.Sleep(4 * time.Second); release(); close(released) }()
+		start := time.Now()
+		_, err := conn.Exec(ctx, fmt.Sprintf(c.sql, tbl), simple)
+		took := time.Since(start)
+		<-released
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || took > 3*time.Second {
+			t.Fatalf("%s: %q behind a reader: %v after %v, want 55P03 from the injected 300ms", c.name, c.sql, err, took)
+		}
+		if v := showLockTimeout(t, conn); v != "0" {
+			t.Fatalf("%s: lock_timeout afterwards = %q, want 0", c.name, v)
+		}
+	}
+	// Without a reader the string succeeds and leaves no block open.
+	conn.Exec(ctx, "BEGIN; SELECT 1/0", simple)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ROLLBACK; ALTER TABLE %s ADD COLUMN y int", tbl), simple); err != nil {
+		t.Fatal(err)
+	}
+	if st := conn.PgConn().TxStatus(); st != 'I' {
+		t.Fatalf("transaction status afterwards %q, want I", st)
+	}
+}
+
 // TestEnforceFollowsSetsInTheSameString: a migration file sent as one
 // query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
 // golang-migrate sends it) sets the timeout its DDL runs with. lockguard's

@@ -478,10 +478,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
 	var concurrent []*guard.Statement
 	oneImplicitTx := b.Complete && !b.MidBatch
-	// endsTxFirst: a COMMIT or ROLLBACK comes before the batch's first
-	// protected statement, which then runs outside the transaction block
-	// the batch starts in.
-	endsTxFirst := false
+	// endsTxFirst: the first COMMIT, ROLLBACK or PREPARE TRANSACTION
+	// before the batch's first protected statement, which then runs
+	// outside the transaction block the batch starts in (0: none).
+	var endsTxFirst guard.TxKind
 	var own ownSets
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
@@ -522,10 +522,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			if st.Class == guard.ClassTransaction || st.NoTxBlock {
 				oneImplicitTx = false
 			}
-			if len(protect) == 0 && len(concurrent) == 0 {
+			if len(protect) == 0 && len(concurrent) == 0 && endsTxFirst == 0 {
 				switch st.TxKind {
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-					endsTxFirst = true
+					endsTxFirst = st.TxKind
 				}
 			}
 			switch {
@@ -623,13 +623,28 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			}
 		}
 		at := status
-		if at == 'T' && endsTxFirst {
+		rollbackFirst := false
+		switch {
+		case endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E'), endsTxFirst == guard.TxCommit && at == 'E':
+			// "ROLLBACK; ALTER …" in a transaction block, or "COMMIT;
+			// ALTER …" in a failed one (which rolls it back): the
+			// rollback would undo what lockguard sets in the block, and
+			// a failed block runs nothing. lockguard rolls the block
+			// back itself first, as the client is about to.
+			rollbackFirst, at = !b.MidBatch, 'I'
+		case at == 'T' && endsTxFirst != 0:
 			// "COMMIT; ALTER …": a SET LOCAL would end with the COMMIT
 			// and leave the ALTER unprotected; a session-level SET made
 			// in the transaction commits with it.
 			at = 'I'
 		}
 		injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
+		if rollbackFirst && len(v.Before) > 0 {
+			// First of all: reasserted restores would fail in a failed
+			// block. The client's own ROLLBACK then finds no block
+			// (PostgreSQL's WARNING 25P01).
+			v.Before = append([]string{"ROLLBACK"}, v.Before...)
+		}
 	}
 	ob := g.observe(s, b, v, stmts, findings, injected, sampled, parent, start)
 	g.logFindings(s, findings)
