@@ -330,7 +330,7 @@ func defElemBool(d *pg.DefElem) bool {
 func (b *builder) transactionStmt(s *pg.TransactionStmt) {
 	st := &b.st
 	st.Class = ClassTransaction
-	st.Savepoint = s.SavepointName
+	st.Savepoint, st.Chain = s.SavepointName, s.Chain
 	switch s.Kind {
 	case pg.TransactionStmtKind_TRANS_STMT_BEGIN:
 		st.Tag, st.TxKind = "BEGIN", TxBegin

@@ -222,6 +222,9 @@ type Statement struct {
 	TxKind TxKind
 	// Savepoint is the savepoint a SAVEPOINT, RELEASE or ROLLBACK TO names.
 	Savepoint string
+	// Chain is set for COMMIT AND CHAIN and ROLLBACK AND CHAIN, which start
+	// a new transaction block as they end one.
+	Chain bool
 	// Settings lists the parameters the statement sets or resets.
 	Settings []SettingChange
 	// Unknown lists, in words, facts the analysis needed from the Catalog

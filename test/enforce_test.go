@@ -449,6 +449,19 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 			t.Fatalf("%s: lock_timeout afterwards = %q, want 0", c.name, v)
 		}
 	}
+	// AND CHAIN opens another block, where nothing sent before the string
+	// reaches: lockguard must not end the block itself, or the client's
+	// ROLLBACK AND CHAIN fails outside one (25P01).
+	conn.Exec(ctx, "BEGIN", simple)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ROLLBACK AND CHAIN; ALTER TABLE %s ADD COLUMN z int", tbl), simple); err != nil {
+		t.Fatalf("ROLLBACK AND CHAIN then DDL: %v", err)
+	}
+	if st := conn.PgConn().TxStatus(); st != 'T' {
+		t.Fatalf("transaction status after ROLLBACK AND CHAIN = %q, want T", st)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK", simple); err != nil {
+		t.Fatal(err)
+	}
 	// Without a reader the string succeeds and leaves no block open.
 	conn.Exec(ctx, "BEGIN; SELECT 1/0", simple)
 	if _, err := conn.Exec(ctx, fmt.Sprintf("ROLLBACK; ALTER TABLE %s ADD COLUMN y int", tbl), simple); err != nil {

@@ -480,8 +480,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	oneImplicitTx := b.Complete && !b.MidBatch
 	// endsTxFirst: the first COMMIT, ROLLBACK or PREPARE TRANSACTION
 	// before the batch's first protected statement, which then runs
-	// outside the transaction block the batch starts in (0: none).
+	// outside the transaction block the batch starts in (0: none);
+	// chainFirst: it was AND CHAIN, which opens another block.
 	var endsTxFirst guard.TxKind
+	chainFirst := false
 	var own ownSets
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
@@ -525,7 +527,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			if len(protect) == 0 && len(concurrent) == 0 && endsTxFirst == 0 {
 				switch st.TxKind {
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-					endsTxFirst = st.TxKind
+					endsTxFirst, chainFirst = st.TxKind, st.Chain
 				}
 			}
 			switch {
@@ -625,12 +627,15 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		at := status
 		rollbackFirst := false
 		switch {
-		case endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E'), endsTxFirst == guard.TxCommit && at == 'E':
+		case !chainFirst && (endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E') || endsTxFirst == guard.TxCommit && at == 'E'):
 			// "ROLLBACK; ALTER …" in a transaction block, or "COMMIT;
 			// ALTER …" in a failed one (which rolls it back): the
 			// rollback would undo what lockguard sets in the block, and
 			// a failed block runs nothing. lockguard rolls the block
-			// back itself first, as the client is about to.
+			// back itself first, as the client is about to. (Not before
+			// AND CHAIN, which fails outside a block: that DDL runs in
+			// the block it opens, where nothing sent before the string
+			// reaches.)
 			rollbackFirst, at = !b.MidBatch, 'I'
 		case at == 'T' && endsTxFirst != 0:
 			// "COMMIT; ALTER …": a SET LOCAL would end with the COMMIT
