@@ -432,6 +432,9 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 		{"in a transaction block", "BEGIN", "ROLLBACK; ALTER TABLE %s ADD COLUMN x int"},
 		{"in a failed transaction block", "BEGIN; SELECT 1/0", "ROLLBACK; ALTER TABLE %s ADD COLUMN x int"},
 		{"COMMIT in a failed transaction block", "BEGIN; SELECT 1/0", "COMMIT; ALTER TABLE %s ADD COLUMN x int"},
+		// The DDL runs in the block AND CHAIN opens; lockguard's SET,
+		// session-level and made in the block COMMIT ends, reaches it.
+		{"COMMIT AND CHAIN", "BEGIN", "COMMIT AND CHAIN; ALTER TABLE %s ADD COLUMN x int"},
 	} {
 		conn.Exec(ctx, c.begin, simple) // the division fails on purpose
 		_, release := holdLock(t, tbl)
@@ -445,6 +448,7 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "55P03" || took > 3*time.Second {
 			t.Fatalf("%s: %q behind a reader: %v after %v, want 55P03 from the injected 300ms", c.name, c.sql, err, took)
 		}
+		conn.Exec(ctx, "ROLLBACK", simple) // what AND CHAIN opened
 		if v := showLockTimeout(t, conn); v != "0" {
 			t.Fatalf("%s: lock_timeout afterwards = %q, want 0", c.name, v)
 		}
