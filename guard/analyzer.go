@@ -32,19 +32,16 @@ func NewAnalyzer(cat Catalog, cacheSize int) *Analyzer {
 // (so sqlcommenter tags do not defeat the cache) and is shared between
 // callers: it must not be modified. A cache hit does not allocate.
 func (a *Analyzer) Analyze(sql string) *Analysis {
-	key := cacheKey(sql)
-	var h uint64
-	if a.cache != nil {
-		var an *Analysis
-		if an, h = a.cache.get(key); an != nil {
-			return an
-		}
-		key = strings.Clone(key) // do not retain the caller's buffer
+	if a.cache == nil {
+		return analyze(cacheKey(sql), a.Catalog)
 	}
-	an := analyze(key, a.Catalog)
-	if a.cache != nil {
-		a.cache.put(key, h, an)
+	an, key, h := a.cache.lookup(sql)
+	if an != nil {
+		return an
 	}
+	key = strings.Clone(key) // do not retain the caller's buffer
+	an = analyze(key, a.Catalog)
+	a.cache.put(key, h, an)
 	return an
 }
 
@@ -54,7 +51,7 @@ func (a *Analyzer) Cached(sql string) *Analysis {
 	if a.cache == nil {
 		return nil
 	}
-	an, _ := a.cache.get(cacheKey(sql))
+	an, _, _ := a.cache.lookup(sql)
 	return an
 }
 

@@ -76,6 +76,21 @@ func (c *cache) slot(h uint64) *atomic.Pointer[cacheEntry] {
 	return &c.front[(h>>32)&c.fmask]
 }
 
+// lookup returns the cached analysis of sql, or nil with sql's cache key
+// and its hash for put.
+func (c *cache) lookup(sql string) (*Analysis, string, uint64) {
+	key, exact := keyCandidate(sql)
+	an, h := c.get(key)
+	if an != nil || exact {
+		return an, key, h
+	}
+	if k := finishKey(key); len(k) != len(key) {
+		key = k
+		an, h = c.get(key)
+	}
+	return an, key, h
+}
+
 func (c *cache) get(key string) (*Analysis, uint64) {
 	h := maphash.String(c.seed, key)
 	fs := c.slot(h)

@@ -43,6 +43,11 @@ func FuzzAnalyze(f *testing.F) {
 		if cacheKey(k) != k {
 			t.Fatalf("cacheKey is not idempotent on %q: %q then %q", sql, k, cacheKey(k))
 		}
+		// The cache looks a text up by its candidate first: a cached key
+		// (a fixed point of cacheKey) found there must be the text's key.
+		if c, exact := keyCandidate(sql); exact && c != k || !exact && (finishKey(c) != k || cacheKey(c) != k) {
+			t.Fatalf("keyCandidate(%q) = %q, %v; cacheKey %q, cacheKey of the candidate %q", sql, c, exact, k, cacheKey(c))
+		}
 		// The analysis is made of the key, so the key must mean what the
 		// text means: both fail to parse, or both parse to the same tree.
 		// A text that is only an unclosed comment fails, and its key is

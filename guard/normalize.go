@@ -14,6 +14,19 @@ import "strings"
 // "-- name: GetUser" or "/* controller:users */"; neither changes what a
 // statement locks, so neither may change the cache key.
 func cacheKey(sql string) string {
+	c, exact := keyCandidate(sql)
+	if !exact {
+		c = finishKey(c)
+	}
+	return c
+}
+
+// keyCandidate returns the cache key of sql when exact is set. Otherwise it
+// returns the text the key is cut from, which may still end in a line
+// comment: cacheKey(c) == cacheKey(sql), and finishKey(c) is that key. Every
+// cached key is its own cache key (cacheKey is idempotent), so a cache hit
+// on c is sql's analysis: the "--" scan of finishKey is left to misses.
+func keyCandidate(sql string) (c string, exact bool) {
 	start := skipSpaceAndComments(sql, 0)
 	end := trimSpaceRight(sql, start, len(sql))
 	if end-start >= 4 && sql[end-2] == '*' && sql[end-1] == '/' {
@@ -24,16 +37,23 @@ func cacheKey(sql string) string {
 			// Several or nested comments: scan forward as the lexer
 			// does. (Scanning backward cannot tell "/*/" as an opening
 			// from "/" before a closing.)
-			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))]
+			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))], true
 		}
 		// p is the first "/*" of the text: what precedes it holds no
-		// block comment, only perhaps a line comment, handled below.
+		// block comment, only perhaps a line comment, which finishKey
+		// cuts.
 		end = trimSpaceRight(sql, start, start+p)
 	}
-	if end > start && mayEndInLineComment(sql, start, end) {
-		end = trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))
+	return sql[start:end], false
+}
+
+// finishKey cuts a trailing line comment off a candidate of keyCandidate.
+// The result is a prefix of c.
+func finishKey(c string) string {
+	if len(c) > 0 && mayEndInLineComment(c, 0, len(c)) {
+		return c[:trimSpaceRight(c, 0, lastTokenEnd(c, 0, len(c)))]
 	}
-	return sql[start:end]
+	return c
 }
 
 // plainCommentBody reports whether body, between a "/*" and the "*/" that

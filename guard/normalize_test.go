@@ -43,6 +43,26 @@ func TestCacheKey(t *testing.T) {
 	}
 }
 
+// TestCacheLookupByCandidate: the cache is looked up first by the text
+// before its line-comment scan; a text that does end in a line comment must
+// still find the analysis of its key, and one that does not must not find
+// another's.
+func TestCacheLookupByCandidate(t *testing.T) {
+	a := NewAnalyzer(nil, 100)
+	first := a.Analyze("SELECT 1 -- name: One")
+	for _, sql := range []string{"SELECT 1", "SELECT 1 /*traceparent='00-01'*/", "SELECT 1 -- other /*c*/", " SELECT 1 --\n"} {
+		if got := a.Analyze(sql); got != first {
+			t.Errorf("Analyze(%q) did not find the cached analysis of %q", sql, first.SQL)
+		}
+	}
+	if got := a.Analyze("SELECT 1 - -1 /*c*/"); got == first || got.SQL != "SELECT 1 - -1" {
+		t.Errorf("Analyze(\"SELECT 1 - -1 /*c*/\") = analysis of %q", got.SQL)
+	}
+	if n := a.CacheLen(); n != 2 {
+		t.Errorf("%d cached analyses, want 2", n)
+	}
+}
+
 func TestIndexPair(t *testing.T) {
 	for _, s := range []string{"", "-", "--", "a-b-", "a-b--c", "-x-", "x/-/*", "//*", "/", "ab"} {
 		for _, p := range []string{"--", "/*", "*/"} {
