@@ -941,7 +941,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		ltBetween := own.ltBetween
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 			yielded := code == codeQueryCanceled && s.takeYielded()
-			if code != guard.CodeLockNotAvailable && !yielded || ltBetween && !yielded {
+			if !yielded && (code != guard.CodeLockNotAvailable || ltBetween) {
 				// With the client's lock_timeout in force for a later
 				// statement, a 55P03 may be its own: PostgreSQL's error
 				// goes to the client as it is.
