@@ -116,7 +116,7 @@ func startupOptions(opts string) [][2]string {
 }
 
 // followed are the parameters Settings follows.
-var followed = [...]string{"lock_timeout", "statement_timeout", "search_path", "role"}
+var followed = [...]string{"lock_timeout", "statement_timeout", "search_path", "role", "session_authorization"}
 
 // Tracked reports whether name is a parameter Settings follows, or "all"
 // (RESET ALL), which changes them all.
@@ -157,11 +157,16 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 		}
 		if c.Name != "all" {
 			s.set(c.Name, c, inTx)
+			if c.Name == "session_authorization" {
+				// It sets the current user as well: SET ROLE no longer
+				// applies.
+				s.set("role", SettingChange{Name: "role", Local: c.Local, Reset: true}, inTx)
+			}
 			continue
 		}
 		for _, n := range followed {
-			if n == "role" && st.Tag != "DISCARD ALL" {
-				continue // RESET ALL leaves the role (GUC_NO_RESET_ALL)
+			if (n == "role" || n == "session_authorization") && st.Tag != "DISCARD ALL" {
+				continue // RESET ALL leaves them (GUC_NO_RESET_ALL)
 			}
 			s.set(n, c, inTx)
 		}
@@ -344,12 +349,16 @@ func ParseTimeout(v string) (time.Duration, bool) {
 
 // SearchPath returns the schemas of the session's search_path as far as the
 // client set it, with "$user" replaced by the role the session set (SET
-// ROLE, set_config('role', …)) or else by user; PostgreSQL's default
-// ("$user", public) when it did not.
+// ROLE, set_config('role', …)), or else the user SET SESSION AUTHORIZATION
+// made it, or else by user; PostgreSQL's default ("$user", public) when it
+// did not.
 func (s *Settings) SearchPath(user string) []string {
-	// $user is the current user, which SET ROLE changes.
+	// $user is the current user, which SET ROLE and SET SESSION
+	// AUTHORIZATION change.
 	if r, ok := s.Effective("role"); ok && r != "" && !strings.EqualFold(r, "none") {
 		user = r
+	} else if a, ok := s.Effective("session_authorization"); ok && a != "" {
+		user = a
 	}
 	v, ok := s.Effective("search_path")
 	if !ok {

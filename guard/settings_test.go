@@ -167,7 +167,8 @@ func TestStatementBound(t *testing.T) {
 }
 
 // TestSearchPathFollowsRole: "$user" is the current user, which SET ROLE
-// changes; RESET ALL leaves the role, DISCARD ALL resets it.
+// and SET SESSION AUTHORIZATION change; RESET ALL leaves them, DISCARD ALL
+// resets them.
 func TestSearchPathFollowsRole(t *testing.T) {
 	a := NewAnalyzer(nil, 0)
 	for _, tc := range []struct {
@@ -184,6 +185,16 @@ func TestSearchPathFollowsRole(t *testing.T) {
 		{[]string{"SELECT set_config('role', 'tenant_b', false)"}, "tenant_b,public"},
 		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c"}, "tenant_c,public"},
 		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c", "COMMIT"}, "login,public"},
+		// SET SESSION AUTHORIZATION makes the current user too, and ends
+		// a SET ROLE; RESET ALL leaves it, DISCARD ALL resets it
+		// (checked against PostgreSQL 15).
+		{[]string{"SET SESSION AUTHORIZATION tenant_d"}, "tenant_d,public"},
+		{[]string{"SET ROLE tenant_a", "SET SESSION AUTHORIZATION 'tenant_d'"}, "tenant_d,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET ROLE tenant_a"}, "tenant_a,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET ALL"}, "tenant_d,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "DISCARD ALL"}, "login,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET SESSION AUTHORIZATION DEFAULT"}, "login,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET SESSION AUTHORIZATION"}, "login,public"},
 	} {
 		var s Settings
 		inTx := false

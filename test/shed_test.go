@@ -216,6 +216,7 @@ func TestShedFollowsTenantSchema(t *testing.T) {
 		{"search_path, is_local", "SELECT set_config('search_path', $1, true)", true},
 		{"SET ROLE", "SET ROLE " + tenant, false},
 		{"role, is_local", "SELECT set_config('role', $1, true)", true},
+		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION " + tenant, false},
 	} {
 		conn := connect(t, s.lg.superDSN())
 		q := conn.Exec

@@ -806,7 +806,7 @@ type ownSets struct {
 	// restores must put back what the batch leaves.
 	tracked bool
 	// paths: some statement changes what unqualified names resolve to
-	// (search_path, or the role that "$user" names).
+	// (search_path, or the role or session user that "$user" names).
 	paths bool
 }
 
@@ -818,7 +818,7 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 			continue
 		}
 		o.tracked = true
-		if c.Name == "search_path" || c.Name == "role" || c.Name == "all" {
+		if c.Name == "search_path" || c.Name == "role" || c.Name == "session_authorization" || c.Name == "all" {
 			o.paths = true
 		}
 		if c.Name == "lock_timeout" || c.Name == "all" {
