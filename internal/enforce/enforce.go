@@ -794,13 +794,10 @@ type ownSets struct {
 	// ltFirst is the last change of lock_timeout before the batch's first
 	// protected statement, which then runs with that value.
 	ltFirst *guard.SettingChange
-	// ltSeen: a statement so far changed lock_timeout; ltBetween: one did
-	// before some protected statement.
-	ltSeen, ltBetween bool
 	// ltLast is the batch's last change of lock_timeout so far, and
-	// ltMid the last one before a protected statement: with ltFirst nil,
-	// the value a later protected statement runs with instead of
-	// lockguard's.
+	// ltMid the last one before a protected statement (nil: none): with
+	// ltFirst nil, the value a later protected statement runs with instead
+	// of lockguard's.
 	ltLast, ltMid *guard.SettingChange
 	// tracked: some statement changes a parameter Settings follows, so
 	// restores must put back what the batch leaves.
@@ -822,7 +819,7 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 			o.paths = true
 		}
 		if c.Name == "lock_timeout" || c.Name == "all" {
-			o.ltSeen, o.ltLast = true, c
+			o.ltLast = c
 			if first {
 				o.ltFirst = c
 			}
@@ -831,11 +828,7 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 }
 
 // protected notes that a protected statement comes next in the batch.
-func (o *ownSets) protected() {
-	if o.ltSeen {
-		o.ltBetween, o.ltMid = true, o.ltLast
-	}
-}
+func (o *ownSets) protected() { o.ltMid = o.ltLast }
 
 // after returns the settings as the batch, of statements stmts, leaves them
 // when it succeeds: what the restores after it must put back. s.mu is held.
@@ -872,13 +865,13 @@ func replay(c *guard.Settings, inTx bool, stmts []*guard.Statement, each func())
 // its later statements see as well. Admission matches a name in any schema
 // of the path, so the union errs on the side of holding.
 func (o *ownSets) searchPath(s *session, stmts []*guard.Statement) []string {
+	if !o.paths {
+		return s.searchPath()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	user := s.ps.Param("user")
 	path := s.settings.SearchPath(user)
-	if !o.paths {
-		return path
-	}
 	c := s.settings.Clone()
 	replay(&c, s.inTx, stmts, func() {
 		for _, p := range c.SearchPath(user) {
@@ -933,12 +926,12 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	s.ddlGen++
 	s.blockers = nil
 	gen := s.ddlGen
-	if inTx || !oneImplicitTx || own.ltBetween {
+	ltBetween := own.ltMid != nil
+	if inTx || !oneImplicitTx || ltBetween {
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps. Nor when the batch sets lock_timeout
 		// before a later protected statement: a 55P03 may then come from
 		// the client's own timeout.
-		ltBetween := own.ltBetween
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 			yielded := code == codeQueryCanceled && s.takeYielded()
 			if !yielded && (code != guard.CodeLockNotAvailable || ltBetween) {
