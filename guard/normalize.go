@@ -50,7 +50,7 @@ func keyCandidate(sql string) (c string, exact bool) {
 // finishKey cuts a trailing line comment off a candidate of keyCandidate.
 // The result is a prefix of c.
 func finishKey(c string) string {
-	if len(c) > 0 && mayEndInLineComment(c, 0, len(c)) {
+	if mayEndInLineComment(c) {
 		return c[:trimSpaceRight(c, 0, lastTokenEnd(c, 0, len(c)))]
 	}
 	return c
@@ -138,11 +138,10 @@ func blockComment(s string, i int) (int, bool) {
 	return len(s), false
 }
 
-// mayEndInLineComment reports whether the last line of s[start:end] (lines
+// mayEndInLineComment reports whether the last line of t (lines
 // end at '\n' or '\r') contains "--", the only case in which the text may
 // end inside a line comment.
-func mayEndInLineComment(s string, start, end int) bool {
-	t := s[start:end]
+func mayEndInLineComment(t string) bool {
 	if indexPair(t, '-', '-') < 0 {
 		return false
 	}
