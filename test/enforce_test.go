@@ -423,7 +423,9 @@ func TestEnforceCommitThenDDL(t *testing.T) {
 // inside a transaction block runs the ALTER outside the block, and so does
 // "ROLLBACK; …" or "COMMIT; …" in a failed block. lockguard's SET made in
 // the block was rolled back with it (in a failed block it was not even
-// tried), so the ALTER waited behind the reader with no lock timeout.
+// tried), so the ALTER waited behind the reader with no lock timeout. With
+// AND CHAIN the ALTER runs in the block the chain opens, which nothing sent
+// before the string reached either.
 func TestEnforceRollbackThenDDL(t *testing.T) {
 	lg, ctx, tbl := guardedTable(t, "rollbackddl")
 	conn := connect(t, lg.superDSN())
@@ -435,6 +437,9 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 		// The DDL runs in the block AND CHAIN opens; lockguard's SET,
 		// session-level and made in the block COMMIT ends, reaches it.
 		{"COMMIT AND CHAIN", "BEGIN", "COMMIT AND CHAIN; ALTER TABLE %s ADD COLUMN x int"},
+		{"ROLLBACK AND CHAIN", "BEGIN", "ROLLBACK AND CHAIN; ALTER TABLE %s ADD COLUMN x int"},
+		{"ROLLBACK AND CHAIN in a failed transaction block", "BEGIN; SELECT 1/0", "ROLLBACK AND CHAIN; ALTER TABLE %s ADD COLUMN x int"},
+		{"COMMIT AND CHAIN in a failed transaction block", "BEGIN; SELECT 1/0", "COMMIT AND CHAIN; ALTER TABLE %s ADD COLUMN x int"},
 	} {
 		conn.Exec(ctx, c.begin, simple) // the division fails on purpose
 		_, release := holdLock(t, tbl)
@@ -453,18 +458,39 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 			t.Fatalf("%s: lock_timeout afterwards = %q, want 0", c.name, v)
 		}
 	}
-	// AND CHAIN opens another block, where nothing sent before the string
-	// reaches: lockguard must not end the block itself, or the client's
-	// ROLLBACK AND CHAIN fails outside one (25P01).
-	conn.Exec(ctx, "BEGIN", simple)
-	if _, err := conn.Exec(ctx, fmt.Sprintf("ROLLBACK AND CHAIN; ALTER TABLE %s ADD COLUMN z int", tbl), simple); err != nil {
-		t.Fatalf("ROLLBACK AND CHAIN then DDL: %v", err)
-	}
-	if st := conn.PgConn().TxStatus(); st != 'T' {
-		t.Fatalf("transaction status after ROLLBACK AND CHAIN = %q, want T", st)
-	}
-	if _, err := conn.Exec(ctx, "ROLLBACK", simple); err != nil {
-		t.Fatal(err)
+	// Without a reader: the client's AND CHAIN must still find a block
+	// to end (outside one it fails, 25P01), and the block the DDL runs in
+	// must have the isolation level it has straight to PostgreSQL: the
+	// client's from a healthy block, the default from a failed one.
+	direct := connect(t, directDSN())
+	for i, c := range []struct{ begin, chain string }{
+		{"BEGIN ISOLATION LEVEL REPEATABLE READ", "ROLLBACK AND CHAIN"},
+		{"BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1/0", "ROLLBACK AND CHAIN"},
+		{"BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1/0", "COMMIT AND CHAIN"},
+	} {
+		var isolation [2]string
+		for j, cn := range []*pgx.Conn{conn, direct} {
+			cn.Exec(ctx, c.begin, simple) // the division fails on purpose
+			rs, err := cn.PgConn().Exec(ctx, fmt.Sprintf("%s; ALTER TABLE %s ADD COLUMN z%d_%d int; SHOW transaction_isolation", c.chain, tbl, i, j)).ReadAll()
+			if err != nil {
+				t.Fatalf("%s; %s then DDL: %v", c.begin, c.chain, err)
+			}
+			if rows := rs[len(rs)-1].Rows; len(rows) == 1 {
+				isolation[j] = string(rows[0][0])
+			}
+			if st := cn.PgConn().TxStatus(); st != 'T' {
+				t.Fatalf("%s; %s then DDL: transaction status %q, want T", c.begin, c.chain, st)
+			}
+			if _, err := cn.Exec(ctx, "ROLLBACK", simple); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if isolation[0] != isolation[1] || isolation[0] == "" {
+			t.Fatalf("%s; %s then DDL: transaction_isolation %q through lockguard, %q straight to PostgreSQL", c.begin, c.chain, isolation[0], isolation[1])
+		}
+		if v := showLockTimeout(t, conn); v != "0" {
+			t.Fatalf("%s; %s then DDL: lock_timeout afterwards = %q, want 0", c.begin, c.chain, v)
+		}
 	}
 	// Without a reader the string succeeds and leaves no block open.
 	conn.Exec(ctx, "BEGIN; SELECT 1/0", simple)

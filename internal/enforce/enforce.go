@@ -627,15 +627,12 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		at := status
 		rollbackFirst := false
 		switch {
-		case !chainFirst && (endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E') || endsTxFirst == guard.TxCommit && at == 'E'):
+		case endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E') || endsTxFirst == guard.TxCommit && at == 'E':
 			// "ROLLBACK; ALTER …" in a transaction block, or "COMMIT;
 			// ALTER …" in a failed one (which rolls it back): the
 			// rollback would undo what lockguard sets in the block, and
 			// a failed block runs nothing. lockguard rolls the block
-			// back itself first, as the client is about to. (Not before
-			// AND CHAIN, which fails outside a block: that DDL runs in
-			// the block it opens, where nothing sent before the string
-			// reaches.)
+			// back itself first, as the client is about to.
 			rollbackFirst, at = !b.MidBatch, 'I'
 		case at == 'T' && endsTxFirst != 0:
 			// "COMMIT; ALTER …": a SET LOCAL would end with the COMMIT
@@ -644,7 +641,17 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			at = 'I'
 		}
 		injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
-		if rollbackFirst && len(v.Before) > 0 {
+		switch {
+		case rollbackFirst && len(v.Before) > 0 && chainFirst:
+			// "ROLLBACK AND CHAIN; ALTER …": the DDL runs in the block
+			// the client's AND CHAIN opens, and AND CHAIN fails outside
+			// a block. lockguard rolls back and chains itself, sets in
+			// that block and commits it with AND CHAIN, so the SET
+			// stays and the client's AND CHAIN finds a block to end;
+			// PostgreSQL carries the block's isolation level and access
+			// mode through all three.
+			v.Before = append(append([]string{"ROLLBACK AND CHAIN"}, v.Before...), "COMMIT AND CHAIN")
+		case rollbackFirst && len(v.Before) > 0:
 			// First of all: reasserted restores would fail in a failed
 			// block. The client's own ROLLBACK then finds no block
 			// (PostgreSQL's WARNING 25P01).
