@@ -20,7 +20,9 @@ import (
 // to them, and they count as the client's own.
 //
 // ROLLBACK TO SAVEPOINT undoes the SETs made since the savepoint, as in
-// PostgreSQL.
+// PostgreSQL. A COMMIT (or PREPARE TRANSACTION) of a block the caller says
+// has failed (Failed) rolls it back, as PostgreSQL does; AND CHAIN opens the
+// next block at once.
 //
 // Known limits: values from postgresql.conf, ALTER ROLE or ALTER DATABASE are
 // not seen (RESET restores them, which is what Restore uses); and a
@@ -31,6 +33,7 @@ type Settings struct {
 	session map[string]string // committed session values; absent = baseline
 	tx      map[string]txValue
 	inTx    bool
+	failed  bool              // the block has failed: its end rolls it back
 	base    map[string]string // values from the startup packet; absent = default
 	saves   savepoints[map[string]txValue]
 }
@@ -131,10 +134,11 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 		switch st.TxKind {
 		case TxBegin:
 			s.begin()
-		case TxCommit:
-			s.end(true)
-		case TxRollback, TxPrepare:
-			s.end(st.TxKind == TxPrepare)
+		case TxCommit, TxRollback, TxPrepare:
+			s.end(st.TxKind != TxRollback && !s.failed)
+			if st.Chain {
+				s.begin()
+			}
 		case TxSavepoint:
 			if s.inTx {
 				s.saves.set(st.Savepoint, maps.Clone(s.tx))
@@ -145,6 +149,7 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			if tx, ok := s.saves.rollbackTo(st.Savepoint); ok {
 				s.tx = maps.Clone(tx)
 			}
+			s.failed = false // it succeeded: the block is usable again
 		}
 		return
 	}
@@ -174,7 +179,7 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 }
 
 func (s *Settings) begin() {
-	s.inTx = true
+	s.inTx, s.failed = true, false
 	clear(s.tx)
 	s.saves.reset()
 }
@@ -193,7 +198,7 @@ func (s *Settings) end(commit bool) {
 			}
 		}
 	}
-	s.inTx = false
+	s.inTx, s.failed = false, false
 	clear(s.tx)
 	s.saves.reset()
 }
@@ -203,6 +208,15 @@ func (s *Settings) end(commit bool) {
 func (s *Settings) Began() {
 	if !s.inTx {
 		s.begin()
+	}
+}
+
+// Failed tells Settings that the transaction block has failed (the server
+// reported status 'E'): PostgreSQL ends it with a rollback even when the
+// client sends COMMIT, unless a ROLLBACK TO SAVEPOINT recovers it first.
+func (s *Settings) Failed() {
+	if s.inTx {
+		s.failed = true
 	}
 }
 
@@ -265,7 +279,7 @@ func (s *Settings) explicit(name string) (value string, set bool) {
 
 // Clone returns a copy that changes independently of s.
 func (s *Settings) Clone() Settings {
-	c := Settings{session: maps.Clone(s.session), tx: maps.Clone(s.tx), inTx: s.inTx, base: s.base}
+	c := Settings{session: maps.Clone(s.session), tx: maps.Clone(s.tx), inTx: s.inTx, failed: s.failed, base: s.base}
 	for _, sp := range s.saves {
 		c.saves.set(sp.name, maps.Clone(sp.state))
 	}

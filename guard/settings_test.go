@@ -60,11 +60,33 @@ func TestSettingsRestore(t *testing.T) {
 			map[string]string{"lock_timeout": "100ms"}, "100ms"},
 		{"discard all", []step{{"SET lock_timeout = '5s'", false}, {"DISCARD ALL", false}}, false, "RESET lock_timeout",
 			map[string]string{"lock_timeout": "100ms"}, "100ms"},
+		// A failed block ("" marks the failure) is rolled back at COMMIT.
+		{"commit of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
+			{"COMMIT", true}}, false, "RESET lock_timeout", nil, ""},
+		{"prepare of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
+			{"PREPARE TRANSACTION 'x'", true}}, false, "RESET lock_timeout", nil, ""},
+		{"rollback to recovers a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"SAVEPOINT a", true},
+			{"", true}, {"ROLLBACK TO a", true}, {"COMMIT", true}}, false, "SET lock_timeout = '7s'", nil, ""},
+		{"failure ends with the block", []step{{"BEGIN", false}, {"", true}, {"ROLLBACK", true}, {"BEGIN", false},
+			{"SET lock_timeout = '7s'", true}, {"COMMIT", true}}, false, "SET lock_timeout = '7s'", nil, ""},
+		// AND CHAIN ends the block and opens the next.
+		{"commit and chain", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"COMMIT AND CHAIN", true},
+			{"SET LOCAL lock_timeout = '1s'", true}}, true, "SET LOCAL lock_timeout = '1s'", nil, ""},
+		{"commit and chain keeps the commit", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"COMMIT AND CHAIN", true},
+			{"ROLLBACK", true}}, false, "SET lock_timeout = '7s'", nil, ""},
+		{"savepoint after commit and chain", []step{{"BEGIN", false}, {"COMMIT AND CHAIN", true}, {"SAVEPOINT a", true},
+			{"SET lock_timeout = '4s'", true}, {"ROLLBACK TO a", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
+		{"commit and chain of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
+			{"COMMIT AND CHAIN", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s Settings
 			s.Start(func(n string) string { return tc.start[n] })
 			for _, st := range tc.steps {
+				if st.sql == "" {
+					s.Failed()
+					continue
+				}
 				an := a.Analyze(st.sql)
 				if an.Err != nil {
 					t.Fatal(an.Err)

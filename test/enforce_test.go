@@ -502,6 +502,42 @@ func TestEnforceRollbackThenDDL(t *testing.T) {
 	}
 }
 
+// TestEnforceFailedBlockEnds: PostgreSQL rolls a failed transaction block
+// back even when the client sends COMMIT. lockguard applied such a COMMIT
+// as a commit, took the block's SET for the client's session value, and
+// restored it after the next DDL: the client, whose lock_timeout was 0,
+// found it 5s. AND CHAIN in a string opens the next block at once, where a
+// SET LOCAL later in the string counts.
+func TestEnforceFailedBlockEnds(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "failedend")
+	conn := connect(t, lg.superDSN())
+	simple := pgx.QueryExecModeSimpleProtocol
+	for i, c := range []struct {
+		name  string
+		steps []string
+		want  string // lock_timeout after a DDL that follows the steps
+	}{
+		{"COMMIT of a failed block", []string{"BEGIN", "SET lock_timeout = '5s'", "SELECT 1/0", "COMMIT"}, "0"},
+		{"COMMIT AND CHAIN of a failed block", []string{"BEGIN", "SET lock_timeout = '5s'", "SELECT 1/0", "COMMIT AND CHAIN", "COMMIT"}, "0"},
+		{"failed block in one string", []string{"BEGIN; SET lock_timeout = '5s'; SELECT 1/0", "COMMIT"}, "0"},
+		{"recovered by ROLLBACK TO", []string{"BEGIN", "SAVEPOINT a", "SET lock_timeout = '5s'", "SELECT 1/0", "ROLLBACK TO a",
+			"SET lock_timeout = '4s'", "COMMIT"}, "4s"},
+		{"SET LOCAL after AND CHAIN in the string", []string{"BEGIN", "COMMIT AND CHAIN; SET LOCAL lock_timeout = '100ms'"}, "100ms"},
+	} {
+		for _, q := range c.steps {
+			conn.Exec(ctx, q, simple) // the divisions fail on purpose
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i), simple); err != nil {
+			t.Fatalf("%s: DDL: %v", c.name, err)
+		}
+		if v := showLockTimeout(t, conn); v != c.want {
+			t.Fatalf("%s: lock_timeout after a DDL = %q, want %q", c.name, v, c.want)
+		}
+		conn.Exec(ctx, "ROLLBACK", simple)
+		conn.Exec(ctx, "RESET lock_timeout", simple)
+	}
+}
+
 // TestEnforceFollowsSetsInTheSameString: a migration file sent as one
 // query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
 // golang-migrate sends it) sets the timeout its DDL runs with. lockguard's

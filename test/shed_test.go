@@ -246,6 +246,16 @@ func TestShedFollowsTenantSchema(t *testing.T) {
 	start := time.Now()
 	_, err := conn.Exec(ctx, "SET search_path = "+tenant+"; SELECT count(*) FROM "+items, pgx.QueryExecModeSimpleProtocol)
 	wantShed(t, "one string", err, time.Since(start))
+	// …also after AND CHAIN, whose new block a SET LOCAL then applies to.
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	start = time.Now()
+	_, err = conn.Exec(qctx, "COMMIT AND CHAIN; SET LOCAL search_path = "+tenant+"; SELECT count(*) FROM "+items, pgx.QueryExecModeSimpleProtocol)
+	cancel()
+	wantShed(t, "one string after COMMIT AND CHAIN", err, time.Since(start))
+	conn.Exec(ctx, "ROLLBACK")
 	// Parse, Bind and Execute per statement: a prepare-first pipeline
 	// would fail to parse the read before the schema is set.
 	cfg, err := pgx.ParseConfig(s.lg.superDSN())

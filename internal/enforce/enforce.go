@@ -622,6 +622,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		if status == 0 && !b.MidBatch {
 			if err := ps.WaitIdle(); err == nil {
 				status = ps.TxStatus()
+				s.mu.Lock()
+				s.sawStatus(status)
+				s.mu.Unlock()
 			}
 		}
 		at := status
@@ -729,10 +732,20 @@ func (g *Guard) learnTx(s *session, b *proxy.Batch) byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unseenBegin = false
+	s.sawStatus(status)
+	return status
+}
+
+// sawStatus records the server's transaction status before a batch. s.mu
+// is held.
+func (s *session) sawStatus(status byte) {
 	if status == 'T' || status == 'E' {
 		s.enteredTx()
 	}
-	return status
+	if status == 'E' {
+		// PostgreSQL rolls a failed block back even at COMMIT.
+		s.settings.Failed()
+	}
 }
 
 // enteredTx records that the session is in a transaction block, when it
@@ -858,7 +871,7 @@ func replay(c *guard.Settings, inTx bool, stmts []*guard.Statement, each func())
 		case guard.TxBegin:
 			inTx = true
 		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-			inTx = false
+			inTx = st.Chain // AND CHAIN opens the next block
 		}
 		if each != nil {
 			each()
@@ -1166,7 +1179,7 @@ func (s *session) applyResult(code string) *batchObs {
 					s.inTx = true
 					s.tx.Reset()
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-					s.inTx = false
+					s.inTx = st.Chain // AND CHAIN opens the next block
 					s.tx.Reset()
 				case guard.TxSavepoint:
 					s.tx.Savepoint(st.Savepoint)
@@ -1217,7 +1230,7 @@ func (s *session) applyResult(code string) *batchObs {
 			s.tx.Reset()
 		}
 	case 'T', 'E':
-		s.enteredTx()
+		s.sawStatus(status)
 	}
 	return p.obs
 }
