@@ -593,7 +593,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		if len(msg) == 6 {
 			status = msg[5]
 		}
-		s.txStatus.Store(uint32(status))
+		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
 		s.endSync()
 		s.ext.onReady(status)

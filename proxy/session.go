@@ -34,8 +34,10 @@ type Session struct {
 	// state holds the number of sync points (Query, Sync, FunctionCall) sent
 	// upstream whose ReadyForQuery has not arrived, and closingBit once the
 	// session is being closed; no sync point is forwarded after that.
-	state    atomic.Uint64
-	txStatus atomic.Uint32 // last ReadyForQuery status: 'I', 'T' or 'E'
+	state atomic.Uint64
+	// txStatus: the last ReadyForQuery's status ('I', 'T' or 'E') in its
+	// low byte, the one before it in the next.
+	txStatus atomic.Uint32
 	draining atomic.Bool
 	upDone   atomic.Bool // upstream connection is gone
 	// terminated is set when the client's Terminate is forwarded, or when
@@ -113,6 +115,13 @@ func newSession(srv *Server, cfg *Config, conn net.Conn) *Session {
 // TxStatus returns the transaction status from the last ReadyForQuery:
 // 'I' idle, 'T' in a transaction block, 'E' in a failed transaction block.
 func (s *Session) TxStatus() byte { return byte(s.txStatus.Load()) }
+
+// TxStatusBefore returns the status of the ReadyForQuery before the last
+// one: the status the last completed sync point started in (0 before the
+// second ReadyForQuery). Hooks.Batch's Verdict.Result runs at that sync
+// point's ReadyForQuery, so there it is the status the batch started in
+// (or its last injected statement did).
+func (s *Session) TxStatusBefore() byte { return byte(s.txStatus.Load() >> 8) }
 
 // InFlight returns the number of sync points awaiting ReadyForQuery.
 func (s *Session) InFlight() int { return int(uint32(s.state.Load())) }

@@ -518,14 +518,47 @@ func TestEnforceFailedBlockEnds(t *testing.T) {
 		want  string // lock_timeout after a DDL that follows the steps
 	}{
 		{"COMMIT of a failed block", []string{"BEGIN", "SET lock_timeout = '5s'", "SELECT 1/0", "COMMIT"}, "0"},
+		// lockguard lets the read pass undecided and decides the COMMIT
+		// before the read's error is back.
+		{"pipelined", []string{"BEGIN", "SET lock_timeout = '5s'", "|SELECT 1/0", "|COMMIT"}, "0"},
 		{"COMMIT AND CHAIN of a failed block", []string{"BEGIN", "SET lock_timeout = '5s'", "SELECT 1/0", "COMMIT AND CHAIN", "COMMIT"}, "0"},
 		{"failed block in one string", []string{"BEGIN; SET lock_timeout = '5s'; SELECT 1/0", "COMMIT"}, "0"},
 		{"recovered by ROLLBACK TO", []string{"BEGIN", "SAVEPOINT a", "SET lock_timeout = '5s'", "SELECT 1/0", "ROLLBACK TO a",
 			"SET lock_timeout = '4s'", "COMMIT"}, "4s"},
 		{"SET LOCAL after AND CHAIN in the string", []string{"BEGIN", "COMMIT AND CHAIN; SET LOCAL lock_timeout = '100ms'"}, "100ms"},
 	} {
+		var piped []string // steps marked "|": one pipeline, a Sync after each
 		for _, q := range c.steps {
+			if p, ok := strings.CutPrefix(q, "|"); ok {
+				piped = append(piped, p)
+				continue
+			}
 			conn.Exec(ctx, q, simple) // the divisions fail on purpose
+		}
+		if piped != nil {
+			p := conn.PgConn().StartPipeline(ctx)
+			for _, q := range piped {
+				p.SendQueryParams(q, nil, nil, nil, nil)
+				if err := p.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for syncs := 0; syncs < len(piped); {
+				r, err := p.GetResults()
+				var pe *pgconn.PgError
+				if err != nil && !errors.As(err, &pe) { // the division fails on purpose
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				switch r := r.(type) {
+				case *pgconn.ResultReader:
+					r.Close() // the division fails on purpose
+				case *pgconn.PipelineSync:
+					syncs++
+				}
+			}
+			if err := p.Close(); err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
 		}
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i), simple); err != nil {
 			t.Fatalf("%s: DDL: %v", c.name, err)
