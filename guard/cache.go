@@ -79,8 +79,17 @@ func (c *cache) slot(h uint64) *atomic.Pointer[cacheEntry] {
 // lookup returns the cached analysis of sql, or nil with sql's cache key
 // and its hash for put.
 func (c *cache) lookup(sql string) (*Analysis, string, uint64) {
-	key, exact := keyCandidate(sql)
+	key, exact, quick := keyCandidate(sql)
 	an, h := c.get(key)
+	if an != nil && (!quick || an.Err == nil) {
+		return an, key, h // see keyCandidate
+	}
+	if quick && !plainPrefix(key) {
+		// The "/*" may be inside a literal or a line comment.
+		key = lexedKey(sql)
+		an, h = c.get(key)
+		return an, key, h
+	}
 	if an != nil || exact {
 		return an, key, h
 	}

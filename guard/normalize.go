@@ -14,7 +14,10 @@ import "strings"
 // "-- name: GetUser" or "/* controller:users */"; neither changes what a
 // statement locks, so neither may change the cache key.
 func cacheKey(sql string) string {
-	c, exact := keyCandidate(sql)
+	c, exact, quick := keyCandidate(sql)
+	if quick && !plainPrefix(c) {
+		return lexedKey(sql)
+	}
 	if !exact {
 		c = finishKey(c)
 	}
@@ -26,7 +29,14 @@ func cacheKey(sql string) string {
 // comment: cacheKey(c) == cacheKey(sql), and finishKey(c) is that key. Every
 // cached key is its own cache key (cacheKey is idempotent), so a cache hit
 // on c is sql's analysis: the "--" scan of finishKey is left to misses.
-func keyCandidate(sql string) (c string, exact bool) {
+//
+// quick is set when sql ends in one comment and c is the text before that
+// comment's "/*", unchecked: that "/*" opens a comment, and c is the key,
+// only if plainPrefix(c) (otherwise the key is lexedKey(sql)). A cache hit
+// on c whose analysis parsed needs no check: c then has no unclosed
+// literal, and as a cached key it does not end in a line comment, so the
+// "/*" after it does open a comment.
+func keyCandidate(sql string) (c string, exact, quick bool) {
 	start := skipSpaceAndComments(sql, 0)
 	end := trimSpaceRight(sql, start, len(sql))
 	if end-start >= 4 && sql[end-2] == '*' && sql[end-1] == '/' {
@@ -37,14 +47,19 @@ func keyCandidate(sql string) (c string, exact bool) {
 			// Several or nested comments: scan forward as the lexer
 			// does. (Scanning backward cannot tell "/*/" as an opening
 			// from "/" before a closing.)
-			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))], true
+			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))], true, false
 		}
-		// p is the first "/*" of the text: what precedes it holds no
-		// block comment, only perhaps a line comment, which finishKey
-		// cuts.
-		end = trimSpaceRight(sql, start, start+p)
+		// p is the first "/*" of the text.
+		return sql[start:trimSpaceRight(sql, start, start+p)], false, true
 	}
-	return sql[start:end], false
+	return sql[start:end], false, false
+}
+
+// lexedKey is the cache key of sql found by scanning it as the lexer does.
+func lexedKey(sql string) string {
+	start := skipSpaceAndComments(sql, 0)
+	end := trimSpaceRight(sql, start, len(sql))
+	return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))]
 }
 
 // finishKey cuts a trailing line comment off a candidate of keyCandidate.
@@ -66,6 +81,28 @@ func plainCommentBody(body string) bool {
 		return false
 	}
 	return strings.IndexByte(body, '*') < 0 || !strings.Contains(body, "/*") && !strings.Contains(body, "*/")
+}
+
+// plainPrefix reports whether the lexer is outside any literal, quoted
+// identifier and comment at the end of k, which holds no "/*": k has no
+// quote, no "--" and no '$' that may open a dollar quote (a '$' followed by
+// a digit is a parameter or part of a name). Otherwise a "/*" after k may
+// be text PostgreSQL does not read as a comment: in "SELECT 1 --/*",
+// newline, "DROP TABLE t; --*/" it runs the DROP.
+func plainPrefix(k string) bool {
+	if strings.IndexByte(k, '\'') >= 0 || strings.IndexByte(k, '"') >= 0 || indexPair(k, '-', '-') >= 0 {
+		return false
+	}
+	for i := 0; ; {
+		j := strings.IndexByte(k[i:], '$')
+		if j < 0 {
+			return true
+		}
+		i += j + 1
+		if i == len(k) || k[i] < '0' || k[i] > '9' {
+			return false
+		}
+	}
 }
 
 func isSpace(c byte) bool {

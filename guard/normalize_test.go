@@ -35,6 +35,15 @@ func TestCacheKey(t *testing.T) {
 		// not closed, and the key keeps it so that it fails to parse too.
 		{"ALTER TABLE a DROP b/*/*/", "ALTER TABLE a DROP b/*/*/"},
 		{"SELECT 1 /*/ c */", "SELECT 1"},
+		// A "/*" inside a line comment or a literal opens nothing: the
+		// DROP after it runs, and the key must keep it.
+		{"SELECT 1 --/*\nDROP TABLE t; --*/", "SELECT 1 --/*\nDROP TABLE t;"},
+		{"SELECT '/*'; DROP TABLE t; --*/", "SELECT '/*'; DROP TABLE t;"},
+		{`SELECT "/*"; DROP TABLE t; --*/`, `SELECT "/*"; DROP TABLE t;`},
+		{"SELECT $q$/*$q$; DROP TABLE t; --*/", "SELECT $q$/*$q$; DROP TABLE t;"},
+		{"SELECT--/*\n*/", "SELECT--/*\n*/"},
+		// Parameters and names with '$' keep the fast path's answer.
+		{"SELECT a$1 FROM t WHERE id = $12 /* c='d' */", "SELECT a$1 FROM t WHERE id = $12"},
 	}
 	for _, tt := range tests {
 		if got := cacheKey(tt.in); got != tt.want {
@@ -60,6 +69,16 @@ func TestCacheLookupByCandidate(t *testing.T) {
 	}
 	if n := a.CacheLen(); n != 2 {
 		t.Errorf("%d cached analyses, want 2", n)
+	}
+	// A "/*" in a line comment or a literal opens no comment: with the
+	// text before it cached (as parsed, or as a parse error), the DROP
+	// after it must still be analysed.
+	a.Analyze("SELECT 1;")
+	a.Analyze("SELECT '")
+	for _, sql := range []string{"SELECT 1; --/*\nDROP TABLE t; --*/", "SELECT '/*'; DROP TABLE t; --*/"} {
+		if got := a.Analyze(sql); got.Err != nil || len(got.Statements) != 2 || got.Statements[1].Tag != "DROP TABLE" {
+			t.Errorf("Analyze(%q) = analysis of %q (error %v)", sql, got.SQL, got.Err)
+		}
 	}
 }
 

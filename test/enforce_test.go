@@ -833,6 +833,35 @@ func TestEnforceCarriageReturnEndsLineComment(t *testing.T) {
 	}
 }
 
+// TestEnforceCommentOpenerInLineComment: a "/*" inside a line comment (or a
+// literal) opens no comment. lockguard's cache key once took the first "/*"
+// of a text that ends in "*/" for the start of a trailing sqlcommenter
+// comment, so this string was analysed as "SELECT 1;" and its ALTER
+// relayed unprotected, waiting behind the reader without a lock timeout.
+func TestEnforceCommentOpenerInLineComment(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "opener", "id int")
+	conn := connect(t, lg.superDSN())
+	// Unprotected, the DDL would wait this long and fail with 57014.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = '5s'"); err != nil {
+		t.Fatal(err)
+	}
+	_, release := holdLock(t, tbl)
+	defer release()
+	for _, sql := range []string{
+		"SELECT 1; -- /* disabled:\nALTER TABLE " + tbl + " ADD COLUMN c int; -- */",
+		"SELECT '/*'; ALTER TABLE " + tbl + " ADD COLUMN c int; -- */",
+	} {
+		start := time.Now()
+		_, err := conn.PgConn().Exec(ctx, sql).ReadAll()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+			t.Fatalf("%q after %v: got %v, want lockguard's 55P03", sql, time.Since(start).Round(time.Millisecond), err)
+		}
+	}
+}
+
 // TestEnforceMigrationPatterns: what migration tools and DBAs send still
 // works through the guard.
 func TestEnforceMigrationPatterns(t *testing.T) {
