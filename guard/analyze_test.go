@@ -335,10 +335,14 @@ func TestTransactionAndSettings(t *testing.T) {
 		// The value as a bind parameter, bare or cast: filled in per Bind.
 		{"SELECT set_config('search_path', $1, true)", TxNone, []SettingChange{{Name: "search_path", Param: 1, Local: true}}},
 		{"SELECT set_config('lock_timeout', $2::text, false), $1", TxNone, []SettingChange{{Name: "lock_timeout", Param: 2}}},
-		// Not followed: the name or is_local as a parameter, an expression.
-		{"SELECT set_config($1, 'x', false)", TxNone, nil},
-		{"SELECT set_config('search_path', $1, $2)", TxNone, nil},
+		// The name and is_local as parameters too.
+		{"SELECT set_config($1, 'x', false)", TxNone, []SettingChange{{NameParam: 1, Value: "x"}}},
+		{"SELECT set_config('search_path', $1, $2)", TxNone, []SettingChange{{Name: "search_path", Param: 1, LocalParam: 2}}},
+		{"SELECT set_config($1::text, $2::text, $3::boolean)", TxNone, []SettingChange{{NameParam: 1, Param: 2, LocalParam: 3}}},
+		{"SELECT set_config('lock_timeout', '1s', 't')", TxNone, []SettingChange{{Name: "lock_timeout", Value: "1s", Local: true}}},
+		// Not followed: an expression.
 		{"SELECT set_config('search_path', 'a' || $1, false)", TxNone, nil},
+		{"SELECT set_config(lower($1), 'x', false)", TxNone, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {

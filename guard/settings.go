@@ -10,7 +10,7 @@ import (
 
 // Settings follows the values a client gives the parameters lockguard
 // injects (lock_timeout, statement_timeout), through SET, SET LOCAL, RESET,
-// SELECT set_config(…) with constant arguments or a bound value
+// SELECT set_config(…) with constant or bound arguments
 // (Statement.Bound) and transaction ends, so that
 // an injected value can be undone exactly and a client's own lower timeout
 // respected.
@@ -26,8 +26,8 @@ import (
 //
 // Known limits: values from postgresql.conf, ALTER ROLE or ALTER DATABASE are
 // not seen (RESET restores them, which is what Restore uses); and a
-// set_config whose value is an expression, or a parameter not bound, is not
-// followed (the value before it is restored).
+// set_config with an argument that is an expression, or a parameter not
+// bound, is not followed (the value before it is restored).
 // A Settings belongs to one session and is not safe for concurrent use.
 type Settings struct {
 	session map[string]string // committed session values; absent = baseline
@@ -157,7 +157,7 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 		s.begin()
 	}
 	for _, c := range st.Settings {
-		if !Tracked(c.Name) || c.Param > 0 {
+		if c.Unbound() || !Tracked(c.Name) {
 			continue // not followed, or a value not bound (Statement.Bound)
 		}
 		if c.Name != "all" {

@@ -173,6 +173,36 @@ func TestStatementBound(t *testing.T) {
 	if st.Settings[0].Param != 1 || st.Settings[0].Value != "" {
 		t.Fatalf("Bound changed the analysis: %+v", st.Settings[0])
 	}
+	// The name and is_local as parameters: is_local in binary (one byte)
+	// or in any of boolin's text forms; a value that is not a boolean
+	// leaves the change out, as PostgreSQL fails the call.
+	st3 := Analyze("SELECT set_config($1, $2, $3)").Statements[0]
+	for _, tc := range []struct {
+		local string
+		want  []SettingChange
+	}{
+		{"\x01", []SettingChange{{Name: "lock_timeout", Value: "1s", Local: true}}},
+		{"\x00", []SettingChange{{Name: "lock_timeout", Value: "1s"}}},
+		{"TRUE", []SettingChange{{Name: "lock_timeout", Value: "1s", Local: true}}},
+		{" t ", []SettingChange{{Name: "lock_timeout", Value: "1s", Local: true}}},
+		{"on", []SettingChange{{Name: "lock_timeout", Value: "1s", Local: true}}},
+		{"of", []SettingChange{{Name: "lock_timeout", Value: "1s"}}},
+		{"n", []SettingChange{{Name: "lock_timeout", Value: "1s"}}},
+		{"0", []SettingChange{{Name: "lock_timeout", Value: "1s"}}},
+		{"o", nil},
+		{"maybe", nil},
+	} {
+		args := map[int]string{1: "Lock_Timeout", 2: "1s", 3: tc.local}
+		b3 := st3.Bound(func(n int) (string, bool) { v, ok := args[n]; return v, ok })
+		if len(b3.Settings) != len(tc.want) || len(tc.want) > 0 && b3.Settings[0] != tc.want[0] {
+			t.Errorf("is_local %q: Bound = %+v, want %+v", tc.local, b3.Settings, tc.want)
+		}
+	}
+	var s3 Settings
+	s3.Apply(&st3, false)
+	if v, set := s3.explicit("lock_timeout"); set {
+		t.Fatalf("Settings followed an unbound set_config($1, $2, $3): %q", v)
+	}
 	plain := Analyze("SELECT 1").Statements[0]
 	if plain.Bound(func(int) (string, bool) { return "", false }) != &plain {
 		t.Fatal("Bound copied a statement without bind-parameter settings")

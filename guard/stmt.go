@@ -475,23 +475,35 @@ func (b *builder) settingsFromSelect(s *pg.SelectStmt) {
 		if len(name) == 0 || name[len(name)-1] != "set_config" {
 			continue
 		}
-		n, v, l := constString(fc.Args[0]), constString(fc.Args[1]), constString(fc.Args[2])
-		param := 0
-		if v == "?" && n != "?" && l != "?" {
-			// set_config('search_path', $1, true), as PostgREST sends
-			// it: the value comes with each Bind (Statement.Bound).
-			param = paramNumber(fc.Args[1])
-		}
-		if n == "?" || v == "?" && param == 0 {
-			b.unknown("set_config with non-constant arguments")
+		// Each argument is a constant or a bind parameter, whose value
+		// comes with each Bind (Statement.Bound): PostgREST sends
+		// set_config('search_path', $1, true), others set_config($1, $2,
+		// $3).
+		var c SettingChange
+		var l string
+		var ok [3]bool
+		c.Name, c.NameParam, ok[0] = constOrParam(fc.Args[0])
+		c.Value, c.Param, ok[1] = constOrParam(fc.Args[1])
+		l, c.LocalParam, ok[2] = constOrParam(fc.Args[2])
+		if !ok[0] || !ok[1] || !ok[2] {
+			b.unknown("set_config with arguments that are neither constants nor parameters")
 			continue
 		}
-		if param > 0 {
-			v = ""
-		}
-		b.st.Settings = append(b.st.Settings, SettingChange{Name: strings.ToLower(n), Value: v, Param: param,
-			Local: l == "on" || l == "true"})
+		c.Name = strings.ToLower(c.Name)
+		c.Local, _ = boundBool(l) // "" while it is a parameter
+		b.st.Settings = append(b.st.Settings, c)
 	}
+}
+
+// constOrParam reads a function argument that is a constant (its text) or a
+// bind parameter, cast or not (its number; text ""); ok is false for
+// anything else.
+func constOrParam(n *pg.Node) (text string, param int, ok bool) {
+	if p := paramNumber(n); p > 0 {
+		return "", p, true
+	}
+	text = constString(n)
+	return text, 0, text != "?"
 }
 
 func (b *builder) lockStmt(s *pg.LockStmt) {

@@ -193,8 +193,14 @@ type SettingChange struct {
 	// Param, when not 0, says the value is bind parameter $Param
 	// (set_config(name, $1, …)): Value is then empty until Statement.Bound
 	// fills it in for one execution, and Settings ignores the change.
-	Param int
+	// NameParam and LocalParam do the same for set_config's name and
+	// is_local (set_config($1, $2, $3)); Name is empty while NameParam is
+	// set.
+	Param, NameParam, LocalParam int
 }
+
+// Unbound reports whether c waits for a bind parameter (Statement.Bound).
+func (c *SettingChange) Unbound() bool { return c.Param > 0 || c.NameParam > 0 || c.LocalParam > 0 }
 
 // Statement is the analysis of one SQL statement.
 type Statement struct {
@@ -290,12 +296,12 @@ type Analysis struct {
 	ptrs []*Statement
 }
 
-// Bound returns st with the values of its bind-parameter settings filled
-// in from param (which returns $n's text, ok = false when it has none); a
-// change whose parameter has no value is left out. It returns st itself
-// when st has no such setting.
+// Bound returns st with its bind-parameter settings filled in from param
+// (which returns $n's bytes, ok = false when it has none); a change with a
+// parameter that has no value, or an is_local that is not a boolean, is
+// left out. It returns st itself when st has no such setting.
 func (st *Statement) Bound(param func(n int) (string, bool)) *Statement {
-	i := slices.IndexFunc(st.Settings, func(c SettingChange) bool { return c.Param > 0 })
+	i := slices.IndexFunc(st.Settings, func(c SettingChange) bool { return c.Unbound() })
 	if i < 0 {
 		return st
 	}
@@ -309,9 +315,46 @@ func (st *Statement) Bound(param func(n int) (string, bool)) *Statement {
 			}
 			ch.Value, ch.Param = v, 0
 		}
+		if ch.NameParam > 0 {
+			v, ok := param(ch.NameParam)
+			if !ok {
+				continue
+			}
+			ch.Name, ch.NameParam = strings.ToLower(v), 0
+		}
+		if ch.LocalParam > 0 {
+			v, ok := param(ch.LocalParam)
+			if ok {
+				ch.Local, ok = boundBool(v)
+			}
+			if !ok {
+				continue
+			}
+			ch.LocalParam = 0
+		}
 		c.Settings = append(c.Settings, ch)
 	}
 	return &c
+}
+
+// boundBool reads a boolean constant or bind parameter: one byte 1 or 0 in
+// binary format, or the text forms PostgreSQL's boolin accepts (a unique prefix of
+// true, false, yes, no; on, off; 1, 0), case-insensitive and trimmed.
+func boundBool(v string) (b, ok bool) {
+	if len(v) == 1 && v[0] <= 1 {
+		return v[0] == 1, true
+	}
+	v = strings.ToLower(strings.TrimSpace(v))
+	if v == "" {
+		return false, false
+	}
+	switch {
+	case strings.HasPrefix("true", v), strings.HasPrefix("yes", v), v == "on", v == "1":
+		return true, true
+	case strings.HasPrefix("false", v), strings.HasPrefix("no", v), v == "of", v == "off", v == "0":
+		return false, true
+	}
+	return false, false
 }
 
 // StatementPtrs returns a pointer to each of a's statements. An analysis

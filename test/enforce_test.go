@@ -260,6 +260,22 @@ func TestEnforceFollowsBoundSetConfig(t *testing.T) {
 			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want the client's %s", c.mode, got, c.v)
 		}
 	}
+	// The name and is_local bound too (pgx sends the boolean in binary).
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		v := fmt.Sprintf("%ds", 9+i)
+		if _, err := conn.Exec(ctx, "SELECT set_config($1, $2, $3)", mode, "Lock_Timeout", v, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN n%d int", tbl, i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := showLockTimeout(t, conn); got != v {
+			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want the client's %s from set_config($1, $2, $3)", mode, got, v)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT set_config('lock_timeout', $1, false)", "6s"); err != nil {
+		t.Fatal(err)
+	}
 	// A cast, and is_local inside a transaction block.
 	tx, err := conn.Begin(ctx)
 	if err != nil {
@@ -272,6 +288,17 @@ func TestEnforceFollowsBoundSetConfig(t *testing.T) {
 	_, err = tx.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN b int")
 	release()
 	wantOwnLockTimeout(t, "a lower lock_timeout bound in the transaction", err)
+	tx.Rollback(ctx)
+	if tx, err = conn.Begin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, $3)", "lock_timeout", "100ms", true); err != nil {
+		t.Fatal(err)
+	}
+	_, release = holdLock(t, tbl)
+	_, err = tx.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN b int")
+	release()
+	wantOwnLockTimeout(t, "a lower lock_timeout from set_config($1, $2, $3) in the transaction", err)
 	tx.Rollback(ctx)
 	if got := showLockTimeout(t, conn); got != "6s" {
 		t.Fatalf("lock_timeout after the rollback = %q, want 6s", got)

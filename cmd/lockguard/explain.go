@@ -62,6 +62,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,10 +218,19 @@ type explainLock struct {
 }
 
 type explainSet struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-	Local bool   `json:"local"`
-	Reset bool   `json:"reset"`
+	Name       string `json:"name"`  // "$1" when a bind parameter gives it
+	Value      string `json:"value"` // "$2" likewise
+	Local      bool   `json:"local"`
+	LocalParam int    `json:"local_param,omitempty"` // is_local is bind parameter $n
+	Reset      bool   `json:"reset"`
+}
+
+// paramOr returns s, or "$n" when bind parameter n gives it.
+func paramOr(s string, n int) string {
+	if n > 0 {
+		return "$" + strconv.Itoa(n)
+	}
+	return s
 }
 
 // jsonRoles are the stable JSON names of guard.Role values.
@@ -253,7 +263,8 @@ func jsonStatement(input int, a *guard.Analysis, s *guard.Statement) explainStmt
 		})
 	}
 	for _, c := range s.Settings {
-		e.Settings = append(e.Settings, explainSet{Name: c.Name, Value: c.Value, Local: c.Local, Reset: c.Reset})
+		name, value := paramOr(c.Name, c.NameParam), paramOr(c.Value, c.Param)
+		e.Settings = append(e.Settings, explainSet{Name: name, Value: value, Local: c.Local, LocalParam: c.LocalParam, Reset: c.Reset})
 	}
 	return e
 }
@@ -312,13 +323,20 @@ func writeText(w io.Writer, n int, a *guard.Analysis, s *guard.Statement, catalo
 	}
 	for _, c := range s.Settings {
 		scope := "session"
-		if c.Local {
+		switch {
+		case c.LocalParam > 0:
+			scope = fmt.Sprintf("transaction (LOCAL) when $%d is true, else session", c.LocalParam)
+		case c.Local:
 			scope = "transaction (LOCAL)"
 		}
-		if c.Reset {
-			fmt.Fprintf(w, "   setting: reset %s (%s)\n", c.Name, scope)
-		} else {
-			fmt.Fprintf(w, "   setting: %s = '%s' (%s)\n", c.Name, c.Value, scope)
+		name := paramOr(c.Name, c.NameParam)
+		switch {
+		case c.Reset:
+			fmt.Fprintf(w, "   setting: reset %s (%s)\n", name, scope)
+		case c.Param > 0:
+			fmt.Fprintf(w, "   setting: %s = $%d (%s)\n", name, c.Param, scope)
+		default:
+			fmt.Fprintf(w, "   setting: %s = '%s' (%s)\n", name, c.Value, scope)
 		}
 	}
 	for _, u := range s.Unknown {

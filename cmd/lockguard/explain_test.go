@@ -37,6 +37,19 @@ func TestExplainText(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// set_config's arguments as bind parameters are named as such.
+	code, out, errOut = runExplain(t, "", "SELECT set_config($1, $2, $3); SELECT set_config('search_path', $1, true)")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	for _, want := range []string{
+		"setting: $1 = $2 (transaction (LOCAL) when $3 is true, else session)",
+		"setting: search_path = $1 (transaction (LOCAL))",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestExplainStdinAndJSON(t *testing.T) {

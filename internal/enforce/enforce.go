@@ -419,8 +419,8 @@ func bound(stmts []*guard.Statement, bind []byte) []*guard.Statement {
 // follows (set_config in a SELECT; SET and RESET are decided anyway).
 func changesTracked(st *guard.Statement) bool {
 	for i := range st.Settings {
-		if guard.Tracked(st.Settings[i].Name) {
-			return true
+		if c := &st.Settings[i]; c.NameParam > 0 || guard.Tracked(c.Name) {
+			return true // a name bound per execution may be one
 		}
 	}
 	return false
