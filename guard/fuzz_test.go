@@ -46,6 +46,16 @@ func FuzzAnalyze(f *testing.F) {
 		// The cache looks a text up by its candidate first: a cached key
 		// (a fixed point of cacheKey) found there must be the text's key.
 		c, exact, quick := keyCandidate(sql)
+		// However the cache is filled, a lookup finds the analysis of
+		// the text's key: here with every text it may look up first
+		// already cached.
+		ca := NewAnalyzer(nil, 16)
+		for _, pre := range []string{c, finishKey(c), lexedKey(sql)} {
+			ca.Analyze(pre)
+		}
+		if got := ca.Analyze(sql); got.SQL != k {
+			t.Fatalf("with its candidates cached, Analyze(%q) found the analysis of %q, not of its key %q", sql, got.SQL, k)
+		}
 		switch {
 		case quick && plainPrefix(c) && c != k:
 			t.Fatalf("keyCandidate(%q) = %q, quick and checked; cacheKey %q", sql, c, k)
