@@ -48,13 +48,17 @@ func FuzzAnalyze(f *testing.F) {
 		c, exact, quick := keyCandidate(sql)
 		// However the cache is filled, a lookup finds the analysis of
 		// the text's key: here with every text it may look up first
-		// already cached.
-		ca := NewAnalyzer(nil, 16)
-		for _, pre := range []string{c, finishKey(c), lexedKey(sql)} {
-			ca.Analyze(pre)
-		}
-		if got := ca.Analyze(sql); got.SQL != k {
-			t.Fatalf("with its candidates cached, Analyze(%q) found the analysis of %q, not of its key %q", sql, got.SQL, k)
+		// already cached. (Not for text with a NUL: the parser reads it
+		// only up to the NUL, and PostgreSQL refuses a Query or Parse
+		// whose string has one before its end, so it runs nothing.)
+		if strings.IndexByte(sql, 0) < 0 {
+			ca := NewAnalyzer(nil, 16)
+			for _, pre := range []string{c, finishKey(c), lexedKey(sql)} {
+				ca.Analyze(pre)
+			}
+			if got := ca.Analyze(sql); got.SQL != k {
+				t.Fatalf("with its candidates cached, Analyze(%q) found the analysis of %q, not of its key %q", sql, got.SQL, k)
+			}
 		}
 		switch {
 		case quick && plainPrefix(c) && c != k:
