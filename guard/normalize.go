@@ -24,9 +24,10 @@ func cacheKey(sql string) string {
 	return c
 }
 
-// keyCandidate returns the cache key of sql when exact is set. Otherwise it
-// returns the text the key is cut from, which may still end in a line
-// comment: cacheKey(c) == cacheKey(sql), and finishKey(c) is that key. Every
+// keyCandidate returns the cache key of sql when exact is set. Otherwise,
+// unless quick is set, it returns the text the key is cut from, which may
+// still end in a line comment: cacheKey(c) == cacheKey(sql), and
+// finishKey(c) is that key. Every
 // cached key is its own cache key (cacheKey is idempotent), so a cache hit
 // on c is sql's analysis: the "--" scan of finishKey is left to misses.
 //

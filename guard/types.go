@@ -338,8 +338,9 @@ func (st *Statement) Bound(param func(n int) (string, bool)) *Statement {
 }
 
 // boundBool reads a boolean constant or bind parameter: one byte 1 or 0 in
-// binary format, or the text forms PostgreSQL's boolin accepts (a unique prefix of
-// true, false, yes, no; on, off; 1, 0), case-insensitive and trimmed.
+// binary format, or the text forms PostgreSQL's boolin accepts (a unique
+// prefix of true, false, yes, no; on, off; 1, 0), case-insensitive and
+// trimmed.
 func boundBool(v string) (b, ok bool) {
 	if len(v) == 1 && v[0] <= 1 {
 		return v[0] == 1, true

@@ -650,9 +650,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// the client's AND CHAIN opens, and AND CHAIN fails outside
 			// a block. lockguard rolls back and chains itself, sets in
 			// that block and commits it with AND CHAIN, so the SET
-			// stays and the client's AND CHAIN finds a block to end;
-			// PostgreSQL carries the block's isolation level and access
-			// mode through all three.
+			// stays and the client's AND CHAIN finds a block to end.
+			// PostgreSQL gives each chained block what the client's
+			// would have had (a healthy block's isolation level and
+			// access mode; a failed block's are reset).
 			v.Before = append(append([]string{"ROLLBACK AND CHAIN"}, v.Before...), "COMMIT AND CHAIN")
 		case rollbackFirst && len(v.Before) > 0:
 			// First of all: reasserted restores would fail in a failed
@@ -736,8 +737,8 @@ func (g *Guard) learnTx(s *session, b *proxy.Batch) byte {
 	return status
 }
 
-// sawStatus records the server's transaction status before a batch. s.mu
-// is held.
+// sawStatus records a transaction status the server reported before or
+// after a batch. s.mu is held.
 func (s *session) sawStatus(status byte) {
 	if status == 'T' || status == 'E' {
 		s.enteredTx()
