@@ -48,7 +48,7 @@ func keyCandidate(sql string) (c string, exact, quick bool) {
 			// Several or nested comments: scan forward as the lexer
 			// does. (Scanning backward cannot tell "/*/" as an opening
 			// from "/" before a closing.)
-			return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))], true, false
+			return lexed(sql, start, end), true, false
 		}
 		// p is the first "/*" of the text.
 		return sql[start:trimSpaceRight(sql, start, start+p)], false, true
@@ -59,15 +59,20 @@ func keyCandidate(sql string) (c string, exact, quick bool) {
 // lexedKey is the cache key of sql found by scanning it as the lexer does.
 func lexedKey(sql string) string {
 	start := skipSpaceAndComments(sql, 0)
-	end := trimSpaceRight(sql, start, len(sql))
-	return sql[start:trimSpaceRight(sql, start, lastTokenEnd(sql, start, end))]
+	return lexed(sql, start, trimSpaceRight(sql, start, len(sql)))
+}
+
+// lexed returns s[start:end] up to its last byte that is neither comment
+// nor white space, found by scanning as the lexer does.
+func lexed(s string, start, end int) string {
+	return s[start:trimSpaceRight(s, start, lastTokenEnd(s, start, end))]
 }
 
 // finishKey cuts a trailing line comment off a candidate of keyCandidate.
 // The result is a prefix of c.
 func finishKey(c string) string {
 	if mayEndInLineComment(c) {
-		return c[:trimSpaceRight(c, 0, lastTokenEnd(c, 0, len(c)))]
+		return lexed(c, 0, len(c))
 	}
 	return c
 }

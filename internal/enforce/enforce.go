@@ -1168,15 +1168,15 @@ func (s *session) applyResult(code string) *batchObs {
 	if !p.track {
 		return p.obs
 	}
-	if code == "" && s.ps.TxStatusBefore() == 'E' {
-		// The batch started in a failed block, which lockguard did not
-		// know when it decided (a COMMIT pipelined behind the failing
-		// statement): its COMMIT rolled back. (A batch that succeeded
-		// does not leave a failed block, so a later status read here
-		// cannot be 'E'.)
-		s.sawStatus('E')
-	}
 	if code == "" {
+		if s.ps.TxStatusBefore() == 'E' {
+			// The batch started in a failed block, which lockguard did
+			// not know when it decided (a COMMIT pipelined behind the
+			// failing statement): its COMMIT rolled back. (A batch that
+			// succeeded does not leave a failed block, so a later status
+			// read here cannot be 'E'.)
+			s.sawStatus('E')
+		}
 		for _, st := range p.stmts {
 			s.settings.Apply(st, s.inTx)
 			if s.inTx && st.Class != guard.ClassTransaction {
