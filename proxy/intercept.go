@@ -34,7 +34,7 @@ const maxHeldBatch = 1 << 20
 func (s *Session) pumpClientGuarded() error {
 	f := &s.cf
 	if err := f.fill(s.client); err != nil {
-		if err == errWouldBlock {
+		if err == errWouldBlock || err == errRejoin {
 			return err
 		}
 		return fmt.Errorf("reading from client: %w", err)

@@ -20,12 +20,16 @@ import (
 // thread: measured on pgbench, 7.5 system calls and 1 context switch per
 // round trip against PgBouncer's 4.3 and 0.45 (bench/RESULTS.md).
 //
-// The loop only relays: the first time a session would wait for anything
-// (a held batch, a retried DDL, waiting for its own statements to finish, a
-// client or server that does not read fast enough) or ends, it leaves the
-// loop for good and goes on in the goroutine relay, which is the same code
-// with blocking reads. So the loop never waits for one session while others
-// have bytes ready, and every rare path keeps its tested implementation.
+// The loop only relays: when a session would wait for anything (a held
+// batch, a retried DDL, waiting for its own statements to finish, a client
+// or server that does not read fast enough) or ends, it leaves the loop and
+// goes on in the goroutine relay, which is the same code with blocking
+// reads. So the loop never waits for one session while others have bytes
+// ready, and every rare path keeps its tested implementation. Once both of
+// its directions find nothing to read, the loop takes the session back
+// (Session.park): a long-lived pooled connection that once received a large
+// result or waited for a lock is not left on the costlier relay for the
+// rest of its life.
 //
 // Sockets are registered edge-triggered, so a socket is reported again only
 // when new bytes arrive: after a read that filled the buffer the loop reads
@@ -40,6 +44,7 @@ type loop struct {
 	gens    []uint32   // generation of each slot, against stale events
 	free    []int32
 	evict   []*Session // sessions to take out of the loop (under mu)
+	back    []*Session // sessions to take back (under mu)
 	stopped bool
 	closed  bool // epfd and wakefd are closed
 	// ring batches the loop's reads and writes (uring_linux.go); with nil
@@ -97,6 +102,8 @@ func (l *loop) add(s *Session) bool {
 	}
 	s.sockMu.Unlock()
 	s.cf.src.nowait, s.uf.src.nowait = true, true
+	s.cf.src.park = func(arrive bool) bool { return s.park(dirClient, arrive) }
+	s.uf.src.park = func(arrive bool) bool { return s.park(dirUpstream, arrive) }
 	if l.ring != nil {
 		l.attachRing(s)
 	}
@@ -199,6 +206,72 @@ func (l *loop) release(s *Session) {
 	}
 }
 
+// rejoin asks the loop to relay s again: its goroutines have stopped, each
+// at a read that found no bytes (Session.park). It reports false when the
+// session is closing: its goroutines go on, and find it closed.
+func (l *loop) rejoin(s *Session) bool {
+	if s.ctx.Err() != nil {
+		return false
+	}
+	l.mu.Lock()
+	l.back = append(l.back, s)
+	l.mu.Unlock()
+	l.wake()
+	return true
+}
+
+// park is called by a direction's read, on the session's goroutines after it
+// left the loop, when it finds no bytes (arrive) and again when its wait for
+// bytes ends; it reports whether the direction stops there, for the loop to
+// take the session back (rawSock.park, relayLooped).
+//
+// A direction stops only when the other one is parked too and the session
+// is idle: every sync point answered, no part of a batch held or sent
+// without its Sync. Both are then at the start of a pump with nothing read,
+// in the state a session enters the loop in after authentication. A
+// direction busy anywhere else (writing to a client that does not read, a
+// held or retried statement) keeps the other one reading: a client that
+// sends while it should read cannot stall against a stopped direction. And
+// a session in the middle of a result goes on with goroutines to its end,
+// rather than back and forth between them and the loop.
+func (s *Session) park(d int, arrive bool) bool {
+	s.parkMu.Lock()
+	defer s.parkMu.Unlock()
+	switch {
+	case s.parkNever:
+		return false
+	case s.stopping:
+		return true
+	case !arrive:
+		s.parked[d] = false
+		return false
+	case d == dirClient && (s.cf.keep >= 0 || s.midBatch):
+		return false // the client direction's state: read on its goroutine
+	}
+	s.parked[d] = true
+	if !s.parked[1-d] || s.InFlight() != 0 {
+		return false
+	}
+	s.stopping = true
+	s.reader(1 - d).kick() // it waits for bytes: it stops too
+	return true
+}
+
+// unpark makes the session's directions read on until both park again, as
+// the loop lets the session go (leave).
+func (s *Session) unpark() {
+	s.parkMu.Lock()
+	s.parked, s.stopping = [2]bool{}, false
+	s.parkMu.Unlock()
+}
+
+// parkOff keeps the session's directions on goroutines until it ends.
+func (s *Session) parkOff() {
+	s.parkMu.Lock()
+	s.parkNever = true
+	s.parkMu.Unlock()
+}
+
 // requestLeave asks the loop to let s go on with goroutines (it was closed
 // from outside the loop, which epoll does not report).
 func (l *loop) requestLeave(s *Session) {
@@ -235,6 +308,9 @@ type runner struct {
 	sess    []*Session
 	n, i    int
 	retired bool
+	// back is the sessions still to take back after the one being taken
+	// back (requests).
+	back []*Session
 	// interrupted says the last held wait ended with EINTR (wait).
 	interrupted bool
 	// mayHold says the loops leave a P to the rest of the program, as
@@ -425,8 +501,8 @@ func (r *runner) requests() bool {
 	_, _ = syscall.Read(r.l.wakefd, buf[:])
 	l := r.l
 	l.mu.Lock()
-	evict := l.evict
-	l.evict = nil
+	evict, back := l.evict, l.back
+	l.evict, l.back = nil, nil
 	stop := l.stopped && len(l.slots) == len(l.free)
 	l.mu.Unlock()
 	for _, s := range evict {
@@ -434,6 +510,15 @@ func (r *runner) requests() bool {
 			r.leave(s, leaveMsg{owner: -1, ended: -1})
 		}
 	}
+	for i, s := range back {
+		// Should this goroutine hand the loop off while it takes s back,
+		// the next runner takes the others (handOff).
+		r.back = back[i+1:]
+		if r.takeBack(s) {
+			return true
+		}
+	}
+	r.back = nil
 	if stop {
 		if l.ring != nil {
 			l.ring.close()
@@ -476,6 +561,37 @@ func (r *runner) relay(s *Session, d int, hup bool) bool {
 	return false
 }
 
+// takeBack relays s in the loop again, after its goroutines stopped
+// (Loop.rejoin). It reports whether the runner handed the loop off while
+// doing so.
+func (r *runner) takeBack(s *Session) bool {
+	l := r.l
+	s.cf.src.nowait, s.uf.src.nowait = true, true
+	if l.ring != nil {
+		for _, w := range [...]*rawSock{s.writer(dirClient), s.writer(dirUpstream)} {
+			if w.sess != nil { // attachRing gave it a descriptor
+				w.ring = l.ring
+			}
+		}
+	}
+	s.inLoop.Store(true) // Session.close asks the loop to let it go from now on
+	s.srv.inLoop.Add(1)
+	s.srv.backInLoop.Add(1)
+	s.log.Debug("session goes back to the event loop")
+	// Bytes that arrived after a direction's last read and before now
+	// raised an event that woke no one: read both sockets now. A session
+	// closed meanwhile finds its sockets closed here, and leaves.
+	for d := range 2 {
+		if !s.inLoop.Load() {
+			break
+		}
+		if r.relay(s, d, false) {
+			return true
+		}
+	}
+	return false
+}
+
 // flushWrites sends the writes queued on the ring. Sessions with a send that
 // came back short leave the loop: their rest may have to wait for a peer
 // that does not read.
@@ -506,6 +622,14 @@ func (r *runner) handOff(s *Session) {
 	r.flushWrites()
 	r.retired = true
 	runtime.UnlockOSThread() // this goroutine is the session's now
+	if len(r.back) > 0 {
+		l := r.l
+		l.mu.Lock()
+		l.back = append(l.back, r.back...)
+		l.mu.Unlock()
+		l.wake()
+		r.back = nil
+	}
 	rest := append([]syscall.EpollEvent(nil), r.events[r.i+1:r.n]...)
 	go r.l.run(rest)
 }
@@ -527,6 +651,9 @@ func (r *runner) leave(s *Session, m leaveMsg) {
 		s.srv.leftLoop.Add(1)
 		s.log.Debug("session leaves the event loop to wait", "direction", dirName[m.owner])
 	}
+	// Before either direction runs on a goroutine: with handOff, one goes
+	// on at once, and must not find the stop of its last time out.
+	s.unpark()
 	s.leave <- m
 }
 

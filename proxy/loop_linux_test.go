@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"testing"
@@ -67,5 +68,46 @@ func TestOwnSocketDeadlineSetDuringWait(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		close(done)
 		t.Fatal("a Read already waiting ignored a deadline set after it began")
+	}
+}
+
+// Both directions of a session that left the loop stop when both find
+// nothing to read with nothing in flight, and the loop takes it back. When
+// it leaves again by a hand-off, the direction that was being pumped goes on
+// at once on the loop's goroutine: its first park must start over, not find
+// the stop of the last return and end alone while the other direction waits
+// for it for good (TestEnforceFollowsSetConfig hung that way).
+func TestParkStartsOverWhenTheSessionLeavesAgain(t *testing.T) {
+	s := &Session{srv: &Server{}, log: slog.Default(), leave: make(chan leaveMsg, 1)}
+	s.cf.src, s.uf.src = &rawSock{ready: make(chan struct{}, 1)}, &rawSock{ready: make(chan struct{}, 1)}
+	s.socks = [2][2]*rawSock{dirClient: {s.cf.src, nil}, dirUpstream: {s.uf.src, nil}}
+	s.cf.keep = -1
+	r := &runner{l: &loop{}}
+	for round := 1; round <= 2; round++ {
+		r.leave(s, leaveMsg{owner: dirClient, ended: -1})
+		<-s.leave
+		if s.park(dirClient, true) {
+			t.Fatalf("round %d: the direction that left first stopped alone", round)
+		}
+		s.state.Add(1) // a statement in flight: no stop
+		if s.park(dirUpstream, true) {
+			t.Fatalf("round %d: stopped with a statement in flight", round)
+		}
+		// Its result wakes the server direction, which relays it.
+		if s.park(dirUpstream, false) {
+			t.Fatalf("round %d: the server direction stopped on waking", round)
+		}
+		s.state.Add(^uint64(0))
+		if !s.park(dirUpstream, true) {
+			t.Fatalf("round %d: both parked with nothing in flight, yet no stop", round)
+		}
+		select {
+		case <-s.cf.src.ready: // the other direction is woken to stop too
+		default:
+			t.Fatalf("round %d: the waiting direction was not woken", round)
+		}
+		if !s.park(dirClient, false) {
+			t.Fatalf("round %d: the woken direction did not stop", round)
+		}
 	}
 }

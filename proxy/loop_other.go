@@ -22,3 +22,5 @@ func (*loop) requestLeave(*Session) {}
 func (*loop) stop()                 {}
 func (*runner) handOff(*Session)    {}
 func (*loop) release(*Session)      {}
+func (*loop) rejoin(*Session) bool  { return false }
+func (*Session) parkOff()           {}

@@ -67,31 +67,13 @@ func (s *Session) relay() {
 	if w := s.uf.dst; w != nil {
 		w.onWait = s.MayBlock
 	}
+	var cerr, uerr error
 	if lp := s.loopFor(); lp != nil && lp.add(s) {
-		// The loop relays until the session must wait or ends; then the
-		// directions it does not hand to another goroutine run here.
-		m := <-s.leave
-		switch m.owner {
-		case dirClient:
-			s.upstreamSide(m.ended != dirUpstream, m.err)
-		case dirUpstream:
-			s.clientSide(m.ended != dirClient, m.err)
-		default:
-			go s.upstreamSide(m.ended != dirUpstream, m.err)
-			s.clientSide(m.ended != dirClient, m.err)
-		}
+		cerr, uerr = s.relayLooped(lp)
 	} else {
 		go s.upstreamSide(true, nil)
 		s.clientSide(true, nil)
-	}
-	var cerr, uerr error
-	for range 2 {
-		e := <-s.sides
-		if e.dir == dirClient {
-			cerr = e.err
-		} else {
-			uerr = e.err
-		}
+		cerr, uerr = s.sideEnds()
 	}
 	s.uf.release()
 	s.close()
@@ -104,6 +86,73 @@ func (s *Session) relay() {
 		s.logEnd("session ended", uerr)
 	}
 }
+
+// relayLooped relays a session the loop lp took, until it ends. The loop
+// relays it until it must wait; then the directions the loop does not hand
+// to another goroutine run here, until both find no bytes to read at once
+// (Session.park) and the loop takes the session back.
+func (s *Session) relayLooped(lp *loop) (cerr, uerr error) {
+	for {
+		m := <-s.leave
+		switch m.owner {
+		case dirClient:
+			s.upstreamSide(m.ended != dirUpstream, m.err)
+		case dirUpstream:
+			s.clientSide(m.ended != dirClient, m.err)
+		default:
+			go s.upstreamSide(m.ended != dirUpstream, m.err)
+			s.clientSide(m.ended != dirClient, m.err)
+		}
+		cerr, uerr = s.sideEnds()
+		cpark, upark := errors.Is(cerr, errRejoin), errors.Is(uerr, errRejoin)
+		if !cpark && !upark {
+			return cerr, uerr
+		}
+		if cpark && upark && lp.rejoin(s) {
+			continue
+		}
+		// One direction stopped to go back to the loop while the other
+		// ended: the stopped one goes on here, and ends too.
+		s.parkOff()
+		if cpark {
+			go s.clientSide(true, nil)
+		}
+		if upark {
+			go s.upstreamSide(true, nil)
+		}
+		for range btoi(cpark) + btoi(upark) {
+			if e := <-s.sides; e.dir == dirClient {
+				cerr = e.err
+			} else {
+				uerr = e.err
+			}
+		}
+		return cerr, uerr
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sideEnds waits for both directions to end and returns how they did.
+func (s *Session) sideEnds() (cerr, uerr error) {
+	for range 2 {
+		if e := <-s.sides; e.dir == dirClient {
+			cerr = e.err
+		} else {
+			uerr = e.err
+		}
+	}
+	return cerr, uerr
+}
+
+// errRejoin ends a direction's goroutine when the session goes back to its
+// event loop (Session.park).
+var errRejoin = errors.New("session goes back to its event loop")
 
 // The two directions of a session.
 const (
@@ -140,6 +189,10 @@ func (s *Session) clientSide(start bool, err error) {
 	if start {
 		err = s.safely("relaying from the client", s.relayClientToUpstream)
 	}
+	if errors.Is(err, errRejoin) {
+		s.sides <- sideEnd{dirClient, err}
+		return
+	}
 	s.endClientSide(err)
 	s.sides <- sideEnd{dirClient, err}
 }
@@ -149,6 +202,10 @@ func (s *Session) clientSide(start bool, err error) {
 func (s *Session) upstreamSide(start bool, err error) {
 	if start {
 		err = s.safely("relaying from PostgreSQL", s.relayUpstreamToClient)
+	}
+	if errors.Is(err, errRejoin) {
+		s.sides <- sideEnd{dirUpstream, err}
+		return
 	}
 	if err == errUpstreamEOF {
 		err = nil
@@ -415,7 +472,7 @@ func (s *Session) pumpClient() error {
 	}
 	f := &s.cf
 	if err := f.fill(s.client); err != nil {
-		if err == errWouldBlock {
+		if err == errWouldBlock || err == errRejoin {
 			return err
 		}
 		return fmt.Errorf("reading from client: %w", err)
@@ -536,7 +593,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 		}
 	}
 	if err := f.fill(s.upstream); err != nil {
-		if err == errWouldBlock {
+		if err == errWouldBlock || err == errRejoin {
 			return false, err
 		}
 		// Mark the upstream gone before telling the client, so that the

@@ -102,7 +102,9 @@ type Server struct {
 	nextLoop atomic.Uint32
 	inLoop   atomic.Int64
 	leftLoop atomic.Uint64
-	loopIO   loopCounters
+	// backInLoop counts the sessions an event loop took back.
+	backInLoop atomic.Uint64
+	loopIO     loopCounters
 }
 
 // loopCounters count the event loops' batched writes.
@@ -229,11 +231,15 @@ type Stats struct {
 	Active int64  // open client sessions
 	Total  uint64 // sessions accepted since start
 	// InLoop is the number of sessions an event loop relays now, and
-	// LeftLoop the number that left one to wait for something (a held or
-	// retried statement, a client that does not read) and went on with
-	// goroutines; sessions that ended in a loop are not counted there.
+	// LeftLoop the number of times a session left one to wait for
+	// something (a held or retried statement, a client that does not
+	// read) and went on with goroutines; sessions that ended in a loop are
+	// not counted there.
 	InLoop   int64
 	LeftLoop uint64
+	// BackInLoop is the number of times a session that had left a loop
+	// went back to it, once both its directions found nothing to read.
+	BackInLoop uint64
 	// RingEnters is the number of io_uring_enter calls event loops made,
 	// and RingSends and RingRecvs the socket operations they carried.
 	RingEnters, RingSends, RingRecvs uint64
@@ -244,7 +250,7 @@ type Stats struct {
 
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load(),
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), InLoop: s.inLoop.Load(), LeftLoop: s.leftLoop.Load(), BackInLoop: s.backInLoop.Load(),
 		RingEnters: s.loopIO.batches.Load(), RingSends: s.loopIO.writes.Load(), RingRecvs: s.loopIO.reads.Load(),
 		HeldWaits: s.loopIO.held.Load()}
 }

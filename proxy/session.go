@@ -100,6 +100,12 @@ type Session struct {
 	pumping int
 	leave   chan leaveMsg
 	sides   chan sideEnd
+	// Going back to the loop (Session.park), under parkMu: parked by
+	// direction, stopping once both are, never after parkNever.
+	parkMu    sync.Mutex
+	parked    [2]bool
+	stopping  bool
+	parkNever bool
 }
 
 const closingBit = 1 << 32

@@ -50,6 +50,11 @@ type rawSock struct {
 	waiting  atomic.Bool
 	done     <-chan struct{}
 	deadline atomic.Int64
+	// park, set on an own socket's reader, is asked before and after each
+	// wait for bytes whether the session's goroutines stop here so that
+	// its event loop relays it again (Session.park); Read then returns
+	// errRejoin.
+	park func(arrive bool) bool
 	// ring, when set, queues Write's bytes on the event loop's io_uring
 	// (uring_linux.go): set while the loop relays the session, when only the
 	// loop's pumps call Write. ufd is the loop's duplicate of the
@@ -204,7 +209,18 @@ func (r *rawSock) Read(p []byte) (int, error) {
 				r.waiting.Store(true)
 				continue
 			}
-			if err := r.wait(); err != nil {
+			if r.park != nil && r.park(true) {
+				r.waiting.Store(false)
+				return 0, errRejoin
+			}
+			err := r.wait()
+			if r.park != nil && r.park(false) {
+				// The other direction stopped too, counting on this
+				// one: bytes that woke it are the loop's to read.
+				r.waiting.Store(false)
+				return 0, errRejoin
+			}
+			if err != nil {
 				r.waiting.Store(false)
 				return 0, r.opError("read", err)
 			}

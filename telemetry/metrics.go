@@ -33,6 +33,7 @@ const (
 	MetricHazards           = "lockguard.hazards"
 	MetricLoopSessions      = "lockguard.event_loop.sessions"
 	MetricLoopDepartures    = "lockguard.event_loop.departures"
+	MetricLoopReturns       = "lockguard.event_loop.returns"
 	MetricLoopEnters        = "lockguard.event_loop.io_uring_enters"
 	MetricLoopRingOps       = "lockguard.event_loop.io_uring_ops"
 )

@@ -8,15 +8,18 @@ import (
 
 // RelayStats are the event loops' figures that ObserveRelay reports.
 type RelayStats struct {
-	InLoop, Departed     int64 // sessions relayed by a loop now; sessions that left one
+	InLoop, Departed     int64 // sessions relayed by a loop now; times a session left one
+	Returned             int64 // times a session that had left a loop went back to it
 	Enters, Sends, Recvs int64 // io_uring_enter calls of the loops; the sends and receives they carried
 }
 
 // ObserveRelay registers the event loop's instruments, read from stats at
 // each scrape: lockguard.event_loop.sessions (sessions an event loop relays
-// now), lockguard.event_loop.departures (sessions that have left one to
-// wait, since start; they go on relayed by goroutines, which costs more per
-// message), and lockguard.event_loop.io_uring_enters and .io_uring_ops (the
+// now), lockguard.event_loop.departures (times a session left one to wait,
+// since start; it goes on relayed by goroutines, which costs more per
+// message), lockguard.event_loop.returns (times such a session went back
+// to its loop once it had nothing to read), and
+// lockguard.event_loop.io_uring_enters and .io_uring_ops (the
 // loops' io_uring_enter calls, and the sends and receives they carried by
 // lockguard.io_op; all stay 0 where the loops use read(2) and write(2)).
 // Attributes are not cached: a scrape is rare.
@@ -28,7 +31,12 @@ func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 		return err
 	}
 	departures, err := meter.Int64ObservableCounter(MetricLoopDepartures, metric.WithUnit("{session}"),
-		metric.WithDescription("Sessions that left an event loop because they had to wait (a held or retried statement, a slow client, a catalog lookup), for good."))
+		metric.WithDescription("Times a session left an event loop because it had to wait (a held or retried statement, a slow client, a catalog lookup); it is relayed by goroutines until it has nothing to read."))
+	if err != nil {
+		return err
+	}
+	returns, err := meter.Int64ObservableCounter(MetricLoopReturns, metric.WithUnit("{session}"),
+		metric.WithDescription("Times a session that had left an event loop went back to it, once neither its client nor its server had anything to read."))
 	if err != nil {
 		return err
 	}
@@ -46,10 +54,11 @@ func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 		st := stats()
 		o.ObserveInt64(sessions, st.InLoop)
 		o.ObserveInt64(departures, st.Departed)
+		o.ObserveInt64(returns, st.Returned)
 		o.ObserveInt64(enters, st.Enters)
 		o.ObserveInt64(ops, st.Sends, metric.WithAttributes(AttrIOOp.String("send")))
 		o.ObserveInt64(ops, st.Recvs, metric.WithAttributes(AttrIOOp.String("recv")))
 		return nil
-	}, sessions, departures, enters, ops)
+	}, sessions, departures, returns, enters, ops)
 	return err
 }

@@ -301,8 +301,9 @@ func (p *process) scrape(t *testing.T) string {
 }
 
 // TestBinaryEventLoopMetrics: /metrics shows how many sessions the event
-// loop relays and how many left it: a client that stops reading a large
-// result makes its session leave the loop for good.
+// loop relays, how many times one left it and how many times one came back:
+// a client that stops reading a large result makes its session leave the
+// loop, and once it has read it all the session goes back.
 func TestBinaryEventLoopMetrics(t *testing.T) {
 	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable")
 	sessions := func() float64 { return metricValue(p.scrape(t), "lockguard_event_loop_sessions") }
@@ -338,6 +339,16 @@ func TestBinaryEventLoopMetrics(t *testing.T) {
 	if err := reader.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("the other session: %d, %v", n, err)
 	}
+	returns := func() float64 { return metricValue(p.scrape(t), "lockguard_event_loop_returns_total") }
+	if n := returns(); n != 0 {
+		t.Fatalf("returns while the slow reader has not read: %v", n)
+	}
+	// It reads its result to the end: the loop takes it back.
+	msgs, _, err := relReadUntilClosed(slow, 20*time.Second, 1)
+	if err != nil || len(msgs) == 0 || msgs[len(msgs)-1].typ != 'Z' {
+		t.Fatalf("the slow reader's result: %d messages, %v", len(msgs), err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return returns() == 1 && sessions() == 2 })
 	// The io_uring counters are exported (one session at a time makes
 	// one operation per round, which uses plain system calls, so they may
 	// be 0 here; TestEventLoopBatchesIO checks the counting).

@@ -22,8 +22,8 @@ import (
 
 // The event loop relays every session on one goroutine (proxy/loop_linux.go).
 // A session that must wait leaves it; these tests check that the sessions
-// left in it keep moving meanwhile, and that the one that left goes on
-// correctly. Without the hand-off, the loop would wait with the session:
+// left in it keep moving meanwhile, that the one that left goes on
+// correctly, and that it goes back to the loop once it has nothing to read. Without the hand-off, the loop would wait with the session:
 // every other session would stall, and a retried DDL would never see its own
 // result (which the loop must read), so it would hang.
 
@@ -77,7 +77,7 @@ func testRetriedDDLLeavesLoop(t *testing.T, withCatalog bool) {
 	migrator := connect(t, lg.superDSN())
 	bystander := connect(t, lg.superDSN())
 	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == 2 })
-	before := lg.srv.Stats().LeftLoop
+	before, backBefore := lg.srv.Stats().LeftLoop, lg.srv.Stats().BackInLoop
 
 	_, release := holdLock(t, tbl)
 	done := make(chan error, 1)
@@ -110,12 +110,36 @@ func testRetriedDDLLeavesLoop(t *testing.T, withCatalog bool) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the retried DDL did not finish after the blocker ended")
 	}
-	// The session goes on with goroutines, the bystander in the loop.
+	// With nothing to read, the session goes back to the loop, and goes
+	// on there.
+	waitFor(t, 5*time.Second, func() bool {
+		st := lg.srv.Stats()
+		return st.InLoop == 2 && st.BackInLoop == backBefore+1
+	})
 	var n int
 	if err := migrator.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'note'", tbl).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("after the DDL: column count %d, err %v", n, err)
 	}
 	assertQuick(t, bystander, 5, 250*time.Millisecond)
+	// A second DDL, with nothing in its way. The session leaves the loop
+	// again (before a DDL it may retry, the guard waits for the session's
+	// statements in flight; with a catalog, it leaves even before the
+	// guard evaluates the DDL), and the direction that leaves goes on at
+	// once on the loop's goroutine: it must not take the stop of the first
+	// return for its own, or the other direction waits alone for good.
+	wantLeft, wantBack := before+2, backBefore+2
+	if _, err := migrator.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN note2 text"); err != nil {
+		t.Fatalf("the second DDL: %v", err)
+	}
+	for range 3 {
+		if _, err := migrator.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatalf("after the second DDL: %v", err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		st := lg.srv.Stats()
+		return st.InLoop == 2 && st.BackInLoop == wantBack
+	})
 	// The DDL emptied the analysis cache; transaction control is analysed
 	// again without the catalog, so the bystander stays in the loop.
 	tx, err := bystander.Begin(ctx)
@@ -128,8 +152,8 @@ func testRetriedDDLLeavesLoop(t *testing.T, withCatalog bool) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := lg.srv.Stats(); st.InLoop != 1 || st.LeftLoop != before+1 {
-		t.Fatalf("stats after: %+v, want InLoop 1 and LeftLoop %d", st, before+1)
+	if st := lg.srv.Stats(); st.InLoop != 2 || st.LeftLoop != wantLeft || st.BackInLoop != wantBack {
+		t.Fatalf("stats after: %+v, want InLoop 2, LeftLoop %d and BackInLoop %d", st, wantLeft, wantBack)
 	}
 }
 
@@ -140,38 +164,51 @@ func TestEventLoopSlowClientLeavesLoop(t *testing.T) {
 	reader := connect(t, lg.superDSN())
 	bystander := connect(t, lg.superDSN())
 	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == 2 })
-	before := lg.srv.Stats().LeftLoop
+	before, backBefore := lg.srv.Stats().LeftLoop, lg.srv.Stats().BackInLoop
 
-	// 40 MB of rows, far more than the sockets buffer: while the client
-	// does not read, lockguard's write to it finds the socket full.
-	const rows, width = 40000, 1000
-	rs, err := reader.Query(ctx, fmt.Sprintf("SELECT i, repeat('x', %d) FROM generate_series(1, %d) i", width, rows))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, func() bool { return lg.srv.Stats().LeftLoop == before+1 })
-	assertQuick(t, bystander, 20, 250*time.Millisecond)
-
-	// Every row arrives, whole and in order.
-	n := 0
-	for rs.Next() {
-		var i int
-		var s string
-		if err := rs.Scan(&i, &s); err != nil {
+	// Twice: a session that went back to the loop can leave it again.
+	for round := uint64(1); round <= 2; round++ {
+		// 40 MB of rows, far more than the sockets buffer: while the
+		// client does not read, lockguard's write to it finds the socket
+		// full.
+		const rows, width = 40000, 1000
+		rs, err := reader.Query(ctx, fmt.Sprintf("SELECT i, repeat('x', %d) FROM generate_series(1, %d) i", width, rows))
+		if err != nil {
 			t.Fatal(err)
 		}
-		n++
-		if i != n || len(s) != width || strings.Trim(s, "x") != "" {
-			t.Fatalf("row %d: got i=%d and %d bytes", n, i, len(s))
+		waitFor(t, 10*time.Second, func() bool { return lg.srv.Stats().LeftLoop == before+round })
+		assertQuick(t, bystander, 20, 250*time.Millisecond)
+
+		// Every row arrives, whole and in order.
+		n := 0
+		for rs.Next() {
+			var i int
+			var s string
+			if err := rs.Scan(&i, &s); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if i != n || len(s) != width || strings.Trim(s, "x") != "" {
+				t.Fatalf("round %d, row %d: got i=%d and %d bytes", round, n, i, len(s))
+			}
+		}
+		if err := rs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n != rows {
+			t.Fatalf("round %d: got %d rows, want %d", round, n, rows)
+		}
+		// Read to the end, the session goes back to the loop (once: not
+		// in the middle of the result), and goes on there.
+		waitFor(t, 5*time.Second, func() bool {
+			st := lg.srv.Stats()
+			return st.InLoop == 2 && st.BackInLoop == backBefore+round
+		})
+		assertQuick(t, reader, 3, time.Second)
+		if st := lg.srv.Stats(); st.InLoop != 2 || st.LeftLoop != before+round || st.BackInLoop != backBefore+round {
+			t.Fatalf("round %d, stats after: %+v, want InLoop 2, LeftLoop %d and BackInLoop %d", round, st, before+round, backBefore+round)
 		}
 	}
-	if err := rs.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n != rows {
-		t.Fatalf("got %d rows, want %d", n, rows)
-	}
-	assertQuick(t, reader, 3, time.Second)
 }
 
 func TestEventLoopClosedFromOutside(t *testing.T) {

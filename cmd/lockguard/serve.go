@@ -99,7 +99,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	srv := proxy.New(pcfg)
 	if err := obs.ObserveRelay(func() telemetry.RelayStats {
 		st := srv.Stats()
-		return telemetry.RelayStats{InLoop: st.InLoop, Departed: int64(st.LeftLoop),
+		return telemetry.RelayStats{InLoop: st.InLoop, Departed: int64(st.LeftLoop), Returned: int64(st.BackInLoop),
 			Enters: int64(st.RingEnters), Sends: int64(st.RingSends), Recvs: int64(st.RingRecvs)}
 	}); err != nil {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
