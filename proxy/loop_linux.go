@@ -562,7 +562,7 @@ func (r *runner) relay(s *Session, d int, hup bool) bool {
 }
 
 // takeBack relays s in the loop again, after its goroutines stopped
-// (Loop.rejoin). It reports whether the runner handed the loop off while
+// (loop.rejoin). It reports whether the runner handed the loop off while
 // doing so.
 func (r *runner) takeBack(s *Session) bool {
 	l := r.l
