@@ -25,11 +25,11 @@ import (
 // or server that does not read fast enough) or ends, it leaves the loop and
 // goes on in the goroutine relay, which is the same code with blocking
 // reads. So the loop never waits for one session while others have bytes
-// ready, and every rare path keeps its tested implementation. Once both of
-// its directions find nothing to read, the loop takes the session back
-// (Session.park): a long-lived pooled connection that once received a large
-// result or waited for a lock is not left on the costlier relay for the
-// rest of its life.
+// ready, and every rare path keeps its tested implementation. Once the
+// session is idle again (both directions find nothing to read, every
+// statement is answered), the loop takes it back (Session.park): a
+// long-lived pooled connection that once received a large result or waited
+// for a lock is not left on the costlier relay for the rest of its life.
 //
 // Sockets are registered edge-triggered, so a socket is reported again only
 // when new bytes arrive: after a read that filled the buffer the loop reads

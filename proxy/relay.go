@@ -89,8 +89,8 @@ func (s *Session) relay() {
 
 // relayLooped relays a session the loop lp took, until it ends. The loop
 // relays it until it must wait; then the directions the loop does not hand
-// to another goroutine run here, until both find no bytes to read at once
-// (Session.park) and the loop takes the session back.
+// to another goroutine run here, until the session is idle again
+// (Session.park) and the loop takes it back.
 func (s *Session) relayLooped(lp *loop) (cerr, uerr error) {
 	for {
 		m := <-s.leave

@@ -102,7 +102,7 @@ type Server struct {
 	nextLoop atomic.Uint32
 	inLoop   atomic.Int64
 	leftLoop atomic.Uint64
-	// backInLoop counts the sessions an event loop took back.
+	// backInLoop counts the times an event loop took a session back.
 	backInLoop atomic.Uint64
 	loopIO     loopCounters
 }
@@ -238,7 +238,8 @@ type Stats struct {
 	InLoop   int64
 	LeftLoop uint64
 	// BackInLoop is the number of times a session that had left a loop
-	// went back to it, once both its directions found nothing to read.
+	// went back to it, once idle: nothing to read from either side and
+	// every statement answered.
 	BackInLoop uint64
 	// RingEnters is the number of io_uring_enter calls event loops made,
 	// and RingSends and RingRecvs the socket operations they carried.

@@ -18,7 +18,7 @@ type RelayStats struct {
 // now), lockguard.event_loop.departures (times a session left one to wait,
 // since start; it goes on relayed by goroutines, which costs more per
 // message), lockguard.event_loop.returns (times such a session went back
-// to its loop once it had nothing to read), and
+// to its loop once idle), and
 // lockguard.event_loop.io_uring_enters and .io_uring_ops (the
 // loops' io_uring_enter calls, and the sends and receives they carried by
 // lockguard.io_op; all stay 0 where the loops use read(2) and write(2)).
@@ -31,12 +31,12 @@ func (p *Provider) ObserveRelay(stats func() RelayStats) error {
 		return err
 	}
 	departures, err := meter.Int64ObservableCounter(MetricLoopDepartures, metric.WithUnit("{session}"),
-		metric.WithDescription("Times a session left an event loop because it had to wait (a held or retried statement, a slow client, a catalog lookup); it is relayed by goroutines until it has nothing to read."))
+		metric.WithDescription("Times a session left an event loop because it had to wait (a held or retried statement, a slow client, a catalog lookup); it is relayed by goroutines until it is idle again."))
 	if err != nil {
 		return err
 	}
 	returns, err := meter.Int64ObservableCounter(MetricLoopReturns, metric.WithUnit("{session}"),
-		metric.WithDescription("Times a session that had left an event loop went back to it, once neither its client nor its server had anything to read."))
+		metric.WithDescription("Times a session that had left an event loop went back to it, once idle: nothing to read from its client or its server, and every statement answered."))
 	if err != nil {
 		return err
 	}

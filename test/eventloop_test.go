@@ -23,7 +23,7 @@ import (
 // The event loop relays every session on one goroutine (proxy/loop_linux.go).
 // A session that must wait leaves it; these tests check that the sessions
 // left in it keep moving meanwhile, that the one that left goes on
-// correctly, and that it goes back to the loop once it has nothing to read.
+// correctly, and that it goes back to the loop once it is idle again.
 // Without the hand-off, the loop would wait with the session: every other
 // session would stall, and a retried DDL would never see its own result
 // (which the loop must read), so it would hang.
