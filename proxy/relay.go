@@ -73,7 +73,7 @@ func (s *Session) relay() {
 	} else {
 		go s.upstreamSide(true, nil)
 		s.clientSide(true, nil)
-		cerr, uerr = s.sideEnds()
+		s.sideEnds(2, &cerr, &uerr)
 	}
 	s.uf.release()
 	s.close()
@@ -103,7 +103,7 @@ func (s *Session) relayLooped(lp *loop) (cerr, uerr error) {
 			go s.upstreamSide(m.ended != dirUpstream, m.err)
 			s.clientSide(m.ended != dirClient, m.err)
 		}
-		cerr, uerr = s.sideEnds()
+		s.sideEnds(2, &cerr, &uerr)
 		cpark, upark := errors.Is(cerr, errRejoin), errors.Is(uerr, errRejoin)
 		if !cpark && !upark {
 			return cerr, uerr
@@ -111,43 +111,35 @@ func (s *Session) relayLooped(lp *loop) (cerr, uerr error) {
 		if cpark && upark && lp.rejoin(s) {
 			continue
 		}
-		// One direction stopped to go back to the loop while the other
-		// ended: the stopped one goes on here, and ends too.
+		// The loop refused the session, which is closing (both
+		// directions stop together, so one that stopped while the other
+		// ended is not expected): the directions that stopped go on
+		// here, and find it closed.
 		s.parkOff()
+		n := 0
 		if cpark {
 			go s.clientSide(true, nil)
+			n++
 		}
 		if upark {
 			go s.upstreamSide(true, nil)
+			n++
 		}
-		for range btoi(cpark) + btoi(upark) {
-			if e := <-s.sides; e.dir == dirClient {
-				cerr = e.err
-			} else {
-				uerr = e.err
-			}
-		}
+		s.sideEnds(n, &cerr, &uerr)
 		return cerr, uerr
 	}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// sideEnds waits for both directions to end and returns how they did.
-func (s *Session) sideEnds() (cerr, uerr error) {
-	for range 2 {
+// sideEnds waits for n directions to end and records how they did in cerr
+// and uerr.
+func (s *Session) sideEnds(n int, cerr, uerr *error) {
+	for range n {
 		if e := <-s.sides; e.dir == dirClient {
-			cerr = e.err
+			*cerr = e.err
 		} else {
-			uerr = e.err
+			*uerr = e.err
 		}
 	}
-	return cerr, uerr
 }
 
 // errRejoin ends a direction's goroutine when the session goes back to its
