@@ -146,6 +146,10 @@ func (s *Session) serve() {
 		_ = tc.SetKeepAlive(true)
 	}
 	startup, err := s.negotiate()
+	if err == errCancelRelayed {
+		s.log.Debug("cancel request relayed")
+		return
+	}
 	if err != nil {
 		s.logEnd("startup failed", err)
 		return
@@ -205,9 +209,13 @@ func (s *Session) logEnd(msg string, err error) {
 	s.log.Info(msg, "err", err)
 }
 
+// errCancelRelayed ends a connection that brought a CancelRequest (negotiate):
+// it is done, not failed.
+var errCancelRelayed = errors.New("cancel request relayed")
+
 // negotiate reads startup packets until a StartupMessage, answering SSLRequest
 // and GSSENCRequest and forwarding a CancelRequest. It returns the
-// StartupMessage, length included, or nil after a CancelRequest.
+// StartupMessage, length included, or errCancelRelayed after a CancelRequest.
 func (s *Session) negotiate() ([]byte, error) {
 	_ = s.client.SetDeadline(time.Now().Add(s.cfg.startupTimeout()))
 	sslDone, gssDone := false, false
@@ -251,7 +259,7 @@ func (s *Session) negotiate() ([]byte, error) {
 			if err != nil {
 				s.log.Warn("forwarding cancel request failed", "err", err)
 			}
-			return nil, io.EOF
+			return nil, errCancelRelayed
 		case code>>16 == protoMajor3:
 			params, err := startupParams(pkt[8:])
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strings"
@@ -300,7 +301,10 @@ func TestRelayNotifications(t *testing.T) {
 // TestRelayCancel cancels pg_sleep through the proxy: the CancelRequest comes
 // on a new connection and must reach the right backend.
 func TestRelayCancel(t *testing.T) {
-	lg := startLockguard(t, nil)
+	var logs lockedBuffer
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	conn := connect(t, lg.superDSN())
 	other := connect(t, lg.superDSN())
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -341,6 +345,12 @@ func TestRelayCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("CancelRequest did not stop pg_sleep")
+	}
+	// The connections that brought the cancels did what they were for:
+	// the log says so, not that they failed.
+	waitFor(t, 5*time.Second, func() bool { return strings.Count(logs.String(), "cancel request relayed") >= 2 })
+	if strings.Contains(logs.String(), "startup failed") {
+		t.Fatalf("a relayed cancel request was logged as a failed startup:\n%s", logs.String())
 	}
 }
 
