@@ -24,6 +24,13 @@ import (
 // run fast.
 func startGuarded(t *testing.T, mutate func(*enforce.Guard)) *lockguard {
 	t.Helper()
+	return startGuardedWith(t, mutate, nil)
+}
+
+// startGuardedWith is startGuarded whose proxy configuration mutateProxy
+// may change too.
+func startGuardedWith(t *testing.T, mutate func(*enforce.Guard), mutateProxy func(*proxy.Config)) *lockguard {
+	t.Helper()
 	ctx := ctxT(t, 20*time.Second)
 	catConn := connect(t, directDSN())
 	cat, err := pgcatalog.New(ctx, catConn)
@@ -45,7 +52,12 @@ func startGuarded(t *testing.T, mutate func(*enforce.Guard)) *lockguard {
 	if mutate != nil {
 		mutate(g)
 	}
-	lg := startLockguard(t, func(c *proxy.Config) { c.Hooks = g.Hooks() })
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Hooks = g.Hooks()
+		if mutateProxy != nil {
+			mutateProxy(c)
+		}
+	})
 	lg.guard = g
 	return lg
 }
