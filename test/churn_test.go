@@ -70,8 +70,8 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 	// A reader of the shared table, directly in PostgreSQL, in the way of
 	// the workers' DDL on it now and then.
 	blockerDone := make(chan error, 1)
+	c := connect(t, directDSN())
 	go func() {
-		c := connect(t, directDSN())
 		rng := rand.New(rand.NewSource(1))
 		for time.Now().Before(stop) {
 			tx, err := c.Begin(ctx)
@@ -96,7 +96,7 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 		go func() {
 			defer wg.Done()
 			w := &results[i]
-			*w = churnWorker{id: i, conn: conns[i], table: tables[i], shared: shared, lg: lg,
+			*w = churnWorker{id: i, conn: conns[i], table: tables[i], shared: shared,
 				rng: rand.New(rand.NewSource(int64(i) + time.Now().UnixNano())), committed: map[int64]bool{}}
 			w.run(ctx, stop)
 		}()
@@ -177,7 +177,6 @@ type churnWorker struct {
 	id            int
 	conn          *pgx.Conn
 	table, shared string
-	lg            *lockguard
 	rng           *rand.Rand
 	next          int64
 	committed     map[int64]bool
@@ -437,12 +436,28 @@ func (w *churnWorker) sqlError(ctx context.Context) error {
 // cancel cancels a running statement through lockguard (a CancelRequest on
 // a new connection, which lockguard relays to the session's backend).
 func (w *churnWorker) cancel(ctx context.Context) error {
-	sent := make(chan error, 1)
+	// Cancels until the statement ends: on a loaded machine the first one
+	// may come before the statement reached PostgreSQL. A cancel that
+	// finds the backend idle does nothing, and each has been delivered
+	// when CancelRequest returns, so none reaches the next statement.
+	done, sent := make(chan struct{}), make(chan error, 1)
+	first := time.Duration(30+w.rng.Intn(50)) * time.Millisecond
 	go func() {
-		time.Sleep(time.Duration(30+w.rng.Intn(50)) * time.Millisecond)
-		sent <- w.conn.PgConn().CancelRequest(ctx)
+		for wait := first; ; wait = 100 * time.Millisecond {
+			select {
+			case <-done:
+				sent <- nil
+				return
+			case <-time.After(wait):
+			}
+			if err := w.conn.PgConn().CancelRequest(ctx); err != nil {
+				sent <- err
+				return
+			}
+		}
 	}()
 	_, err := w.conn.Exec(ctx, "SELECT pg_sleep(10)")
+	close(done)
 	if cerr := <-sent; cerr != nil {
 		return fmt.Errorf("CancelRequest: %w", cerr)
 	}
