@@ -213,10 +213,7 @@ func (l *loop) rejoin(s *Session) bool {
 	if s.ctx.Err() != nil {
 		return false
 	}
-	l.mu.Lock()
-	l.back = append(l.back, s)
-	l.mu.Unlock()
-	l.wake()
+	l.ask(&l.back, s)
 	return true
 }
 
@@ -275,8 +272,14 @@ func (s *Session) parkOff() {
 // requestLeave asks the loop to let s go on with goroutines (it was closed
 // from outside the loop, which epoll does not report).
 func (l *loop) requestLeave(s *Session) {
+	l.ask(&l.evict, s)
+}
+
+// ask adds sessions to one of the loop's lists of requests (l.evict,
+// l.back) and wakes the loop, which handles them in requests.
+func (l *loop) ask(list *[]*Session, ss ...*Session) {
 	l.mu.Lock()
-	l.evict = append(l.evict, s)
+	*list = append(*list, ss...)
 	l.mu.Unlock()
 	l.wake()
 }
@@ -623,11 +626,7 @@ func (r *runner) handOff(s *Session) {
 	r.retired = true
 	runtime.UnlockOSThread() // this goroutine is the session's now
 	if len(r.back) > 0 {
-		l := r.l
-		l.mu.Lock()
-		l.back = append(l.back, r.back...)
-		l.mu.Unlock()
-		l.wake()
+		r.l.ask(&r.l.back, r.back...)
 		r.back = nil
 	}
 	rest := append([]syscall.EpollEvent(nil), r.events[r.i+1:r.n]...)
