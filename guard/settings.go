@@ -298,21 +298,35 @@ func (s *Settings) After(name string, c SettingChange) (value string, ok bool) {
 	return v, ok
 }
 
-// Restore returns the statement that undoes an injected SET of name: in a
-// transaction block a SET LOCAL back to the client's value (or TO DEFAULT,
-// which is its baseline); outside one a session SET to the client's value,
-// or RESET.
-func (s *Settings) Restore(name string, inTx bool) string {
+// AppendRestore appends to dst the statements that undo an injected SET of
+// name and returns the result: in a transaction block (inTx) a SET LOCAL
+// back to the client's value (or TO DEFAULT, which is its baseline);
+// outside one a session SET to the client's value, or RESET.
+//
+// A session-level restore may run in a block the client's statements left
+// open (a string that ends in one begun by BEGIN or AND CHAIN). When the
+// client set name LOCAL in that block, the restore puts back the session's
+// value and then the block's with SET LOCAL: a session-level SET of the
+// block's value would outlive the block.
+func (s *Settings) AppendRestore(dst []string, name string, inTx bool) []string {
+	if e, ok := s.tx[name]; !inTx && s.inTx && ok && e.local {
+		if v, set := s.session[name]; set {
+			dst = append(dst, "SET "+name+" = "+quoteLiteral(v))
+		} else {
+			dst = append(dst, "RESET "+name)
+		}
+		inTx = true // and the block's value
+	}
 	v, set := s.explicit(name)
 	switch {
 	case inTx && set:
-		return "SET LOCAL " + name + " = " + quoteLiteral(v)
+		return append(dst, "SET LOCAL "+name+" = "+quoteLiteral(v))
 	case inTx:
-		return "SET LOCAL " + name + " TO DEFAULT"
+		return append(dst, "SET LOCAL "+name+" TO DEFAULT")
 	case set:
-		return "SET " + name + " = " + quoteLiteral(v)
+		return append(dst, "SET "+name+" = "+quoteLiteral(v))
 	default:
-		return "RESET " + name
+		return append(dst, "RESET "+name)
 	}
 }
 

@@ -76,6 +76,13 @@ func TestSettingsRestore(t *testing.T) {
 			{"ROLLBACK", true}}, false, "SET lock_timeout = '7s'", nil, ""},
 		{"savepoint after commit and chain", []step{{"BEGIN", false}, {"COMMIT AND CHAIN", true}, {"SAVEPOINT a", true},
 			{"SET lock_timeout = '4s'", true}, {"ROLLBACK TO a", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
+		// Restored at session level in a block the string left open: the
+		// session's value, then the block's own.
+		{"set local in a block left open", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"COMMIT AND CHAIN", true},
+			{"SET LOCAL lock_timeout = '1s'", true}}, false, "SET lock_timeout = '7s'; SET LOCAL lock_timeout = '1s'", nil, ""},
+		{"set local to default in a block left open", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout TO DEFAULT", true}},
+			false, "RESET lock_timeout; SET LOCAL lock_timeout TO DEFAULT", nil, ""},
+		{"set in a block left open", []step{{"BEGIN", false}, {"SET lock_timeout = '2s'", true}}, false, "SET lock_timeout = '2s'", nil, ""},
 		{"commit and chain of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
 			{"COMMIT AND CHAIN", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
 	} {
@@ -95,7 +102,7 @@ func TestSettingsRestore(t *testing.T) {
 					s.Apply(&an.Statements[i], st.inTx)
 				}
 			}
-			if got := s.Restore("lock_timeout", tc.inTx); got != tc.restore {
+			if got := strings.Join(s.AppendRestore(nil, "lock_timeout", tc.inTx), "; "); got != tc.restore {
 				t.Fatalf("Restore = %q, want %q", got, tc.restore)
 			}
 			if own, _ := s.Effective("lock_timeout"); tc.start != nil && own != tc.own {
@@ -118,6 +125,9 @@ func TestSettingsCloneAndAfter(t *testing.T) {
 		s.Apply(&an.Statements[0], inTx)
 		return &an.Statements[0]
 	}
+	restore := func(s *Settings, inTx bool) string {
+		return strings.Join(s.AppendRestore(nil, "lock_timeout", inTx), "; ")
+	}
 	var s Settings
 	s.Start(func(n string) string { return map[string]string{"lock_timeout": "100ms"}[n] })
 	apply(&s, "BEGIN", false)
@@ -127,15 +137,15 @@ func TestSettingsCloneAndAfter(t *testing.T) {
 	apply(&c, "SET lock_timeout = '4s'", true)
 	apply(&c, "RELEASE a", true)
 	apply(&c, "COMMIT", true)
-	if got := c.Restore("lock_timeout", false); got != "SET lock_timeout = '4s'" {
+	if got := restore(&c, false); got != "SET lock_timeout = '4s'" {
 		t.Fatalf("clone: Restore = %q", got)
 	}
-	if got := s.Restore("lock_timeout", true); got != "SET LOCAL lock_timeout = '5s'" {
+	if got := restore(&s, true); got != "SET LOCAL lock_timeout = '5s'" {
 		t.Fatalf("original after the clone changed: Restore = %q", got)
 	}
 	apply(&s, "SET lock_timeout = '3s'", true)
 	apply(&s, "ROLLBACK TO a", true)
-	if got := s.Restore("lock_timeout", true); got != "SET LOCAL lock_timeout = '5s'" {
+	if got := restore(&s, true); got != "SET LOCAL lock_timeout = '5s'" {
 		t.Fatalf("original after the clone changed: Restore = %q", got)
 	}
 	for _, tc := range []struct {

@@ -610,6 +610,69 @@ func TestEnforceFailedBlockEnds(t *testing.T) {
 	}
 }
 
+// TestEnforceSetLocalInTheBlockAStringLeavesOpen: a string that leaves a
+// transaction block open ("BEGIN; ALTER …; SET LOCAL lock_timeout = …", or
+// one that starts with COMMIT AND CHAIN) gets lockguard's session-level
+// SET before it, and its restore runs in that block after the client's SET
+// LOCAL. The restore once set the client's block value at session level: it
+// outlived the block, and the client's own session value was gone until
+// lockguard restored it again ahead of the next string.
+func TestEnforceSetLocalInTheBlockAStringLeavesOpen(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "setlocalopen")
+	conn := connect(t, lg.superDSN())
+	simple := pgx.QueryExecModeSimpleProtocol
+	for i, c := range []struct {
+		name, before, sql, end string
+		inBlock                string // lock_timeout in the block after the string
+	}{
+		{"BEGIN in the string", "", "BEGIN; ALTER TABLE %s ADD COLUMN c%d int; SET LOCAL lock_timeout = '100ms'", "COMMIT", "100ms"},
+		{"COMMIT AND CHAIN", "BEGIN", "COMMIT AND CHAIN; ALTER TABLE %s ADD COLUMN c%d int; SET LOCAL lock_timeout = '100ms'", "COMMIT", "100ms"},
+		{"ROLLBACK AND CHAIN", "BEGIN", "ROLLBACK AND CHAIN; ALTER TABLE %s ADD COLUMN c%d int; SET LOCAL lock_timeout = '100ms'", "COMMIT", "100ms"},
+		{"SET LOCAL TO DEFAULT", "", "BEGIN; ALTER TABLE %s ADD COLUMN c%d int; SET LOCAL lock_timeout TO DEFAULT", "COMMIT", "0"},
+		{"rolled back", "BEGIN", "COMMIT AND CHAIN; ALTER TABLE %s ADD COLUMN c%d int; SET LOCAL lock_timeout = '100ms'", "ROLLBACK", "100ms"},
+	} {
+		// The client's session value, longer than lockguard's 300ms.
+		if _, err := conn.Exec(ctx, "SET lock_timeout = '1s'", simple); err != nil {
+			t.Fatal(err)
+		}
+		if c.before != "" {
+			if _, err := conn.Exec(ctx, c.before, simple); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf(c.sql, tbl, i), simple); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if st := conn.PgConn().TxStatus(); st != 'T' {
+			t.Fatalf("%s: transaction status after the string %q, want T", c.name, st)
+		}
+		if v := showLockTimeout(t, conn); v != c.inBlock {
+			t.Fatalf("%s: lock_timeout in the block = %q, want %q", c.name, v, c.inBlock)
+		}
+		// After a COMMIT the client's value must be in force at once,
+		// for the rest of the string that ends the block too. A ROLLBACK
+		// undoes the restore as well; lockguard restores again ahead of
+		// the next string.
+		end := c.end + "; SHOW lock_timeout"
+		if c.end == "ROLLBACK" {
+			end = c.end
+		}
+		rs, err := conn.PgConn().Exec(ctx, end).ReadAll()
+		if err != nil {
+			t.Fatalf("%s: %s: %v", c.name, end, err)
+		}
+		v := ""
+		if rows := rs[len(rs)-1].Rows; len(rows) == 1 {
+			v = string(rows[0][0])
+		} else {
+			v = showLockTimeout(t, conn)
+		}
+		if v != "1s" {
+			t.Fatalf("%s: lock_timeout after %s = %q, want the session's 1s", c.name, c.end, v)
+		}
+	}
+}
+
 // TestEnforceFollowsSetsInTheSameString: a migration file sent as one
 // query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
 // golang-migrate sends it) sets the timeout its DDL runs with. lockguard's

@@ -611,7 +611,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	s.mu.Lock()
 	if s.redoDue(b) {
 		for _, n := range s.reassert {
-			v.Before = append(v.Before, s.settings.Restore(n, false))
+			v.Before = s.settings.AppendRestore(v.Before, n, false)
 		}
 		reasserted, s.reassert = s.reassert, nil
 	}
@@ -1005,7 +1005,7 @@ func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx boo
 		inject = guard.InjectAtMost(name, d, inTx)
 	}
 	v.Before = append(v.Before, inject)
-	v.After = append(v.After, after.Restore(name, inTx))
+	v.After = after.AppendRestore(v.After, name, inTx)
 	if !inTx {
 		*restored = append(*restored, name)
 	}
