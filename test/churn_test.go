@@ -68,16 +68,23 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 	stop := time.Now().Add(run)
 
 	// A reader of the shared table, directly in PostgreSQL, in the way of
-	// the workers' DDL on it now and then.
+	// the workers' DDL on it now and then: mostly for less than the lock
+	// timeout, so that the DDL waits or is retried and lands, and every
+	// tenth time, the first about a second into the run, for longer than
+	// all of the guard's attempts, so that it gives up (55P03).
 	blockerDone := make(chan error, 1)
 	c := connect(t, directDSN())
 	go func() {
 		rng := rand.New(rand.NewSource(1))
-		for time.Now().Before(stop) {
+		for i := 0; time.Now().Before(stop); i++ {
+			hold := time.Duration(50+rng.Intn(150)) * time.Millisecond
+			if i%10 == 3 {
+				hold = churnLongHold
+			}
 			tx, err := c.Begin(ctx)
 			if err == nil {
 				_, err = tx.Exec(ctx, "SELECT count(*) FROM "+shared)
-				time.Sleep(time.Duration(50+rng.Intn(150)) * time.Millisecond)
+				time.Sleep(hold)
 				tx.Rollback(ctx)
 			}
 			if err != nil {
@@ -138,6 +145,11 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 	t.Logf("operations: %v", counts)
 	if t.Failed() {
 		return
+	}
+	// The long hold came while workers altered the shared table now and
+	// then: at least one of them was told lockguard gave up.
+	if counts["shared-ddl-55P03"] == 0 {
+		t.Errorf("no DDL on the shared table gave up during the direct reader's %v holds (%d done)", churnLongHold, counts["shared-ddl"])
 	}
 	// Idle now, every session goes back to the loop.
 	if !waitUntil(10*time.Second, func() bool { return lg.srv.Stats().InLoop == looped }) {
@@ -385,9 +397,14 @@ func (w *churnWorker) ownDDL(ctx context.Context) error {
 	return err
 }
 
+// churnLongHold is how long the direct reader sometimes holds its lock on
+// the shared table: longer than the attempts of startGuardedWith's guard
+// (4 of 300 ms, 100–200 ms apart) take.
+const churnLongHold = 3 * time.Second
+
 // sharedDDL alters the table that the direct reader and the other workers
-// use: it may be held or retried. lockguard may also give up or shed it
-// (55P03, with a message that names lockguard); the session goes on.
+// use: it may be held or retried. lockguard may also give up (55P03, with
+// a message that names lockguard); the session goes on.
 func (w *churnWorker) sharedDDL(ctx context.Context) error {
 	col := fmt.Sprintf("w%d", w.id)
 	for _, sql := range []string{
@@ -398,6 +415,9 @@ func (w *churnWorker) sharedDDL(ctx context.Context) error {
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "55P03" {
 				return err
+			}
+			if !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for ") || pe.Detail == "" || pe.Hint == "" {
+				return fmt.Errorf("55P03 that is not lockguard's giving up: %q (detail %q, hint %q)", pe.Message, pe.Detail, pe.Hint)
 			}
 			w.ops["shared-ddl-55P03"]++
 		}
