@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -64,7 +65,7 @@ func startServer(t *testing.T, upstream string) (*Server, string) {
 }
 
 // startServerWith is startServer with a configuration that set changes.
-func startServerWith(t *testing.T, upstream string, set func(*Config)) (*Server, string) {
+func startServerWith(t testing.TB, upstream string, set func(*Config)) (*Server, string) {
 	cfg := &Config{Upstream: Upstream{Address: upstream, SSLMode: SSLDisable},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if set != nil {
@@ -337,6 +338,121 @@ func shutdownClient(addr string, ready chan<- struct{}) string {
 				return fmt.Sprintf("got %#v, want FATAL %s", m, CodeAdminShutdown)
 			}
 			return ""
+		}
+	}
+}
+
+// answeringServer is a scripted server for FuzzEventLoop: it authenticates
+// every session, answers each Query with CommandComplete and ReadyForQuery
+// and each Sync with ReadyForQuery, closes the connection at a Terminate as
+// PostgreSQL does, and when the connection ends reports on sessions every
+// byte it received after startup.
+// CancelRequests are accepted and closed.
+type answeringServer struct {
+	ln       net.Listener
+	sessions chan []byte
+}
+
+func newAnsweringServer(t testing.TB) *answeringServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := &answeringServer{ln: ln, sessions: make(chan []byte, 16)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go as.serve(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return as
+}
+
+func (as *answeringServer) addr() string { return as.ln.Addr().String() }
+
+func (as *answeringServer) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	be := pgproto3.NewBackend(c, c)
+	msg, err := be.ReceiveStartupMessage()
+	if err != nil {
+		return
+	}
+	if _, ok := msg.(*pgproto3.StartupMessage); !ok {
+		return // a CancelRequest
+	}
+	hello := []byte{}
+	for _, m := range []pgproto3.BackendMessage{&pgproto3.AuthenticationOk{},
+		&pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{1, 2, 3, 4}}, &pgproto3.ReadyForQuery{TxStatus: 'I'}} {
+		hello, _ = m.Encode(hello)
+	}
+	if _, err := c.Write(hello); err != nil {
+		return
+	}
+	var all []byte
+	buf := make([]byte, 64<<10)
+	framed := 0 // all[:framed] is whole messages, answered
+	for {
+		n, err := c.Read(buf)
+		all = append(all, buf[:n]...)
+		var answer []byte
+		for len(all)-framed >= 5 {
+			size := int(binary.BigEndian.Uint32(all[framed+1 : framed+5]))
+			if size < 4 || len(all)-framed < 1+size {
+				break
+			}
+			switch all[framed] {
+			case 'Q':
+				answer = append(answer, 'C', 0, 0, 0, 13)
+				answer = append(answer, "SELECT 0\x00"...)
+				answer = append(answer, 'Z', 0, 0, 0, 5, 'I')
+			case 'S':
+				answer = append(answer, 'Z', 0, 0, 0, 5, 'I')
+			case 'X':
+				err = io.EOF // PostgreSQL closes the connection
+			}
+			framed += 1 + size
+			if err != nil {
+				break
+			}
+		}
+		if len(answer) > 0 {
+			if _, werr := c.Write(answer); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		if err != nil { // the end of the session, or a reset
+			as.sessions <- all
+			return
+		}
+	}
+}
+
+// startedClient connects to a proxy and completes its startup.
+func startedClient(t testing.TB, addr string) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			return c
 		}
 	}
 }

@@ -537,9 +537,9 @@ func (r *runner) requests() bool {
 }
 
 // relay pumps direction d of s until its socket is drained. hup says the
-// peer closed its side (or the socket failed): the end of the stream may
-// follow bytes that a short read left, with no further event, so it reads
-// until the read fails. It reports whether the runner handed the loop off
+// peer closed its side (or the socket failed), or may have with no event
+// left to say so (takeBack): the end of the stream may follow bytes that a
+// short read left, with no further event, so it reads until the read fails. It reports whether the runner handed the loop off
 // while doing so.
 func (r *runner) relay(s *Session, d int, hup bool) bool {
 	s.runner.Store(r)
@@ -582,13 +582,16 @@ func (r *runner) takeBack(s *Session) bool {
 	s.srv.backInLoop.Add(1)
 	s.log.Debug("session goes back to the event loop")
 	// Bytes that arrived after a direction's last read and before now
-	// raised an event that woke no one: read both sockets now. A session
-	// closed meanwhile finds its sockets closed here, and leaves.
+	// raised an event that woke no one: read both sockets now, until they
+	// are empty. A read that returns less than asked for is not enough: the
+	// peer's end of stream may have come with those bytes, and its event,
+	// the only one it raises, went by. A session closed meanwhile finds its
+	// sockets closed here, and leaves.
 	for d := range 2 {
 		if !s.inLoop.Load() {
 			break
 		}
-		if r.relay(s, d, false) {
+		if r.relay(s, d, true) {
 			return true
 		}
 	}
