@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -253,6 +254,42 @@ func TestUpstreamDiesMidSession(t *testing.T) {
 	e, ok := msg.(*pgproto3.ErrorResponse)
 	if !ok || e.Code != CodeConnectionFailure || e.Severity != "FATAL" {
 		t.Fatalf("got %#v, want FATAL 08006", msg)
+	}
+}
+
+// TestTerminateAfterHeldBatch: a Terminate that follows an extended batch
+// the guard holds until its Sync, which never came. lockguard sent neither
+// the batch nor the Terminate, yet waited for PostgreSQL to close after
+// the Terminate: the session and its backend stayed 5 s. The batch goes
+// undecided (without a Sync PostgreSQL would roll it back) and the
+// Terminate alone. Found by FuzzEventLoop.
+func TestTerminateAfterHeldBatch(t *testing.T) {
+	fs := newAnsweringServer(t)
+	var decided atomic.Int32
+	_, addr := startServerWith(t, fs.addr(), func(c *Config) {
+		c.Hooks = &Hooks{Batch: func(context.Context, *Session, *Batch) *Verdict { decided.Add(1); return nil }}
+	})
+	c := startedClient(t, addr)
+	defer c.Close()
+	start := time.Now()
+	sendAll(t, c, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Terminate{})
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || len(b) > 0 {
+		t.Fatalf("the client read %q, %v; want the end of the stream", b, err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("the session ended %v after the Terminate", took)
+	}
+	select {
+	case got := <-fs.sessions:
+		if want := encode(t, &pgproto3.Terminate{}); !bytes.Equal(got, want) {
+			t.Fatalf("the server received %q after startup, want only the Terminate %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server connection stayed open")
+	}
+	if n := decided.Load(); n != 0 {
+		t.Fatalf("the guard decided %d batches, want none", n)
 	}
 }
 

@@ -33,6 +33,8 @@ func FuzzEventLoop(f *testing.F) {
 	f.Add(seed(&pgproto3.Query{String: "hold"}, &pgproto3.CopyData{Data: bytes.Repeat([]byte("row\n"), 5000)}, &pgproto3.CopyDone{}), []byte{200, 255}, uint8(2))
 	f.Add([]byte{'Q', 0x7f, 0xff, 0xff, 0xff}, []byte{}, uint8(0))
 	f.Add([]byte{'P', 0, 0, 0, 5, 'x', 'S', 0, 0, 0, 4}, []byte{0}, uint8(2))
+	// A Terminate after a batch held for the guard, with no Sync.
+	f.Add([]byte("P\x00\x00\x00\x1370\x002200010000\x007B\x00\x00\x00\t10\x00\x000X\x00\x00\x00\x04P\x00\x00\x00\x0eCAZfc878 \x00"), []byte{65, 48}, uint8(2))
 
 	fs := newAnsweringServer(f)
 	hooks := &Hooks{Batch: func(_ context.Context, _ *Session, b *Batch) *Verdict {

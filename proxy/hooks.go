@@ -26,7 +26,10 @@ type Hooks struct {
 	// returns and must not be retained. A nil Verdict forwards unchanged.
 	// lockguard does not keep the Verdict itself once it has carried it
 	// out (it keeps the functions in it as long as it needs them), so a
-	// hook may reuse one Verdict for each batch of a session.
+	// hook may reuse one Verdict for each batch of a session. A batch
+	// whose Sync or Flush never comes (the client sends Terminate, or
+	// ends its stream, first) is neither shown to Batch nor forwarded:
+	// without its Sync PostgreSQL would roll back what it did.
 	Batch func(ctx context.Context, s *Session, b *Batch) *Verdict
 
 	// Close runs once when the session ends.

@@ -126,9 +126,14 @@ func (s *Session) pumpClientGuarded() error {
 			s.ext.push(extOp{kind: 'Q'})
 		case 'X':
 			err := s.clientTerminates()
-			if f.keep < 0 {
-				_ = s.writeUpstream(f.buf[fwd:f.start])
+			if f.keep >= 0 {
+				// A batch held for the guard had no Sync: PostgreSQL
+				// would roll back whatever it did. It goes undecided,
+				// and the Terminate alone, so that PostgreSQL ends the
+				// session at once.
+				fwd = msgStart
 			}
+			_ = s.writeUpstream(f.buf[fwd:f.start])
 			return err
 		}
 	}

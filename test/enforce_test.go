@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/guard/pgcatalog"
@@ -1023,5 +1024,47 @@ func TestEnforceCatalogFollowsDDL(t *testing.T) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Message, a) {
 		t.Fatalf("got %v, want lockguard's 55P03 naming %s (the FK's other table)", err, a)
+	}
+}
+
+// TestEnforceTerminateAfterUnsyncedBatch: a client that sends Parse, Bind
+// and Execute with no Sync and then Terminate. lockguard holds such a batch
+// for the guard until its Sync; it sent neither the batch nor the
+// Terminate, yet waited for PostgreSQL to close after the Terminate, so
+// the backend stayed 5 s. The batch goes undecided (PostgreSQL would roll
+// it back without a Sync) and the Terminate alone: the backend ends at
+// once, and the INSERT is not applied.
+func TestEnforceTerminateAfterUnsyncedBatch(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "unsyncedterm")
+	conn := connect(t, lg.superDSN())
+	pid := conn.PgConn().PID()
+	var raw []byte
+	for _, m := range []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "INSERT INTO " + tbl + " VALUES (1)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Terminate{}} {
+		var err error
+		if raw, err = m.Encode(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if _, err := conn.PgConn().Conn().Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	direct := connect(t, directDSN())
+	for {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("backend %d still there %v after the client's Terminate", pid, time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rows int
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%s has %d rows (%v), want 0: nothing was synced", tbl, rows, err)
 	}
 }
