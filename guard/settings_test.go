@@ -103,7 +103,7 @@ func TestSettingsRestore(t *testing.T) {
 				}
 			}
 			if got := strings.Join(s.AppendRestore(nil, "lock_timeout", tc.inTx), "; "); got != tc.restore {
-				t.Fatalf("Restore = %q, want %q", got, tc.restore)
+				t.Fatalf("AppendRestore = %q, want %q", got, tc.restore)
 			}
 			if own, _ := s.Effective("lock_timeout"); tc.start != nil && own != tc.own {
 				t.Fatalf("Effective = %q, want %q", own, tc.own)
@@ -138,15 +138,15 @@ func TestSettingsCloneAndAfter(t *testing.T) {
 	apply(&c, "RELEASE a", true)
 	apply(&c, "COMMIT", true)
 	if got := restore(&c, false); got != "SET lock_timeout = '4s'" {
-		t.Fatalf("clone: Restore = %q", got)
+		t.Fatalf("clone: AppendRestore = %q", got)
 	}
 	if got := restore(&s, true); got != "SET LOCAL lock_timeout = '5s'" {
-		t.Fatalf("original after the clone changed: Restore = %q", got)
+		t.Fatalf("original after the clone changed: AppendRestore = %q", got)
 	}
 	apply(&s, "SET lock_timeout = '3s'", true)
 	apply(&s, "ROLLBACK TO a", true)
 	if got := restore(&s, true); got != "SET LOCAL lock_timeout = '5s'" {
-		t.Fatalf("original after the clone changed: Restore = %q", got)
+		t.Fatalf("original after the clone changed: AppendRestore = %q", got)
 	}
 	for _, tc := range []struct {
 		sql, want string

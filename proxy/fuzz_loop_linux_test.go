@@ -14,8 +14,9 @@ import (
 
 // FuzzEventLoop sends a client stream, split into writes at arbitrary
 // points, through a real proxy over TCP whose sessions the event loop relays
-// (with io_uring, with read(2) and write(2), and with a guard's hooks), to a
-// scripted server that answers each Query and Sync. FuzzFramer and
+// (with io_uring, with read(2) and write(2), and with a guard's hooks; and
+// the guarded one on the goroutine relay), to a scripted server that
+// answers each Query and Sync. FuzzFramer and
 // FuzzGuardedClient drive the goroutine relay's functions directly; this is
 // the path plain sockets take in production.
 //
@@ -33,6 +34,8 @@ func FuzzEventLoop(f *testing.F) {
 	f.Add(seed(&pgproto3.Query{String: "hold"}, &pgproto3.CopyData{Data: bytes.Repeat([]byte("row\n"), 5000)}, &pgproto3.CopyDone{}), []byte{200, 255}, uint8(2))
 	f.Add([]byte{'Q', 0x7f, 0xff, 0xff, 0xff}, []byte{}, uint8(0))
 	f.Add([]byte{'P', 0, 0, 0, 5, 'x', 'S', 0, 0, 0, 4}, []byte{0}, uint8(2))
+	f.Add(seed(&pgproto3.Query{String: "inject"}, &pgproto3.Parse{Query: "hold"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "refuse"}), []byte{9, 30}, uint8(3))
 	// A Terminate after a batch held for the guard, with no Sync.
 	f.Add([]byte("P\x00\x00\x00\x1370\x002200010000\x007B\x00\x00\x00\t10\x00\x000X\x00\x00\x00\x04P\x00\x00\x00\x0eCAZfc878 \x00"), []byte{65, 48}, uint8(2))
 
@@ -54,25 +57,31 @@ func FuzzEventLoop(f *testing.F) {
 	type target struct {
 		srv    *Server
 		addr   string
+		loop   bool // the event loop relays its sessions
 		guard  bool
 		prefix bool // the server receives a prefix of the client's stream
 	}
-	var targets [3]target
+	// Plain with io_uring, plain with read and write, guarded, and guarded
+	// on the goroutine relay for comparison.
+	var targets [4]target
 	for i := range targets {
 		srv, addr := startServerWith(f, fs.addr(), func(c *Config) {
 			c.EventLoops = 1
 			c.NoIOUring = i == 1
-			if i == 2 {
+			if i >= 2 {
 				c.Hooks = hooks
 			}
+			if i == 3 {
+				c.EventLoops = 0
+			}
 		})
-		targets[i] = target{srv: srv, addr: addr, guard: i == 2, prefix: i != 2}
+		targets[i] = target{srv: srv, addr: addr, loop: i != 3, guard: i >= 2, prefix: i < 2}
 	}
 	// The sessions must be the loop's: where it cannot run, this is not
 	// the test it claims to be.
 	for _, tg := range targets {
 		c := startedClient(f, tg.addr)
-		for end := time.Now().Add(2 * time.Second); tg.srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
+		for end := time.Now().Add(2 * time.Second); tg.loop && tg.srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
 			if time.Now().After(end) {
 				f.Fatalf("no event loop relays the session: %+v", tg.srv.Stats())
 			}
