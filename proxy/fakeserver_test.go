@@ -87,7 +87,7 @@ func startServerWith(t testing.TB, upstream string, set func(*Config)) (*Server,
 }
 
 // untilReady receives messages until a ReadyForQuery.
-func untilReady(t *testing.T, fe *pgproto3.Frontend) {
+func untilReady(t testing.TB, fe *pgproto3.Frontend) {
 	t.Helper()
 	for {
 		msg, err := fe.Receive()
@@ -269,7 +269,7 @@ func TestTerminateAfterHeldBatch(t *testing.T) {
 	_, addr := startServerWith(t, fs.addr(), func(c *Config) {
 		c.Hooks = &Hooks{Batch: func(context.Context, *Session, *Batch) *Verdict { decided.Add(1); return nil }}
 	})
-	c := startedClient(t, addr)
+	c := startedClient(t, addr, "terminate")
 	defer c.Close()
 	start := time.Now()
 	sendAll(t, c, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Terminate{})
@@ -280,13 +280,12 @@ func TestTerminateAfterHeldBatch(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("the session ended %v after the Terminate", took)
 	}
-	select {
-	case got := <-fs.sessions:
-		if want := encode(t, &pgproto3.Terminate{}); !bytes.Equal(got, want) {
-			t.Fatalf("the server received %q after startup, want only the Terminate %q", got, want)
-		}
-	case <-time.After(5 * time.Second):
+	got, ok := fs.received("terminate", 5*time.Second)
+	if !ok {
 		t.Fatal("the server connection stayed open")
+	}
+	if want := encode(t, &pgproto3.Terminate{}); !bytes.Equal(got, want) {
+		t.Fatalf("the server received %q after startup, want only the Terminate %q", got, want)
 	}
 	if n := decided.Load(); n != 0 {
 		t.Fatalf("the guard decided %d batches, want none", n)
@@ -382,12 +381,35 @@ func shutdownClient(addr string, ready chan<- struct{}) string {
 // answeringServer is a scripted server for FuzzEventLoop: it authenticates
 // every session, answers each Query with CommandComplete and ReadyForQuery
 // and each Sync with ReadyForQuery, closes the connection at a Terminate as
-// PostgreSQL does, and when the connection ends reports on sessions every
-// byte it received after startup.
+// PostgreSQL does, and when the connection ends reports every byte it
+// received after startup, under the session's application_name (received).
 // CancelRequests are accepted and closed.
 type answeringServer struct {
-	ln       net.Listener
-	sessions chan []byte
+	ln      net.Listener
+	reports chan sessionReport
+}
+
+type sessionReport struct {
+	app string
+	got []byte
+}
+
+// received returns what the server received in the session whose
+// application_name is app, once it ended; ok is false when it did not end
+// within timeout. Reports of other sessions (one a failed test left
+// behind) are dropped.
+func (as *answeringServer) received(app string, timeout time.Duration) (got []byte, ok bool) {
+	end := time.After(timeout)
+	for {
+		select {
+		case r := <-as.reports:
+			if r.app == app {
+				return r.got, true
+			}
+		case <-end:
+			return nil, false
+		}
+	}
 }
 
 func newAnsweringServer(t testing.TB) *answeringServer {
@@ -395,7 +417,7 @@ func newAnsweringServer(t testing.TB) *answeringServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	as := &answeringServer{ln: ln, sessions: make(chan []byte, 16)}
+	as := &answeringServer{ln: ln, reports: make(chan sessionReport, 64)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -421,7 +443,8 @@ func (as *answeringServer) serve(c net.Conn) {
 	if err != nil {
 		return
 	}
-	if _, ok := msg.(*pgproto3.StartupMessage); !ok {
+	sm, ok := msg.(*pgproto3.StartupMessage)
+	if !ok {
 		return // a CancelRequest
 	}
 	hello := []byte{}
@@ -465,31 +488,28 @@ func (as *answeringServer) serve(c net.Conn) {
 			}
 		}
 		if err != nil { // the end of the session, or a reset
-			as.sessions <- all
+			select {
+			case as.reports <- sessionReport{app: sm.Parameters["application_name"], got: all}:
+			case <-time.After(10 * time.Second): // no one asks
+			}
 			return
 		}
 	}
 }
 
-// startedClient connects to a proxy and completes its startup.
-func startedClient(t testing.TB, addr string) net.Conn {
+// startedClient connects to a proxy and completes its startup, with
+// application_name app.
+func startedClient(t testing.TB, addr, app string) net.Conn {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	fe := pgproto3.NewFrontend(c, c)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u", "application_name": app}})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			return c
-		}
-	}
+	untilReady(t, fe)
+	return c
 }

@@ -33,17 +33,8 @@ func FuzzGuardedClient(f *testing.F) {
 				if !bytes.Contains(data, st.SQL) {
 					t.Fatalf("the guard saw %q, which the client never sent", st.SQL)
 				}
-				switch {
-				case bytes.Contains(st.SQL, []byte("refuse")):
-					return &Verdict{Refuse: &Error{Code: "LG001", Message: "refused"}}
-				case bytes.Contains(st.SQL, []byte("inject")):
-					return &Verdict{Before: []string{"SET lock_timeout = '1s'"}, After: []string{"RESET lock_timeout"},
-						Notices: []*Error{{Severity: "WARNING", Code: "01000", Message: "careful"}}}
-				case bytes.Contains(st.SQL, []byte("hold")):
-					return &Verdict{Hold: func(context.Context) *Error { return &Error{Code: "55P03", Message: "shed"} }}
-				}
 			}
-			return nil
+			return fuzzVerdict(b)
 		}}
 		for i := 0; i < 1<<16; i++ {
 			if err := s.pumpClientGuarded(); err != nil {
@@ -51,6 +42,25 @@ func FuzzGuardedClient(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzVerdict is the guard of the guarded fuzz targets: it refuses, wraps
+// in injected statements (with a notice) or holds and sheds a batch whose
+// first statement to say one of those words says so, and lets the rest
+// through.
+func fuzzVerdict(b *Batch) *Verdict {
+	for _, st := range b.Stmts {
+		switch {
+		case bytes.Contains(st.SQL, []byte("refuse")):
+			return &Verdict{Refuse: &Error{Code: "LG001", Message: "lockguard: refused"}}
+		case bytes.Contains(st.SQL, []byte("inject")):
+			return &Verdict{Before: []string{"SET lock_timeout = '1s'"}, After: []string{"RESET lock_timeout"},
+				Notices: []*Error{{Severity: "WARNING", Code: "01000", Message: "lockguard: careful"}}}
+		case bytes.Contains(st.SQL, []byte("hold")):
+			return &Verdict{Hold: func(context.Context) *Error { return &Error{Code: "55P03", Message: "lockguard: shed"} }}
+		}
+	}
+	return nil
 }
 
 // FuzzServerMessages: the decoders of backend messages never panic, and

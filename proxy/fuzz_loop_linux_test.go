@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,20 +42,7 @@ func FuzzEventLoop(f *testing.F) {
 	f.Add([]byte("P\x00\x00\x00\x1370\x002200010000\x007B\x00\x00\x00\t10\x00\x000X\x00\x00\x00\x04P\x00\x00\x00\x0eCAZfc878 \x00"), []byte{65, 48}, uint8(2))
 
 	fs := newAnsweringServer(f)
-	hooks := &Hooks{Batch: func(_ context.Context, _ *Session, b *Batch) *Verdict {
-		for _, st := range b.Stmts {
-			switch {
-			case bytes.Contains(st.SQL, []byte("refuse")):
-				return &Verdict{Refuse: &Error{Code: "LG001", Message: "lockguard: refused"}}
-			case bytes.Contains(st.SQL, []byte("inject")):
-				return &Verdict{Before: []string{"SET lock_timeout = '1s'"}, After: []string{"RESET lock_timeout"},
-					Notices: []*Error{{Severity: "WARNING", Code: "01000", Message: "lockguard: careful"}}}
-			case bytes.Contains(st.SQL, []byte("hold")):
-				return &Verdict{Hold: func(context.Context) *Error { return &Error{Code: "55P03", Message: "lockguard: shed"} }}
-			}
-		}
-		return nil
-	}}
+	hooks := &Hooks{Batch: func(_ context.Context, _ *Session, b *Batch) *Verdict { return fuzzVerdict(b) }}
 	type target struct {
 		srv    *Server
 		addr   string
@@ -79,24 +68,26 @@ func FuzzEventLoop(f *testing.F) {
 	}
 	// The sessions must be the loop's: where it cannot run, this is not
 	// the test it claims to be.
-	for _, tg := range targets {
-		c := startedClient(f, tg.addr)
+	for i, tg := range targets {
+		app := fmt.Sprint("check-", i)
+		c := startedClient(f, tg.addr, app)
 		for end := time.Now().Add(2 * time.Second); tg.loop && tg.srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
 			if time.Now().After(end) {
 				f.Fatalf("no event loop relays the session: %+v", tg.srv.Stats())
 			}
 		}
 		c.Close()
-		select {
-		case <-fs.sessions:
-		case <-time.After(10 * time.Second):
+		if _, ok := fs.received(app, 10*time.Second); !ok {
 			f.Fatalf("the proxy kept its server connection open after the client closed: %+v", tg.srv.Stats())
 		}
 	}
 
+	var seq atomic.Uint64 // names each input's session
+
 	f.Fuzz(func(t *testing.T, data, sizes []byte, mode uint8) {
 		tg := targets[int(mode)%len(targets)]
-		c := startedClient(t, tg.addr)
+		app := fmt.Sprint("fuzz-", seq.Add(1))
+		c := startedClient(t, tg.addr, app)
 		defer c.Close()
 		received := make(chan []byte, 1)
 		go func() {
@@ -122,10 +113,8 @@ func FuzzEventLoop(f *testing.F) {
 		case <-time.After(4 * time.Second):
 			t.Fatalf("the proxy did not end the session within 4 s of the client's end of stream (%d bytes sent): %+v", len(data), tg.srv.Stats())
 		}
-		var sent []byte
-		select {
-		case sent = <-fs.sessions:
-		case <-time.After(4 * time.Second):
+		sent, ok := fs.received(app, 4*time.Second)
+		if !ok {
 			t.Fatalf("the proxy did not close its server connection within 4 s of the client's")
 		}
 		if tg.prefix {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -140,7 +141,8 @@ func TestTakeBackReadsToTheEndOfStream(t *testing.T) {
 			})
 			data := encode(t, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.CopyData{Data: bytes.Repeat([]byte("row\n"), 5000)}, &pgproto3.CopyDone{})
 			for i := range 100 {
-				c := startedClient(t, addr)
+				app := fmt.Sprint("takeback-", i)
+				c := startedClient(t, addr, app)
 				ended := make(chan error, 1)
 				go func() {
 					_, err := io.ReadAll(c)
@@ -161,7 +163,9 @@ func TestTakeBackReadsToTheEndOfStream(t *testing.T) {
 					t.Fatalf("session %d did not end within 5 s of the client's end of stream: %+v", i, srv.Stats())
 				}
 				c.Close()
-				<-fs.sessions
+				if _, ok := fs.received(app, 5*time.Second); !ok {
+					t.Fatalf("session %d: the server connection stayed open", i)
+				}
 			}
 			if st := srv.Stats(); st.LeftLoop < 100 || st.BackInLoop == 0 {
 				t.Fatalf("sessions left the loop %d times and came back %d times: the test did not do what it is for", st.LeftLoop, st.BackInLoop)
