@@ -539,8 +539,8 @@ func (r *runner) requests() bool {
 // relay pumps direction d of s until its socket is drained. hup says the
 // peer closed its side (or the socket failed), or may have with no event
 // left to say so (takeBack): the end of the stream may follow bytes that a
-// short read left, with no further event, so it reads until the read fails. It reports whether the runner handed the loop off
-// while doing so.
+// short read left, with no further event, so it reads until the read
+// fails. It reports whether the runner handed the loop off while doing so.
 func (r *runner) relay(s *Session, d int, hup bool) bool {
 	s.runner.Store(r)
 	var err error
