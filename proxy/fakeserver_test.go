@@ -22,36 +22,44 @@ import (
 type fakeServer struct {
 	ln      net.Listener
 	scripts chan func(net.Conn)
-	done    chan struct{}
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
+	fs := &fakeServer{scripts: make(chan func(net.Conn), 8)}
+	fs.ln = serveLoopback(t, func(c net.Conn) {
+		select {
+		case script := <-fs.scripts:
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			script(c)
+		default:
+			// Not part of the test's script (for example a cancel the
+			// proxy forwards while a session ends): refuse it.
+		}
+	})
+	return fs
+}
+
+// serveLoopback listens on a free loopback port and runs handle on each
+// connection, in a goroutine of its own, closing the connection after it.
+// It stops accepting when the test ends.
+func serveLoopback(t testing.TB, handle func(net.Conn)) net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := &fakeServer{ln: ln, scripts: make(chan func(net.Conn), 8), done: make(chan struct{})}
+	done := make(chan struct{})
 	go func() {
-		defer close(fs.done)
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			var script func(net.Conn)
-			select {
-			case script = <-fs.scripts:
-			default:
-				// Not part of the test's script (for example a cancel the
-				// proxy forwards while a session ends): refuse it.
-				c.Close()
-				continue
-			}
-			go func() { defer c.Close(); c.SetDeadline(time.Now().Add(10 * time.Second)); script(c) }()
+			go func() { defer c.Close(); handle(c) }()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); <-fs.done })
-	return fs
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln
 }
 
 func startProxy(t *testing.T, upstream string) string {
@@ -413,30 +421,14 @@ func (as *answeringServer) received(app string, timeout time.Duration) (got []by
 }
 
 func newAnsweringServer(t testing.TB) *answeringServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	as := &answeringServer{ln: ln, reports: make(chan sessionReport, 64)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go as.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	as := &answeringServer{reports: make(chan sessionReport, 64)}
+	as.ln = serveLoopback(t, as.serve)
 	return as
 }
 
 func (as *answeringServer) addr() string { return as.ln.Addr().String() }
 
 func (as *answeringServer) serve(c net.Conn) {
-	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
 	be := pgproto3.NewBackend(c, c)
 	msg, err := be.ReceiveStartupMessage()
