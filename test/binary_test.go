@@ -61,27 +61,14 @@ type process struct {
 	cmd    *exec.Cmd
 	listen string
 	admin  string
-	out    *syncBuffer
+	out    *lockedBuffer
 	exited chan error
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func startBinary(t *testing.T, args ...string) *process {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		p := &process{listen: freeAddr(t), admin: freeAddr(t), out: &syncBuffer{}, exited: make(chan error, 1)}
+		p := &process{listen: freeAddr(t), admin: freeAddr(t), out: &lockedBuffer{}, exited: make(chan error, 1)}
 		p.cmd = exec.Command(lockguardBinary(t), append([]string{"serve", "--listen", p.listen, "--admin", p.admin}, args...)...)
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 		if err := p.cmd.Start(); err != nil {

@@ -28,7 +28,7 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "demo", "--duration", "12s", "--workers", "16", "--pool", "8",
 		"--out", out, "--upstream-dsn", pg.DSN(pgserver.Superuser, "", "postgres"))
-	var stdout, stderr syncBuffer
+	var stdout, stderr lockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {

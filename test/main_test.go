@@ -183,7 +183,8 @@ func connectTraced(t testing.TB, dsn string) (*pgx.Conn, string) {
 	return conn, trace.String()
 }
 
-// lockedBuffer is a strings.Builder safe for use by a tracer and a reader.
+// lockedBuffer is a strings.Builder safe for a writer (a tracer, a logger,
+// a process's output) and a reader at once.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder

@@ -410,7 +410,7 @@ func TestWatchdog(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pool.Close()
-			var logs syncBuffer
+			var logs lockedBuffer
 			wd := &pgmonitor.Watchdog{Pool: pool, Board: s.board, Action: action, IdleBudget: 300 * time.Millisecond,
 				RunBudget: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			wctx, stop := context.WithCancel(context.Background())

@@ -285,7 +285,7 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs lockedBuffer
 	lg := startGuarded(t, func(g *enforce.Guard) {
 		g.Policy = pol
 		g.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
