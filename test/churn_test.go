@@ -123,13 +123,13 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 			t.Errorf("worker %d: %v\n  its last operations: %s", i, w.err, strings.Join(w.trail, " "))
 			continue
 		}
-		// What the client was told committed, and nothing else.
-		var got []int64
-		rows, err := connect(t, directDSN()).Query(ctx, "SELECT id FROM "+w.table+" ORDER BY id")
+		// What the client was told committed, and nothing else, read on
+		// the direct reader's connection, free now.
+		rows, err := c.Query(ctx, "SELECT id FROM "+w.table+" ORDER BY id")
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
 			t.Fatal(err)
 		}
