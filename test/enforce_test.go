@@ -1050,18 +1050,15 @@ func TestEnforceTerminateAfterUnsyncedBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	direct := connect(t, directDSN())
-	for {
+	gone := waitUntil(2*time.Second, func() bool {
 		var n int
 		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			break
-		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("backend %d still there %v after the client's Terminate", pid, time.Since(start))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n == 0
+	})
+	if !gone {
+		t.Fatalf("backend %d still there %v after the client's Terminate", pid, time.Since(start))
 	}
 	var rows int
 	if err := direct.QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&rows); err != nil || rows != 0 {
