@@ -173,3 +173,14 @@ func TestTakeBackReadsToTheEndOfStream(t *testing.T) {
 		})
 	}
 }
+
+// waitInLoop waits up to d for srv's one session to be in an event loop,
+// and fails the test if it is not.
+func waitInLoop(t testing.TB, srv *Server, d time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(d); srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the session is not in the event loop after %v: %+v", d, srv.Stats())
+		}
+	}
+}

@@ -87,11 +87,7 @@ func testShortSendKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	untilReady(t, fe)
-	for end := time.Now().Add(5 * time.Second); srv.Stats().InLoop != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("the session is not in the event loop: %+v", srv.Stats())
-		}
-	}
+	waitInLoop(t, srv, 5*time.Second)
 	if srv.loops[0].ring == nil {
 		t.Skip("io_uring is not available here: the loop writes with write(2)")
 	}
