@@ -290,9 +290,16 @@ type evaluator struct {
 	start int // first finding of the current statement
 }
 
-type timeoutState struct{ session, local bool }
+// timeoutState says whether a timeout is in force: the session's, or a SET
+// LOCAL's (masked) that overrides it until the block ends.
+type timeoutState struct{ session, local, masked bool }
 
-func (t timeoutState) set() bool { return t.session || t.local }
+func (t timeoutState) set() bool {
+	if t.masked {
+		return t.local
+	}
+	return t.session
+}
 
 type colMem struct {
 	rel     RelName
@@ -573,7 +580,7 @@ func (e *evaluator) advance() {
 			e.inTx = e.multi
 			e.beginAt = -1
 			e.tx.Reset()
-			e.lockTimeout.local, e.stmtTimeout.local = false, false
+			e.lockTimeout.masked, e.stmtTimeout.masked = false, false
 		case TxSavepoint:
 			e.tx.Savepoint(st.Savepoint)
 		case TxRelease:
@@ -613,11 +620,11 @@ func (t *timeoutState) apply(s SettingChange, inTx bool) {
 	}
 	if s.Local {
 		if inTx {
-			t.local = on
+			t.local, t.masked = on, true
 		}
 		return
 	}
-	t.session, t.local = on, false
+	t.session, t.masked = on, false
 }
 
 func isUTC(v string) bool {

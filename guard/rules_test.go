@@ -274,6 +274,9 @@ var ruleCases = []ruleCase{
 	{rule: "missing-lock-timeout", offline: true, sql: "SET lock_timeout = '2s';\nALTER TABLE orders ADD COLUMN x int"},
 	{rule: "missing-lock-timeout", offline: true, sql: "BEGIN;\nSET LOCAL lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN x int;\nCOMMIT;"},
 	{rule: "missing-lock-timeout", sql: "ALTER TABLE orders ADD COLUMN x int"},
+	{rule: "missing-lock-timeout", offline: true, sql: "SET lock_timeout = '2s';\nBEGIN;\nSET LOCAL lock_timeout = 0;\nALTER TABLE orders ADD COLUMN x int;\nCOMMIT;", fire: true},
+	{rule: "missing-lock-timeout", offline: true, sql: "SET lock_timeout = '2s';\nBEGIN;\nSET LOCAL lock_timeout = 0;\nCOMMIT;\nALTER TABLE orders ADD COLUMN x int"},
+	{rule: "missing-lock-timeout", offline: true, sql: "BEGIN;\nSET LOCAL lock_timeout = 0;\nSET lock_timeout = '2s';\nALTER TABLE orders ADD COLUMN x int;\nCOMMIT;"},
 	{rule: "missing-lock-timeout", offline: true, sql: "CREATE INDEX CONCURRENTLY i ON orders (note)"},
 
 	{rule: "missing-statement-timeout", offline: true, sql: "ALTER TABLE orders ADD COLUMN x int", fire: true},
