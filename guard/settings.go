@@ -19,6 +19,8 @@ import (
 // -c switches in options, Start) are the session's baseline: RESET returns
 // to them, and they count as the client's own.
 //
+// A SET LOCAL after a session-level SET in the same block masks the SET
+// until the block ends, and COMMIT keeps the SET's value, as in PostgreSQL.
 // ROLLBACK TO SAVEPOINT undoes the SETs made since the savepoint, as in
 // PostgreSQL. A COMMIT (or PREPARE TRANSACTION) of a block the caller says
 // has failed (Failed) rolls it back, as PostgreSQL does; AND CHAIN opens the
@@ -38,10 +40,19 @@ type Settings struct {
 	saves   savepoints[map[string]txValue]
 }
 
+// txValue is a parameter's state in a transaction block: the value in force
+// and what a COMMIT leaves. As in PostgreSQL, a SET LOCAL after a
+// session-level SET in the same block masks the SET's value until the
+// block ends but does not undo it, and a SET after a SET LOCAL replaces
+// both.
 type txValue struct {
 	value string
-	reset bool // RESET inside the transaction
-	local bool // SET LOCAL: ends with the transaction
+	reset bool // the value in force is the baseline (RESET, SET … TO DEFAULT)
+	local bool // the value in force came from SET LOCAL: it ends with the block
+
+	session     bool // a session-level SET or RESET ran in the block
+	commitValue string
+	commitReset bool // what COMMIT leaves when session
 }
 
 // Start records the followed parameters a session starts with, from its
@@ -188,13 +199,12 @@ func (s *Settings) begin() {
 func (s *Settings) end(commit bool) {
 	if commit {
 		for n, v := range s.tx {
-			if v.local {
-				continue
-			}
-			if v.reset {
+			switch {
+			case !v.session:
+			case v.commitReset:
 				delete(s.session, n)
-			} else {
-				s.setSession(n, v.value)
+			default:
+				s.setSession(n, v.commitValue)
 			}
 		}
 	}
@@ -244,7 +254,12 @@ func (s *Settings) set(name string, c SettingChange, inTx bool) {
 	if s.tx == nil {
 		s.tx = make(map[string]txValue)
 	}
-	s.tx[name] = txValue{value: c.Value, reset: c.Reset, local: c.Local}
+	e := s.tx[name]
+	e.value, e.reset, e.local = c.Value, c.Reset, c.Local
+	if !c.Local {
+		e.session, e.commitValue, e.commitReset = true, c.Value, c.Reset
+	}
+	s.tx[name] = e
 }
 
 func (s *Settings) setSession(name, value string) {
@@ -305,12 +320,17 @@ func (s *Settings) After(name string, c SettingChange) (value string, ok bool) {
 //
 // A session-level restore may run in a block the client's statements left
 // open (a string that ends in one begun by BEGIN or AND CHAIN). When the
-// client set name LOCAL in that block, the restore puts back the session's
-// value and then the block's with SET LOCAL: a session-level SET of the
-// block's value would outlive the block.
+// client set name LOCAL in that block, the restore puts back the value a
+// COMMIT of the block would leave (the session's, or a session-level SET
+// made earlier in the block) and then the block's with SET LOCAL: a
+// session-level SET of the block's value would outlive the block.
 func (s *Settings) AppendRestore(dst []string, name string, inTx bool) []string {
 	if e, ok := s.tx[name]; !inTx && s.inTx && ok && e.local {
-		if v, set := s.session[name]; set {
+		v, set := s.session[name]
+		if e.session {
+			v, set = e.commitValue, !e.commitReset
+		}
+		if set {
 			dst = append(dst, "SET "+name+" = "+quoteLiteral(v))
 		} else {
 			dst = append(dst, "RESET "+name)

@@ -674,6 +674,62 @@ func TestEnforceSetLocalInTheBlockAStringLeavesOpen(t *testing.T) {
 	}
 }
 
+// TestEnforceSetLocalAfterSetInABlock: a SET LOCAL after a session-level
+// SET in the same block masks the SET until the block ends, and COMMIT
+// keeps the SET's value, as PostgreSQL does. lockguard once kept one value
+// per block: it took the SET LOCAL's for the block's last word, believed
+// the session's value unchanged, and its restore after the next DDL put
+// that older value back in place of the client's committed one.
+func TestEnforceSetLocalAfterSetInABlock(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "setlocalafter")
+	alter := func(i int) string { return fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i) }
+	i := 0
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		for _, c := range []struct {
+			name  string
+			block []string // between BEGIN and COMMIT
+		}{
+			{"same level", []string{"SET lock_timeout = '7s'", "SET LOCAL lock_timeout = '1s'"}},
+			{"released savepoint", []string{"SET lock_timeout = '7s'", "SAVEPOINT a", "SET LOCAL lock_timeout = '1s'", "RELEASE a"}},
+		} {
+			i++
+			conn := connect(t, lg.superDSN())
+			qs := append(append([]string{"SET lock_timeout = '2s'", "BEGIN"}, c.block...), "COMMIT", alter(i))
+			for _, q := range qs {
+				if _, err := conn.Exec(ctx, q, mode); err != nil {
+					t.Fatalf("mode %v, %s: %s: %v", mode, c.name, q, err)
+				}
+			}
+			if v := showLockTimeout(t, conn); v != "7s" {
+				t.Fatalf("mode %v, %s: lock_timeout after the DDL = %q, want the committed 7s", mode, c.name, v)
+			}
+		}
+	}
+	// The same in a block the DDL's string leaves open: the restore runs
+	// in it at session level.
+	i++
+	conn := connect(t, lg.superDSN())
+	simple := pgx.QueryExecModeSimpleProtocol
+	for _, q := range []string{"SET lock_timeout = '2s'",
+		"BEGIN; " + alter(i) + "; SET lock_timeout = '7s'; SET LOCAL lock_timeout = '1s'"} {
+		if _, err := conn.Exec(ctx, q, simple); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if v := showLockTimeout(t, conn); v != "1s" {
+		t.Fatalf("lock_timeout in the block left open = %q, want the SET LOCAL's 1s", v)
+	}
+	// In the string that commits: lockguard restores the session's value
+	// again ahead of the next string, which would hide a wrong restore.
+	rs, err := conn.PgConn().Exec(ctx, "COMMIT; SHOW lock_timeout").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows := rs[len(rs)-1].Rows; len(rows) != 1 || string(rows[0][0]) != "7s" {
+		t.Fatalf("lock_timeout after COMMIT of the block left open = %q, want the committed 7s", rows)
+	}
+}
+
 // TestEnforceFollowsSetsInTheSameString: a migration file sent as one
 // query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
 // golang-migrate sends it) sets the timeout its DDL runs with. lockguard's
