@@ -144,7 +144,9 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 	if st.Class == ClassTransaction {
 		switch st.TxKind {
 		case TxBegin:
-			s.begin()
+			if !inTx || !s.inTx {
+				s.begin()
+			} // else PostgreSQL warns and the block goes on
 		case TxCommit, TxRollback, TxPrepare:
 			s.end(st.TxKind != TxRollback && !s.failed)
 			if st.Chain {

@@ -107,6 +107,11 @@ func TestSettingsRestore(t *testing.T) {
 			true, "SET LOCAL lock_timeout = '7s'", nil, ""},
 		{"set local after set, rolled back", []step{{"SET lock_timeout = '5s'", false}, {"BEGIN", false}, {"SET lock_timeout = '7s'", true},
 			{"SET LOCAL lock_timeout = '1s'", true}, {"ROLLBACK", true}}, false, "SET lock_timeout = '5s'", nil, ""},
+		// BEGIN inside a block changes nothing (PostgreSQL's WARNING).
+		{"begin inside a block", []step{{"BEGIN", false}, {"SET LOCAL lock_timeout = '1s'", true}, {"BEGIN", true}},
+			true, "SET LOCAL lock_timeout = '1s'", nil, ""},
+		{"begin inside a block, committed", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"BEGIN", true},
+			{"COMMIT", true}}, false, "SET lock_timeout = '7s'", nil, ""},
 		{"commit and chain of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
 			{"COMMIT AND CHAIN", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
 	} {

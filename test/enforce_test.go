@@ -730,6 +730,29 @@ func TestEnforceSetLocalAfterSetInABlock(t *testing.T) {
 	}
 }
 
+// TestEnforceBeginInsideABlock: a BEGIN inside a transaction block only
+// draws PostgreSQL's WARNING. lockguard once took it for a new block,
+// forgot the client's SET LOCAL before it, and its restore after the next
+// DDL in the block put the session's value in place of the client's.
+func TestEnforceBeginInsideABlock(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "begininblock")
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		conn := connect(t, lg.superDSN())
+		for _, q := range []string{"BEGIN", "SET LOCAL lock_timeout = '1s'", "BEGIN",
+			fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i)} {
+			if _, err := conn.Exec(ctx, q, mode); err != nil {
+				t.Fatalf("mode %v: %s: %v", mode, q, err)
+			}
+		}
+		if v := showLockTimeout(t, conn); v != "1s" {
+			t.Fatalf("mode %v: lock_timeout after the DDL = %q, want the block's 1s", mode, v)
+		}
+		if _, err := conn.Exec(ctx, "ROLLBACK", mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestEnforceFollowsSetsInTheSameString: a migration file sent as one
 // query string ("SET lock_timeout = '100ms'; ALTER TABLE …", as
 // golang-migrate sends it) sets the timeout its DDL runs with. lockguard's
