@@ -186,6 +186,12 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			if (n == "role" || n == "session_authorization") && st.Tag != "DISCARD ALL" {
 				continue // RESET ALL leaves them (GUC_NO_RESET_ALL)
 			}
+			if _, set := s.explicit(n); !set {
+				// PostgreSQL's RESET ALL skips a parameter whose value
+				// is not a SET's: a SET LOCAL … TO DEFAULT earlier in
+				// the block still ends with the block.
+				continue
+			}
 			s.set(n, c, inTx)
 		}
 	}

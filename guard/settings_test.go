@@ -112,6 +112,8 @@ func TestSettingsRestore(t *testing.T) {
 			true, "SET LOCAL lock_timeout = '1s'", nil, ""},
 		{"begin inside a block, committed", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"BEGIN", true},
 			{"COMMIT", true}}, false, "SET lock_timeout = '7s'", nil, ""},
+		{"reset all after set local to default", []step{{"SET lock_timeout = '1s'", false}, {"BEGIN", false},
+			{"SET LOCAL lock_timeout TO DEFAULT", true}, {"RESET ALL", true}, {"COMMIT", true}}, false, "SET lock_timeout = '1s'", nil, ""},
 		{"commit and chain of a failed block", []step{{"BEGIN", false}, {"SET lock_timeout = '7s'", true}, {"", true},
 			{"COMMIT AND CHAIN", true}}, true, "SET LOCAL lock_timeout TO DEFAULT", nil, ""},
 	} {
