@@ -325,6 +325,8 @@ func TestTransactionAndSettings(t *testing.T) {
 		{"SET LOCAL lock_timeout TO 500", TxNone, []SettingChange{{Name: "lock_timeout", Value: "500", Local: true}}},
 		{"SET statement_timeout = 0", TxNone, []SettingChange{{Name: "statement_timeout", Value: "0"}}},
 		{"SET search_path = app, public", TxNone, []SettingChange{{Name: "search_path", Value: "app, public"}}},
+		// As PostgreSQL stores it: each name quoted unless it is lower case.
+		{`SET search_path = "Tenant_B", tenant_b, 'a,b', "$user"`, TxNone, []SettingChange{{Name: "search_path", Value: `"Tenant_B", tenant_b, "a,b", "$user"`}}},
 		{"SET SESSION Lock_Timeout = DEFAULT", TxNone, []SettingChange{{Name: "lock_timeout", Reset: true}}},
 		{"RESET lock_timeout", TxNone, []SettingChange{{Name: "lock_timeout", Reset: true}}},
 		{"RESET ALL", TxNone, []SettingChange{{Name: "all", Reset: true}}},

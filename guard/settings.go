@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Settings follows the values a client gives the parameters lockguard
@@ -420,15 +421,98 @@ func (s *Settings) SearchPath(user string) []string {
 	if !ok {
 		return []string{user, "public"}
 	}
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		p = strings.Trim(strings.TrimSpace(p), `'"`)
+	out := SplitIdentifiers(v)
+	for i, p := range out {
 		if p == "$user" {
-			p = user
-		}
-		if p != "" {
-			out = append(out, p)
+			out[i] = user
 		}
 	}
 	return out
+}
+
+// SplitIdentifiers reads a comma-separated list of names as PostgreSQL
+// reads search_path (SplitIdentifierString): blanks around a name are
+// dropped, an unquoted name is folded to lower case, a double-quoted one
+// keeps its case ("" stands for a quote), and each is cut to 63 bytes. It
+// stops at the first malformed element, which PostgreSQL would not have
+// accepted.
+func SplitIdentifiers(list string) []string {
+	var out []string
+	i := 0
+	skip := func() {
+		for i < len(list) && isSpace(list[i]) {
+			i++
+		}
+	}
+	for {
+		skip()
+		if i == len(list) {
+			return out
+		}
+		var name string
+		if list[i] == '"' {
+			var b strings.Builder
+			for i++; ; i++ {
+				if i == len(list) {
+					return out // unterminated
+				}
+				if list[i] == '"' {
+					if i+1 < len(list) && list[i+1] == '"' {
+						b.WriteByte('"')
+						i++
+						continue
+					}
+					i++
+					break
+				}
+				b.WriteByte(list[i])
+			}
+			name = b.String()
+		} else {
+			start := i
+			for i < len(list) && list[i] != ',' && !isSpace(list[i]) {
+				i++
+			}
+			name = asciiLower(list[start:i])
+		}
+		if name == "" {
+			return out
+		}
+		out = append(out, truncateIdent(name))
+		skip()
+		if i == len(list) || list[i] != ',' {
+			return out
+		}
+		i++
+	}
+}
+
+// asciiLower folds A-Z only, as PostgreSQL does for names in UTF-8.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+// truncateIdent cuts name to PostgreSQL's 63 bytes, at a character
+// boundary.
+func truncateIdent(name string) string {
+	const max = 63
+	if len(name) <= max {
+		return name
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(name[n]) {
+		n--
+	}
+	return name[:n]
 }

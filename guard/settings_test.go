@@ -268,26 +268,31 @@ func TestSearchPathFollowsRole(t *testing.T) {
 		steps []string
 		want  string
 	}{
-		{nil, "login,public"},
-		{[]string{"SET ROLE tenant_a"}, "tenant_a,public"},
-		{[]string{"SET ROLE tenant_a", "SET search_path = '$user', app"}, "tenant_a,app"},
-		{[]string{"SET ROLE tenant_a", "RESET ROLE"}, "login,public"},
-		{[]string{"SET ROLE tenant_a", "SET ROLE NONE"}, "login,public"},
-		{[]string{"SET ROLE tenant_a", "RESET ALL"}, "tenant_a,public"},
-		{[]string{"SET ROLE tenant_a", "DISCARD ALL"}, "login,public"},
-		{[]string{"SELECT set_config('role', 'tenant_b', false)"}, "tenant_b,public"},
-		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c"}, "tenant_c,public"},
-		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c", "COMMIT"}, "login,public"},
+		{nil, "login|public"},
+		{[]string{"SET ROLE tenant_a"}, "tenant_a|public"},
+		{[]string{"SET ROLE tenant_a", "SET search_path = '$user', app"}, "tenant_a|app"},
+		// Names read as PostgreSQL reads the list: unquoted ones in lower
+		// case, quoted ones as they are (checked against PostgreSQL 15 by
+		// TestSearchPathFollowsPostgres).
+		{[]string{`SET search_path = "Tenant_B", Tenant_C, 'a,b'`}, `Tenant_B|tenant_c|a,b`},
+		{[]string{`SELECT set_config('search_path', ' Tenant_B ,"X""y", "$user"', false)`}, `tenant_b|X"y|login`},
+		{[]string{"SET ROLE tenant_a", "RESET ROLE"}, "login|public"},
+		{[]string{"SET ROLE tenant_a", "SET ROLE NONE"}, "login|public"},
+		{[]string{"SET ROLE tenant_a", "RESET ALL"}, "tenant_a|public"},
+		{[]string{"SET ROLE tenant_a", "DISCARD ALL"}, "login|public"},
+		{[]string{"SELECT set_config('role', 'tenant_b', false)"}, "tenant_b|public"},
+		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c"}, "tenant_c|public"},
+		{[]string{"BEGIN", "SET LOCAL ROLE tenant_c", "COMMIT"}, "login|public"},
 		// SET SESSION AUTHORIZATION makes the current user too, and ends
 		// a SET ROLE; RESET ALL leaves it, DISCARD ALL resets it
 		// (checked against PostgreSQL 15).
-		{[]string{"SET SESSION AUTHORIZATION tenant_d"}, "tenant_d,public"},
-		{[]string{"SET ROLE tenant_a", "SET SESSION AUTHORIZATION 'tenant_d'"}, "tenant_d,public"},
-		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET ROLE tenant_a"}, "tenant_a,public"},
-		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET ALL"}, "tenant_d,public"},
-		{[]string{"SET SESSION AUTHORIZATION tenant_d", "DISCARD ALL"}, "login,public"},
-		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET SESSION AUTHORIZATION DEFAULT"}, "login,public"},
-		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET SESSION AUTHORIZATION"}, "login,public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d"}, "tenant_d|public"},
+		{[]string{"SET ROLE tenant_a", "SET SESSION AUTHORIZATION 'tenant_d'"}, "tenant_d|public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET ROLE tenant_a"}, "tenant_a|public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET ALL"}, "tenant_d|public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "DISCARD ALL"}, "login|public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "SET SESSION AUTHORIZATION DEFAULT"}, "login|public"},
+		{[]string{"SET SESSION AUTHORIZATION tenant_d", "RESET SESSION AUTHORIZATION"}, "login|public"},
 	} {
 		var s Settings
 		inTx := false
@@ -304,7 +309,7 @@ func TestSearchPathFollowsRole(t *testing.T) {
 				inTx = false
 			}
 		}
-		if got := strings.Join(s.SearchPath("login"), ","); got != tc.want {
+		if got := strings.Join(s.SearchPath("login"), "|"); got != tc.want {
 			t.Errorf("%v: SearchPath = %s, want %s", tc.steps, got, tc.want)
 		}
 	}

@@ -362,7 +362,11 @@ func (b *builder) setStmt(s *pg.VariableSetStmt) {
 	name := strings.ToLower(s.Name)
 	switch s.Kind {
 	case pg.VariableSetKind_VAR_SET_VALUE:
-		st.Settings = append(st.Settings, SettingChange{Name: name, Value: argsString(s.Args), Local: s.IsLocal})
+		v := argsString(s.Args)
+		if name == "search_path" {
+			v = identListString(s.Args)
+		}
+		st.Settings = append(st.Settings, SettingChange{Name: name, Value: v, Local: s.IsLocal})
 	case pg.VariableSetKind_VAR_SET_DEFAULT:
 		st.Settings = append(st.Settings, SettingChange{Name: name, Local: s.IsLocal, Reset: true})
 	case pg.VariableSetKind_VAR_SET_CURRENT:
@@ -402,6 +406,33 @@ func argsString(args []*pg.Node) string {
 		parts = append(parts, constString(a))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// identListString renders the arguments of a SET of a list of names
+// (search_path) as PostgreSQL stores them: each name quoted unless it is
+// lower case, so that a quoted name keeps its case and a string with a
+// comma stays one name when the list is read back (SplitIdentifiers).
+func identListString(args []*pg.Node) string {
+	parts := make([]string, 0, len(args))
+	for _, a := range args {
+		v := constString(a)
+		if !plainIdent(v) {
+			v = `"` + strings.ReplaceAll(v, `"`, `""`) + `"`
+		}
+		parts = append(parts, v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// plainIdent reports whether name reads back as itself unquoted.
+func plainIdent(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return name != ""
 }
 
 func constString(n *pg.Node) string {

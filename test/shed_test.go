@@ -211,12 +211,15 @@ func TestShedFollowsTenantSchema(t *testing.T) {
 	for _, c := range []struct {
 		name, set string
 		inTx      bool
+		arg       string // $1, when not the tenant's name
 	}{
-		{"search_path", "SELECT set_config('search_path', $1, false)", false},
-		{"search_path, is_local", "SELECT set_config('search_path', $1, true)", true},
-		{"SET ROLE", "SET ROLE " + tenant, false},
-		{"role, is_local", "SELECT set_config('role', $1, true)", true},
-		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION " + tenant, false},
+		{"search_path", "SELECT set_config('search_path', $1, false)", false, ""},
+		{"search_path, is_local", "SELECT set_config('search_path', $1, true)", true, ""},
+		// PostgreSQL folds an unquoted name in the list to lower case.
+		{"search_path in capitals", "SELECT set_config('search_path', $1, false)", false, " " + strings.ToUpper(tenant) + " , public"},
+		{"SET ROLE", "SET ROLE " + tenant, false, ""},
+		{"role, is_local", "SELECT set_config('role', $1, true)", true, ""},
+		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION " + tenant, false, ""},
 	} {
 		conn := connect(t, s.lg.superDSN())
 		q := conn.Exec
@@ -230,14 +233,18 @@ func TestShedFollowsTenantSchema(t *testing.T) {
 			q = tx.Exec
 		}
 		var args []any
-		if strings.Contains(c.set, "$1") {
+		if c.arg != "" {
+			args = append(args, c.arg)
+		} else if strings.Contains(c.set, "$1") {
 			args = append(args, tenant)
 		}
 		if _, err := q(ctx, c.set, args...); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		start := time.Now()
-		_, err := q(ctx, "SELECT count(*) FROM "+items)
+		_, err := q(qctx, "SELECT count(*) FROM "+items)
+		cancel()
 		wantShed(t, c.name, err, time.Since(start))
 	}
 
