@@ -169,9 +169,11 @@ type Verdict struct {
 	Retry func(attempt int, sqlstate string) (again bool, delay time.Duration, final *Error)
 
 	// Result runs once when the batch's sync point completes, with the
-	// SQLSTATE of its first error ("" for success): on the upstream
+	// SQLSTATE of its first error ("" for success) and, when it failed,
+	// how many of its statements completed before that error (their
+	// CommandComplete or EmptyQueryResponse came; 0 on success): on the upstream
 	// goroutine, or, for a retried batch, on the client goroutine after the
 	// final attempt. Either way it runs before the next sync point's
 	// result. It must not block.
-	Result func(sqlstate string)
+	Result func(sqlstate string, completed int)
 }

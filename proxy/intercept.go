@@ -377,13 +377,13 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		}
 		if c.delivered {
 			if v.Result != nil {
-				v.Result(c.sqlstate)
+				v.Result(c.sqlstate, c.completed)
 			}
 			return nil
 		}
 		again, delay, final := v.Retry(attempt, c.sqlstate)
 		if !again && v.Result != nil {
-			v.Result(c.sqlstate)
+			v.Result(c.sqlstate, c.completed)
 		}
 		if again {
 			t := time.NewTimer(delay)

@@ -18,10 +18,11 @@ type plan struct {
 	replaceNonce []byte
 	replacement  []byte
 	capture      *capture
-	result       func(sqlstate string)
+	result       func(sqlstate string, completed int)
 
-	started  bool   // a response of this sync point was seen
-	sqlstate string // first error
+	started   bool   // a response of this sync point was seen
+	sqlstate  string // first error
+	completed int    // statements completed before it
 }
 
 // light reports whether the plan only reports the sync point's result: its
@@ -34,6 +35,7 @@ func (pl *plan) light() bool {
 type capture struct {
 	buf       []byte // nil once the answer outgrew captureLimit
 	sqlstate  string
+	completed int
 	delivered bool          // the answer was too large and went to the client
 	lost      bool          // the upstream connection ended first
 	done      chan struct{} // closed at ReadyForQuery or when lost
@@ -148,10 +150,10 @@ func (p *plans) abandon() {
 // reports the result, hands a capture its outcome, and drops the plan.
 func (s *Session) completePlan(pl *plan, seq uint64) {
 	if pl.result != nil {
-		pl.result(pl.sqlstate)
+		pl.result(pl.sqlstate, pl.completed)
 	}
 	if c := pl.capture; c != nil {
-		c.sqlstate = pl.sqlstate
+		c.sqlstate, c.completed = pl.sqlstate, pl.completed
 		c.delivered = c.buf == nil
 		close(c.done)
 	}
@@ -172,7 +174,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 		}
 	}
 	if typ == 'E' && pl.sqlstate == "" {
-		pl.sqlstate = errorCode(msg)
+		pl.sqlstate, pl.completed = errorCode(msg), s.syncDone
 		if pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
 			msg = pl.replacement
 		}

@@ -23,7 +23,7 @@ var clientWhole = func() (t [256]bool) {
 // ErrorResponse, ParseComplete, BindComplete, CloseComplete, BackendKeyData and
 // ParameterStatus. DataRow, CopyData and the rest are streamed.
 var serverWhole = func() (t [256]bool) {
-	for _, c := range []byte("ZE123KS") {
+	for _, c := range []byte("ZE123KSCI") {
 		t[c] = true
 	}
 	return t
@@ -644,6 +644,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		}
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
+		s.syncDone = 0
 		s.endSync()
 		s.ext.onReady(status)
 		if s.obs.on {
@@ -658,6 +659,8 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		}
 	case '1', '2', '3':
 		s.ext.onAck(typ)
+	case 'C', 'I':
+		s.syncDone++
 	}
 	return false
 }
@@ -736,7 +739,7 @@ func (s *Session) reportLight(seq uint64, msg []byte, ready bool) {
 	}
 	if !ready {
 		if pl.sqlstate == "" {
-			pl.sqlstate = errorCode(msg)
+			pl.sqlstate, pl.completed = errorCode(msg), s.syncDone
 		}
 		return
 	}

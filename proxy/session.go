@@ -69,6 +69,7 @@ type Session struct {
 
 	plans       plans
 	zSeq        uint64   // upstream side: ReadyForQuery messages seen
+	syncDone    int      // upstream side: statements completed in the current sync point
 	syncSeq     uint64   // client side: sync points sent
 	obs         observer // timings for Hooks.Complete and Hooks.Forwarded
 	upOut       []byte   // upstream side scratch for planned output

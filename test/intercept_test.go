@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,11 @@ func TestInterceptNoticesAndInjection(t *testing.T) {
 				Notices: []*proxy.Error{{Code: "01000", Message: "lockguard: protected", Detail: "d", Hint: "h"}},
 				Before:  []string{"SET lock_timeout = '1234ms'"},
 				After:   []string{"RESET lock_timeout"},
-				Result:  func(code string) { mu.Lock(); results = append(results, code); mu.Unlock() },
+				Result: func(code string, completed int) {
+					mu.Lock()
+					results = append(results, fmt.Sprintf("%s/%d", code, completed))
+					mu.Unlock()
+				},
 			}
 		})
 	})
@@ -130,6 +135,11 @@ func TestInterceptNoticesAndInjection(t *testing.T) {
 	if pgCode(err) != "22012" {
 		t.Fatalf("protected failing statement: %v", err)
 	}
+	// Result counts the statements that completed before the error.
+	_, err = conn.Exec(ctx, "SELECT 1; SELECT 2; SELECT 1/0 /*protect*/", pgx.QueryExecModeSimpleProtocol)
+	if pgCode(err) != "22012" {
+		t.Fatalf("protected failing string: %v", err)
+	}
 	var after string
 	conn.QueryRow(ctx, "SHOW lock_timeout").Scan(&after)
 	mu.Lock()
@@ -140,7 +150,7 @@ func TestInterceptNoticesAndInjection(t *testing.T) {
 	if len(notices) < 4 || notices[0].Code != "01000" || notices[0].Message != "lockguard: protected" {
 		t.Fatalf("notices = %+v", notices)
 	}
-	if len(results) < 4 || results[len(results)-1] != "22012" || results[0] != "" {
+	if len(results) < 5 || results[len(results)-2] != "22012/0" || results[len(results)-1] != "22012/2" || results[0] != "/0" {
 		t.Fatalf("results = %q", results)
 	}
 }

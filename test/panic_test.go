@@ -24,7 +24,7 @@ func TestSessionPanicIsContained(t *testing.T) {
 			case strings.Contains(sql, "panic_in_batch"):
 				panic("test: a bug in the guard")
 			case strings.Contains(sql, "panic_in_result"):
-				return &proxy.Verdict{Result: func(string) { panic("test: a bug on the upstream side") }}
+				return &proxy.Verdict{Result: func(string, int) { panic("test: a bug on the upstream side") }}
 			}
 			return nil
 		}}

@@ -102,11 +102,11 @@ type session struct {
 	settings guard.Settings
 	tx       guard.TxState
 	inTx     bool
-	pending  []pendingBatch // batches forwarded whose results are due, in order
-	result   func(string)   // s.onResult, bound once
-	blockers []Blocker      // last capture while a protected DDL waited
-	ddlGen   uint64         // counts protected DDL, so captures do not cross over
-	yielded  bool           // the guard cancelled the DDL in flight to yield
+	pending  []pendingBatch    // batches forwarded whose results are due, in order
+	result   func(string, int) // s.onResult, bound once
+	blockers []Blocker         // last capture while a protected DDL waited
+	ddlGen   uint64            // counts protected DDL, so captures do not cross over
+	yielded  bool              // the guard cancelled the DDL in flight to yield
 	// reassert names the parameters whose session-level restore ran
 	// inside a transaction block the batch left open: a ROLLBACK undoes
 	// that restore and leaves lockguard's value in force, so the next
@@ -1139,7 +1139,7 @@ func (s *session) enqueue(p pendingBatch) {
 // onResult runs on the upstream goroutine when a batch the guard looked at
 // completes: it applies settings changes, follows the transaction and then
 // records the batch's observation.
-func (s *session) onResult(code string) {
+func (s *session) onResult(code string, _ int) {
 	if o := s.applyResult(code); o != nil {
 		o.finish(code)
 	}

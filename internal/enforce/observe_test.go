@@ -56,7 +56,7 @@ func TestUnsampledStatementsCostNothing(t *testing.T) {
 	if v == nil || v.Result == nil {
 		t.Fatalf("sampled statement: verdict %+v, want one reporting its result", v)
 	}
-	v.Result("")
+	v.Result("", 0)
 	spans := exp.GetSpans()
 	if len(spans) != 1 || spans[0].Parent.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Fatalf("spans %+v, want one child of the application's trace", spans)
@@ -85,7 +85,7 @@ func BenchmarkBatchTransactionControl(b *testing.B) {
 	for b.Loop() {
 		for _, batch := range []*proxy.Batch{begin, end} {
 			if v := g.batch(context.Background(), ps, batch); v != nil && v.Result != nil {
-				v.Result("")
+				v.Result("", 0)
 			}
 		}
 	}
@@ -106,7 +106,7 @@ func TestStatementsCountedOnce(t *testing.T) {
 	if v == nil || v.Result == nil {
 		t.Fatalf("verdict %+v", v)
 	}
-	v.Result("")
+	v.Result("", 0)
 	rec := httptest.NewRecorder()
 	g.Telemetry.Provider.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	reads := map[string]string{} // decision → count
