@@ -39,6 +39,9 @@ type Settings struct {
 	failed  bool              // the block has failed: its end rolls it back
 	base    map[string]string // values from the startup packet; absent = default
 	saves   savepoints[map[string]txValue]
+	// batch: the statements of one string or pipeline follow (StartBatch);
+	// implicit: the block is the implicit transaction they run in.
+	batch, implicit bool
 }
 
 // txValue is a parameter's state in a transaction block: the value in force
@@ -145,10 +148,14 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 	if st.Class == ClassTransaction {
 		switch st.TxKind {
 		case TxBegin:
-			if !inTx || !s.inTx {
+			switch {
+			case s.implicit:
+				s.implicit = false // the implicit transaction becomes the block
+			case !inTx || !s.inTx:
 				s.begin()
 			} // else PostgreSQL warns and the block goes on
 		case TxCommit, TxRollback, TxPrepare:
+			s.implicit = false
 			s.end(st.TxKind != TxRollback && !s.failed)
 			if st.Chain {
 				s.begin()
@@ -167,7 +174,13 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 		}
 		return
 	}
-	if inTx && !s.inTx {
+	if s.batch && !inTx && !s.inTx {
+		s.begin()
+		s.implicit = true
+	}
+	if s.implicit {
+		inTx = true
+	} else if inTx && !s.inTx {
 		s.begin()
 	}
 	for _, c := range st.Settings {
@@ -196,6 +209,41 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 			s.set(n, c, inTx)
 		}
 	}
+}
+
+// TxControlAhead reports whether rest, the statements after one that ran
+// outside a transaction block in the same query string or pipeline, holds
+// a BEGIN, COMMIT, ROLLBACK or PREPARE TRANSACTION. PostgreSQL runs the
+// statements of a string or pipeline in one implicit transaction, which a
+// BEGIN turns into the block (the SETs and locks of the statements before
+// it then last as long as the block, and their SET LOCALs hold in it), a
+// COMMIT commits and a ROLLBACK rolls back (with a WARNING): the statement
+// is then best taken as one run in a block.
+func TxControlAhead(rest []*Statement) bool {
+	for _, st := range rest {
+		switch st.TxKind {
+		case TxBegin, TxCommit, TxRollback, TxPrepare:
+			return true
+		}
+	}
+	return false
+}
+
+// StartBatch tells Settings that the statements of one query string or
+// pipeline of several statements follow (through Apply), and EndBatch that
+// they ended. PostgreSQL runs those outside a transaction block in one
+// implicit transaction: a SET LOCAL lasts until its end, a ROLLBACK in it
+// undoes the SETs before it (with a WARNING), a BEGIN makes it the block,
+// and its end commits it. Of a batch that failed, pass only the
+// statements whose effects outlast the failure.
+func (s *Settings) StartBatch() { s.batch = true }
+
+// EndBatch ends what StartBatch started.
+func (s *Settings) EndBatch() {
+	if s.implicit {
+		s.end(true)
+	}
+	s.batch, s.implicit = false, false
 }
 
 func (s *Settings) begin() {

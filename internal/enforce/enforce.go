@@ -127,10 +127,13 @@ type session struct {
 	spareObs atomic.Pointer[batchObs]
 }
 
-// redoDue reports whether b carries the restores in s.reassert: it is the
-// next batch that starts outside a transaction block. s.mu is held.
-func (s *session) redoDue(b *proxy.Batch) bool {
-	return len(s.reassert) > 0 && b.TxStatus == 'I' && !b.MidBatch
+// redoDue reports whether a batch that starts in transaction status status
+// carries the restores in s.reassert: it is the next batch that starts
+// outside a transaction block, or may be (status 0: an earlier sync point,
+// perhaps the restore after a failed batch, is in flight, and decide waits
+// to know, learnTx). s.mu is held.
+func (s *session) redoDue(b *proxy.Batch, status byte) bool {
+	return len(s.reassert) > 0 && (status == 'I' || status == 0) && !b.MidBatch
 }
 
 // takeYielded reports and clears whether the guard cancelled the statement.
@@ -296,7 +299,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	s.mu.Lock()
 	inTxTracked := s.inTx && s.tx.AccessExclusive
 	inTx := s.inTx
-	needs := s.redoDue(b)
+	needs := s.redoDue(b, b.TxStatus)
 	s.mu.Unlock()
 	skippedBegin := false
 	var path []string
@@ -481,9 +484,10 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	// endsTxFirst: the first COMMIT, ROLLBACK or PREPARE TRANSACTION
 	// before the batch's first protected statement, which then runs
 	// outside the transaction block the batch starts in (0: none);
-	// chainFirst: it was AND CHAIN, which opens another block.
+	// chainFirst: it was AND CHAIN, which opens another block; atStart:
+	// it was the batch's first statement.
 	var endsTxFirst guard.TxKind
-	chainFirst := false
+	chainFirst, atStart := false, false
 	var own ownSets
 	var findings []guard.Finding
 	var admit []*guard.Statement // statements subject to admission
@@ -528,6 +532,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				switch st.TxKind {
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
 					endsTxFirst, chainFirst = st.TxKind, st.Chain
+					atStart = len(stmts) == len(ptrs) && st == ptrs[0]
 				}
 			}
 			switch {
@@ -609,7 +614,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	}
 	var reasserted []string
 	s.mu.Lock()
-	if s.redoDue(b) {
+	if status == 'I' && s.redoDue(b, status) {
 		for _, n := range s.reassert {
 			v.Before = s.settings.AppendRestore(v.Before, n, false)
 		}
@@ -630,12 +635,16 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		at := status
 		rollbackFirst := false
 		switch {
-		case endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E') || endsTxFirst == guard.TxCommit && at == 'E':
+		case atStart && (endsTxFirst == guard.TxRollback && (at == 'T' || at == 'E') || endsTxFirst == guard.TxCommit && at == 'E'):
 			// "ROLLBACK; ALTER …" in a transaction block, or "COMMIT;
 			// ALTER …" in a failed one (which rolls it back): the
 			// rollback would undo what lockguard sets in the block, and
 			// a failed block runs nothing. lockguard rolls the block
-			// back itself first, as the client is about to.
+			// back itself first, as the client is about to. Only when
+			// the client's string starts with it: a statement before it
+			// ("ROLLBACK TO a; COMMIT; …", or any in a failed block,
+			// which fails and ends the string there) decides how the
+			// block ends.
 			rollbackFirst, at = !b.MidBatch, 'I'
 		case at == 'T' && endsTxFirst != 0:
 			// "COMMIT; ALTER …": a SET LOCAL would end with the COMMIT
@@ -712,14 +721,15 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 // unknown). A BEGIN may have gone by undecided (plainTxControl), so the
 // session may be in a transaction the guard has not seen start. The server's
 // status before the batch says; when an earlier batch is still in flight
-// after such a BEGIN, the guard waits for it.
+// after such a BEGIN, or restores wait to be redone outside a block
+// (redoDue), the guard waits for it.
 func (g *Guard) learnTx(s *session, b *proxy.Batch) byte {
 	status := b.TxStatus
 	if b.MidBatch {
 		return status
 	}
 	s.mu.Lock()
-	wait := status == 0 && s.unseenBegin && !s.inTx
+	wait := status == 0 && (s.unseenBegin && !s.inTx || len(s.reassert) > 0)
 	s.mu.Unlock()
 	if wait {
 		if err := s.ps.WaitIdle(); err != nil {
@@ -820,16 +830,26 @@ type ownSets struct {
 	// ltFirst nil, the value a later protected statement runs with instead
 	// of lockguard's.
 	ltLast, ltMid *guard.SettingChange
-	// tracked: some statement changes a parameter Settings follows, so
-	// restores must put back what the batch leaves.
+	// tracked: some statement changes a parameter Settings follows, or
+	// ends a block, so restores must put back what the batch leaves.
 	tracked bool
 	// paths: some statement changes what unqualified names resolve to
 	// (search_path, or the role or session user that "$user" names).
 	paths bool
+	// resetAll: a RESET ALL, which PostgreSQL applies to a parameter set
+	// by a SET (lockguard's SET LOCAL too) as a session-level RESET.
+	resetAll bool
 }
 
 // see notes st's changes; first says no protected statement came yet.
 func (o *ownSets) see(st *guard.Statement, first bool) {
+	switch st.TxKind {
+	case guard.TxCommit, guard.TxRollback, guard.TxRollbackTo, guard.TxPrepare:
+		// Ending a block, or rolling back part of one, changes the
+		// values in force as well: "ALTER …; COMMIT AND CHAIN" leaves
+		// the session's value, not a SET LOCAL's.
+		o.tracked = true
+	}
 	for i := range st.Settings {
 		c := &st.Settings[i]
 		if !guard.Tracked(c.Name) {
@@ -839,6 +859,7 @@ func (o *ownSets) see(st *guard.Statement, first bool) {
 		if c.Name == "search_path" || c.Name == "role" || c.Name == "session_authorization" || c.Name == "all" {
 			o.paths = true
 		}
+		o.resetAll = o.resetAll || c.Name == "all"
 		if c.Name == "lock_timeout" || c.Name == "all" {
 			o.ltLast = c
 			if first {
@@ -862,10 +883,42 @@ func (o *ownSets) after(s *session, stmts []*guard.Statement) *guard.Settings {
 	return &c
 }
 
+// outlasting returns the statements of done, those a failed batch completed
+// before its error, whose effects outlast the error: all of them when the
+// error came inside a transaction block (which it fails, and whose end then
+// decides), else those up to the last that ended a block, as PostgreSQL
+// rolls back the implicit transaction the rest ran in. inTx says whether
+// the batch started in a block.
+func outlasting(done []*guard.Statement, inTx bool) []*guard.Statement {
+	kept := 0
+	for i, st := range done {
+		if !inTx && st.Class != guard.ClassTransaction && guard.TxControlAhead(done[i+1:]) {
+			inTx = true
+		}
+		switch st.TxKind {
+		case guard.TxBegin:
+			inTx = true
+		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+			inTx = st.Chain
+			if !inTx {
+				kept = i + 1
+			}
+		}
+	}
+	if inTx {
+		return done
+	}
+	return done[:kept]
+}
+
 // replay applies stmts to c as their success would, the first starting
 // inside a transaction block when inTx is set; each, when set, runs after
 // every statement.
 func replay(c *guard.Settings, inTx bool, stmts []*guard.Statement, each func()) {
+	if len(stmts) > 1 {
+		c.StartBatch()
+		defer c.EndBatch()
+	}
 	for _, st := range stmts {
 		c.Apply(st, inTx)
 		switch st.TxKind {
@@ -925,7 +978,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			// when that timeout is longer than lockguard's.
 			g.warnOverridden(s, v, c)
 		} else {
-			injected = s.limit(v, "lock_timeout", g.LockTimeout, inTx, after, restored)
+			injected = s.limit(v, "lock_timeout", g.LockTimeout, inTx, own.resetAll, after, restored)
 			if c := own.ltMid; injected && c != nil {
 				// "ALTER …; SET lock_timeout = …; ALTER …": lockguard's
 				// timeout governs the first DDL, the client's the later.
@@ -938,7 +991,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 		st = g.ConcurrentStatementTimeout
 	}
 	if st > 0 {
-		s.limit(v, "statement_timeout", st, inTx, after, restored)
+		s.limit(v, "statement_timeout", st, inTx, own.resetAll, after, restored)
 	}
 	if !injected {
 		return false
@@ -992,8 +1045,13 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 // (from after, the settings the batch leaves), unless the client's own value
 // is shorter: lockguard never lengthens a timeout. It reports whether it
 // injected; the parameters restored at session level are added to
-// *restored. s.mu is held.
-func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx bool, after *guard.Settings, restored *[]string) bool {
+// *restored. In a block whose batch has a RESET ALL (resetAll), the client's
+// RESET ALL may have reset lockguard's SET LOCAL at session level where it
+// would have left the client's own value (PostgreSQL skips a parameter not
+// SET): the restore then sets the value COMMIT leaves as well, at session
+// level, and the block's with SET LOCAL (Settings.AppendRestore). s.mu is
+// held.
+func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx, resetAll bool, after *guard.Settings, restored *[]string) bool {
 	cur, set := s.settings.Effective(name)
 	if own, ok := guard.ParseTimeout(cur); set && ok && own > 0 && own <= d {
 		return false
@@ -1005,7 +1063,7 @@ func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx boo
 		inject = guard.InjectAtMost(name, d, inTx)
 	}
 	v.Before = append(v.Before, inject)
-	v.After = after.AppendRestore(v.After, name, inTx)
+	v.After = after.AppendRestore(v.After, name, inTx && !resetAll)
 	if !inTx {
 		*restored = append(*restored, name)
 	}
@@ -1139,15 +1197,16 @@ func (s *session) enqueue(p pendingBatch) {
 // onResult runs on the upstream goroutine when a batch the guard looked at
 // completes: it applies settings changes, follows the transaction and then
 // records the batch's observation.
-func (s *session) onResult(code string, _ int) {
-	if o := s.applyResult(code); o != nil {
+func (s *session) onResult(code string, completed int) {
+	if o := s.applyResult(code, completed); o != nil {
 		o.finish(code)
 	}
 }
 
 // applyResult updates the session for the result of its oldest pending
-// batch and returns that batch's observation.
-func (s *session) applyResult(code string) *batchObs {
+// batch and returns that batch's observation. A failed batch ran its first
+// completed statements.
+func (s *session) applyResult(code string, completed int) *batchObs {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.pending) == 0 {
@@ -1168,8 +1227,12 @@ func (s *session) applyResult(code string) *batchObs {
 	if !p.track {
 		return p.obs
 	}
-	if code == "" {
-		if s.ps.TxStatusBefore() == 'E' {
+	ran := p.stmts
+	if code != "" {
+		ran = outlasting(p.stmts[:min(completed, len(p.stmts))], s.inTx)
+	}
+	if code == "" || len(ran) > 0 {
+		if code == "" && s.ps.TxStatusBefore() == 'E' {
 			// The batch started in a failed block, which lockguard did
 			// not know when it decided (a COMMIT pipelined behind the
 			// failing statement): its COMMIT rolled back. (A batch that
@@ -1177,7 +1240,10 @@ func (s *session) applyResult(code string) *batchObs {
 			// read here cannot be 'E'.)
 			s.sawStatus('E')
 		}
-		for _, st := range p.stmts {
+		if len(ran) > 1 {
+			s.settings.StartBatch()
+		}
+		for _, st := range ran {
 			s.settings.Apply(st, s.inTx)
 			if s.inTx && st.Class != guard.ClassTransaction {
 				s.tx.Record(st)
@@ -1185,8 +1251,7 @@ func (s *session) applyResult(code string) *batchObs {
 			if st.Class == guard.ClassTransaction {
 				switch st.TxKind {
 				case guard.TxBegin:
-					s.inTx = true
-					s.tx.Reset()
+					s.enteredTx() // in a block already, BEGIN only warns
 				case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
 					s.inTx = st.Chain // AND CHAIN opens the next block
 					s.tx.Reset()
@@ -1199,7 +1264,8 @@ func (s *session) applyResult(code string) *batchObs {
 				}
 			}
 		}
-		if len(p.stmts) > 0 && (p.stmts[0].Class == guard.ClassDDL || p.stmts[0].Class == guard.ClassMaintenance) {
+		s.settings.EndBatch()
+		if ran[0].Class == guard.ClassDDL || ran[0].Class == guard.ClassMaintenance {
 			// The schema may have changed: analyses and catalog facts
 			// remembered from before are stale.
 			s.g.Analyzer.Purge()
