@@ -1265,7 +1265,7 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 			}
 		}
 		s.settings.EndBatch()
-		if ran[0].Class == guard.ClassDDL || ran[0].Class == guard.ClassMaintenance {
+		if len(ran) > 0 && (ran[0].Class == guard.ClassDDL || ran[0].Class == guard.ClassMaintenance) {
 			// The schema may have changed: analyses and catalog facts
 			// remembered from before are stale.
 			s.g.Analyzer.Purge()
