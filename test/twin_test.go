@@ -18,9 +18,9 @@ import (
 // lockguard, run the same seeded random query strings (one to three
 // statements: SET [LOCAL], RESET, set_config, DDL on a table of their own,
 // reads, transaction control, savepoints, failures), in the simple
-// protocol or, for one statement, the extended one; after each string
-// their outcomes (SQLSTATE), transaction status, lock_timeout and
-// statement_timeout must be the same.
+// protocol or, for one statement, the extended one (prepared first or not);
+// after each string their outcomes (SQLSTATE), transaction status,
+// lock_timeout and statement_timeout must be the same.
 //
 // The one difference not compared is README's known limit: a rollback in a
 // block undoes a restore lockguard made in it, and lockguard's timeout
@@ -110,8 +110,10 @@ func TestGuardedSessionMatchesDirect(t *testing.T) {
 			}
 			sql := strings.Join(parts, "; ")
 			mode := pgx.QueryExecModeSimpleProtocol
-			if n == 1 && r.IntN(2) == 0 {
-				mode = pgx.QueryExecModeExec
+			if n == 1 {
+				// Also a statement prepared first: a batch that only
+				// parses and describes.
+				mode = []pgx.QueryExecMode{mode, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement}[r.IntN(3)]
 			}
 			start := twins[0].conn.PgConn().TxStatus()
 			var codes [2]string
