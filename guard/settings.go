@@ -211,7 +211,35 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 	}
 }
 
-// TxControlAhead reports whether rest, the statements after one that ran
+// Outlasting returns the statements of done, those a failed query string
+// or pipeline completed before its error, whose effects outlast the error:
+// all of them when the error came inside a transaction block (which it
+// fails, and whose end then decides), else those up to the last that
+// ended a block, as PostgreSQL rolls back the implicit transaction the
+// rest ran in. inTx says whether the batch started in a block.
+func Outlasting(done []*Statement, inTx bool) []*Statement {
+	kept := 0
+	for i, st := range done {
+		if !inTx && st.Class != ClassTransaction && txControlAhead(done[i+1:]) {
+			inTx = true
+		}
+		switch st.TxKind {
+		case TxBegin:
+			inTx = true
+		case TxCommit, TxRollback, TxPrepare:
+			inTx = st.Chain
+			if !inTx {
+				kept = i + 1
+			}
+		}
+	}
+	if inTx {
+		return done
+	}
+	return done[:kept]
+}
+
+// txControlAhead reports whether rest, the statements after one that ran
 // outside a transaction block in the same query string or pipeline, holds
 // a BEGIN, COMMIT, ROLLBACK or PREPARE TRANSACTION. PostgreSQL runs the
 // statements of a string or pipeline in one implicit transaction, which a
@@ -219,7 +247,7 @@ func (s *Settings) Apply(st *Statement, inTx bool) {
 // it then last as long as the block, and their SET LOCALs hold in it), a
 // COMMIT commits and a ROLLBACK rolls back (with a WARNING): the statement
 // is then best taken as one run in a block.
-func TxControlAhead(rest []*Statement) bool {
+func txControlAhead(rest []*Statement) bool {
 	for _, st := range rest {
 		switch st.TxKind {
 		case TxBegin, TxCommit, TxRollback, TxPrepare:

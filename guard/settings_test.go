@@ -370,3 +370,35 @@ func TestBackoff(t *testing.T) {
 		t.Fatal("attempt past the deadline allowed")
 	}
 }
+
+// TestOutlasting: of a failed string's completed statements, those whose
+// effects PostgreSQL keeps.
+func TestOutlasting(t *testing.T) {
+	for _, tc := range []struct {
+		done string // the statements that completed before the error
+		inTx bool
+		want int
+	}{
+		{"SET lock_timeout = '1s'", false, 0},
+		{"COMMIT", true, 1},
+		{"SET lock_timeout = '1s'; COMMIT; SET lock_timeout = '2s'", true, 2},
+		{"SET lock_timeout = '1s'; COMMIT; SET lock_timeout = '2s'", false, 2},
+		{"SET lock_timeout = '1s'; ROLLBACK; SET lock_timeout = '2s'", false, 2},
+		{"SET lock_timeout = '1s'; BEGIN", false, 2},
+		{"COMMIT AND CHAIN; SET lock_timeout = '1s'", true, 2},
+		{"SET lock_timeout = '1s'", true, 1},
+		{"", false, 0},
+	} {
+		var done []*Statement
+		if tc.done != "" {
+			an := Analyze(tc.done)
+			if an.Err != nil {
+				t.Fatal(an.Err)
+			}
+			done = an.StatementPtrs()
+		}
+		if got := len(Outlasting(done, tc.inTx)); got != tc.want {
+			t.Errorf("%q (in a block: %v): %d statements outlast the error, want %d", tc.done, tc.inTx, got, tc.want)
+		}
+	}
+}

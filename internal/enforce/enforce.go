@@ -883,34 +883,6 @@ func (o *ownSets) after(s *session, stmts []*guard.Statement) *guard.Settings {
 	return &c
 }
 
-// outlasting returns the statements of done, those a failed batch completed
-// before its error, whose effects outlast the error: all of them when the
-// error came inside a transaction block (which it fails, and whose end then
-// decides), else those up to the last that ended a block, as PostgreSQL
-// rolls back the implicit transaction the rest ran in. inTx says whether
-// the batch started in a block.
-func outlasting(done []*guard.Statement, inTx bool) []*guard.Statement {
-	kept := 0
-	for i, st := range done {
-		if !inTx && st.Class != guard.ClassTransaction && guard.TxControlAhead(done[i+1:]) {
-			inTx = true
-		}
-		switch st.TxKind {
-		case guard.TxBegin:
-			inTx = true
-		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
-			inTx = st.Chain
-			if !inTx {
-				kept = i + 1
-			}
-		}
-	}
-	if inTx {
-		return done
-	}
-	return done[:kept]
-}
-
 // replay applies stmts to c as their success would, the first starting
 // inside a transaction block when inTx is set; each, when set, runs after
 // every statement.
@@ -1229,7 +1201,7 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 	}
 	ran := p.stmts
 	if code != "" {
-		ran = outlasting(p.stmts[:min(completed, len(p.stmts))], s.inTx)
+		ran = guard.Outlasting(p.stmts[:min(completed, len(p.stmts))], s.inTx)
 	}
 	if code == "" || len(ran) > 0 {
 		if code == "" && s.ps.TxStatusBefore() == 'E' {
