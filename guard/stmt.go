@@ -410,29 +410,15 @@ func argsString(args []*pg.Node) string {
 
 // identListString renders the arguments of a SET of a list of names
 // (search_path) as PostgreSQL stores them: each name quoted unless it is
-// lower case, so that a quoted name keeps its case and a string with a
-// comma stays one name when the list is read back (SplitIdentifiers).
+// lower case (quoteIdent), so that a quoted name keeps its case and a
+// string with a comma stays one name when the list is read back
+// (SplitIdentifiers).
 func identListString(args []*pg.Node) string {
 	parts := make([]string, 0, len(args))
 	for _, a := range args {
-		v := constString(a)
-		if !plainIdent(v) {
-			v = `"` + strings.ReplaceAll(v, `"`, `""`) + `"`
-		}
-		parts = append(parts, v)
+		parts = append(parts, quoteIdent(constString(a)))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// plainIdent reports whether name reads back as itself unquoted.
-func plainIdent(name string) bool {
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return name != ""
 }
 
 func constString(n *pg.Node) string {
