@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -161,7 +162,7 @@ func Start(ctx context.Context, opts Options) (s *Server, err error) {
 		return s, err
 	}
 
-	// A port picked by listening on :0 may be taken by someone else before
+	// A port that was free may be taken by someone else before
 	// the server binds it; pick another one a few times.
 	for attempt := 1; ; attempt++ {
 		if opts.Port == 0 {
@@ -490,12 +491,57 @@ func checkBinDir(dir string) error {
 	return nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago. It comes
+// from outside the kernel's ephemeral port range when there is room there: a
+// port inside it may, while the server is stopped for a restart, become the
+// local port of any outgoing connection on the machine (other tests connect
+// all the time), and the server could not bind it again.
 func freePort() (int, error) {
+	lo, hi := ephemeralRange()
+	var spans [][2]int // candidate port ranges, inclusive
+	if lo-1 >= 16384+1000 {
+		spans = append(spans, [2]int{16384, lo - 1})
+	}
+	if hi+1 <= 65535-1000 {
+		spans = append(spans, [2]int{hi + 1, 65535})
+	}
+	for range 100 {
+		if len(spans) == 0 {
+			break
+		}
+		sp := spans[rand.IntN(len(spans))]
+		port := sp[0] + rand.IntN(sp[1]-sp[0]+1)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("picking a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralRange is the kernel's range of local ports for outgoing
+// connections (net.ipv4.ip_local_port_range), or Linux's default when it
+// cannot be read.
+func ephemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	l, err1 := strconv.Atoi(f[0])
+	h, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || l < 1 || h < l || h > 65535 {
+		return lo, hi
+	}
+	return l, h
 }

@@ -155,3 +155,23 @@ func TestPGServerStartFailure(t *testing.T) {
 		t.Errorf("error does not include the server log: %v", err)
 	}
 }
+
+// A server's port must not come from the ephemeral range: while the server
+// is stopped for a restart, an outgoing connection anywhere on the machine
+// could take it as its local port and the restart would fail with "Address
+// already in use".
+func TestFreePortOutsideEphemeralRange(t *testing.T) {
+	lo, hi := ephemeralRange()
+	if lo-1 < 16384+1000 && hi+1 > 65535-1000 {
+		t.Skipf("ephemeral range %d-%d leaves no room outside it", lo, hi)
+	}
+	for range 50 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= lo && p <= hi {
+			t.Fatalf("freePort() = %d, inside the ephemeral range %d-%d", p, lo, hi)
+		}
+	}
+}
