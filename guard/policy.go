@@ -724,7 +724,7 @@ func defaultConstraintName(rel RelName, k conFact) string {
 	case ConstraintForeignKey:
 		suffix = "fkey"
 	case ConstraintPrimaryKey:
-		return truncIdent(rel.Name + "_pkey")
+		return objectName(rel.Name, "", "pkey")
 	case ConstraintUnique:
 		suffix = "key"
 	case ConstraintExclusion:
@@ -732,32 +732,76 @@ func defaultConstraintName(rel RelName, k conFact) string {
 	case ConstraintNotNull:
 		suffix = "not_null"
 	}
-	parts := []string{rel.Name}
-	switch {
-	case k.kind == ConstraintCheck && len(k.columns) > 0:
-		parts = append(parts, k.columns[0])
-	case k.kind != ConstraintCheck:
-		parts = append(parts, k.columns...)
+	cols := k.columns
+	if k.kind == ConstraintCheck && len(cols) != 1 {
+		// A CHECK is named after its column only when its expression
+		// uses exactly one (AddRelationNewConstraints).
+		cols = nil
 	}
-	return truncIdent(strings.Join(parts, "_") + "_" + suffix)
+	return objectName(rel.Name, nameAddition(cols), suffix)
 }
 
+// defaultIndexName is the name PostgreSQL gives an unnamed index
+// (ChooseIndexName); an expression column is "expr".
 func defaultIndexName(rel RelName, cols []string) string {
-	parts := []string{rel.Name}
-	for _, c := range cols {
+	named := make([]string, len(cols))
+	for i, c := range cols {
 		if c == "" {
 			c = "expr"
 		}
-		parts = append(parts, c)
+		named[i] = c
 	}
-	return truncIdent(strings.Join(parts, "_") + "_idx")
+	return objectName(rel.Name, nameAddition(named), "idx")
 }
 
-func truncIdent(s string) string {
-	if len(s) > 63 {
-		return s[:63]
+// nameAddition joins column names with "_" for an object's name, stopping
+// once 63 bytes are reached (ChooseIndexNameAddition).
+func nameAddition(cols []string) string {
+	var b strings.Builder
+	for _, c := range cols {
+		if b.Len() > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteString(truncateIdent(c))
+		if b.Len() >= maxIdentLen+1 {
+			break
+		}
 	}
-	return s
+	return b.String()
+}
+
+// objectName is the name PostgreSQL makes up for an object from a table's
+// name, an addition and a label (makeObjectName): name1_name2_label.
+// When that is longer than 63 bytes, name1 and name2 are cut, the longer
+// of the two first, so that the label is always whole: the primary key of
+// a 63-byte table name still ends in _pkey.
+func objectName(name1, name2, label string) string {
+	n1, n2 := len(name1), len(name2)
+	overhead := 0
+	if name2 != "" {
+		overhead++
+	}
+	if label != "" {
+		overhead += len(label) + 1
+	}
+	for avail := maxIdentLen - overhead; n1+n2 > avail; {
+		if n1 > n2 {
+			n1--
+		} else {
+			n2--
+		}
+	}
+	var b strings.Builder
+	b.WriteString(clipUTF8(name1, n1))
+	if name2 != "" {
+		b.WriteByte('_')
+		b.WriteString(clipUTF8(name2, n2))
+	}
+	if label != "" {
+		b.WriteByte('_')
+		b.WriteString(label)
+	}
+	return b.String()
 }
 
 // finish runs the rules that judge the text as a whole.

@@ -182,7 +182,7 @@ func (e *evaluator) checkAddColumn(rel RelName, isNew bool, c *cmdFact) {
 			if col.typ.isSerial() {
 				kind = "serial"
 			}
-			seq := truncIdent(rel.Name + "_" + col.name + "_seq")
+			seq := objectName(rel.Name, col.name, "seq")
 			qseq := qi(seq)
 			if rel.Schema != "" {
 				qseq = qi(rel.Schema) + "." + qseq
@@ -492,7 +492,7 @@ func (e *evaluator) checkSetNotNull(rel RelName, c *cmdFact) {
 	}
 	tbl := rel.String()
 	col := qi(c.column)
-	name := qi(truncIdent(rel.Name + "_" + c.column + "_not_null"))
+	name := qi(objectName(rel.Name, c.column, "not_null"))
 	pg12 := lines(
 		"ALTER TABLE "+tbl+" ADD CONSTRAINT "+name+" CHECK ("+col+" IS NOT NULL) NOT VALID;",
 		"-- then, in its own transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue):",
@@ -792,7 +792,7 @@ func (e *evaluator) checkAttach(rel RelName, c *cmdFact) {
 		return
 	}
 	rels := append(one(part), e.others(part, AccessExclusive, RolePartition)...)
-	bound := qi(truncIdent(part.Name + "_partition_bound"))
+	bound := qi(objectName(part.Name, "", "partition_bound"))
 	e.fire(rAttachPartitionScan, hit{
 		rel: part, lock: AccessExclusive,
 		msg:    "ATTACH PARTITION " + part.String() + " to " + rel.String() + ": " + part.String() + " is scanned under ACCESS EXCLUSIVE unless a valid CHECK proves the bound",

@@ -579,16 +579,23 @@ func asciiLower(s string) string {
 	return s
 }
 
+// maxIdentLen is the most bytes of a PostgreSQL identifier (NAMEDATALEN-1).
+const maxIdentLen = 63
+
 // truncateIdent cuts name to PostgreSQL's 63 bytes, at a character
 // boundary.
 func truncateIdent(name string) string {
-	const max = 63
-	if len(name) <= max {
-		return name
+	return clipUTF8(name, maxIdentLen)
+}
+
+// clipUTF8 cuts s to at most n bytes, at a character boundary
+// (pg_mbcliplen).
+func clipUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	n := max
-	for n > 0 && !utf8.RuneStart(name[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return name[:n]
+	return s[:n]
 }

@@ -1,0 +1,117 @@
+package test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lockguard/lockguard/guard"
+)
+
+// TestSuggestedNamesMatchPostgres checks the names lockguard writes into its
+// suggested rewrites for an unnamed constraint or serial column against the
+// names PostgreSQL gives them: running the rewrite instead of the original
+// must leave the same schema, or a later migration that drops the
+// constraint by its default name fails. Long names are where this goes
+// wrong: PostgreSQL cuts the table's and the columns' part, the longer
+// first, and keeps the suffix whole (makeObjectName), at a character
+// boundary.
+func TestSuggestedNamesMatchPostgres(t *testing.T) {
+	conn := connect(t, pg.DSN("postgres", "", "postgres"))
+	ctx := ctxT(t, time.Minute)
+	long := func(prefix string, n int) string { return prefix + strings.Repeat("x", n-len(prefix)) }
+	tables := []string{
+		"orders",
+		long("t60_", 60),
+		long("t63_", 63),
+		strings.Repeat("ñ", 31), // 62 bytes: cut inside a character unless at a boundary
+		long("t40_", 40),
+	}
+	cols := [][2]string{
+		{"a", "b"},
+		{long("c60_", 60), long("d60_", 60)},
+		{long("c30_", 30), long("d30_", 30)},
+		{"é" + strings.Repeat("ü", 30), "b"},
+	}
+	type probe struct {
+		rule string
+		sql  string         // with %[1]s the table, %[2]s and %[3]s the columns
+		hint *regexp.Regexp // the name in the hint
+		name string         // query for PostgreSQL's name; $1 the table
+		adds bool           // the statement adds column %[2]s
+	}
+	conname := func(kind string) string {
+		return `SELECT conname FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = '` + kind + `'`
+	}
+	validate := regexp.MustCompile(`VALIDATE CONSTRAINT ("(?:[^"]|"")*"|\S+);`)
+	probes := []probe{
+		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s, %[3]s) REFERENCES parent (id, id2)", validate, conname("f"), false},
+		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s) REFERENCES parent (id)", validate, conname("f"), false},
+		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > 0)", validate, conname("c"), false},
+		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > %[3]s)", validate, conname("c"), false},
+		{"add-unique-constraint", "ALTER TABLE %[1]s ADD UNIQUE (%[2]s, %[3]s)",
+			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) UNIQUE USING INDEX`), conname("u"), false},
+		{"add-primary-key", "ALTER TABLE %[1]s ADD PRIMARY KEY (%[2]s)",
+			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) PRIMARY KEY USING INDEX`), conname("p"), false},
+		{"add-column-inline-constraint", "ALTER TABLE %[1]s ADD COLUMN n int REFERENCES parent (id)", validate, conname("f"), false},
+		{"add-column-serial-identity", "ALTER TABLE %[1]s ADD COLUMN %[2]s serial",
+			regexp.MustCompile(`CREATE SEQUENCE ("(?:[^"]|"")*"|\S+) OWNED BY`),
+			`SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.refobjid = to_regclass($1) AND c.relkind = 'S'`, true},
+	}
+	unquote := func(s string) string {
+		if strings.HasPrefix(s, `"`) {
+			return strings.ReplaceAll(s[1:len(s)-1], `""`, `"`)
+		}
+		return s
+	}
+	mustExec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	mustExec(`DROP SCHEMA IF EXISTS names CASCADE; CREATE SCHEMA names; SET search_path = names;
+		CREATE TABLE parent (id int, id2 int, PRIMARY KEY (id), UNIQUE (id, id2))`)
+	defer conn.Exec(ctx, "DROP SCHEMA names CASCADE")
+	checked := 0
+	for _, tbl := range tables {
+		for _, cs := range cols {
+			for _, p := range probes {
+				qt := pgx.Identifier{tbl}.Sanitize()
+				a, b := pgx.Identifier{cs[0]}.Sanitize(), pgx.Identifier{cs[1]}.Sanitize()
+				sql := fmt.Sprintf(p.sql, qt, a, b)
+				var want []string
+				for _, f := range guard.DefaultPolicy().Evaluate(guard.Analyze(sql), &guard.Context{}) {
+					if f.Rule != p.rule {
+						continue
+					}
+					if m := p.hint.FindStringSubmatch(f.Hint); m != nil {
+						want = append(want, unquote(m[1]))
+					}
+				}
+				if len(want) == 0 {
+					t.Errorf("%s: no %s finding with a name in its hint", sql, p.rule)
+					continue
+				}
+				create := fmt.Sprintf("DROP TABLE IF EXISTS %[1]s; CREATE TABLE %[1]s (%[2]s int NOT NULL, %[3]s int NOT NULL)", qt, a, b)
+				if p.adds {
+					create = fmt.Sprintf("DROP TABLE IF EXISTS %[1]s; CREATE TABLE %[1]s (%[2]s int NOT NULL)", qt, b)
+				}
+				mustExec(create)
+				mustExec(sql)
+				var got string
+				if err := conn.QueryRow(ctx, p.name, "names."+qt).Scan(&got); err != nil {
+					t.Fatalf("%s: reading the name PostgreSQL gave: %v", sql, err)
+				}
+				checked++
+				if want[0] != got {
+					t.Errorf("%s\n lockguard's hint names it %q (%d bytes)\n PostgreSQL named it %q (%d bytes)", sql, want[0], len(want[0]), got, len(got))
+				}
+			}
+		}
+	}
+	t.Logf("%d names compared", checked)
+}
