@@ -171,7 +171,8 @@ type Verdict struct {
 	// Result runs once when the batch's sync point completes, with the
 	// SQLSTATE of its first error ("" for success) and, when it failed,
 	// how many of its statements completed before that error (their
-	// CommandComplete or EmptyQueryResponse came; 0 on success): on the upstream
+	// CommandComplete, EmptyQueryResponse or PortalSuspended came; 0 on
+	// success): on the upstream
 	// goroutine, or, for a retried batch, on the client goroutine after the
 	// final attempt. Either way it runs before the next sync point's
 	// result. It must not block.

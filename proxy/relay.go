@@ -20,10 +20,12 @@ var clientWhole = func() (t [256]bool) {
 }()
 
 // serverWhole lists the backend messages read whole: ReadyForQuery,
-// ErrorResponse, ParseComplete, BindComplete, CloseComplete, BackendKeyData and
-// ParameterStatus. DataRow, CopyData and the rest are streamed.
+// ErrorResponse, ParseComplete, BindComplete, CloseComplete, BackendKeyData,
+// ParameterStatus, and the small messages that end a statement and are
+// counted (CommandComplete, EmptyQueryResponse, PortalSuspended). DataRow,
+// CopyData and the rest are streamed.
 var serverWhole = func() (t [256]bool) {
-	for _, c := range []byte("ZE123KSCI") {
+	for _, c := range []byte("ZE123KSCIs") {
 		t[c] = true
 	}
 	return t
@@ -659,7 +661,8 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		}
 	case '1', '2', '3':
 		s.ext.onAck(typ)
-	case 'C', 'I':
+	case 'C', 'I', 's':
+		// An Execute stopped at its row limit (PortalSuspended) ran too.
 		s.syncDone++
 	}
 	return false
