@@ -652,7 +652,20 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// in the transaction commits with it.
 			at = 'I'
 		}
-		injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
+		var undone *guard.Statement
+		if len(protect) > 0 && (status == 'T' || status == 'E') && !b.MidBatch {
+			undone = undoneBefore(stmts, protect[0], rollbackFirst)
+		}
+		if undone != nil {
+			// Nothing lockguard sends ahead of the string would be in
+			// force when the DDL runs: it says so instead of claiming a
+			// timeout (its admission still holds back and sheds what
+			// would queue behind the DDL).
+			v.Notices = append(v.Notices, unprotectedNotice(undone, status, protect))
+			s.lg().Warn("DDL runs without lockguard's lock timeout", "undone_by", rollbackLabel(undone), "locks", describeLocks(protect))
+		} else {
+			injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
+		}
 		switch {
 		case rollbackFirst && len(v.Before) > 0 && chainFirst:
 			// "ROLLBACK AND CHAIN; ALTER …": the DDL runs in the block
@@ -1142,6 +1155,63 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// undoneBefore returns the statement of a string that starts in a
+// transaction block which undoes, before the string's first protected
+// statement first, what lockguard sets ahead of the string: a ROLLBACK
+// (lockguard rolls back one the string starts with itself, rollbackFirst,
+// and sets after it), or a ROLLBACK TO a savepoint the string did not make
+// itself. In a failed block, where lockguard sets nothing, that is the
+// ROLLBACK TO that lets the string run on. A COMMIT (or PREPARE
+// TRANSACTION) before it keeps what lockguard set, as lockguard then sets
+// at session level: nil.
+func undoneBefore(stmts []*guard.Statement, first *guard.Statement, rollbackFirst bool) *guard.Statement {
+	var saved []string
+	for i, st := range stmts {
+		if st == first {
+			return nil
+		}
+		switch st.TxKind {
+		case guard.TxCommit, guard.TxPrepare:
+			return nil
+		case guard.TxRollback:
+			if i == 0 && rollbackFirst {
+				return nil
+			}
+			return st
+		case guard.TxSavepoint:
+			saved = append(saved, st.Savepoint)
+		case guard.TxRollbackTo:
+			if !slices.Contains(saved, st.Savepoint) {
+				return st
+			}
+		}
+	}
+	return nil
+}
+
+func rollbackLabel(st *guard.Statement) string {
+	if st.TxKind == guard.TxRollbackTo {
+		return "ROLLBACK TO " + st.Savepoint
+	}
+	return "ROLLBACK"
+}
+
+// unprotectedNotice is the WARNING for a DDL that runs without lockguard's
+// lock_timeout because undone (undoneBefore) comes before it.
+func unprotectedNotice(undone *guard.Statement, status byte, protect []*guard.Statement) *proxy.Error {
+	label := rollbackLabel(undone)
+	detail := "The " + label + " before it in this query string undoes the lock_timeout lockguard sets ahead of the string"
+	if status == 'E' {
+		detail = "This query string starts in a failed transaction block, where lockguard can set nothing, and its " + label + " lets it run on"
+	}
+	return &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
+		Message: "lockguard: the statement that takes " + describeLocks(protect) + " runs without lockguard's lock_timeout",
+		Detail: detail + ", so the statement can wait in PostgreSQL's lock queue for as long as a conflicting lock is held. " +
+			"Statements sent through lockguard that would queue behind it are still held back and shed.",
+		Hint: "Send " + label + " as a query of its own before the DDL, or put SET LOCAL lock_timeout = '2s' after it in this string.",
+	}
 }
 
 // describeLocks names the strongest lock of each protected statement.
