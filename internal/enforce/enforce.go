@@ -1158,8 +1158,8 @@ func truncate(s string, n int) string {
 }
 
 // undoneBefore returns the statement of a string that starts in a
-// transaction block which undoes, before the string's first protected
-// statement first, what lockguard sets ahead of the string: a ROLLBACK
+// transaction block which undoes, before the protected statement first,
+// what lockguard sets ahead of the string: a ROLLBACK
 // (lockguard rolls back one the string starts with itself, rollbackFirst,
 // and sets after it), or a ROLLBACK TO a savepoint the string did not make
 // itself. In a failed block, where lockguard sets nothing, that is the
@@ -1210,7 +1210,7 @@ func unprotectedNotice(undone *guard.Statement, status byte, protect []*guard.St
 		Message: "lockguard: the statement that takes " + describeLocks(protect) + " runs without lockguard's lock_timeout",
 		Detail: detail + ", so the statement can wait in PostgreSQL's lock queue for as long as a conflicting lock is held. " +
 			"Statements sent through lockguard that would queue behind it are still held back and shed.",
-		Hint: "Send " + label + " as a query of its own before the DDL, or put SET LOCAL lock_timeout = '2s' after it in this string.",
+		Hint: "Send " + label + " as a query of its own before the DDL (lockguard then sets its lock_timeout after it), or set lock_timeout yourself after it in this string.",
 	}
 }
 

@@ -498,7 +498,9 @@ func checkBinDir(dir string) error {
 // all the time), and the server could not bind it again.
 func freePort() (int, error) {
 	lo, hi := ephemeralRange()
-	var spans [][2]int // candidate port ranges, inclusive
+	// Candidate ranges, inclusive; from 16384 up, clear of the ports
+	// services are known by.
+	var spans [][2]int
 	if lo-1 >= 16384+1000 {
 		spans = append(spans, [2]int{16384, lo - 1})
 	}
