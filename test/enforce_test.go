@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -762,29 +761,14 @@ func TestEnforceBeginInsideABlock(t *testing.T) {
 func TestEnforceFollowsSetsInTheSameString(t *testing.T) {
 	lg, ctx, tbl := guardedTable(t, "instring")
 	simple := pgx.QueryExecModeSimpleProtocol
-	var mu sync.Mutex
-	var notices []*pgconn.Notice
-	cfg, err := pgx.ParseConfig(lg.superDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	conn, notices := connectNotices(t, lg.superDSN())
 	exec := func(sql string) error {
-		mu.Lock()
-		notices = nil
-		mu.Unlock()
+		notices.take()
 		_, err := conn.Exec(ctx, sql, simple)
 		return err
 	}
 	warned := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, n := range notices {
+		for _, n := range notices.take() {
 			if n.Code == guard.CodeWarning && strings.HasPrefix(n.Message, "lockguard: lock_timeout") && n.Hint != "" {
 				return true
 			}
@@ -796,7 +780,7 @@ func TestEnforceFollowsSetsInTheSameString(t *testing.T) {
 	// PostgreSQL's, at once, and the failed string's SET is rolled back.
 	_, release := holdLock(t, tbl)
 	start := time.Now()
-	err = exec("SET lock_timeout = '100ms'; ALTER TABLE " + tbl + " ADD COLUMN a int")
+	err := exec("SET lock_timeout = '100ms'; ALTER TABLE " + tbl + " ADD COLUMN a int")
 	took := time.Since(start)
 	release()
 	wantOwnLockTimeout(t, "behind a reader", err)

@@ -55,11 +55,21 @@ func run(m *testing.M) int {
 // it when the test ends.
 func connect(t testing.TB, dsn string) *pgx.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", dsn, err)
+	}
+	return connectConfig(t, cfg)
+}
+
+// connectConfig is connect with a parsed configuration.
+func connectConfig(t testing.TB, cfg *pgx.ConnConfig) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", cfg.ConnString(), err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -67,6 +77,34 @@ func connect(t testing.TB, dsn string) *pgx.Conn {
 		conn.Close(ctx)
 	})
 	return conn
+}
+
+// noticeLog collects the NoticeResponses a connection receives.
+type noticeLog struct {
+	mu   sync.Mutex
+	list []*pgconn.Notice
+}
+
+// take returns the notices received since the last take.
+func (l *noticeLog) take() []*pgconn.Notice {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	got := l.list
+	l.list = nil
+	return got
+}
+
+// connectNotices opens a connection to dsn, as connect does, whose notices
+// are collected.
+func connectNotices(t testing.TB, dsn string) (*pgx.Conn, *noticeLog) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &noticeLog{}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { l.mu.Lock(); l.list = append(l.list, n); l.mu.Unlock() }
+	return connectConfig(t, cfg), l
 }
 
 // TestHarnessAuthMethods checks the shared server directly, without the proxy:

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,43 +51,29 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 
 	t.Run("default warns", func(t *testing.T) {
 		lg := startWithPolicy(t, guard.PolicyConfig{})
-		var mu sync.Mutex
-		var notices []*pgconn.Notice
-		cfg, _ := pgx.ParseConfig(lg.superDSN())
-		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
+		conn, notices := connectNotices(t, lg.superDSN())
 		if _, err := conn.Exec(ctx, "CREATE INDEX "+tbl+"_email ON "+tbl+" (email)"); err != nil {
 			t.Fatalf("default policy must not block: %v", err)
 		}
-		mu.Lock()
 		var found *pgconn.Notice
-		for _, n := range notices {
+		got := notices.take()
+		for _, n := range got {
 			if strings.Contains(n.Detail, "create-index-blocking") {
 				found = n
 			}
 		}
-		mu.Unlock()
 		if found == nil || found.Code != guard.CodeWarning || !strings.HasPrefix(found.Message, "lockguard: ") || found.Hint == "" {
-			t.Fatalf("notices = %+v, want the create-index-blocking warning", notices)
+			t.Fatalf("notices = %+v, want the create-index-blocking warning", got)
 		}
 		// The safe alternative: no warning.
-		mu.Lock()
-		notices = nil
-		mu.Unlock()
 		if _, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY "+tbl+"_email2 ON "+tbl+" (email)"); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		for _, n := range notices {
+		for _, n := range notices.take() {
 			if strings.Contains(n.Detail, "create-index-blocking") {
 				t.Fatalf("CONCURRENTLY warned: %+v", n)
 			}
 		}
-		mu.Unlock()
 		// psql prints the warning.
 		out, err := psqlRun(t, lg, "CREATE INDEX "+tbl+"_email3 ON "+tbl+" (email)")
 		if err != nil || !strings.Contains(out, "WARNING:  lockguard: ") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,17 +40,7 @@ func TestEnforceWarnsWhenARollbackUndoesItsTimeout(t *testing.T) {
 	}
 	simple := pgx.QueryExecModeSimpleProtocol
 	for _, c := range cases {
-		var mu sync.Mutex
-		var notices []*pgconn.Notice
-		cfg, err := pgx.ParseConfig(lg.superDSN())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() }
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn, notices := connectNotices(t, lg.superDSN())
 		for _, q := range c.pre {
 			conn.Exec(ctx, q, simple) // SELECT 1/0 fails the block on purpose
 		}
@@ -71,14 +60,12 @@ func TestEnforceWarnsWhenARollbackUndoesItsTimeout(t *testing.T) {
 		} else if _, err := conn.Exec(ctx, sql, simple); err != nil {
 			t.Errorf("%v then %q: %v", c.pre, c.sql, err)
 		}
-		mu.Lock()
 		var warned []*pgconn.Notice
-		for _, n := range notices {
+		for _, n := range notices.take() {
 			if n.Code == guard.CodeWarning && strings.Contains(n.Message, "runs without lockguard's lock_timeout") {
 				warned = append(warned, n)
 			}
 		}
-		mu.Unlock()
 		switch {
 		case c.warn == "" && len(warned) > 0:
 			t.Errorf("%v then %q: warned %q, though lockguard's timeout holds", c.pre, c.sql, warned[0].Message)
@@ -89,6 +76,5 @@ func TestEnforceWarnsWhenARollbackUndoesItsTimeout(t *testing.T) {
 		}
 		conn.Exec(ctx, "ROLLBACK", simple)
 		conn.Exec(ctx, "ALTER TABLE "+tbl+" DROP COLUMN IF EXISTS x", simple)
-		conn.Close(ctx)
 	}
 }
