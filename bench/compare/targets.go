@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -178,7 +177,7 @@ func pgSettings(o *options) map[string]string {
 func startLockguard(ctx context.Context, bin, dir string, pgAddr string) (*target, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := pgserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +253,7 @@ func startPgBouncer(ctx context.Context, bin, dir string, pgPort int) (*target, 
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := pgserver.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -363,16 +362,6 @@ func unprivileged() (*syscall.Credential, error) {
 		return nil, fmt.Errorf("looking up user postgres: bad uid %q or gid %q", u.Uid, u.Gid)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // clockTicks is the unit of utime and stime in /proc/PID/stat.

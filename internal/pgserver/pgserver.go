@@ -166,7 +166,7 @@ func Start(ctx context.Context, opts Options) (s *Server, err error) {
 	// the server binds it; pick another one a few times.
 	for attempt := 1; ; attempt++ {
 		if opts.Port == 0 {
-			if s.Port, err = freePort(); err != nil {
+			if s.Port, err = FreePort(); err != nil {
 				return s, err
 			}
 		}
@@ -491,22 +491,13 @@ func checkBinDir(dir string) error {
 	return nil
 }
 
-// freePort returns a loopback TCP port that was free a moment ago. It comes
+// FreePort returns a loopback TCP port that was free a moment ago. It comes
 // from outside the kernel's ephemeral port range when there is room there: a
-// port inside it may, while the server is stopped for a restart, become the
+// port inside it may, while a server is stopped for a restart, become the
 // local port of any outgoing connection on the machine (other tests connect
 // all the time), and the server could not bind it again.
-func freePort() (int, error) {
-	lo, hi := ephemeralRange()
-	// Candidate ranges, inclusive; from 16384 up, clear of the ports
-	// services are known by.
-	var spans [][2]int
-	if lo-1 >= 16384+1000 {
-		spans = append(spans, [2]int{16384, lo - 1})
-	}
-	if hi+1 <= 65535-1000 {
-		spans = append(spans, [2]int{hi + 1, 65535})
-	}
+func FreePort() (int, error) {
+	spans := portSpans(ephemeralRange())
 	for range 100 {
 		if len(spans) == 0 {
 			break
@@ -525,6 +516,20 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// portSpans are the ranges (inclusive) FreePort picks from, given the
+// ephemeral range lo-hi: from 16384 up, clear of the ports services are
+// known by, and only where at least 1000 ports are left.
+func portSpans(lo, hi int) [][2]int {
+	var spans [][2]int
+	if lo-1 >= 16384+1000 {
+		spans = append(spans, [2]int{16384, lo - 1})
+	}
+	if hi+1 <= 65535-1000 {
+		spans = append(spans, [2]int{hi + 1, 65535})
+	}
+	return spans
 }
 
 // ephemeralRange is the kernel's range of local ports for outgoing

@@ -162,16 +162,16 @@ func TestPGServerStartFailure(t *testing.T) {
 // already in use".
 func TestFreePortOutsideEphemeralRange(t *testing.T) {
 	lo, hi := ephemeralRange()
-	if lo-1 < 16384+1000 && hi+1 > 65535-1000 {
+	if len(portSpans(lo, hi)) == 0 {
 		t.Skipf("ephemeral range %d-%d leaves no room outside it", lo, hi)
 	}
 	for range 50 {
-		p, err := freePort()
+		p, err := FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if p >= lo && p <= hi {
-			t.Fatalf("freePort() = %d, inside the ephemeral range %d-%d", p, lo, hi)
+			t.Fatalf("FreePort() = %d, inside the ephemeral range %d-%d", p, lo, hi)
 		}
 	}
 }
