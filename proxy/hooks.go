@@ -172,9 +172,8 @@ type Verdict struct {
 	// SQLSTATE of its first error ("" for success) and, when it failed,
 	// how many of its statements completed before that error (their
 	// CommandComplete, EmptyQueryResponse or PortalSuspended came; 0 on
-	// success): on the upstream
-	// goroutine, or, for a retried batch, on the client goroutine after the
-	// final attempt. Either way it runs before the next sync point's
+	// success): on the upstream goroutine, or, for a retried batch, on the
+	// client goroutine after the final attempt. Either way it runs before the next sync point's
 	// result. It must not block.
 	Result func(sqlstate string, completed int)
 }

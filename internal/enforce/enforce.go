@@ -661,8 +661,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// force when the DDL runs: it says so instead of claiming a
 			// timeout (its admission still holds back and sheds what
 			// would queue behind the DDL).
-			v.Notices = append(v.Notices, unprotectedNotice(undone, status, protect))
-			s.lg().Warn("DDL runs without lockguard's lock timeout", "undone_by", rollbackLabel(undone), "locks", describeLocks(protect))
+			locks := describeLocks(protect)
+			v.Notices = append(v.Notices, unprotectedNotice(undone, status, locks))
+			s.lg().Warn("DDL runs without lockguard's lock timeout", "undone_by", rollbackLabel(undone), "locks", locks)
 		} else {
 			injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
 		}
@@ -1198,16 +1199,17 @@ func rollbackLabel(st *guard.Statement) string {
 	return "ROLLBACK"
 }
 
-// unprotectedNotice is the WARNING for a DDL that runs without lockguard's
-// lock_timeout because undone (undoneBefore) comes before it.
-func unprotectedNotice(undone *guard.Statement, status byte, protect []*guard.Statement) *proxy.Error {
+// unprotectedNotice is the WARNING for a DDL, taking locks (describeLocks),
+// that runs without lockguard's lock_timeout because undone (undoneBefore)
+// comes before it.
+func unprotectedNotice(undone *guard.Statement, status byte, locks string) *proxy.Error {
 	label := rollbackLabel(undone)
 	detail := "The " + label + " before it in this query string undoes the lock_timeout lockguard sets ahead of the string"
 	if status == 'E' {
 		detail = "This query string starts in a failed transaction block, where lockguard can set nothing, and its " + label + " lets it run on"
 	}
 	return &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
-		Message: "lockguard: the statement that takes " + describeLocks(protect) + " runs without lockguard's lock_timeout",
+		Message: "lockguard: the statement that takes " + locks + " runs without lockguard's lock_timeout",
 		Detail: detail + ", so the statement can wait in PostgreSQL's lock queue for as long as a conflicting lock is held. " +
 			"Statements sent through lockguard that would queue behind it are still held back and shed.",
 		Hint: "Send " + label + " as a query of its own before the DDL (lockguard then sets its lock_timeout after it), or set lock_timeout yourself after it in this string.",
