@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
 )
 
 // TestEnforceWarnsWhenARollbackUndoesItsTimeout: lockguard sets its
@@ -76,5 +77,17 @@ func TestEnforceWarnsWhenARollbackUndoesItsTimeout(t *testing.T) {
 		}
 		conn.Exec(ctx, "ROLLBACK", simple)
 		conn.Exec(ctx, "ALTER TABLE "+tbl+" DROP COLUMN IF EXISTS x", simple)
+	}
+	// A lockguard that sets no lock_timeout has nothing to warn about.
+	conn, notices := connectNotices(t, startGuarded(t, func(g *enforce.Guard) { g.LockTimeout = 0 }).superDSN())
+	for _, q := range []string{"BEGIN", "SELECT 1; ROLLBACK; ALTER TABLE " + tbl + " ADD COLUMN x int"} {
+		if _, err := conn.Exec(ctx, q, simple); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, n := range notices.take() {
+		if strings.HasPrefix(n.Message, "lockguard: ") {
+			t.Errorf("with no lock_timeout configured: %q", n.Message)
+		}
 	}
 }

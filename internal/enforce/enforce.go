@@ -656,15 +656,22 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		if len(protect) > 0 && (status == 'T' || status == 'E') && !b.MidBatch {
 			undone = undoneBefore(stmts, protect[0], rollbackFirst)
 		}
-		if undone != nil {
+		switch {
+		case undone != nil:
 			// Nothing lockguard sends ahead of the string would be in
 			// force when the DDL runs: it says so instead of claiming a
 			// timeout (its admission still holds back and sheds what
 			// would queue behind the DDL).
-			locks := describeLocks(protect)
-			v.Notices = append(v.Notices, unprotectedNotice(undone, status, locks))
-			s.lg().Warn("DDL runs without lockguard's lock timeout", "undone_by", rollbackLabel(undone), "locks", locks)
-		} else {
+			if g.LockTimeout > 0 {
+				locks := describeLocks(protect)
+				v.Notices = append(v.Notices, rollbackNotice(undone, status, locks))
+				s.lg().Warn("DDL runs without lockguard's lock timeout", "undone_by", rollbackLabel(undone), "locks", locks)
+			}
+		case b.MidBatch:
+			if len(protect) > 0 && g.LockTimeout > 0 {
+				g.warnMidBatch(s, v, protect, &own)
+			}
+		default:
 			injected = g.protect(s, v, b, at, stmts, protect, concurrent, oneImplicitTx, &own, &restored)
 		}
 		switch {
@@ -948,8 +955,8 @@ func (o *ownSets) searchPath(s *session, stmts []*guard.Statement) []string {
 // session level (outside a transaction block) are added to *restored.
 func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byte,
 	stmts, protect, concurrent []*guard.Statement, oneImplicitTx bool, own *ownSets, restored *[]string) (injected bool) {
-	if status == 'E' || b.MidBatch {
-		return false // a failed transaction runs nothing; mid-batch nothing can be injected
+	if status == 'E' {
+		return false // a failed transaction runs nothing
 	}
 	inTx := status == 'T'
 	s.mu.Lock()
@@ -1200,20 +1207,52 @@ func rollbackLabel(st *guard.Statement) string {
 }
 
 // unprotectedNotice is the WARNING for a DDL, taking locks (describeLocks),
-// that runs without lockguard's lock_timeout because undone (undoneBefore)
-// comes before it.
-func unprotectedNotice(undone *guard.Statement, status byte, locks string) *proxy.Error {
-	label := rollbackLabel(undone)
-	detail := "The " + label + " before it in this query string undoes the lock_timeout lockguard sets ahead of the string"
-	if status == 'E' {
-		detail = "This query string starts in a failed transaction block, where lockguard can set nothing, and its " + label + " lets it run on"
-	}
+// that runs without lockguard's lock_timeout for the reason why gives.
+func unprotectedNotice(locks, why, hint string) *proxy.Error {
 	return &proxy.Error{Severity: "WARNING", Code: guard.CodeWarning,
 		Message: "lockguard: the statement that takes " + locks + " runs without lockguard's lock_timeout",
-		Detail: detail + ", so the statement can wait in PostgreSQL's lock queue for as long as a conflicting lock is held. " +
+		Detail: why + ", so the statement can wait in PostgreSQL's lock queue for as long as a conflicting lock is held. " +
 			"Statements sent through lockguard that would queue behind it are still held back and shed.",
-		Hint: "Send " + label + " as a query of its own before the DDL (lockguard then sets its lock_timeout after it), or set lock_timeout yourself after it in this string.",
+		Hint: hint,
 	}
+}
+
+// rollbackNotice is unprotectedNotice for a DDL that undone
+// (undoneBefore) comes before.
+func rollbackNotice(undone *guard.Statement, status byte, locks string) *proxy.Error {
+	label := rollbackLabel(undone)
+	why := "The " + label + " before it in this query string undoes the lock_timeout lockguard sets ahead of the string"
+	if status == 'E' {
+		why = "This query string starts in a failed transaction block, where lockguard can set nothing, and its " + label + " lets it run on"
+	}
+	return unprotectedNotice(locks, why,
+		"Send "+label+" as a query of its own before the DDL (lockguard then sets its lock_timeout after it), or set lock_timeout yourself after it in this string.")
+}
+
+// warnMidBatch adds the WARNING that the protected statements of a batch
+// that continues an extended-protocol batch after a Flush run without
+// lockguard's lock_timeout: what came before the Flush has gone to
+// PostgreSQL, and a SET sent now would run inside the client's implicit
+// transaction, between its statements, with answers the client does not
+// expect. A lock_timeout of the client's own that is at most lockguard's,
+// in force for the session or set by the batch before the DDL, protects
+// them instead.
+func (g *Guard) warnMidBatch(s *session, v *proxy.Verdict, protect []*guard.Statement, own *ownSets) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := own.ltFirst; c != nil {
+		g.warnOverridden(s, v, c)
+		return
+	}
+	cur, set := s.settings.Effective("lock_timeout")
+	if d, ok := guard.ParseTimeout(cur); set && ok && d > 0 && d <= g.LockTimeout {
+		return
+	}
+	locks := describeLocks(protect)
+	v.Notices = append(v.Notices, unprotectedNotice(locks,
+		"It continues an extended-protocol batch after a Flush: the statements before the Flush have gone to PostgreSQL, and lockguard cannot set lock_timeout between them and this one without running a statement of its own inside the client's transaction",
+		"End the batch with a Sync before the DDL's Parse (lockguard then sets its lock_timeout ahead of it), or SET lock_timeout yourself before the batch."))
+	s.lg().Warn("DDL runs without lockguard's lock timeout", "after", "Flush", "locks", locks)
 }
 
 // describeLocks names the strongest lock of each protected statement.

@@ -1,0 +1,158 @@
+package test
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+)
+
+// TestEnforceWarnsForDDLAfterAFlush: an extended-protocol batch may send a
+// Flush and go on (Parse, Bind, Execute, Flush, then more, then Sync).
+// What came before the Flush has gone to PostgreSQL in the client's
+// implicit transaction, and lockguard sends nothing of its own between a
+// batch's statements, so a DDL after the Flush runs without lockguard's
+// lock_timeout. lockguard must say so with a WARNING, not stay silent;
+// unless the client's own lock_timeout, at most lockguard's, covers it, or
+// lockguard sets no lock_timeout at all. The same statements with a Sync
+// in place of the Flush are protected: behind a held lock the DDL gives up
+// with lockguard's 55P03.
+func TestEnforceWarnsForDDLAfterAFlush(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "midbatch")
+	noTimeout := startGuarded(t, func(g *enforce.Guard) { g.LockTimeout = 0 })
+	alter := "ALTER TABLE " + tbl + " ADD COLUMN x int"
+	cases := []struct {
+		name    string
+		lg      *lockguard
+		session string // sent on its own before the batch
+		before  string // the statement before the Flush
+		after   string // run after the Flush, before the DDL
+		warn    string // a substring of the WARNING's message; "" for none
+	}{
+		{"after a Flush", lg, "", "SELECT 1", "", "runs without lockguard's lock_timeout"},
+		{"after a Flush, in a block", lg, "BEGIN", "SELECT 1", "", "runs without lockguard's lock_timeout"},
+		{"the session's shorter lock_timeout", lg, "SET lock_timeout = '100ms'", "SELECT 1", "", ""},
+		{"the session's longer lock_timeout", lg, "SET lock_timeout = '10s'", "SELECT 1", "", "runs without lockguard's lock_timeout"},
+		{"a longer lock_timeout set after the Flush", lg, "", "SELECT 1", "SET lock_timeout = '10s'", "lock_timeout '10s' set in the same query"},
+		{"no lock_timeout configured", noTimeout, "", "SELECT 1", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rc := rawSession(t, c.lg)
+			if c.session != "" {
+				rc.query(c.session)
+			}
+			rc.send(&pgproto3.Parse{Query: c.before}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+			rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
+			var rest []pgproto3.FrontendMessage
+			if c.after != "" {
+				rest = append(rest, &pgproto3.Parse{Query: c.after}, &pgproto3.Bind{}, &pgproto3.Execute{})
+			}
+			rest = append(rest, &pgproto3.Parse{Query: alter}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			rc.send(rest...)
+			r := rc.readUntil(isReady)
+			if r.code != "" {
+				t.Fatalf("the batch failed with %s", r.code)
+			}
+			var warned []*pgproto3.NoticeResponse
+			for _, n := range r.notices {
+				if n.Code == guard.CodeWarning && strings.HasPrefix(n.Message, "lockguard: ") {
+					warned = append(warned, n)
+				}
+			}
+			switch {
+			case c.warn == "" && len(warned) > 0:
+				t.Errorf("warned %q, though nothing is unprotected", warned[0].Message)
+			case c.warn != "" && len(warned) != 1:
+				t.Errorf("%d lockguard warnings, want 1 that says %q", len(warned), c.warn)
+			case c.warn != "" && !strings.Contains(warned[0].Message, c.warn):
+				t.Errorf("the warning %q does not say %q", warned[0].Message, c.warn)
+			case strings.Contains(c.warn, "runs without") && (!strings.Contains(warned[0].Detail, "after a Flush") || !strings.HasPrefix(warned[0].Hint, "End the batch with a Sync")):
+				t.Errorf("the warning's DETAIL %q and HINT %q do not name the Flush", warned[0].Detail, warned[0].Hint)
+			}
+			rc.query("ROLLBACK")
+			rc.query("ALTER TABLE " + tbl + " DROP COLUMN IF EXISTS x")
+		})
+	}
+	// With a Sync in place of the Flush, lockguard protects the DDL.
+	rc := rawSession(t, lg)
+	_, release := holdLock(t, tbl)
+	defer release()
+	rc.send(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	rc.readUntil(isReady)
+	rc.send(&pgproto3.Parse{Query: alter}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if r := rc.readUntil(isReady); r.code != "55P03" || !strings.HasPrefix(r.message, "lockguard") {
+		t.Errorf("behind a held lock, the DDL in a batch of its own ended with %q %q, want lockguard's 55P03", r.code, r.message)
+	}
+}
+
+func isReady(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ReadyForQuery); return ok }
+
+// rawProto is a client connection to lockguard that speaks the protocol
+// message by message (pgproto3), for batches pgx does not send.
+type rawProto struct {
+	t    *testing.T
+	conn net.Conn
+	fe   *pgproto3.Frontend
+}
+
+// rawAnswer is what the server answered until a message readUntil waited
+// for.
+type rawAnswer struct {
+	notices       []*pgproto3.NoticeResponse
+	code, message string // the first ErrorResponse's
+}
+
+// rawSession opens a session through lg with rawStartup.
+func rawSession(t *testing.T, lg *lockguard) *rawProto {
+	t.Helper()
+	c, fe := rawStartup(t, lg.addr)
+	return &rawProto{t: t, conn: c, fe: fe}
+}
+
+func (r *rawProto) send(msgs ...pgproto3.FrontendMessage) {
+	r.t.Helper()
+	for _, m := range msgs {
+		r.fe.Send(m)
+	}
+	if err := r.fe.Flush(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// readUntil reads backend messages until one that stop accepts, for at most
+// 20 seconds.
+func (r *rawProto) readUntil(stop func(pgproto3.BackendMessage) bool) rawAnswer {
+	r.t.Helper()
+	var a rawAnswer
+	r.conn.SetDeadline(time.Now().Add(20 * time.Second))
+	for {
+		m, err := r.fe.Receive()
+		if err != nil {
+			r.t.Fatalf("reading the answer: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.NoticeResponse:
+			n := *m
+			a.notices = append(a.notices, &n)
+		case *pgproto3.ErrorResponse:
+			if a.code == "" {
+				a.code, a.message = m.Code, m.Message
+			}
+		}
+		if stop(m) {
+			return a
+		}
+	}
+}
+
+// query sends sql as a simple query and reads its answer.
+func (r *rawProto) query(sql string) rawAnswer {
+	r.t.Helper()
+	r.send(&pgproto3.Query{String: sql})
+	return r.readUntil(isReady)
+}
