@@ -173,7 +173,11 @@ type Verdict struct {
 	// how many of its statements completed before that error (their
 	// CommandComplete, EmptyQueryResponse or PortalSuspended came; 0 on
 	// success): on the upstream goroutine, or, for a retried batch, on the
-	// client goroutine after the final attempt. Either way it runs before the next sync point's
-	// result. It must not block.
+	// client goroutine after the final attempt. Either way it runs before
+	// the next sync point's result. The parts of a batch continued after a
+	// Flush share a sync point: each part's Result reports its first error,
+	// wherever it came, counting from the part's own first statement (0
+	// when an earlier part failed), in the order of the parts. It must not
+	// block.
 	Result func(sqlstate string, completed int)
 }

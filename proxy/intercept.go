@@ -93,7 +93,7 @@ func (s *Session) pumpClientGuarded() error {
 					return err
 				}
 				fwd, f.keep = msgStart, msgStart
-				s.refs, s.batchOps = s.refs[:0], s.batchOps[:0]
+				s.refs, s.batchOps, s.heldExecs = s.refs[:0], s.batchOps[:0], 0
 			}
 			if err := s.collect(fr.typ, msgStart-f.keep, fr.msg); err != nil {
 				return err
@@ -108,7 +108,7 @@ func (s *Session) pumpClientGuarded() error {
 						s.syncSeq++
 						s.obsSync(s.syncSeq)
 					}
-					s.midBatch = false
+					s.midBatch, s.sentExecs = false, 0
 					s.ext.push(extOp{kind: 'S'})
 				}
 				continue
@@ -177,6 +177,7 @@ func (s *Session) collect(typ byte, off int, msg []byte) error {
 		if !ok {
 			return fmt.Errorf("%w: malformed Execute", ErrProtocol)
 		}
+		s.heldExecs++
 		s.markExecuted(string(portal))
 		return nil
 	}
@@ -319,7 +320,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		}
 		// Built on the stack and copied to the heap only when kept: most
 		// forwarded batches need no plan.
-		pv := plan{seq: s.batchSeq, result: v.Result}
+		pv := plan{seq: s.batchSeq, result: v.Result, base: s.sentExecs}
 		if retry {
 			pv.result = nil // reported once, for the final attempt, below
 		}
@@ -348,6 +349,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			}
 		}
 		s.midBatch = end == 'H'
+		if end == 'H' {
+			s.sentExecs += s.heldExecs
+		} else {
+			s.sentExecs = 0
+		}
 		if inject && end != 'H' {
 			for _, q := range v.After {
 				var err error

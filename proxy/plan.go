@@ -19,10 +19,15 @@ type plan struct {
 	replacement  []byte
 	capture      *capture
 	result       func(sqlstate string, completed int)
+	// base is how many Executes of the sync point earlier parts of its
+	// batch sent (the client continued it after a Flush): the statements
+	// completed before an error count from there for this part.
+	base int
+	// later is set for the plan of such a later part, queued after the
+	// plan of an earlier part of the same sync point.
+	later bool
 
-	started   bool   // a response of this sync point was seen
-	sqlstate  string // first error
-	completed int    // statements completed before it
+	started bool // a response of this sync point was seen
 }
 
 // light reports whether the plan only reports the sync point's result: its
@@ -52,6 +57,7 @@ type plans struct {
 	q     []*plan
 	count atomic.Int32 // len(q), for the upstream side's fast check
 	heavy atomic.Int32 // plans in q that are not light
+	parts atomic.Int32 // plans in q that are later (plan.later)
 	// free holds plans that done removed, for add to reuse: only the
 	// upstream side uses a queued plan (forSeq), and not after done.
 	free []*plan
@@ -73,6 +79,12 @@ func (p *plans) add(pv *plan) {
 		pl = new(plan)
 	}
 	*pl = *pv
+	if n := len(p.q); n > 0 && p.q[n-1].seq == pl.seq {
+		// Sync points are numbered in the order sent, so a plan of the
+		// same sync point can only be that of an earlier part.
+		pl.later = true
+		p.parts.Add(1)
+	}
 	p.q = append(p.q, pl)
 	p.count.Store(int32(len(p.q)))
 	if !pl.light() {
@@ -91,7 +103,7 @@ func (p *plans) active() bool { return p.count.Load() > 0 }
 // ErrorResponses and ReadyForQuery that the relay reads whole anyway.
 func (p *plans) whole() bool { return p.heavy.Load() > 0 }
 
-// forSeq returns the plan of sync point seq, or nil.
+// forSeq returns the (first) plan of sync point seq, or nil.
 func (p *plans) forSeq(seq uint64) *plan {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -106,6 +118,25 @@ func (p *plans) forSeq(seq uint64) *plan {
 	return nil
 }
 
+// laterParts appends to buf the plans of later parts of head's sync point
+// (plan.later), in order.
+func (p *plans) laterParts(head *plan, buf []*plan) []*plan {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, pl := range p.q {
+		if pl == head {
+			for _, l := range p.q[i+1:] {
+				if l.seq != head.seq {
+					break
+				}
+				buf = append(buf, l)
+			}
+			break
+		}
+	}
+	return buf
+}
+
 // done removes the plans of sync points up to seq.
 func (p *plans) done(seq uint64) {
 	p.mu.Lock()
@@ -114,6 +145,9 @@ func (p *plans) done(seq uint64) {
 		pl := p.q[i]
 		if !pl.light() {
 			p.heavy.Add(-1)
+		}
+		if pl.later {
+			p.parts.Add(-1)
 		}
 		if len(p.free) < maxFreePlans {
 			*pl = plan{}
@@ -143,21 +177,50 @@ func (p *plans) abandon() {
 	p.q = nil
 	p.count.Store(0)
 	p.heavy.Store(0)
+	p.parts.Store(0)
 	p.mu.Unlock()
 }
 
-// completePlan ends plan pl of sync point seq at its ReadyForQuery: it
-// reports the result, hands a capture its outcome, and drops the plan.
+// completePlan ends plan pl of sync point seq, and those of the later parts
+// of its batch, at its ReadyForQuery: it reports the result, hands a
+// capture its outcome, and drops the plans.
 func (s *Session) completePlan(pl *plan, seq uint64) {
+	code, completed := "", 0
+	if s.errSeq == seq {
+		code, completed = string(s.errCode[:s.errLen]), s.errAt
+	}
+	pl.finish(code, completed)
+	if s.plans.parts.Load() > 0 {
+		s.parts = s.plans.laterParts(pl, s.parts[:0])
+		for _, l := range s.parts {
+			l.finish(code, completed)
+		}
+		clear(s.parts)
+	}
+	s.plans.done(seq)
+}
+
+// finish reports the outcome of the plan's sync point: its first error's
+// SQLSTATE ("" for none) and the statements of the sync point completed
+// before it, of which this part's own count.
+func (pl *plan) finish(code string, completed int) {
+	completed = max(0, completed-pl.base)
 	if pl.result != nil {
-		pl.result(pl.sqlstate, pl.completed)
+		pl.result(code, completed)
 	}
 	if c := pl.capture; c != nil {
-		c.sqlstate, c.completed = pl.sqlstate, pl.completed
+		c.sqlstate, c.completed = code, completed
 		c.delivered = c.buf == nil
 		close(c.done)
 	}
-	s.plans.done(seq)
+}
+
+// noteError records the first ErrorResponse msg of the current sync point.
+func (s *Session) noteError(msg []byte) {
+	if seq := s.zSeq + 1; s.errSeq != seq {
+		s.errSeq, s.errAt = seq, s.syncDone
+		s.errLen = copy(s.errCode[:], errorCodeBytes(msg))
+	}
 }
 
 // errorCode returns the SQLSTATE of an ErrorResponse message (header
@@ -173,11 +236,25 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 			out = s.emit(pl, out, pl.notices)
 		}
 	}
-	if typ == 'E' && pl.sqlstate == "" {
-		pl.sqlstate, pl.completed = errorCode(msg), s.syncDone
-		if pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
-			msg = pl.replacement
+	if typ == 'E' && pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
+		msg = pl.replacement
+	}
+	if s.plans.parts.Load() > 0 {
+		// The later parts of a batch continued after a Flush: their
+		// notices go out at the first response after their plan came,
+		// perhaps among an earlier part's responses, and a refusal
+		// of theirs is replaced. None of them injects or retries.
+		s.parts = s.plans.laterParts(pl, s.parts[:0])
+		for _, l := range s.parts {
+			if !l.started {
+				l.started = true
+				out = append(out, l.notices...)
+			}
+			if typ == 'E' && l.replaceNonce != nil && bytes.Contains(msg, l.replaceNonce) {
+				msg = l.replacement
+			}
 		}
+		clear(s.parts)
 	}
 	switch {
 	case typ == 'A' || typ == 'S':
@@ -185,7 +262,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 		return append(out, msg...)
 	case pl.swallow:
 		if typ == 'E' {
-			s.log.Warn("an injected statement failed", "sqlstate", pl.sqlstate)
+			s.log.Warn("an injected statement failed", "sqlstate", errorCode(msg))
 		}
 		return out
 	default:

@@ -624,8 +624,8 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 			seq := s.zSeq + 1
 			isReady := s.noteServer(fr.typ, fr.msg)
 			ready = isReady || ready
-			if (isReady || fr.typ == 'E') && s.plans.active() {
-				s.reportLight(seq, fr.msg, isReady)
+			if isReady && s.plans.active() {
+				s.reportLight(seq)
 			}
 		}
 	}
@@ -655,6 +655,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		return true
 	case 'E':
 		s.ext.onError()
+		s.noteError(msg)
 		s.upFatal = isFatal(msg)
 		if s.obs.on {
 			s.obsServer(typ, msg)
@@ -731,22 +732,14 @@ func (s *Session) pumpUpstreamPlanned() (bool, error) {
 	return s.afterUpstreamChunk(ready, &allWhole)
 }
 
-// reportLight follows a light plan (one that only reports its sync point's
-// result) while responses are relayed as they come: msg is sync point seq's
-// ErrorResponse, or its ReadyForQuery when ready is set. It runs before the
-// responses are written, as the planned path does.
-func (s *Session) reportLight(seq uint64, msg []byte, ready bool) {
-	pl := s.plans.forSeq(seq)
-	if pl == nil {
-		return
+// reportLight completes the light plan (one that only reports its sync
+// point's result) of sync point seq, whose ReadyForQuery came while
+// responses are relayed as they come. It runs before the responses are
+// written, as the planned path does.
+func (s *Session) reportLight(seq uint64) {
+	if pl := s.plans.forSeq(seq); pl != nil {
+		s.completePlan(pl, seq)
 	}
-	if !ready {
-		if pl.sqlstate == "" {
-			pl.sqlstate, pl.completed = errorCode(msg), s.syncDone
-		}
-		return
-	}
-	s.completePlan(pl, seq)
 }
 
 // writeClientChunk writes relayed bytes; boundary says whether they end at a

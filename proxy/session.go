@@ -67,9 +67,18 @@ type Session struct {
 	// State is what Hooks.Open returned for this session.
 	State any
 
-	plans       plans
-	zSeq        uint64   // upstream side: ReadyForQuery messages seen
-	syncDone    int      // upstream side: statements completed in the current sync point
+	plans    plans
+	zSeq     uint64 // upstream side: ReadyForQuery messages seen
+	syncDone int    // upstream side: statements completed in the current sync point
+	// Upstream side: the first ErrorResponse of sync point errSeq, its
+	// SQLSTATE (errCode[:errLen]) and the statements completed before it;
+	// every plan of that sync point reports it, however many parts its
+	// batch came in and whichever of them had a plan.
+	errSeq      uint64
+	errCode     [5]byte
+	errLen      int
+	errAt       int
+	parts       []*plan  // upstream side scratch for plans.laterParts
 	syncSeq     uint64   // client side: sync points sent
 	obs         observer // timings for Hooks.Complete and Hooks.Forwarded
 	upOut       []byte   // upstream side scratch for planned output
@@ -85,6 +94,9 @@ type Session struct {
 	batchOps []extOp
 	midBatch bool // part of the current batch was forwarded (Flush)
 	batchSeq uint64
+	// heldExecs counts the Executes of the held batch; sentExecs those of
+	// the parts of the current batch forwarded before it (Flush).
+	heldExecs, sentExecs int
 	// unnamedSQL is the text of the last unnamed statement parsed, for
 	// an Execute in a later batch.
 	unnamedSQL []byte

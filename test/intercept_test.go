@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lockguard/lockguard/proxy"
 )
 
@@ -252,5 +254,102 @@ func TestInterceptRetry(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
 		t.Fatalf("session after final failure: %v", err)
+	}
+}
+
+// TestInterceptBatchContinuedAfterAFlush: a client may send part of an
+// extended-protocol batch, Flush, and go on with the rest before its Sync.
+// Each part goes to the hook on its own, and all share one sync point.
+// Every part's Verdict must be carried out: its Result reports the sync
+// point's first error with the statements completed before it counted
+// from the part's own first one (0 when an earlier part failed, and a part
+// whose statements never ran does not succeed), its notices reach the
+// client, and its refusal replaces the server's error; whichever of the
+// parts the hook left alone.
+func TestInterceptBatchContinuedAfterAFlush(t *testing.T) {
+	var mu sync.Mutex
+	var results []string
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
+			v := &proxy.Verdict{Notices: []*proxy.Error{{Code: "01000", Message: "lockguard: part " + strings.TrimSpace(sql)}}}
+			switch {
+			case strings.Contains(sql, "/*refuse*/"):
+				v.Refuse = refusal
+			case !strings.Contains(sql, "/*plan*/"):
+				return nil
+			}
+			v.Result = func(code string, completed int) {
+				mu.Lock()
+				results = append(results, fmt.Sprintf("%s/%d", code, completed))
+				mu.Unlock()
+			}
+			return v
+		})
+	})
+	exec := func(sqls ...string) []pgproto3.FrontendMessage {
+		var msgs []pgproto3.FrontendMessage
+		for _, q := range sqls {
+			msgs = append(msgs, &pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{})
+		}
+		return msgs
+	}
+	cases := []struct {
+		name          string
+		first, second []string // sent before the Flush and after it
+		results       []string // of the planned parts, in order
+		notices       int
+		code          string // the first error the client sees
+	}{
+		{"both parts succeed", []string{"SELECT 1 /*plan*/"}, []string{"SELECT 2 /*plan*/"}, []string{"/0", "/0"}, 2, ""},
+		{"the second part fails", []string{"SELECT 1 /*plan*/", "SELECT 2 /*plan*/"}, []string{"SELECT 1/0 /*plan*/", "SELECT 3 /*plan*/"},
+			[]string{"22012/2", "22012/0"}, 2, "22012"},
+		{"the second part fails after an unplanned first", []string{"SELECT 1", "SELECT 2"}, []string{"SELECT 3 /*plan*/", "SELECT 1/0 /*plan*/"},
+			[]string{"22012/1"}, 1, "22012"},
+		{"an unplanned first part fails", []string{"SELECT 1/0"}, []string{"SELECT 1 /*plan*/"}, []string{"22012/0"}, 1, "22012"},
+		{"the second part is refused", []string{"SELECT 1 /*plan*/"}, []string{"SELECT 2 /*refuse*/"}, nil, 2, "LG001"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mu.Lock()
+			results = nil
+			mu.Unlock()
+			conn, fe := rawStartup(t, lg.addr)
+			r := &rawProto{t: t, conn: conn, fe: fe}
+			r.send(append(exec(c.first...), &pgproto3.Flush{})...)
+			done := 0
+			first := r.readUntil(func(m pgproto3.BackendMessage) bool {
+				switch m.(type) {
+				case *pgproto3.ErrorResponse:
+					return true
+				case *pgproto3.CommandComplete:
+					done++
+				}
+				return done == len(c.first)
+			})
+			r.send(append(exec(c.second...), &pgproto3.Sync{})...)
+			second := r.readUntil(isReady)
+			code := first.code
+			if code == "" {
+				code = second.code
+			}
+			if code != c.code {
+				t.Errorf("the client saw error %q (%s), want %q", code, second.message, c.code)
+			}
+			if c.code == "LG001" && second.message != refusal.Message {
+				t.Errorf("the refusal reached the client as %q", second.message)
+			}
+			if n := len(first.notices) + len(second.notices); n != c.notices {
+				t.Errorf("%d notices, want %d", n, c.notices)
+			}
+			mu.Lock()
+			got := slices.Clone(results)
+			mu.Unlock()
+			if c.results != nil && !slices.Equal(got, c.results) {
+				t.Errorf("results %q, want %q", got, c.results)
+			}
+			if r := r.query("SELECT 1"); r.code != "" {
+				t.Errorf("the session is broken after the batch: %s %s", r.code, r.message)
+			}
+		})
 	}
 }

@@ -90,6 +90,59 @@ func TestEnforceWarnsForDDLAfterAFlush(t *testing.T) {
 	}
 }
 
+// TestEnforceFollowsSettingsAcrossAFlush: lockguard follows the client's
+// lock_timeout through every part of a batch the client continued after a
+// Flush, as PostgreSQL ran it. A SET in a later part counts once the sync
+// point succeeds, and a SET that an earlier part's error kept from running
+// does not: otherwise lockguard would take a lock_timeout of the client's
+// as shorter than its own, inject nothing, and a later DDL would wait
+// behind a held lock for the client's longer one.
+func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "flushset")
+	exec := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	}
+	cases := []struct {
+		name          string
+		session       string // sent on its own first
+		first, second string // before the Flush and after it
+		between       string // sent on its own after the batch
+	}{
+		{"both parts set", "", "SET lock_timeout = '100ms'", "SET statement_timeout = '1min'", "SET lock_timeout = '10s'"},
+		{"the first part fails", "SET lock_timeout = '10s'", "SELECT 1/0", "SET lock_timeout = '100ms'", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rc := rawSession(t, lg)
+			if c.session != "" {
+				rc.query(c.session)
+			}
+			rc.send(append(exec(c.first), &pgproto3.Flush{})...)
+			rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				switch m.(type) {
+				case *pgproto3.CommandComplete, *pgproto3.ErrorResponse:
+					return true
+				}
+				return false
+			})
+			rc.send(append(exec(c.second), &pgproto3.Sync{})...)
+			rc.readUntil(isReady)
+			if c.between != "" {
+				rc.query(c.between)
+			}
+			// The client's lock_timeout is 10s now: lockguard's 300ms
+			// must govern the DDL.
+			_, release := holdLock(t, tbl)
+			defer release()
+			start := time.Now()
+			r := rc.query("ALTER TABLE " + tbl + " ADD COLUMN x int")
+			if r.code != "55P03" || !strings.HasPrefix(r.message, "lockguard") {
+				t.Errorf("behind a held lock the DDL ended after %v with %s %q, want lockguard's 55P03", time.Since(start).Round(time.Millisecond), r.code, r.message)
+			}
+		})
+	}
+}
+
 func isReady(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ReadyForQuery); return ok }
 
 // rawProto is a client connection to lockguard that speaks the protocol
