@@ -176,8 +176,9 @@ type Verdict struct {
 	// client goroutine after the final attempt. Either way it runs before
 	// the next sync point's result. The parts of a batch continued after a
 	// Flush share a sync point: each part's Result reports its first error,
-	// wherever it came, counting from the part's own first statement (0
-	// when an earlier part failed), in the order of the parts. It must not
-	// block.
+	// wherever it came, with the statements completed before it counted
+	// from the part's own first one (0 when an earlier part failed; more
+	// than the part has when a later part failed), in the order of the
+	// parts. It must not block.
 	Result func(sqlstate string, completed int)
 }

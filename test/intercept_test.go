@@ -352,4 +352,30 @@ func TestInterceptBatchContinuedAfterAFlush(t *testing.T) {
 			}
 		})
 	}
+	// A cursor read a row at a time, as node-postgres's pg-cursor does:
+	// each part is an Execute of the same portal with a row limit and a
+	// Flush, the last one runs into an error and ends with a Sync. Each
+	// part's Result counts from its own Execute (suspended ones ran).
+	t.Run("a cursor read in parts", func(t *testing.T) {
+		mu.Lock()
+		results = nil
+		mu.Unlock()
+		conn, fe := rawStartup(t, lg.addr)
+		r := &rawProto{t: t, conn: conn, fe: fe}
+		suspended := func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.PortalSuspended); return ok }
+		r.send(&pgproto3.Parse{Query: "SELECT 1/(3-g) FROM generate_series(1, 5) g /*plan*/"}, &pgproto3.Bind{DestinationPortal: "c"},
+			&pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Flush{})
+		n := len(r.readUntil(suspended).notices)
+		r.send(&pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Flush{})
+		n += len(r.readUntil(suspended).notices)
+		r.send(&pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{})
+		last := r.readUntil(isReady)
+		n += len(last.notices)
+		mu.Lock()
+		got := slices.Clone(results)
+		mu.Unlock()
+		if want := []string{"22012/2", "22012/1", "22012/0"}; last.code != "22012" || n != 3 || !slices.Equal(got, want) {
+			t.Errorf("error %q, %d notices, results %q; want 22012, 3 and %q", last.code, n, got, want)
+		}
+	})
 }
