@@ -180,14 +180,21 @@ type conFact struct {
 	name       string // "" when the statement lets Postgres name it
 	notValid   bool
 	usingIndex string
-	columns    []string
+	// columns are the constraint's columns; for an EXCLUDE, the names
+	// PostgreSQL gives its elements (indexElemName).
+	columns []string
+	// including are the INCLUDE columns of a UNIQUE, PRIMARY KEY or
+	// EXCLUDE constraint.
+	including  []string
 	ref        RelName
 	refColumns []string
 	// notNullOf lists the columns a CHECK constraint proves not null: col
 	// IS NOT NULL, alone or AND-ed at the top level.
 	notNullOf []string
-	// safeSQL adds an inline constraint of ADD COLUMN as a table
-	// constraint, NOT VALID and named.
+	// safeSQL is the online form of adding the constraint, named: for a
+	// FOREIGN KEY or CHECK inline in ADD COLUMN, as a table constraint NOT
+	// VALID; for a UNIQUE or PRIMARY KEY, its index built CONCURRENTLY and
+	// the constraint added USING INDEX (usingIndexSQL).
 	safeSQL string
 }
 
@@ -263,6 +270,10 @@ type stmtFacts struct {
 	// CREATE INDEX
 	indexName    string
 	indexColumns []string // "" for an expression
+	// indexNameParts are what PostgreSQL names an unnamed index after
+	// (ChooseIndexColumnNames): its columns' names and its expressions'
+	// (indexElemName), then its INCLUDE columns.
+	indexNameParts []string
 	// renames
 	renameWhat       string // "column", "table", "view", "schema", "constraint", "index", …
 	oldName, newName string
@@ -382,6 +393,13 @@ func deriveFacts(text string) (f *stmtFacts) {
 				con.SkipValidation, con.InitiallyValid = true, false
 				c.safeSQL = deparse()
 				con.SkipValidation, con.InitiallyValid, con.Conname = false, true, name
+			case c.kind == cmdAddConstraint && c.con != nil && c.con.usingIndex == "" &&
+				(c.con.kind == ConstraintUnique || c.con.kind == ConstraintPrimaryKey):
+				name := c.con.name
+				if name == "" {
+					name = defaultConstraintName(f.target, *c.con)
+				}
+				c.con.safeSQL = usingIndexSQL(raw, s, cmd.Def.GetConstraint(), c.con.columns, name, deparse)
 			case c.kind == cmdDetach:
 				pc := cmd.Def.GetPartitionCmd()
 				s.Cmds = all[i : i+1]
@@ -391,9 +409,19 @@ func deriveFacts(text string) (f *stmtFacts) {
 			}
 			if c.kind == cmdAddColumn && c.col != nil {
 				c.bareSQL, c.defaultSQL = addColumnSafeSQL(s, cmd.Def.GetColumnDef(), deparse)
+				cd := cmd.Def.GetColumnDef()
 				for j, k := range c.col.inline {
-					if k.kind == ConstraintForeignKey || k.kind == ConstraintCheck {
-						c.col.inline[j].safeSQL = inlineConstraintSQL(s, cmd.Def.GetColumnDef(), j, deparse)
+					switch k.kind {
+					case ConstraintForeignKey, ConstraintCheck:
+						c.col.inline[j].safeSQL = inlineConstraintSQL(s, cd, j, deparse)
+					case ConstraintUnique, ConstraintPrimaryKey:
+						if pk := withAttributes(cd, nthInlineConstraint(cd, j)); pk != nil && k.usingIndex == "" {
+							name := k.name
+							if name == "" {
+								name = defaultConstraintName(f.target, k)
+							}
+							c.col.inline[j].safeSQL = usingIndexSQL(raw, s, pk, []string{cd.Colname}, name, deparse)
+						}
 					}
 				}
 			}
@@ -454,6 +482,12 @@ func deriveFacts(text string) (f *stmtFacts) {
 		for _, p := range s.IndexParams {
 			if ie := p.GetIndexElem(); ie != nil {
 				f.indexColumns = append(f.indexColumns, ie.Name)
+				f.indexNameParts = append(f.indexNameParts, indexElemName(ie))
+			}
+		}
+		for _, p := range s.IndexIncludingParams {
+			if ie := p.GetIndexElem(); ie != nil {
+				f.indexNameParts = append(f.indexNameParts, indexElemName(ie))
 			}
 		}
 		if !s.Concurrent {
@@ -767,11 +801,22 @@ func constraintFact(k *pg.Constraint, column string) conFact {
 	case pg.ConstrType_CONSTR_PRIMARY:
 		c.kind = ConstraintPrimaryKey
 		c.columns = strs(k.Keys)
+		c.including = strs(k.Including)
 	case pg.ConstrType_CONSTR_UNIQUE:
 		c.kind = ConstraintUnique
 		c.columns = strs(k.Keys)
+		c.including = strs(k.Including)
 	case pg.ConstrType_CONSTR_EXCLUSION:
 		c.kind = ConstraintExclusion
+		for _, n := range k.Exclusions {
+			// Each element is a list: the IndexElem and its operator.
+			if l := n.GetList(); l != nil && len(l.Items) > 0 {
+				if ie := l.Items[0].GetIndexElem(); ie != nil {
+					c.columns = append(c.columns, indexElemName(ie))
+				}
+			}
+		}
+		c.including = strs(k.Including)
 	case pg.ConstrType_CONSTR_NOTNULL:
 		c.kind = ConstraintNotNull
 		c.columns = strs(k.Keys)
@@ -837,21 +882,7 @@ func addColumnSafeSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, deparse func() str
 // inlineConstraintSQL returns the j-th inline FK or CHECK constraint of ADD
 // COLUMN cd as ALTER TABLE … ADD CONSTRAINT name … NOT VALID.
 func inlineConstraintSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, j int, deparse func() string) string {
-	var k *pg.Constraint
-	n := 0
-	for _, c := range cd.Constraints {
-		con := c.GetConstraint()
-		if con == nil {
-			continue
-		}
-		switch con.Contype {
-		case pg.ConstrType_CONSTR_PRIMARY, pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_FOREIGN, pg.ConstrType_CONSTR_CHECK, pg.ConstrType_CONSTR_EXCLUSION:
-			if n == j {
-				k = con
-			}
-			n++
-		}
-	}
+	k := nthInlineConstraint(cd, j)
 	if k == nil {
 		return ""
 	}
@@ -867,6 +898,65 @@ func inlineConstraintSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, j int, deparse 
 		Subtype: pg.AlterTableType_AT_AddConstraint, Def: &pg.Node{Node: &pg.Node_Constraint{Constraint: k}}, Behavior: pg.DropBehavior_DROP_RESTRICT,
 	}}}}
 	return deparse()
+}
+
+// nthInlineConstraint returns the j-th constraint of column definition cd
+// that colFact.inline holds (a PRIMARY KEY, UNIQUE, FOREIGN KEY, CHECK or
+// EXCLUDE), or nil.
+func nthInlineConstraint(cd *pg.ColumnDef, j int) *pg.Constraint {
+	n := 0
+	for _, c := range cd.Constraints {
+		con := c.GetConstraint()
+		if con == nil {
+			continue
+		}
+		switch con.Contype {
+		case pg.ConstrType_CONSTR_PRIMARY, pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_FOREIGN, pg.ConstrType_CONSTR_CHECK, pg.ConstrType_CONSTR_EXCLUSION:
+			if n == j {
+				return con
+			}
+			n++
+		}
+	}
+	return nil
+}
+
+// withAttributes returns column constraint k of cd with the DEFERRABLE and
+// INITIALLY DEFERRED that follow it in cd as attributes of their own
+// applied, as PostgreSQL applies them (transformConstraintAttrs).
+func withAttributes(cd *pg.ColumnDef, k *pg.Constraint) *pg.Constraint {
+	if k == nil {
+		return nil
+	}
+	var out *pg.Constraint
+	seen := false
+	for _, n := range cd.Constraints {
+		c := n.GetConstraint()
+		if c == nil {
+			continue
+		}
+		if c == k {
+			seen = true
+			out = proto.Clone(k).(*pg.Constraint)
+			continue
+		}
+		if !seen {
+			continue
+		}
+		switch c.Contype {
+		case pg.ConstrType_CONSTR_ATTR_DEFERRABLE:
+			out.Deferrable = true
+		case pg.ConstrType_CONSTR_ATTR_NOT_DEFERRABLE:
+			out.Deferrable = false
+		case pg.ConstrType_CONSTR_ATTR_DEFERRED:
+			out.Deferrable, out.Initdeferred = true, true
+		case pg.ConstrType_CONSTR_ATTR_IMMEDIATE:
+			out.Initdeferred = false
+		default:
+			return out
+		}
+	}
+	return out
 }
 
 // notNullColumns returns the columns expr proves not null: col IS NOT NULL,
@@ -910,4 +1000,180 @@ func constraintDefProvesNotNull(def, column string) bool {
 		return false
 	}
 	return contains(notNullColumns(k.RawExpr, nil, 0), column)
+}
+
+// indexElemName is the name PostgreSQL gives an index element when it
+// names the index after its columns (ChooseIndexColumnNames): the column's
+// name, or for an expression the name FigureIndexColname finds in it
+// ("lower" for lower(email)), or "expr".
+func indexElemName(ie *pg.IndexElem) string {
+	switch {
+	case ie.Indexcolname != "":
+		return ie.Indexcolname
+	case ie.Name != "":
+		return ie.Name
+	}
+	if name, _ := figureColname(ie.Expr, 0); name != "" {
+		return name
+	}
+	return "expr"
+}
+
+// figureColname is PostgreSQL's FigureColnameInternal for the expressions
+// an index or a result column is named after: the name and its strength
+// (2 for a column, function or construct name, 1 for a type name or
+// "case", 0 for none). XML and JSON constructs are not named here.
+func figureColname(n *pg.Node, depth int) (string, int) {
+	if n == nil || depth > maxDepth {
+		return "", 0
+	}
+	lastString := func(nodes []*pg.Node) string {
+		name := ""
+		for _, f := range nodes {
+			if s := f.GetString_(); s != nil {
+				name = s.Sval
+			}
+		}
+		return name
+	}
+	switch x := n.GetNode().(type) {
+	case *pg.Node_ColumnRef:
+		if name := lastString(x.ColumnRef.Fields); name != "" {
+			return name, 2
+		}
+	case *pg.Node_AIndirection:
+		if name := lastString(x.AIndirection.Indirection); name != "" {
+			return name, 2
+		}
+		return figureColname(x.AIndirection.Arg, depth+1)
+	case *pg.Node_FuncCall:
+		if f := x.FuncCall.Funcname; len(f) > 0 {
+			if s := f[len(f)-1].GetString_(); s != nil {
+				return s.Sval, 2
+			}
+		}
+	case *pg.Node_AExpr:
+		if x.AExpr.Kind == pg.A_Expr_Kind_AEXPR_NULLIF {
+			return "nullif", 2
+		}
+	case *pg.Node_TypeCast:
+		name, strength := figureColname(x.TypeCast.Arg, depth+1)
+		if strength <= 1 && x.TypeCast.TypeName != nil {
+			if t := x.TypeCast.TypeName.Names; len(t) > 0 {
+				if s := t[len(t)-1].GetString_(); s != nil {
+					return s.Sval, 1
+				}
+			}
+		}
+		return name, strength
+	case *pg.Node_CollateClause:
+		return figureColname(x.CollateClause.Arg, depth+1)
+	case *pg.Node_GroupingFunc:
+		return "grouping", 2
+	case *pg.Node_SubLink:
+		switch x.SubLink.SubLinkType {
+		case pg.SubLinkType_EXISTS_SUBLINK:
+			return "exists", 2
+		case pg.SubLinkType_ARRAY_SUBLINK:
+			return "array", 2
+		case pg.SubLinkType_EXPR_SUBLINK:
+			if sel := x.SubLink.Subselect.GetSelectStmt(); sel != nil && len(sel.TargetList) > 0 {
+				if rt := sel.TargetList[0].GetResTarget(); rt != nil {
+					if rt.Name != "" {
+						return rt.Name, 2
+					}
+					return figureColname(rt.Val, depth+1)
+				}
+			}
+		}
+	case *pg.Node_CaseExpr:
+		name, strength := figureColname(x.CaseExpr.Defresult, depth+1)
+		if strength <= 1 {
+			return "case", 1
+		}
+		return name, strength
+	case *pg.Node_AArrayExpr:
+		return "array", 2
+	case *pg.Node_RowExpr:
+		return "row", 2
+	case *pg.Node_CoalesceExpr:
+		return "coalesce", 2
+	case *pg.Node_MinMaxExpr:
+		if x.MinMaxExpr.Op == pg.MinMaxOp_IS_LEAST {
+			return "least", 2
+		}
+		return "greatest", 2
+	case *pg.Node_SqlvalueFunction:
+		return sqlValueFunctionName(x.SqlvalueFunction.Op), 2
+	}
+	return "", 0
+}
+
+// sqlValueFunctionName is the column name of CURRENT_DATE and its kind.
+func sqlValueFunctionName(op pg.SQLValueFunctionOp) string {
+	switch op {
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE:
+		return "current_date"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME, pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N:
+		return "current_time"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP, pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N:
+		return "current_timestamp"
+	case pg.SQLValueFunctionOp_SVFOP_LOCALTIME, pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N:
+		return "localtime"
+	case pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP, pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:
+		return "localtimestamp"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE:
+		return "current_role"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_USER:
+		return "current_user"
+	case pg.SQLValueFunctionOp_SVFOP_USER:
+		return "user"
+	case pg.SQLValueFunctionOp_SVFOP_SESSION_USER:
+		return "session_user"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG:
+		return "current_catalog"
+	case pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA:
+		return "current_schema"
+	}
+	return ""
+}
+
+// usingIndexSQL is the online form of adding UNIQUE or PRIMARY KEY
+// constraint k, named name, over columns cols, to the table of s (the
+// statement of raw): its index built CONCURRENTLY as the constraint would
+// build it (INCLUDE, NULLS NOT DISTINCT, WITH, TABLESPACE), then the
+// constraint added over it, DEFERRABLE as asked. raw and s are changed to
+// deparse them, and restored.
+func usingIndexSQL(raw *pg.RawStmt, s *pg.AlterTableStmt, k *pg.Constraint, cols []string, name string, deparse func() string) string {
+	if s.Relation == nil {
+		return ""
+	}
+	elems := func(names []string) []*pg.Node {
+		out := make([]*pg.Node, len(names))
+		for i, n := range names {
+			out[i] = &pg.Node{Node: &pg.Node_IndexElem{IndexElem: &pg.IndexElem{Name: n,
+				Ordering: pg.SortByDir_SORTBY_DEFAULT, NullsOrdering: pg.SortByNulls_SORTBY_NULLS_DEFAULT}}}
+		}
+		return out
+	}
+	rel := proto.Clone(s.Relation).(*pg.RangeVar)
+	rel.Inh = true
+	stmt := raw.Stmt
+	raw.Stmt = &pg.Node{Node: &pg.Node_IndexStmt{IndexStmt: &pg.IndexStmt{Idxname: name, Relation: rel,
+		IndexParams: elems(cols), IndexIncludingParams: elems(strs(k.Including)), Options: k.Options,
+		TableSpace: k.Indexspace, Unique: true, NullsNotDistinct: k.NullsNotDistinct, Concurrent: true}}}
+	create := deparse()
+	raw.Stmt = stmt
+	cmds := s.Cmds
+	s.Cmds = []*pg.Node{{Node: &pg.Node_AlterTableCmd{AlterTableCmd: &pg.AlterTableCmd{
+		Subtype: pg.AlterTableType_AT_AddConstraint, Behavior: pg.DropBehavior_DROP_RESTRICT,
+		Def: &pg.Node{Node: &pg.Node_Constraint{Constraint: &pg.Constraint{Contype: k.Contype, Conname: name, Indexname: name,
+			Deferrable: k.Deferrable, Initdeferred: k.Initdeferred}}},
+	}}}}
+	alter := deparse()
+	s.Cmds = cmds
+	if create == "" || alter == "" {
+		return ""
+	}
+	return create + ";\n" + alter + ";"
 }

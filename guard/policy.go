@@ -689,7 +689,7 @@ func (e *evaluator) remember(f *stmtFacts) {
 	case factCreateIndex:
 		name := f.indexName
 		if name == "" {
-			name = defaultIndexName(f.target, f.indexColumns)
+			name = defaultIndexName(f.target, f.indexNameParts)
 		}
 		e.idxs = append(e.idxs, idxMem{rel: f.target, name: name, columns: f.indexColumns})
 	}
@@ -738,20 +738,18 @@ func defaultConstraintName(rel RelName, k conFact) string {
 		// uses exactly one (AddRelationNewConstraints).
 		cols = nil
 	}
+	if len(k.including) > 0 {
+		// An index's name covers its INCLUDE columns too
+		// (ChooseIndexColumnNames).
+		cols = append(slices.Clip(cols), k.including...)
+	}
 	return objectName(rel.Name, nameAddition(cols), suffix)
 }
 
 // defaultIndexName is the name PostgreSQL gives an unnamed index
-// (ChooseIndexName); an expression column is "expr".
-func defaultIndexName(rel RelName, cols []string) string {
-	named := make([]string, len(cols))
-	for i, c := range cols {
-		if c == "" {
-			c = "expr"
-		}
-		named[i] = c
-	}
-	return objectName(rel.Name, nameAddition(named), "idx")
+// (ChooseIndexName) named after parts (stmtFacts.indexNameParts).
+func defaultIndexName(rel RelName, parts []string) string {
+	return objectName(rel.Name, nameAddition(parts), "idx")
 }
 
 // nameAddition joins column names with "_" for an object's name, stopping

@@ -229,13 +229,7 @@ func (e *evaluator) checkInlineConstraints(rel RelName, c *cmdFact) {
 		}
 		switch k.kind {
 		case ConstraintUnique, ConstraintPrimaryKey:
-			word := "UNIQUE"
-			if k.kind == ConstraintPrimaryKey {
-				word = "PRIMARY KEY"
-			}
-			hints = append(hints,
-				"CREATE UNIQUE INDEX CONCURRENTLY "+qi(name)+" ON "+tbl+" ("+qi(col.name)+");",
-				"ALTER TABLE "+tbl+" ADD CONSTRAINT "+qi(name)+" "+word+" USING INDEX "+qi(name)+";")
+			hints = append(hints, usingIndexHint(tbl, name, &k, []string{col.name}))
 		case ConstraintForeignKey, ConstraintCheck:
 			if k.kind == ConstraintForeignKey {
 				ref := k.ref
@@ -556,6 +550,22 @@ func (e *evaluator) notNullProved(rel RelName, column string) (bool, string) {
 	return false, note
 }
 
+// usingIndexHint is the online form of adding UNIQUE or PRIMARY KEY
+// constraint k, named name, over cols to table tbl: k.safeSQL
+// (usingIndexSQL), or when the statement could not be deparsed, its index
+// and the constraint over it written out.
+func usingIndexHint(tbl, name string, k *conFact, cols []string) string {
+	if k.safeSQL != "" {
+		return k.safeSQL
+	}
+	word := "UNIQUE"
+	if k.kind == ConstraintPrimaryKey {
+		word = "PRIMARY KEY"
+	}
+	return lines("CREATE UNIQUE INDEX CONCURRENTLY "+qi(name)+" ON "+tbl+" ("+colList(cols)+");",
+		"ALTER TABLE "+tbl+" ADD CONSTRAINT "+qi(name)+" "+word+" USING INDEX "+qi(name)+";")
+}
+
 // ADD CONSTRAINT.
 func (e *evaluator) checkAddConstraint(rel RelName, isNew bool, c *cmdFact) {
 	k := c.con
@@ -613,8 +623,7 @@ func (e *evaluator) checkAddConstraint(rel RelName, isNew bool, c *cmdFact) {
 			rel: rel, lock: AccessExclusive,
 			msg:    "UNIQUE constraint " + qname + " added to " + tbl + ": its index is built under ACCESS EXCLUSIVE",
 			detail: lockDetail(AccessExclusive, one(rel), " for the whole index build"),
-			hint: lines("CREATE UNIQUE INDEX CONCURRENTLY "+qname+" ON "+tbl+" ("+colList(k.columns)+");",
-				"ALTER TABLE "+tbl+" ADD CONSTRAINT "+qname+" UNIQUE USING INDEX "+qname+";"),
+			hint:   usingIndexHint(tbl, name, k, k.columns),
 		})
 	case ConstraintPrimaryKey:
 		if k.usingIndex != "" {
@@ -626,8 +635,7 @@ func (e *evaluator) checkAddConstraint(rel RelName, isNew bool, c *cmdFact) {
 			msg:    "PRIMARY KEY " + qname + " added to " + tbl + ": its index is built (and its columns checked for NULL) under ACCESS EXCLUSIVE",
 			detail: lockDetail(AccessExclusive, one(rel), " for the index build and the NOT NULL scan"),
 			hint: lines("-- make the columns NOT NULL first without a long lock (rule set-not-null), then:",
-				"CREATE UNIQUE INDEX CONCURRENTLY "+qname+" ON "+tbl+" ("+colList(k.columns)+");",
-				"ALTER TABLE "+tbl+" ADD CONSTRAINT "+qname+" PRIMARY KEY USING INDEX "+qname+";"),
+				usingIndexHint(tbl, name, k, k.columns)),
 		})
 	case ConstraintExclusion:
 		e.fire(rAddExclusionConstraint, hit{

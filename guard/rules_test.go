@@ -181,6 +181,9 @@ var ruleCases = []ruleCase{
 	{rule: "add-primary-key", sql: "ALTER TABLE tags ADD PRIMARY KEY (id)", fire: true},
 	{rule: "add-primary-key", offline: true, cat: true, sql: "CREATE UNIQUE INDEX CONCURRENTLY orders_note_idx ON orders (note);\nALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_note_idx", fire: true},
 	{rule: "add-primary-key", offline: true, cat: true, sql: "CREATE UNIQUE INDEX CONCURRENTLY orders_total_idx ON orders (total);\nALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_total_idx"},
+	// An unnamed index is named after its INCLUDE columns too (PostgreSQL's
+	// ChooseIndexColumnNames): lockguard finds it by that name.
+	{rule: "add-primary-key", offline: true, cat: true, sql: "CREATE UNIQUE INDEX CONCURRENTLY ON orders (note) INCLUDE (total);\nALTER TABLE orders ADD CONSTRAINT pk PRIMARY KEY USING INDEX orders_note_total_idx", fire: true},
 	{rule: "add-primary-key", sql: "ALTER TABLE tags ADD CONSTRAINT pk PRIMARY KEY USING INDEX tags_id_idx"},
 
 	{rule: "add-exclusion-constraint", sql: "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&)", fire: true},

@@ -39,27 +39,39 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 	type probe struct {
 		rule string
 		sql  string         // with %[1]s the table, %[2]s and %[3]s the columns
-		hint *regexp.Regexp // the name in the hint
+		hint *regexp.Regexp // the name in the hint (in the message with inMsg)
 		name string         // query for PostgreSQL's name; $1 the table
 		adds bool           // the statement adds column %[2]s
+		// inMsg: the name is in the finding's message, not its hint.
+		inMsg bool
 	}
 	conname := func(kind string) string {
 		return `SELECT conname FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = '` + kind + `'`
 	}
 	validate := regexp.MustCompile(`VALIDATE CONSTRAINT ("(?:[^"]|"")*"|\S+);`)
+	excludeName := regexp.MustCompile(`^add-exclusion-constraint: EXCLUDE constraint ("(?:[^"]|"")*"|\S+) added to`)
 	probes := []probe{
-		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s, %[3]s) REFERENCES parent (id, id2)", validate, conname("f"), false},
-		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s) REFERENCES parent (id)", validate, conname("f"), false},
-		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > 0)", validate, conname("c"), false},
-		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > %[3]s)", validate, conname("c"), false},
+		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s, %[3]s) REFERENCES parent (id, id2)", validate, conname("f"), false, false},
+		{"add-fk-validated", "ALTER TABLE %[1]s ADD FOREIGN KEY (%[2]s) REFERENCES parent (id)", validate, conname("f"), false, false},
+		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > 0)", validate, conname("c"), false, false},
+		{"add-check-validated", "ALTER TABLE %[1]s ADD CHECK (%[2]s > %[3]s)", validate, conname("c"), false, false},
 		{"add-unique-constraint", "ALTER TABLE %[1]s ADD UNIQUE (%[2]s, %[3]s)",
-			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) UNIQUE USING INDEX`), conname("u"), false},
+			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) UNIQUE USING INDEX`), conname("u"), false, false},
 		{"add-primary-key", "ALTER TABLE %[1]s ADD PRIMARY KEY (%[2]s)",
-			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) PRIMARY KEY USING INDEX`), conname("p"), false},
-		{"add-column-inline-constraint", "ALTER TABLE %[1]s ADD COLUMN n int REFERENCES parent (id)", validate, conname("f"), false},
+			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) PRIMARY KEY USING INDEX`), conname("p"), false, false},
+		{"add-column-inline-constraint", "ALTER TABLE %[1]s ADD COLUMN n int REFERENCES parent (id)", validate, conname("f"), false, false},
 		{"add-column-serial-identity", "ALTER TABLE %[1]s ADD COLUMN %[2]s serial",
 			regexp.MustCompile(`CREATE SEQUENCE ("(?:[^"]|"")*"|\S+) OWNED BY`),
-			`SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.refobjid = to_regclass($1) AND c.relkind = 'S'`, true},
+			`SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.refobjid = to_regclass($1) AND c.relkind = 'S'`, true, false},
+		// An index's name covers its INCLUDE columns.
+		{"add-unique-constraint", "ALTER TABLE %[1]s ADD UNIQUE (%[2]s) INCLUDE (%[3]s)",
+			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) UNIQUE USING INDEX`), conname("u"), false, false},
+		// An EXCLUDE constraint is named after its elements: an
+		// expression after the function it calls, or "expr".
+		{"add-exclusion-constraint", "ALTER TABLE %[1]s ADD EXCLUDE USING btree (%[2]s WITH =, %[3]s WITH =)",
+			excludeName, conname("x"), false, true},
+		{"add-exclusion-constraint", "ALTER TABLE %[1]s ADD EXCLUDE USING btree ((%[2]s + 1) WITH =, abs(%[3]s) WITH =, (%[3]s::text) WITH =)",
+			excludeName, conname("x"), false, true},
 	}
 	unquote := func(s string) string {
 		if strings.HasPrefix(s, `"`) {
@@ -88,7 +100,11 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 					if f.Rule != p.rule {
 						continue
 					}
-					if m := p.hint.FindStringSubmatch(f.Hint); m != nil {
+					text := f.Hint
+					if p.inMsg {
+						text = f.Message
+					}
+					if m := p.hint.FindStringSubmatch(text); m != nil {
 						want = append(want, unquote(m[1]))
 					}
 				}
@@ -114,4 +130,85 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 		}
 	}
 	t.Logf("%d names compared", checked)
+}
+
+// TestUsingIndexRewritesMatchPostgres runs, for ADD UNIQUE and ADD PRIMARY
+// KEY (as table constraints and inline in ADD COLUMN), the online rewrite
+// in lockguard's hint (CREATE UNIQUE INDEX CONCURRENTLY, then ADD
+// CONSTRAINT … USING INDEX) on one table and the original statement on a
+// twin in another schema, and compares what PostgreSQL made of each: the
+// constraint's name, definition and deferrability, and its index's
+// definition. A rewrite that drops INCLUDE, NULLS NOT DISTINCT, a storage
+// parameter, the tablespace or DEFERRABLE leaves a different schema.
+func TestUsingIndexRewritesMatchPostgres(t *testing.T) {
+	conn := connect(t, pg.DSN("postgres", "", "postgres"))
+	ctx := ctxT(t, time.Minute)
+	mustExec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	mustExec("DROP SCHEMA IF EXISTS rw_orig CASCADE; DROP SCHEMA IF EXISTS rw_hint CASCADE; CREATE SCHEMA rw_orig; CREATE SCHEMA rw_hint")
+	defer conn.Exec(ctx, "DROP SCHEMA rw_orig CASCADE; DROP SCHEMA rw_hint CASCADE")
+	cases := []struct{ rule, sql string }{
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a, b)"},
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a) INCLUDE (b)"},
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE NULLS NOT DISTINCT (b, a) WITH (fillfactor = 70, deduplicate_items = off)"},
+		{"add-unique-constraint", `ALTER TABLE t ADD CONSTRAINT "U q" UNIQUE (b) USING INDEX TABLESPACE pg_default DEFERRABLE INITIALLY DEFERRED`},
+		{"add-primary-key", "ALTER TABLE t ADD PRIMARY KEY (a) INCLUDE (b)"},
+		{"add-primary-key", "ALTER TABLE t ADD CONSTRAINT pk PRIMARY KEY (a, b) DEFERRABLE"},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int UNIQUE NULLS NOT DISTINCT WITH (fillfactor = 80)"},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int CONSTRAINT zk PRIMARY KEY DEFERRABLE INITIALLY DEFERRED"},
+	}
+	describe := func(schema string) string {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT c.conname, c.contype, pg_get_constraintdef(c.oid), c.condeferrable, c.condeferred,
+				replace(pg_get_indexdef(c.conindid), $1 || '.', '')
+			FROM pg_constraint c WHERE c.conrelid = ($1 || '.t')::regclass ORDER BY c.conname`, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var name, typ, def, idx string
+			var deferrable, deferred bool
+			if err := rows.Scan(&name, &typ, &def, &deferrable, &deferred, &idx); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s %s %s deferrable=%v deferred=%v; %s", name, typ, def, deferrable, deferred, idx))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(out, "\n")
+	}
+	for _, c := range cases {
+		var hint string
+		for _, f := range guard.DefaultPolicy().Evaluate(guard.Analyze(c.sql), &guard.Context{}) {
+			if f.Rule == c.rule {
+				hint = f.Hint
+			}
+		}
+		if !strings.Contains(hint, "USING INDEX") {
+			t.Errorf("%s: no %s finding with a USING INDEX rewrite (hint %q)", c.sql, c.rule, hint)
+			continue
+		}
+		for _, s := range []string{"rw_orig", "rw_hint"} {
+			mustExec("DROP TABLE IF EXISTS " + s + ".t; CREATE TABLE " + s + ".t (a int NOT NULL, b int)")
+		}
+		mustExec("SET search_path = rw_orig")
+		mustExec(c.sql)
+		mustExec("SET search_path = rw_hint")
+		for _, line := range strings.Split(hint, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "--") {
+				mustExec(line) // one statement per line: CONCURRENTLY runs outside a block
+			}
+		}
+		mustExec("RESET search_path")
+		if orig, rewritten := describe("rw_orig"), describe("rw_hint"); orig != rewritten || orig == "" {
+			t.Errorf("%s\n the original made:\n  %s\n lockguard's rewrite made:\n  %s\n (the rewrite: %s)", c.sql, orig, rewritten, hint)
+		}
+	}
 }
