@@ -882,11 +882,10 @@ func addColumnSafeSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, deparse func() str
 // inlineConstraintSQL returns the j-th inline FK or CHECK constraint of ADD
 // COLUMN cd as ALTER TABLE … ADD CONSTRAINT name … NOT VALID.
 func inlineConstraintSQL(s *pg.AlterTableStmt, cd *pg.ColumnDef, j int, deparse func() string) string {
-	k := nthInlineConstraint(cd, j)
+	k := withAttributes(cd, nthInlineConstraint(cd, j)) // a copy
 	if k == nil {
 		return ""
 	}
-	k = proto.Clone(k).(*pg.Constraint)
 	if k.Contype == pg.ConstrType_CONSTR_FOREIGN && len(k.FkAttrs) == 0 {
 		k.FkAttrs = []*pg.Node{pg.MakeStrNode(cd.Colname)}
 	}
