@@ -209,3 +209,38 @@ func (r *rawProto) query(sql string) rawAnswer {
 	r.send(&pgproto3.Query{String: sql})
 	return r.readUntil(isReady)
 }
+
+// TestAdmissionAdmitsTheRestOfABatchThatHoldsTheLock: a client that sent
+// part of a batch and a Flush holds that part's locks in its implicit
+// transaction until its Sync. When a DDL from elsewhere then queues for
+// ACCESS EXCLUSIVE behind those locks, the rest of the batch on the same
+// table must run (PostgreSQL grants a transaction a lock it holds without
+// queueing), as in an open transaction block: holding it back would keep
+// the DDL waiting on this session until lockguard shed the client's batch.
+func TestAdmissionAdmitsTheRestOfABatchThatHoldsTheLock(t *testing.T) {
+	s := startShedding(t, 3*time.Second)
+	ctx := ctxT(t, 30*time.Second)
+	rc := rawSession(t, s.lg)
+	count := func(end pgproto3.FrontendMessage) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT count(*) FROM " + s.products}, &pgproto3.Bind{}, &pgproto3.Execute{}, end}
+	}
+	rc.send(count(&pgproto3.Flush{})...)
+	rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
+	// A DDL straight to PostgreSQL queues behind the batch's lock.
+	ddl := connect(t, directDSN())
+	done := make(chan error, 1)
+	go func() {
+		_, err := ddl.Exec(ctx, "SET lock_timeout = '20s'; LOCK TABLE "+s.products+" IN ACCESS EXCLUSIVE MODE")
+		done <- err
+	}()
+	waitHazard(t, s.board, s.products)
+	start := time.Now()
+	rc.send(count(&pgproto3.Sync{})...)
+	if r := rc.readUntil(isReady); r.code != "" {
+		t.Errorf("the rest of the batch, whose first part holds the lock the DDL waits for, ended with %s %q after %v; want it run",
+			r.code, r.message, time.Since(start).Round(time.Millisecond))
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the DDL after the batch: %v", err)
+	}
+}

@@ -605,8 +605,12 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	if a := g.Admission; a != nil && len(admit) > 0 {
 		path := own.searchPath(s, stmts)
 		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), path); conflict {
+			// The rest of a batch continued after a Flush runs in the
+			// transaction its first part opened, which holds that part's
+			// locks: as in a block, a lock the backend holds already
+			// admits it.
 			s.mu.Lock()
-			inTx := s.inTx || status == 'T'
+			inTx := s.inTx || status == 'T' || b.MidBatch
 			s.mu.Unlock()
 			hr = &holdRecord{}
 			v.Hold = a.hold(s, admit, inTx, path, hr)
