@@ -241,10 +241,7 @@ var ruleCatalog = [numRules]RuleInfo{
 		Summary:     "ADD UNIQUE builds its index under ACCESS EXCLUSIVE",
 		Detects:     "`ADD CONSTRAINT … UNIQUE (…)` without USING INDEX on an existing table.",
 		Lock:        "ACCESS EXCLUSIVE on the table for the index build: blocks all reads and writes until commit.",
-		Alternative: "`CREATE UNIQUE INDEX CONCURRENTLY i ON t (…)`, then `ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX i`. " +
-			"The hint writes both out for the statement at hand, named as PostgreSQL would name the constraint, with its INCLUDE columns, NULLS NOT DISTINCT, " +
-			"storage parameters and tablespace on the index and its DEFERRABLE / INITIALLY DEFERRED on the constraint, so that running it leaves the schema " +
-			"the original would (checked against PostgreSQL by `TestRewritesMatchPostgres`).",
+		Alternative: "`CREATE UNIQUE INDEX CONCURRENTLY i ON t (…)`, then `ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX i`. The hint writes both out for the statement at hand, named as PostgreSQL would name the constraint, with its INCLUDE columns, NULLS NOT DISTINCT, storage parameters and tablespace on the index and its DEFERRABLE / INITIALLY DEFERRED on the constraint, so that running it leaves the schema the original would (checked against PostgreSQL by `TestRewritesMatchPostgres`).",
 		Default:     warn, Strict: block, Overridable: true,
 		Anchors: "strong_migrations add_unique_constraint; squawk disallowed-unique-constraint; eugene E7",
 	},
