@@ -506,16 +506,21 @@ func deriveFacts(text string) (f *stmtFacts) {
 		if s.RemoveType == pg.ObjectType_OBJECT_INDEX {
 			f.kind = factDropIndex
 			if !s.Concurrent {
-				objs := s.Objects
+				// DROP INDEX CONCURRENTLY takes one index and no
+				// CASCADE: what depends on the index goes first.
+				objs, behavior := s.Objects, s.Behavior
 				var out []string
-				s.Concurrent = true
+				if f.dropCascade {
+					out = append(out, "-- CONCURRENTLY cannot CASCADE: drop what depends on the index first")
+				}
+				s.Concurrent, s.Behavior = true, pg.DropBehavior_DROP_RESTRICT
 				for i := range objs {
 					s.Objects = objs[i : i+1]
 					if q := deparse(); q != "" {
 						out = append(out, q+";")
 					}
 				}
-				s.Objects, s.Concurrent = objs, false
+				s.Objects, s.Concurrent, s.Behavior = objs, false, behavior
 				f.safeSQL = strings.Join(out, "\n")
 			}
 		}

@@ -153,21 +153,25 @@ func TestRewritesMatchPostgres(t *testing.T) {
 	}
 	mustExec("DROP SCHEMA IF EXISTS rw_orig CASCADE; DROP SCHEMA IF EXISTS rw_hint CASCADE; CREATE SCHEMA rw_orig; CREATE SCHEMA rw_hint")
 	defer conn.Exec(ctx, "DROP SCHEMA rw_orig CASCADE; DROP SCHEMA rw_hint CASCADE")
-	cases := []struct{ rule, sql string }{
-		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a, b)"},
-		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a) INCLUDE (b)"},
-		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE NULLS NOT DISTINCT (b, a) WITH (fillfactor = 70, deduplicate_items = off)"},
-		{"add-unique-constraint", `ALTER TABLE t ADD CONSTRAINT "U q" UNIQUE (b) USING INDEX TABLESPACE pg_default DEFERRABLE INITIALLY DEFERRED`},
-		{"add-primary-key", "ALTER TABLE t ADD PRIMARY KEY (a) INCLUDE (b)"},
-		{"add-primary-key", "ALTER TABLE t ADD CONSTRAINT pk PRIMARY KEY (a, b) DEFERRABLE"},
-		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int UNIQUE NULLS NOT DISTINCT WITH (fillfactor = 80)"},
-		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int CONSTRAINT zk PRIMARY KEY DEFERRABLE INITIALLY DEFERRED"},
-		{"add-fk-validated", "ALTER TABLE t ADD FOREIGN KEY (a, b) REFERENCES parent (id, id2) MATCH FULL ON DELETE CASCADE ON UPDATE SET NULL DEFERRABLE INITIALLY DEFERRED"},
-		{"add-fk-validated", "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent ON DELETE SET NULL (a)"},
-		{"add-check-validated", "ALTER TABLE t ADD CHECK (a > 0 AND b < a) NO INHERIT"},
-		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int REFERENCES parent (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED"},
-		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int CONSTRAINT zc CHECK (z > 0) REFERENCES parent (id) NOT DEFERRABLE"},
-		{"set-not-null", "ALTER TABLE t ALTER COLUMN b SET NOT NULL"},
+	cases := []struct{ rule, sql, setup string }{
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a, b)", ""},
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE (a) INCLUDE (b)", ""},
+		{"add-unique-constraint", "ALTER TABLE t ADD UNIQUE NULLS NOT DISTINCT (b, a) WITH (fillfactor = 70, deduplicate_items = off)", ""},
+		{"add-unique-constraint", `ALTER TABLE t ADD CONSTRAINT "U q" UNIQUE (b) USING INDEX TABLESPACE pg_default DEFERRABLE INITIALLY DEFERRED`, ""},
+		{"add-primary-key", "ALTER TABLE t ADD PRIMARY KEY (a) INCLUDE (b)", ""},
+		{"add-primary-key", "ALTER TABLE t ADD CONSTRAINT pk PRIMARY KEY (a, b) DEFERRABLE", ""},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int UNIQUE NULLS NOT DISTINCT WITH (fillfactor = 80)", ""},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int CONSTRAINT zk PRIMARY KEY DEFERRABLE INITIALLY DEFERRED", ""},
+		{"add-fk-validated", "ALTER TABLE t ADD FOREIGN KEY (a, b) REFERENCES parent (id, id2) MATCH FULL ON DELETE CASCADE ON UPDATE SET NULL DEFERRABLE INITIALLY DEFERRED", ""},
+		{"add-fk-validated", "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES parent ON DELETE SET NULL (a)", ""},
+		{"add-check-validated", "ALTER TABLE t ADD CHECK (a > 0 AND b < a) NO INHERIT", ""},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int REFERENCES parent (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED", ""},
+		{"add-column-inline-constraint", "ALTER TABLE t ADD COLUMN z int CONSTRAINT zc CHECK (z > 0) REFERENCES parent (id) NOT DEFERRABLE", ""},
+		{"set-not-null", "ALTER TABLE t ALTER COLUMN b SET NOT NULL", ""},
+		{"create-index-blocking", "CREATE INDEX ON t (lower(b::text)) INCLUDE (a) WITH (fillfactor = 50) WHERE a > 0", ""},
+		{"create-index-blocking", "CREATE UNIQUE INDEX IF NOT EXISTS tu ON t USING btree (b DESC NULLS LAST) NULLS NOT DISTINCT", ""},
+		{"drop-index-blocking", "DROP INDEX ti CASCADE", "CREATE INDEX ti ON t (b)"},
+		{"drop-index-blocking", "DROP INDEX IF EXISTS ti, tj", "CREATE INDEX ti ON t (b); CREATE INDEX tj ON t (a, b)"},
 	}
 	describe := func(schema string) string {
 		t.Helper()
@@ -179,6 +183,9 @@ func TestRewritesMatchPostgres(t *testing.T) {
 			SELECT format('%s %s %s deferrable=%s deferred=%s; %s', c.conname, c.contype, replace(pg_get_constraintdef(c.oid), $1 || '.', ''),
 				c.condeferrable, c.condeferred, replace(pg_get_indexdef(c.conindid), $1 || '.', ''))
 			FROM pg_constraint c WHERE c.conrelid = ($1 || '.t')::regclass
+			UNION ALL
+			SELECT replace(pg_get_indexdef(i.indexrelid), $1 || '.', '') || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
+			FROM pg_index i WHERE i.indrelid = ($1 || '.t')::regclass
 			ORDER BY 1`, schema)
 		if err != nil {
 			t.Fatal(err)
@@ -208,6 +215,11 @@ func TestRewritesMatchPostgres(t *testing.T) {
 		}
 		for _, s := range []string{"rw_orig", "rw_hint"} {
 			mustExec("DROP TABLE IF EXISTS " + s + ".t, " + s + ".parent; CREATE TABLE " + s + ".parent (id int PRIMARY KEY, id2 int, UNIQUE (id, id2)); CREATE TABLE " + s + ".t (a int NOT NULL, b int)")
+		}
+		for _, s := range []string{"rw_orig", "rw_hint"} {
+			if c.setup != "" {
+				mustExec("SET search_path = " + s + "; " + c.setup)
+			}
 		}
 		mustExec("SET search_path = rw_orig")
 		mustExec(c.sql)
