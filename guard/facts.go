@@ -270,6 +270,7 @@ type stmtFacts struct {
 	// CREATE INDEX
 	indexName    string
 	indexColumns []string // "" for an expression
+	indexOnly    bool     // CREATE INDEX … ON ONLY
 	// indexNameParts are what PostgreSQL names an unnamed index after
 	// (ChooseIndexColumnNames): its columns' names and its expressions'
 	// (indexElemName), then its INCLUDE columns.
@@ -479,6 +480,7 @@ func deriveFacts(text string) (f *stmtFacts) {
 		f.kind = factCreateIndex
 		f.target = rangeVarName(s.Relation)
 		f.indexName = s.Idxname
+		f.indexOnly = s.Relation != nil && !s.Relation.Inh
 		for _, p := range s.IndexParams {
 			if ie := p.GetIndexElem(); ie != nil {
 				f.indexColumns = append(f.indexColumns, ie.Name)

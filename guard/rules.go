@@ -277,7 +277,7 @@ var ruleCatalog = [numRules]RuleInfo{
 	rCreateIndexBlocking: {
 		ID: "create-index-blocking", Category: "lock",
 		Summary:     "CREATE INDEX without CONCURRENTLY blocks writes for the whole build",
-		Detects:     "`CREATE INDEX` without CONCURRENTLY on an existing table.",
+		Detects:     "`CREATE INDEX` without CONCURRENTLY on an existing table; not `CREATE INDEX … ON ONLY` a table the catalog shows partitioned, which builds nothing (the first step of the recipe below).",
 		Lock:        "SHARE on the table for the full index build: blocks every INSERT, UPDATE and DELETE until commit.",
 		Alternative: "`CREATE INDEX CONCURRENTLY` outside a transaction block (drop an INVALID leftover if it fails). On a partitioned table: `CREATE INDEX … ON ONLY parent`, CONCURRENTLY on each partition, then `ALTER INDEX … ATTACH PARTITION`.",
 		Default:     warn, Strict: block, Overridable: true,

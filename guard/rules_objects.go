@@ -65,15 +65,21 @@ func (e *evaluator) checkCreateIndex() {
 	if rel.Name == "" {
 		rel = f.target
 	}
-	if !st.Concurrently && !e.isNew(rel) && !e.isTemp(rel) {
+	partitioned := false
+	if cat := e.c.Catalog; cat != nil {
+		info, ok := cat.Relation(rel)
+		partitioned = ok && info.Kind == KindPartitionedTable
+	}
+	// ON ONLY a partitioned table builds nothing: the index is INVALID
+	// until each partition's is attached, and only the parent is locked,
+	// briefly. It is the first step of the recipe below.
+	if !st.Concurrently && !e.isNew(rel) && !e.isTemp(rel) && !(partitioned && f.indexOnly) {
 		hint := lines(semi(f.safeSQL), "-- outside a transaction block; if it fails, DROP INDEX CONCURRENTLY the INVALID index it leaves and retry")
-		if cat := e.c.Catalog; cat != nil {
-			if info, ok := cat.Relation(rel); ok && info.Kind == KindPartitionedTable {
-				hint = lines("-- CONCURRENTLY does not work on a partitioned table itself:",
-					"CREATE INDEX "+qi(orDefault(f.indexName, "parent_idx"))+" ON ONLY "+rel.String()+" (…);  -- invalid until every partition has one",
-					"-- for each partition: CREATE INDEX CONCURRENTLY part_idx ON partition (…);",
-					"-- ALTER INDEX "+qi(orDefault(f.indexName, "parent_idx"))+" ATTACH PARTITION part_idx;")
-			}
+		if partitioned {
+			hint = lines("-- CONCURRENTLY does not work on a partitioned table itself:",
+				"CREATE INDEX "+qi(orDefault(f.indexName, "parent_idx"))+" ON ONLY "+rel.String()+" (…);  -- invalid until every partition has one",
+				"-- for each partition: CREATE INDEX CONCURRENTLY part_idx ON partition (…);",
+				"-- ALTER INDEX "+qi(orDefault(f.indexName, "parent_idx"))+" ATTACH PARTITION part_idx;")
 		}
 		rels := append(one(rel), e.others(rel, Share, RolePartition)...)
 		e.fire(rCreateIndexBlocking, hit{

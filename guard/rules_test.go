@@ -198,6 +198,12 @@ var ruleCases = []ruleCase{
 
 	{rule: "create-index-blocking", sql: "CREATE INDEX i ON orders (note)", fire: true},
 	{rule: "create-index-blocking", sql: "CREATE INDEX i ON events (id)", fire: true, cat: true},
+	// ON ONLY a partitioned table builds nothing (the first step of the
+	// per-partition recipe); on a plain table, or one the catalog does not
+	// know, it builds the index.
+	{rule: "create-index-blocking", sql: "CREATE INDEX i ON ONLY events (id)", cat: true},
+	{rule: "create-index-blocking", sql: "CREATE INDEX i ON ONLY orders (note)", fire: true, cat: true},
+	{rule: "create-index-blocking", sql: "CREATE INDEX i ON ONLY events (id)", fire: true},
 	{rule: "create-index-blocking", sql: "CREATE INDEX CONCURRENTLY i ON orders (note)"},
 	{rule: "create-index-blocking", sql: "CREATE TABLE t (a int); CREATE INDEX ON t (a)"},
 	{rule: "create-index-blocking", sql: "CREATE INDEX ON t (a)", inTx: true, prior: "CREATE TABLE t (a int)"},

@@ -160,3 +160,38 @@ func TestPolicyFollowsSavepoints(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictPolicyLetsThePartitionedIndexRecipeThrough: CREATE INDEX
+// CONCURRENTLY does not work on a partitioned table, so lockguard's hint
+// for an index on one is CREATE INDEX ON ONLY the parent (which builds
+// nothing and locks only the parent, briefly), CONCURRENTLY on each
+// partition, then ATTACH PARTITION. Under the strict policy every step of
+// that recipe must go through (the catalog says the table is partitioned),
+// while a plain CREATE INDEX on the parent is still blocked.
+func TestStrictPolicyLetsThePartitionedIndexRecipeThrough(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := uniqueName(t, "parted")
+	if _, err := connect(t, directDSN()).Exec(ctx, fmt.Sprintf(`CREATE TABLE %[1]s (id int, at date) PARTITION BY RANGE (at);
+		CREATE TABLE %[1]s_2026 PARTITION OF %[1]s FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`, tbl)); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, tbl)
+	lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "CREATE INDEX "+tbl+"_at_all ON "+tbl+" (at)"); pgCode(err) != guard.CodePolicyBlock {
+		t.Fatalf("CREATE INDEX on the partitioned table under strict: %v, want blocked", err)
+	}
+	for _, sql := range []string{
+		"CREATE INDEX " + tbl + "_at ON ONLY " + tbl + " (at)",
+		"CREATE INDEX CONCURRENTLY " + tbl + "_2026_at ON " + tbl + "_2026 (at)",
+		"ALTER INDEX " + tbl + "_at ATTACH PARTITION " + tbl + "_2026_at",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var valid bool
+	if err := conn.QueryRow(ctx, "SELECT indisvalid FROM pg_index WHERE indexrelid = $1::regclass", tbl+"_at").Scan(&valid); err != nil || !valid {
+		t.Fatalf("the parent's index after the recipe: valid=%v (%v)", valid, err)
+	}
+}
