@@ -54,6 +54,15 @@ type ColumnCatalog interface {
 	ColumnType(rel RelName, column string) (typ string, notNull bool, ok bool)
 }
 
+// CastCatalog is an optional extension of Catalog: whether PostgreSQL
+// casts type from to type to (names as to_regtype reads them) without a
+// function (pg_cast.castmethod 'b': binary-coercible), and whether it knows
+// both types. change-column-type asks it about changes its own list of
+// binary-coercible changes does not cover (integer to oid, xml to text …).
+type CastCatalog interface {
+	BinaryCoercible(from, to string) (coercible, ok bool)
+}
+
 // ConstraintDefCatalog is an optional extension of Catalog: a constraint's
 // definition as pg_get_constraintdef prints it ("CHECK ((email IS NOT
 // NULL))"). set-not-null uses it to find a validated CHECK that proves the

@@ -169,12 +169,14 @@ var ruleCatalog = [numRules]RuleInfo{
 			"varchar ↔ text; numeric(p,s) → numeric(p' ≥ p, s) or numeric; varbit(n) → varbit(m ≥ n); cidr → inet; " +
 			"timestamp/time/interval precision increases; timestamp ↔ timestamptz only when the session TimeZone is UTC " +
 			"(PostgreSQL 12+; lockguard knows that only from a `SET TIME ZONE 'UTC'` earlier in the transaction or file). " +
-			"A USING clause or a COLLATE change always counts as a rewrite.",
+			"Other changes between two types count as binary-coercible when the catalog's pg_cast says so and the new type has no modifier (integer → oid, …). " +
+			"A USING clause always counts as a rewrite. A COLLATE on a binary-coercible change keeps the table but rebuilds the column's indexes under ACCESS EXCLUSIVE, and is reported as that. " +
+			"Checked against PostgreSQL's relfilenodes by `TestRewriteClaimsMatchPostgres`.",
 		Lock:        "ACCESS EXCLUSIVE on the table while every row is rewritten and every index rebuilt (and on tables whose foreign keys use the column): blocks all reads and writes until commit.",
 		Alternative: "Expand and contract: add a new column, write both, backfill in batches, switch readers, drop the old column.",
 		Default:     warn, Strict: block, Overridable: true,
 		NeedsCatalog: true,
-		Catalog:      "the column's current type (ColumnCatalog). Without it the type is taken from a CREATE TABLE or ADD COLUMN earlier in the file or transaction; otherwise the change is reported as possibly rewriting.",
+		Catalog:      "the column's current type (ColumnCatalog) and binary-coercible casts (CastCatalog). Without it the type is taken from a CREATE TABLE or ADD COLUMN earlier in the file or transaction; otherwise the change is reported as possibly rewriting.",
 		Anchors:      "strong_migrations change_column; squawk changing-column-type; eugene E5",
 	},
 	rChangeTypeRecheck: {

@@ -321,13 +321,31 @@ func (e *evaluator) volatileCalls(calls []string) (vol, unknown []string, note s
 func (e *evaluator) checkAlterType(rel RelName, c *cmdFact) {
 	nt := c.col.typ
 	old, known, note := e.columnType(rel, c.column)
-	ok, why := coercible(old, known, nt, c.using, c.col.collate, e.utc, e.version())
-	if ok {
-		e.checkTypeRecheck(rel, c)
-		return
+	ok, why := coercible(old, known, nt, c.using, e.utc, e.version())
+	if !ok && why == "" && known && !c.using {
+		ok = e.castsWithoutFunction(old, nt)
 	}
 	tbl := rel.String()
 	name := qi(c.column)
+	if ok {
+		if c.col.collate {
+			// A new collation keeps the table (its values do not
+			// change) but not its indexes on the column, which sort by
+			// it: PostgreSQL rebuilds them unless the collation is the
+			// one the column has.
+			e.fire(rChangeColumnType, hit{
+				rel: rel, lock: AccessExclusive,
+				msg:    "column " + name + " of " + tbl + " changed to " + nt.String() + " with a COLLATE: the table is not rewritten, but indexes on the column are rebuilt under ACCESS EXCLUSIVE",
+				detail: lockDetail(AccessExclusive, one(rel), " while the column's indexes are rebuilt (unless the collation is the one it has)"),
+				hint: lines("-- to keep the lock short: DROP INDEX CONCURRENTLY the column's indexes first,",
+					"-- change the collation (no rewrite), then CREATE INDEX CONCURRENTLY them again;",
+					"-- queries run without those indexes in between"),
+				note: note,
+			})
+		}
+		e.checkTypeRecheck(rel, c)
+		return
+	}
 	var msg string
 	if known {
 		msg = "column " + name + " of " + tbl + " changed from " + old.String() + " to " + nt.String() + ", which is not binary-coercible"
@@ -386,12 +404,10 @@ func (e *evaluator) columnType(rel RelName, column string) (typeRef, bool, strin
 // coercible reports whether changing a column from old to nt is
 // binary-coercible (no rewrite), and if not, why when there is a reason
 // worth telling.
-func coercible(old typeRef, known bool, nt typeRef, using, collate, utc bool, version int) (bool, string) {
+func coercible(old typeRef, known bool, nt typeRef, using, utc bool, version int) (bool, string) {
 	switch {
 	case using:
 		return false, "USING computes every value anew"
-	case collate:
-		return false, "a COLLATE change rebuilds indexes"
 	case !known || !nt.known():
 		return false, ""
 	case old.array != nt.array || old.schema != nt.schema || old.modsUnknown || nt.modsUnknown:
@@ -440,6 +456,25 @@ func coercible(old typeRef, known bool, nt typeRef, using, collate, utc bool, ve
 		return widen(), ""
 	}
 	return false, ""
+}
+
+// castsWithoutFunction asks the catalog (CastCatalog) whether old casts to
+// nt without a function, for a change between two different types that
+// coercible does not know: binary-coercible when nt has no modifier to
+// enforce.
+func (e *evaluator) castsWithoutFunction(old, nt typeRef) bool {
+	cc, ok := e.c.Catalog.(CastCatalog)
+	if !ok || old.array || nt.array || len(nt.mods) > 0 || nt.modsUnknown || old.name == nt.name && old.schema == nt.schema {
+		return false
+	}
+	regtype := func(t typeRef) string {
+		if t.schema != "" {
+			return quoteIdent(t.schema) + "." + quoteIdent(t.name)
+		}
+		return t.name
+	}
+	yes, known := cc.BinaryCoercible(regtype(old), regtype(nt))
+	return yes && known
 }
 
 // checkTypeRecheck: a change without rewrite still re-validates the

@@ -14,6 +14,7 @@ var (
 	_ guard.SizeCatalog          = (*Catalog)(nil)
 	_ guard.ColumnCatalog        = (*Catalog)(nil)
 	_ guard.ConstraintDefCatalog = (*Catalog)(nil)
+	_ guard.CastCatalog          = (*Catalog)(nil)
 )
 
 type extMemo struct {
@@ -21,7 +22,10 @@ type extMemo struct {
 	sizes map[guard.RelName]sizeAnswer
 	cols  map[[2]string]colAnswer
 	defs  map[[2]string]defAnswer
+	casts map[[2]string]castAnswer
 }
+
+type castAnswer struct{ coercible, found bool }
 
 type sizeAnswer struct {
 	rows, bytes int64
@@ -89,6 +93,21 @@ func (c *Catalog) ColumnType(rel guard.RelName, column string) (string, bool, bo
 		return a
 	})
 	return a.typ, a.notNull, a.found
+}
+
+// BinaryCoercible implements guard.CastCatalog.
+func (c *Catalog) BinaryCoercible(from, to string) (bool, bool) {
+	a := memoized(c, &c.ext.casts, [2]string{from, to}, func() (a castAnswer) {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		err := c.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_cast
+				WHERE castsource = to_regtype($1) AND casttarget = to_regtype($2) AND castmethod = 'b'),
+			to_regtype($1) IS NOT NULL AND to_regtype($2) IS NOT NULL`, from, to).Scan(&a.coercible, &a.found)
+		c.lastErr = err
+		a.found = a.found && err == nil
+		return a
+	})
+	return a.coercible, a.found
 }
 
 // ConstraintDef implements guard.ConstraintDefCatalog; only validated
