@@ -33,16 +33,19 @@ type Hazard struct {
 	SpanID    string // span id of that span, for links from the statements it held up
 }
 
-// QueuedBehind returns the pending requests in h that wait for backend pid,
-// and the longest such wait.
-func (h *Hazards) QueuedBehind(pid int) (n int, oldest time.Duration) {
+// QueuedBehind returns the pending requests in h that wait for backend pid
+// and began waiting after since (or whose start is unknown), and the longest
+// such wait. since keeps out a snapshot older than what the caller asks
+// about: requests that waited for an earlier statement of pid and were
+// granted once it ended, which the monitor has not seen yet.
+func (h *Hazards) QueuedBehind(pid int, since time.Time) (n int, oldest time.Duration) {
 	if h.Empty() {
 		return 0, 0
 	}
 	now := time.Now()
 	for _, l := range h.byName {
 		for _, hz := range l {
-			if hz.Granted || hz.PID == pid {
+			if hz.Granted || hz.PID == pid || !hz.WaitStart.IsZero() && hz.WaitStart.Before(since) {
 				continue
 			}
 			for _, b := range hz.BlockedBy {

@@ -1,6 +1,9 @@
 package guard
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestBoardKeepsTraceOfDuplicate: the monitor and lockguard report the same
 // pending lock; the board keeps one entry, with the monitor's session facts
@@ -16,5 +19,31 @@ func TestBoardKeepsTraceOfDuplicate(t *testing.T) {
 	}
 	if h := all[0]; h.TraceID != "t" || h.SpanID != "s" || h.State != "active" || h.Source != "proxy" {
 		t.Fatalf("merged hazard %+v", h)
+	}
+}
+
+// TestQueuedBehindSince: requests that began waiting for backend 7 before
+// since (behind an earlier statement of it, granted once that one was
+// cancelled, but still in the monitor's last snapshot) do not count; those
+// after it, and those whose start is unknown, do.
+func TestQueuedBehindSince(t *testing.T) {
+	rel := RelName{Schema: "public", Name: "users"}
+	now := time.Now()
+	since := now.Add(-time.Second)
+	var b Board
+	b.SetMonitored([]Hazard{
+		{Rel: rel, Mode: AccessExclusive, PID: 7, WaitStart: now.Add(-3 * time.Second)},
+		{Rel: rel, Mode: AccessShare, PID: 8, BlockedBy: []int{7}, WaitStart: now.Add(-2 * time.Second)},
+		{Rel: rel, Mode: AccessShare, PID: 9, BlockedBy: []int{7}, WaitStart: now.Add(-500 * time.Millisecond)},
+		{Rel: rel, Mode: AccessShare, PID: 10, BlockedBy: []int{7}},
+		{Rel: rel, Mode: AccessShare, PID: 11, BlockedBy: []int{8}, WaitStart: now},
+		{Rel: rel, Mode: AccessShare, PID: 12, Granted: true},
+	})
+	n, oldest := b.Snapshot().QueuedBehind(7, since)
+	if n != 2 || oldest < 400*time.Millisecond || oldest > time.Second {
+		t.Fatalf("QueuedBehind(7, 1s ago) = %d, %v; want 2 (pids 9 and 10) and about 500ms", n, oldest)
+	}
+	if n, _ := b.Snapshot().QueuedBehind(7, time.Time{}); n != 3 {
+		t.Fatalf("QueuedBehind(7, zero) = %d, want 3", n)
 	}
 }

@@ -37,7 +37,8 @@ SELECT l.pid, l.mode, l.granted, n.nspname, c.relname,
        coalesce(a.state, ''), coalesce(a.query, ''), coalesce(a.application_name, ''),
        coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''),
        a.xact_start, l.waitstart,
-       CASE WHEN l.granted THEN NULL ELSE pg_blocking_pids(l.pid) END
+       CASE WHEN l.granted THEN NULL ELSE pg_blocking_pids(l.pid) END,
+       clock_timestamp()
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -113,10 +114,14 @@ func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
 		var mode string
 		var xact, wait *time.Time
 		var blockedBy []int32
+		var serverNow time.Time
 		if err := rows.Scan(&h.PID, &mode, &h.Granted, &h.Rel.Schema, &h.Rel.Name, &h.State, &h.Query,
-			&h.Application, &h.User, &h.Client, &xact, &wait, &blockedBy); err != nil {
+			&h.Application, &h.User, &h.Client, &xact, &wait, &blockedBy, &serverNow); err != nil {
 			return nil, err
 		}
+		// The server's timestamps on lockguard's clock: the two hosts'
+		// clocks may differ, and waits are measured against time.Now.
+		skew := time.Since(serverNow)
 		for _, b := range blockedBy {
 			h.BlockedBy = append(h.BlockedBy, int(b))
 		}
@@ -128,10 +133,10 @@ func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
 		h.Source = "monitor"
 		h.Query = guard.Sanitize(h.Query)
 		if xact != nil {
-			h.XactStart = *xact
+			h.XactStart = xact.Add(skew)
 		}
 		if wait != nil {
-			h.WaitStart = *wait
+			h.WaitStart = wait.Add(skew)
 		}
 		out = append(out, h)
 	}

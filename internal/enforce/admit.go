@@ -247,6 +247,10 @@ func (g *Guard) watchYield(ctx context.Context, s *session, rels []guard.RelName
 		return
 	}
 	pid := int(s.ps.BackendPID())
+	// The attempt the watch is for is sent about now: requests that
+	// queued behind an earlier attempt (cancelled to yield, they ran at
+	// once) do not count, though the monitor may still show them.
+	armed := time.Now()
 	go func() {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
@@ -257,10 +261,15 @@ func (g *Guard) watchYield(ctx context.Context, s *session, rels []guard.RelName
 			case <-a.Board.Changed():
 			case <-tick.C:
 			}
+			if ctx.Err() != nil {
+				// The DDL is done (select picks any ready case):
+				// a cancel now would hit the client's next statement.
+				return
+			}
 			// Only requests queued in PostgreSQL count: statements lockguard
 			// holds wait at most the hold budget and are shed, so they never
 			// pile up behind the DDL.
-			n, oldest := a.Board.Snapshot().QueuedBehind(pid)
+			n, oldest := a.Board.Snapshot().QueuedBehind(pid, armed)
 			if (y.Waiters > 0 && n >= y.Waiters) || (y.Wait > 0 && oldest >= y.Wait) {
 				s.mu.Lock()
 				s.yielded = true
