@@ -187,12 +187,18 @@ func (e *evaluator) checkAddColumn(rel RelName, isNew bool, c *cmdFact) {
 			if rel.Schema != "" {
 				qseq = qi(rel.Schema) + "." + qseq
 			}
+			// The sequence a serial or identity column gets counts in
+			// the column's type, as the one PostgreSQL would make.
+			as := map[string]string{"serial2": " AS smallint", "int2": " AS smallint", "serial4": " AS integer", "int4": " AS integer"}[col.typ.name]
+			if col.typ.schema != "" {
+				as = ""
+			}
 			e.fire(rAddColumnSerialIdentity, hit{
 				rel: rel, lock: AccessExclusive,
 				msg:    kind + " column " + name + " added to " + tbl + ": every row gets a value and the table is rewritten",
 				detail: rewrite,
 				hint: lines(semi(c.bareSQL),
-					"CREATE SEQUENCE "+qseq+" OWNED BY "+tbl+"."+name+";",
+					"CREATE SEQUENCE "+qseq+as+" OWNED BY "+tbl+"."+name+";",
 					"ALTER TABLE "+tbl+" ALTER COLUMN "+name+" SET DEFAULT nextval('"+strings.ReplaceAll(qseq, "'", "''")+"');",
 					"-- then backfill existing rows in batches, outside this transaction:",
 					"-- UPDATE "+tbl+" SET "+name+" = nextval('"+strings.ReplaceAll(qseq, "'", "''")+"') WHERE "+name+" IS NULL AND <key range>;"),
