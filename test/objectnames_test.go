@@ -61,7 +61,7 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 			regexp.MustCompile(`ADD CONSTRAINT ("(?:[^"]|"")*"|\S+) PRIMARY KEY USING INDEX`), conname("p"), false, false},
 		{"add-column-inline-constraint", "ALTER TABLE %[1]s ADD COLUMN n int REFERENCES parent (id)", validate, conname("f"), false, false},
 		{"add-column-serial-identity", "ALTER TABLE %[1]s ADD COLUMN %[2]s serial",
-			regexp.MustCompile(`CREATE SEQUENCE ("(?:[^"]|"")*"|\S+) OWNED BY`),
+			regexp.MustCompile(`CREATE SEQUENCE ("(?:[^"]|"")*"|\S+)(?: AS \w+)? OWNED BY`),
 			`SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid WHERE d.refobjid = to_regclass($1) AND c.relkind = 'S'`, true, false},
 		// An index's name covers its INCLUDE columns.
 		{"add-unique-constraint", "ALTER TABLE %[1]s ADD UNIQUE (%[2]s) INCLUDE (%[3]s)",
