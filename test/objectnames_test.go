@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -79,12 +80,7 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 		}
 		return s
 	}
-	mustExec := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	mustExec := execer(t, ctx, conn)
 	mustExec(`DROP SCHEMA IF EXISTS names CASCADE; CREATE SCHEMA names; SET search_path = names;
 		CREATE TABLE parent (id int, id2 int, PRIMARY KEY (id), UNIQUE (id, id2))`)
 	defer conn.Exec(ctx, "DROP SCHEMA names CASCADE")
@@ -145,12 +141,7 @@ func TestSuggestedNamesMatchPostgres(t *testing.T) {
 func TestRewritesMatchPostgres(t *testing.T) {
 	conn := connect(t, pg.DSN("postgres", "", "postgres"))
 	ctx := ctxT(t, time.Minute)
-	mustExec := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	mustExec := execer(t, ctx, conn)
 	mustExec("DROP SCHEMA IF EXISTS rw_orig CASCADE; DROP SCHEMA IF EXISTS rw_hint CASCADE; CREATE SCHEMA rw_orig; CREATE SCHEMA rw_hint")
 	defer conn.Exec(ctx, "DROP SCHEMA rw_orig CASCADE; DROP SCHEMA rw_hint CASCADE")
 	cases := []struct{ rule, sql, setup string }{
@@ -175,7 +166,7 @@ func TestRewritesMatchPostgres(t *testing.T) {
 	}
 	describe := func(schema string) string {
 		t.Helper()
-		rows, err := conn.Query(ctx, `SELECT format('%s %s not_null=%s default=%s', attname, format_type(atttypid, atttypmod), attnotnull,
+		return strings.Join(queryStrings(t, ctx, conn, `SELECT format('%s %s not_null=%s default=%s', attname, format_type(atttypid, atttypmod), attnotnull,
 				pg_get_expr(d.adbin, d.adrelid))
 			FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 			WHERE a.attrelid = ($1 || '.t')::regclass AND a.attnum > 0 AND NOT a.attisdropped
@@ -186,15 +177,7 @@ func TestRewritesMatchPostgres(t *testing.T) {
 			UNION ALL
 			SELECT replace(pg_get_indexdef(i.indexrelid), $1 || '.', '') || CASE WHEN i.indisvalid THEN '' ELSE ' (INVALID)' END
 			FROM pg_index i WHERE i.indrelid = ($1 || '.t')::regclass
-			ORDER BY 1`, schema)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(lines, "\n  ")
+			ORDER BY 1`, schema), "\n  ")
 	}
 	var version int
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
@@ -224,11 +207,7 @@ func TestRewritesMatchPostgres(t *testing.T) {
 		mustExec("SET search_path = rw_orig")
 		mustExec(c.sql)
 		mustExec("SET search_path = rw_hint")
-		for _, line := range strings.Split(hint, "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "--") {
-				mustExec(line) // one statement per line: CONCURRENTLY runs outside a block
-			}
-		}
+		runHint(mustExec, hint)
 		mustExec("RESET search_path")
 		if orig, rewritten := describe("rw_orig"), describe("rw_hint"); orig != rewritten {
 			t.Errorf("%s\n the original made:\n  %s\n lockguard's rewrite made:\n  %s\n (the rewrite: %s)", c.sql, orig, rewritten, hint)
@@ -244,25 +223,12 @@ func TestRewritesMatchPostgres(t *testing.T) {
 func TestSerialRewriteSequenceMatchesPostgres(t *testing.T) {
 	conn := connect(t, pg.DSN("postgres", "", "postgres"))
 	ctx := ctxT(t, time.Minute)
-	mustExec := func(sql string) {
-		t.Helper()
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	mustExec := execer(t, ctx, conn)
 	defer conn.Exec(ctx, "DROP SCHEMA IF EXISTS sq_orig CASCADE; DROP SCHEMA IF EXISTS sq_hint CASCADE")
 	sequences := func(schema string) string {
-		rows, err := conn.Query(ctx, `SELECT format('%s %s max=%s', c.relname, format_type(s.seqtypid, NULL), s.seqmax)
+		return strings.Join(queryStrings(t, ctx, conn, `SELECT format('%s %s max=%s', c.relname, format_type(s.seqtypid, NULL), s.seqmax)
 			FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 ORDER BY 1`, schema)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(got, "; ")
+			WHERE n.nspname = $1 ORDER BY 1`, schema), "; ")
 	}
 	for _, sql := range []string{
 		"ALTER TABLE t ADD COLUMN n serial",
@@ -285,14 +251,45 @@ func TestSerialRewriteSequenceMatchesPostgres(t *testing.T) {
 			CREATE TABLE sq_orig.t (a int); CREATE TABLE sq_hint.t (a int)`)
 		mustExec("SET search_path = sq_orig; " + sql)
 		mustExec("SET search_path = sq_hint")
-		for _, line := range strings.Split(hint, "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "--") {
-				mustExec(line)
-			}
-		}
+		runHint(mustExec, hint)
 		mustExec("RESET search_path")
 		if orig, rewritten := sequences("sq_orig"), sequences("sq_hint"); orig != rewritten {
 			t.Errorf("%s\n the original made the sequence %s\n lockguard's rewrite made %s", sql, orig, rewritten)
 		}
 	}
+}
+
+// execer returns a function that runs sql on conn and fails t on an error.
+func execer(t *testing.T, ctx context.Context, conn *pgx.Conn) func(sql string) {
+	return func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
+// runHint runs the statements of a hint, one per line, with exec, skipping
+// its comment lines: each on its own, as CONCURRENTLY runs outside a
+// transaction block.
+func runHint(exec func(string), hint string) {
+	for _, line := range strings.Split(hint, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "--") {
+			exec(line)
+		}
+	}
+}
+
+// queryStrings returns the one text column of the rows of sql.
+func queryStrings(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
