@@ -1,6 +1,8 @@
 package guard
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -244,8 +246,9 @@ type cmdFact struct {
 	column  string // ALTER COLUMN …, DROP COLUMN …
 	name    string // constraint of VALIDATE / DROP CONSTRAINT
 	part    RelName
-	col     *colFact // ADD COLUMN; for ALTER TYPE the new type is col.typ
-	using   bool     // ALTER COLUMN TYPE … USING
+	bound   boundFact // ATTACH PARTITION's bound
+	col     *colFact  // ADD COLUMN; for ALTER TYPE the new type is col.typ
+	using   bool      // ALTER COLUMN TYPE … USING
 	con     *conFact
 	cascade bool
 	// safeSQL is the subcommand alone, rewritten in its safe form (ADD
@@ -660,6 +663,7 @@ func alterCmdFact(cmd *pg.AlterTableCmd) cmdFact {
 		c.kind = cmdAttach
 		if pc := cmd.Def.GetPartitionCmd(); pc != nil {
 			c.part = rangeVarName(pc.Name)
+			c.bound = partitionBound(pc.Bound)
 		}
 	case pg.AlterTableType_AT_DetachPartition:
 		c.kind = cmdDetach
@@ -1182,4 +1186,184 @@ func usingIndexSQL(raw *pg.RawStmt, s *pg.AlterTableStmt, k *pg.Constraint, cols
 		return ""
 	}
 	return create + ";\n" + alter + ";"
+}
+
+// boundFact is a partition bound of one column with constant values:
+// FOR VALUES FROM (lower) TO (upper) (kind 'r'; "" for MINVALUE or
+// MAXVALUE) or FOR VALUES IN (list…) (kind 'l'), as constText; kind 0 for
+// any other.
+type boundFact struct {
+	kind         byte
+	lower, upper string
+	list         []string
+}
+
+// partitionBound reads b as a boundFact.
+func partitionBound(b *pg.PartitionBoundSpec) boundFact {
+	if b == nil {
+		return boundFact{}
+	}
+	if b.Strategy == "l" {
+		f := boundFact{kind: 'l'}
+		for _, n := range b.Listdatums {
+			c := constText(n)
+			if c == "" {
+				return boundFact{} // NULL or not a constant
+			}
+			f.list = append(f.list, c)
+		}
+		return f
+	}
+	lo, hi, ok := rangeBound(b)
+	if !ok {
+		return boundFact{}
+	}
+	return boundFact{kind: 'r', lower: lo, upper: hi}
+}
+
+// rangeBound returns the constants of a FOR VALUES FROM (lo) TO (hi) bound
+// of one column (constText; "" for MINVALUE / MAXVALUE), and whether the
+// bound is of that form.
+func rangeBound(b *pg.PartitionBoundSpec) (lo, hi string, ok bool) {
+	if b.Strategy != "r" || len(b.Lowerdatums) != 1 || len(b.Upperdatums) != 1 {
+		return "", "", false
+	}
+	datum := func(n *pg.Node) (string, bool) {
+		if p := n.GetPartitionRangeDatum(); p != nil {
+			switch p.Kind {
+			case pg.PartitionRangeDatumKind_PARTITION_RANGE_DATUM_MINVALUE, pg.PartitionRangeDatumKind_PARTITION_RANGE_DATUM_MAXVALUE:
+				return "", true
+			}
+			n = p.Value
+		}
+		if cr := n.GetColumnRef(); cr != nil {
+			// MINVALUE / MAXVALUE as the raw grammar leaves them.
+			if f := strs(cr.Fields); len(f) == 1 && (strings.EqualFold(f[0], "minvalue") || strings.EqualFold(f[0], "maxvalue")) {
+				return "", true
+			}
+		}
+		c := constText(n)
+		return c, c != ""
+	}
+	lo, okLo := datum(b.Lowerdatums[0])
+	hi, okHi := datum(b.Upperdatums[0])
+	return lo, hi, okLo && okHi
+}
+
+// constText is a constant, under any casts, as text ("0", "2026-01-01"),
+// or "" when n is not one. Two constants of the same column with the same
+// text are the same value.
+func constText(n *pg.Node) string {
+	for depth := 0; n != nil && depth < maxDepth; depth++ {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		c := n.GetAConst()
+		if c == nil || c.Isnull {
+			return ""
+		}
+		switch v := c.Val.(type) {
+		case *pg.A_Const_Ival:
+			return strconv.Itoa(int(v.Ival.Ival))
+		case *pg.A_Const_Fval:
+			return v.Fval.Fval
+		case *pg.A_Const_Sval:
+			return "'" + v.Sval.Sval
+		}
+		return ""
+	}
+	return ""
+}
+
+// checkProvesBound reports what CHECK definition def (as
+// pg_get_constraintdef prints it) proves of column against bound b, by its
+// top-level conjuncts with b's own constants: for a range, column >= lower
+// (or lower <= column) and column < upper (or upper > column); for a list,
+// column = ANY (ARRAY[…]), column IN (…) or column = v with values all in
+// b's list (both reported in lower and upper); and whether it proves column
+// IS NOT NULL.
+func checkProvesBound(def, column string, b boundFact) (lower, upper, notNull bool) {
+	lo, hi := b.lower, b.upper
+	if !strings.HasPrefix(strings.TrimSpace(def), "CHECK") || strings.Contains(def, ";") {
+		return false, false, false
+	}
+	tree, err := pg.Parse("ALTER TABLE t ADD CONSTRAINT c " + def)
+	if err != nil || len(tree.Stmts) != 1 {
+		return false, false, false
+	}
+	at := tree.Stmts[0].Stmt.GetAlterTableStmt()
+	if at == nil || len(at.Cmds) != 1 {
+		return false, false, false
+	}
+	k := at.Cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
+	if k == nil {
+		return false, false, false
+	}
+	notNull = contains(notNullColumns(k.RawExpr, nil, 0), column)
+	isColumn := func(n *pg.Node) bool {
+		cr := n.GetColumnRef()
+		if cr == nil {
+			return false
+		}
+		f := strs(cr.Fields)
+		return len(f) == 1 && f[0] == column
+	}
+	var walk func(n *pg.Node, depth int)
+	walk = func(n *pg.Node, depth int) {
+		if n == nil || depth > maxDepth {
+			return
+		}
+		if be := n.GetBoolExpr(); be != nil && be.Boolop == pg.BoolExprType_AND_EXPR {
+			for _, a := range be.Args {
+				walk(a, depth+1)
+			}
+			return
+		}
+		e := n.GetAExpr()
+		if e == nil || len(e.Name) != 1 {
+			return
+		}
+		op := strs(e.Name)
+		if len(op) != 1 {
+			return
+		}
+		if b.kind == 'l' {
+			// Every value the CHECK allows is in the bound's list.
+			var vals []*pg.Node
+			switch {
+			case e.Kind == pg.A_Expr_Kind_AEXPR_OP_ANY && op[0] == "=" && isColumn(e.Lexpr):
+				if a := e.Rexpr.GetAArrayExpr(); a != nil {
+					vals = a.Elements
+				}
+			case e.Kind == pg.A_Expr_Kind_AEXPR_IN && op[0] == "=" && isColumn(e.Lexpr):
+				if l := e.Rexpr.GetList(); l != nil {
+					vals = l.Items
+				}
+			case e.Kind == pg.A_Expr_Kind_AEXPR_OP && op[0] == "=" && isColumn(e.Lexpr):
+				vals = []*pg.Node{e.Rexpr}
+			}
+			in := len(vals) > 0
+			for _, v := range vals {
+				in = in && slices.Contains(b.list, constText(v))
+			}
+			if in {
+				lower, upper = true, true
+			}
+			return
+		}
+		if b.kind != 'r' || e.Kind != pg.A_Expr_Kind_AEXPR_OP {
+			return
+		}
+		switch {
+		case isColumn(e.Lexpr) && op[0] == ">=" && lo != "" && constText(e.Rexpr) == lo,
+			isColumn(e.Rexpr) && op[0] == "<=" && lo != "" && constText(e.Lexpr) == lo:
+			lower = true
+		case isColumn(e.Lexpr) && op[0] == "<" && hi != "" && constText(e.Rexpr) == hi,
+			isColumn(e.Rexpr) && op[0] == ">" && hi != "" && constText(e.Lexpr) == hi:
+			upper = true
+		}
+	}
+	walk(k.RawExpr, 0)
+	return lower, upper, notNull
 }

@@ -63,6 +63,17 @@ type CastCatalog interface {
 	BinaryCoercible(from, to string) (coercible, ok bool)
 }
 
+// PartitionKeyCatalog is an optional extension of Catalog: the partition
+// key of partitioned table rel — its strategy ('r' range, 'l' list, 'h'
+// hash) and its columns (ok is false when one is an expression) — and its
+// default partition (Name "" for none). attach-partition-scan uses it to
+// see whether a validated CHECK on the table being attached proves its
+// bound, so that PostgreSQL skips that scan, and which default partition
+// is scanned instead.
+type PartitionKeyCatalog interface {
+	PartitionKey(rel RelName) (strategy byte, columns []string, defaultPartition RelName, ok bool)
+}
+
 // ConstraintDefCatalog is an optional extension of Catalog: a constraint's
 // definition as pg_get_constraintdef prints it ("CHECK ((email IS NOT
 // NULL))"). set-not-null uses it to find a validated CHECK that proves the

@@ -324,7 +324,7 @@ var ruleCatalog = [numRules]RuleInfo{
 	rAttachPartitionScan: {
 		ID: "attach-partition-scan", Category: "lock",
 		Summary:     "ATTACH PARTITION scans the new partition; CREATE TABLE … PARTITION OF locks the parent",
-		Detects:     "`ALTER TABLE parent ATTACH PARTITION t` of an existing table, and `CREATE TABLE … PARTITION OF parent`.",
+		Detects:     "`ALTER TABLE parent ATTACH PARTITION t` of an existing table, and `CREATE TABLE … PARTITION OF parent`. With the catalog, not when t's validated CHECK constraints (and NOT NULL) prove a one-column range or list bound with the bound's own constants, as the recipe below writes them (PostgreSQL then skips the scan; checked by `TestScanClaimsMatchPostgres`): only the scan of the parent's default partition, if it has one, is reported then.",
 		Lock:        "ATTACH: SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the attached table (and the default partition), scanned unless a CHECK proves the bound. PARTITION OF: ACCESS EXCLUSIVE on the parent, blocking every read and write of the partitioned table.",
 		Alternative: "Create the table standalone, add a CHECK matching the partition bound NOT VALID and VALIDATE it, then ATTACH (no scan); drop the CHECK afterwards.",
 		Default:     warn, Strict: block, Overridable: true,

@@ -831,6 +831,49 @@ func (e *evaluator) fkInFile(rel RelName, name string, refs *[]RelName) bool {
 	return false
 }
 
+// attachProved reports whether PostgreSQL skips the scan of part in
+// ATTACH PARTITION part to parent: the catalog shows a range or list key of
+// one column, and the validated CHECK constraints of part prove the column
+// not null and inside the bound with the bound's own constants
+// (checkProvesBound), as the hint's recipe writes them; a NOT NULL column
+// proves it not null. It also returns parent's default partition, which
+// PostgreSQL scans for rows of the new bound either way.
+func (e *evaluator) attachProved(parent, part RelName, c *cmdFact) (bool, RelName) {
+	cat := e.c.Catalog
+	if c.bound.kind == 0 || cat == nil {
+		return false, RelName{}
+	}
+	pk, ok1 := cat.(PartitionKeyCatalog)
+	dc, ok2 := cat.(ConstraintDefCatalog)
+	if !ok1 || !ok2 {
+		return false, RelName{}
+	}
+	strategy, cols, def, ok := pk.PartitionKey(parent)
+	if !ok || strategy != c.bound.kind || len(cols) != 1 {
+		return false, def
+	}
+	cons, ok := cat.Constraints(part)
+	if !ok {
+		return false, def
+	}
+	col := cols[0]
+	lower, upper, notNull := c.bound.kind == 'r' && c.bound.lower == "", c.bound.kind == 'r' && c.bound.upper == "", false
+	if cc, ok := cat.(ColumnCatalog); ok {
+		_, nn, ok := cc.ColumnType(part, col)
+		notNull = ok && nn
+	}
+	for _, k := range cons {
+		if k.Type != ConstraintCheck || !k.Validated || !k.Table.Matches(part) {
+			continue
+		}
+		if def, ok := dc.ConstraintDef(k.Table, k.Name); ok {
+			l, u, nn := checkProvesBound(def, col, c.bound)
+			lower, upper, notNull = lower || l, upper || u, notNull || nn
+		}
+	}
+	return lower && upper && notNull, def
+}
+
 // ATTACH PARTITION.
 func (e *evaluator) checkAttach(rel RelName, c *cmdFact) {
 	part := c.part
@@ -838,6 +881,19 @@ func (e *evaluator) checkAttach(rel RelName, c *cmdFact) {
 		part = l.Rel
 	}
 	if part.Name == "" || e.isNew(part) {
+		return
+	}
+	if proved, def := e.attachProved(rel, part, c); proved {
+		if def.Name != "" {
+			// The default partition is scanned for rows that now
+			// belong to part, unless its own CHECK rules them out.
+			e.fire(rAttachPartitionScan, hit{
+				rel: def, lock: AccessExclusive,
+				msg:    "ATTACH PARTITION " + part.String() + " to " + rel.String() + ": the default partition " + def.String() + " is scanned under ACCESS EXCLUSIVE for rows of the new bound (" + part.String() + "'s CHECK proves its own)",
+				detail: lockDetail(AccessExclusive, one(def), " while it is scanned") + "; SHARE UPDATE EXCLUSIVE on " + rel.String() + " (reads and writes continue)",
+				hint:   "add to " + def.String() + " a CHECK that rules out the new bound (NOT VALID, then VALIDATE CONSTRAINT in its own transaction) before the ATTACH, or move its rows of that range out first",
+			})
+		}
 		return
 	}
 	rels := append(one(part), e.others(part, AccessExclusive, RolePartition)...)

@@ -1,6 +1,7 @@
 package pgcatalog
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/lockguard/lockguard/guard"
@@ -15,6 +16,7 @@ var (
 	_ guard.ColumnCatalog        = (*Catalog)(nil)
 	_ guard.ConstraintDefCatalog = (*Catalog)(nil)
 	_ guard.CastCatalog          = (*Catalog)(nil)
+	_ guard.PartitionKeyCatalog  = (*Catalog)(nil)
 )
 
 type extMemo struct {
@@ -23,6 +25,14 @@ type extMemo struct {
 	cols  map[[2]string]colAnswer
 	defs  map[[2]string]defAnswer
 	casts map[[2]string]castAnswer
+	keys  map[guard.RelName]keyAnswer
+}
+
+type keyAnswer struct {
+	strategy byte
+	columns  []string
+	def      guard.RelName
+	found    bool
 }
 
 type castAnswer struct{ coercible, found bool }
@@ -108,6 +118,30 @@ func (c *Catalog) BinaryCoercible(from, to string) (bool, bool) {
 		return a
 	})
 	return a.coercible, a.found
+}
+
+// PartitionKey implements guard.PartitionKeyCatalog.
+func (c *Catalog) PartitionKey(rel guard.RelName) (byte, []string, guard.RelName, bool) {
+	a := memoized(c, &c.ext.keys, rel, func() (a keyAnswer) {
+		ctx, cancel := c.ctx()
+		defer cancel()
+		var strategy string
+		err := c.conn.QueryRow(ctx, `SELECT pt.partstrat::text, coalesce(dn.nspname::text, ''), coalesce(d.relname::text, ''),
+				array(SELECT coalesce(a.attname::text, '') FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
+					LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum ORDER BY k.i)
+			FROM pg_catalog.pg_partitioned_table pt
+			LEFT JOIN pg_catalog.pg_class d ON d.oid = pt.partdefid
+			LEFT JOIN pg_catalog.pg_namespace dn ON dn.oid = d.relnamespace
+			WHERE pt.partrelid = to_regclass($1)`,
+			regclassText(rel)).Scan(&strategy, &a.def.Schema, &a.def.Name, &a.columns)
+		c.lastErr = err
+		a.found = err == nil && len(strategy) == 1 && !slices.Contains(a.columns, "")
+		if a.found {
+			a.strategy = strategy[0]
+		}
+		return a
+	})
+	return a.strategy, a.columns, a.def, a.found
 }
 
 // ConstraintDef implements guard.ConstraintDefCatalog; only validated
