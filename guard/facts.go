@@ -994,22 +994,28 @@ func notNullColumns(expr *pg.Node, out []string, depth int) []string {
 // pg_get_constraintdef prints it ("CHECK ((email IS NOT NULL))") proves
 // column not null.
 func constraintDefProvesNotNull(def, column string) bool {
-	if !strings.HasPrefix(strings.TrimSpace(def), "CHECK") || strings.Contains(def, ";") {
-		return false
-	}
-	tree, err := pg.Parse("ALTER TABLE t ADD CONSTRAINT c " + def)
-	if err != nil || len(tree.Stmts) != 1 {
-		return false
-	}
-	at := tree.Stmts[0].Stmt.GetAlterTableStmt()
-	if at == nil || len(at.Cmds) != 1 {
-		return false
-	}
-	k := at.Cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
+	k := parseCheckDef(def)
 	if k == nil || k.SkipValidation {
 		return false
 	}
 	return contains(notNullColumns(k.RawExpr, nil, 0), column)
+}
+
+// parseCheckDef parses a CHECK constraint's definition as
+// pg_get_constraintdef prints it, or returns nil.
+func parseCheckDef(def string) *pg.Constraint {
+	if !strings.HasPrefix(strings.TrimSpace(def), "CHECK") || strings.Contains(def, ";") {
+		return nil
+	}
+	tree, err := pg.Parse("ALTER TABLE t ADD CONSTRAINT c " + def)
+	if err != nil || len(tree.Stmts) != 1 {
+		return nil
+	}
+	at := tree.Stmts[0].Stmt.GetAlterTableStmt()
+	if at == nil || len(at.Cmds) != 1 {
+		return nil
+	}
+	return at.Cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
 }
 
 // indexElemName is the name PostgreSQL gives an index element when it
@@ -1285,18 +1291,7 @@ func constText(n *pg.Node) string {
 // IS NOT NULL.
 func checkProvesBound(def, column string, b boundFact) (lower, upper, notNull bool) {
 	lo, hi := b.lower, b.upper
-	if !strings.HasPrefix(strings.TrimSpace(def), "CHECK") || strings.Contains(def, ";") {
-		return false, false, false
-	}
-	tree, err := pg.Parse("ALTER TABLE t ADD CONSTRAINT c " + def)
-	if err != nil || len(tree.Stmts) != 1 {
-		return false, false, false
-	}
-	at := tree.Stmts[0].Stmt.GetAlterTableStmt()
-	if at == nil || len(at.Cmds) != 1 {
-		return false, false, false
-	}
-	k := at.Cmds[0].GetAlterTableCmd().GetDef().GetConstraint()
+	k := parseCheckDef(def)
 	if k == nil {
 		return false, false, false
 	}
