@@ -391,19 +391,13 @@ func deriveFacts(text string) (f *stmtFacts) {
 				con := cmd.Def.GetConstraint()
 				s.Cmds = all[i : i+1]
 				name := con.Conname
-				if name == "" {
-					con.Conname = defaultConstraintName(f.target, *c.con)
-				}
+				con.Conname = c.con.nameOn(f.target)
 				con.SkipValidation, con.InitiallyValid = true, false
 				c.safeSQL = deparse()
 				con.SkipValidation, con.InitiallyValid, con.Conname = false, true, name
 			case c.kind == cmdAddConstraint && c.con != nil && c.con.usingIndex == "" &&
 				(c.con.kind == ConstraintUnique || c.con.kind == ConstraintPrimaryKey):
-				name := c.con.name
-				if name == "" {
-					name = defaultConstraintName(f.target, *c.con)
-				}
-				c.con.safeSQL = usingIndexSQL(raw, s, cmd.Def.GetConstraint(), c.con.columns, name, deparse)
+				c.con.safeSQL = usingIndexSQL(raw, s, cmd.Def.GetConstraint(), c.con.columns, c.con.nameOn(f.target), deparse)
 			case c.kind == cmdDetach:
 				pc := cmd.Def.GetPartitionCmd()
 				s.Cmds = all[i : i+1]
@@ -420,11 +414,7 @@ func deriveFacts(text string) (f *stmtFacts) {
 						c.col.inline[j].safeSQL = inlineConstraintSQL(s, cd, j, deparse)
 					case ConstraintUnique, ConstraintPrimaryKey:
 						if pk := withAttributes(cd, nthInlineConstraint(cd, j)); pk != nil && k.usingIndex == "" {
-							name := k.name
-							if name == "" {
-								name = defaultConstraintName(f.target, k)
-							}
-							c.col.inline[j].safeSQL = usingIndexSQL(raw, s, pk, []string{cd.Colname}, name, deparse)
+							c.col.inline[j].safeSQL = usingIndexSQL(raw, s, pk, []string{cd.Colname}, k.nameOn(f.target), deparse)
 						}
 					}
 				}

@@ -716,10 +716,7 @@ func (e *evaluator) remember(f *stmtFacts) {
 }
 
 func (e *evaluator) rememberCon(rel RelName, k conFact, column string) {
-	name := k.name
-	if name == "" {
-		name = defaultConstraintName(rel, k)
-	}
+	name := k.nameOn(rel)
 	cols := k.columns
 	if len(cols) == 0 && column != "" {
 		cols = []string{column}
@@ -734,6 +731,15 @@ func (e *evaluator) colMem(rel RelName, name string) *colMem {
 		}
 	}
 	return nil
+}
+
+// nameOn is the constraint's name on table rel: its own, or the one
+// PostgreSQL gives it (defaultConstraintName).
+func (k conFact) nameOn(rel RelName) string {
+	if k.name != "" {
+		return k.name
+	}
+	return defaultConstraintName(rel, k)
 }
 
 // defaultConstraintName is the name PostgreSQL gives an unnamed constraint

@@ -229,10 +229,7 @@ func (e *evaluator) checkInlineConstraints(rel RelName, c *cmdFact) {
 	rels := one(rel)
 	for _, k := range col.inline {
 		kinds = append(kinds, constraintKindWord(k.kind))
-		name := k.name
-		if name == "" {
-			name = defaultConstraintName(rel, k)
-		}
+		name := k.nameOn(rel)
 		switch k.kind {
 		case ConstraintUnique, ConstraintPrimaryKey:
 			hints = append(hints, usingIndexHint(tbl, name, &k, []string{col.name}))
@@ -614,10 +611,7 @@ func (e *evaluator) checkAddConstraint(rel RelName, isNew bool, c *cmdFact) {
 		return
 	}
 	tbl := rel.String()
-	name := k.name
-	if name == "" {
-		name = defaultConstraintName(rel, *k)
-	}
+	name := k.nameOn(rel)
 	qname := qi(name)
 	validate := lines("-- then, in its own transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue):",
 		"ALTER TABLE "+tbl+" VALIDATE CONSTRAINT "+qname+";")
