@@ -1049,10 +1049,10 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 // level, and the block's with SET LOCAL (Settings.AppendRestore). s.mu is
 // held.
 func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx, resetAll bool, after *guard.Settings, restored *[]string) bool {
-	cur, set := s.settings.Effective(name)
-	if own, ok := guard.ParseTimeout(cur); set && ok && own > 0 && own <= d {
+	if s.ownCovers(name, d) {
 		return false
 	}
+	_, set := s.settings.Effective(name)
 	inject := guard.Inject(name, d, inTx)
 	if !set {
 		// The value in force is the server's: perhaps a shorter one from
@@ -1065,6 +1065,15 @@ func (s *session) limit(v *proxy.Verdict, name string, d time.Duration, inTx, re
 		*restored = append(*restored, name)
 	}
 	return true
+}
+
+// ownCovers reports whether the client has set timeout parameter name
+// itself to a value in (0, d]: lockguard then leaves it alone. s.mu is
+// held.
+func (s *session) ownCovers(name string, d time.Duration) bool {
+	cur, set := s.settings.Effective(name)
+	own, ok := guard.ParseTimeout(cur)
+	return set && ok && own > 0 && own <= d
 }
 
 // warnOverridden adds the warning of overridden when change c, a SET of
@@ -1248,8 +1257,7 @@ func (g *Guard) warnMidBatch(s *session, v *proxy.Verdict, protect []*guard.Stat
 		g.warnOverridden(s, v, c)
 		return
 	}
-	cur, set := s.settings.Effective("lock_timeout")
-	if d, ok := guard.ParseTimeout(cur); set && ok && d > 0 && d <= g.LockTimeout {
+	if s.ownCovers("lock_timeout", g.LockTimeout) {
 		return
 	}
 	locks := describeLocks(protect)
