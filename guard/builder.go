@@ -193,21 +193,16 @@ func (b *builder) partitions(n RelName) []RelInfo {
 	return p
 }
 
-// children returns the direct children of n.
-func (b *builder) children(n RelName) []RelInfo {
-	var out []RelInfo
-	for _, p := range b.partitions(n) {
-		if p.Parent == n {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // defaultPartition returns the default partition of a partitioned table.
 func (b *builder) defaultPartition(parent RelName) (RelName, bool) {
-	for _, p := range b.children(parent) {
-		if p.IsDefault {
+	return defaultPartitionIn(b.partitions(parent), parent)
+}
+
+// defaultPartitionIn returns the default partition of parent among parts,
+// its descendants (Catalog.Partitions).
+func defaultPartitionIn(parts []RelInfo, parent RelName) (RelName, bool) {
+	for _, p := range parts {
+		if p.Parent == parent && p.IsDefault {
 			return p.Name, true
 		}
 	}

@@ -65,13 +65,12 @@ type CastCatalog interface {
 
 // PartitionKeyCatalog is an optional extension of Catalog: the partition
 // key of partitioned table rel — its strategy ('r' range, 'l' list, 'h'
-// hash) and its columns (ok is false when one is an expression) — and its
-// default partition (Name "" for none). attach-partition-scan uses it to
-// see whether a validated CHECK on the table being attached proves its
-// bound, so that PostgreSQL skips that scan, and which default partition
-// is scanned instead.
+// hash) and its columns (ok is false when one is an expression).
+// attach-partition-scan uses it to see whether a validated CHECK on the
+// table being attached proves its bound, so that PostgreSQL skips that
+// scan.
 type PartitionKeyCatalog interface {
-	PartitionKey(rel RelName) (strategy byte, columns []string, defaultPartition RelName, ok bool)
+	PartitionKey(rel RelName) (strategy byte, columns []string, ok bool)
 }
 
 // ConstraintDefCatalog is an optional extension of Catalog: a constraint's

@@ -830,25 +830,24 @@ func (e *evaluator) fkInFile(rel RelName, name string, refs *[]RelName) bool {
 // one column, and the validated CHECK constraints of part prove the column
 // not null and inside the bound with the bound's own constants
 // (checkProvesBound), as the hint's recipe writes them; a NOT NULL column
-// proves it not null. It also returns parent's default partition, which
-// PostgreSQL scans for rows of the new bound either way.
-func (e *evaluator) attachProved(parent, part RelName, c *cmdFact) (bool, RelName) {
+// proves it not null.
+func (e *evaluator) attachProved(parent, part RelName, c *cmdFact) bool {
 	cat := e.c.Catalog
 	if c.bound.kind == 0 || cat == nil {
-		return false, RelName{}
+		return false
 	}
 	pk, ok1 := cat.(PartitionKeyCatalog)
 	dc, ok2 := cat.(ConstraintDefCatalog)
 	if !ok1 || !ok2 {
-		return false, RelName{}
+		return false
 	}
-	strategy, cols, def, ok := pk.PartitionKey(parent)
+	strategy, cols, ok := pk.PartitionKey(parent)
 	if !ok || strategy != c.bound.kind || len(cols) != 1 {
-		return false, def
+		return false
 	}
 	cons, ok := cat.Constraints(part)
 	if !ok {
-		return false, def
+		return false
 	}
 	col := cols[0]
 	lower, upper, notNull := c.bound.kind == 'r' && c.bound.lower == "", c.bound.kind == 'r' && c.bound.upper == "", false
@@ -865,7 +864,7 @@ func (e *evaluator) attachProved(parent, part RelName, c *cmdFact) (bool, RelNam
 			lower, upper, notNull = lower || l, upper || u, notNull || nn
 		}
 	}
-	return lower && upper && notNull, def
+	return lower && upper && notNull
 }
 
 // ATTACH PARTITION.
@@ -877,10 +876,12 @@ func (e *evaluator) checkAttach(rel RelName, c *cmdFact) {
 	if part.Name == "" || e.isNew(part) {
 		return
 	}
-	if proved, def := e.attachProved(rel, part, c); proved {
-		if def.Name != "" {
-			// The default partition is scanned for rows that now
-			// belong to part, unless its own CHECK rules them out.
+	if e.attachProved(rel, part, c) {
+		// The default partition (which the analysis locks, from the
+		// same catalog facts) is scanned for rows that now belong to
+		// part, unless its own CHECK rules them out.
+		parts, _ := e.c.Catalog.Partitions(rel)
+		if def, ok := defaultPartitionIn(parts, rel); ok {
 			e.fire(rAttachPartitionScan, hit{
 				rel: def, lock: AccessExclusive,
 				msg:    "ATTACH PARTITION " + part.String() + " to " + rel.String() + ": the default partition " + def.String() + " is scanned under ACCESS EXCLUSIVE for rows of the new bound (" + part.String() + "'s CHECK proves its own)",

@@ -31,7 +31,6 @@ type extMemo struct {
 type keyAnswer struct {
 	strategy byte
 	columns  []string
-	def      guard.RelName
 	found    bool
 }
 
@@ -121,19 +120,16 @@ func (c *Catalog) BinaryCoercible(from, to string) (bool, bool) {
 }
 
 // PartitionKey implements guard.PartitionKeyCatalog.
-func (c *Catalog) PartitionKey(rel guard.RelName) (byte, []string, guard.RelName, bool) {
+func (c *Catalog) PartitionKey(rel guard.RelName) (byte, []string, bool) {
 	a := memoized(c, &c.ext.keys, rel, func() (a keyAnswer) {
 		ctx, cancel := c.ctx()
 		defer cancel()
 		var strategy string
-		err := c.conn.QueryRow(ctx, `SELECT pt.partstrat::text, coalesce(dn.nspname::text, ''), coalesce(d.relname::text, ''),
+		err := c.conn.QueryRow(ctx, `SELECT pt.partstrat::text,
 				array(SELECT coalesce(a.attname::text, '') FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, i)
 					LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = k.attnum ORDER BY k.i)
-			FROM pg_catalog.pg_partitioned_table pt
-			LEFT JOIN pg_catalog.pg_class d ON d.oid = pt.partdefid
-			LEFT JOIN pg_catalog.pg_namespace dn ON dn.oid = d.relnamespace
-			WHERE pt.partrelid = to_regclass($1)`,
-			regclassText(rel)).Scan(&strategy, &a.def.Schema, &a.def.Name, &a.columns)
+			FROM pg_catalog.pg_partitioned_table pt WHERE pt.partrelid = to_regclass($1)`,
+			regclassText(rel)).Scan(&strategy, &a.columns)
 		c.lastErr = err
 		a.found = err == nil && len(strategy) == 1 && !slices.Contains(a.columns, "")
 		if a.found {
@@ -141,7 +137,7 @@ func (c *Catalog) PartitionKey(rel guard.RelName) (byte, []string, guard.RelName
 		}
 		return a
 	})
-	return a.strategy, a.columns, a.def, a.found
+	return a.strategy, a.columns, a.found
 }
 
 // ConstraintDef implements guard.ConstraintDefCatalog; only validated
