@@ -1053,10 +1053,8 @@ func figureColname(n *pg.Node, depth int) (string, int) {
 		}
 		return figureColname(x.AIndirection.Arg, depth+1)
 	case *pg.Node_FuncCall:
-		if f := x.FuncCall.Funcname; len(f) > 0 {
-			if s := f[len(f)-1].GetString_(); s != nil {
-				return s.Sval, 2
-			}
+		if name := lastString(x.FuncCall.Funcname); name != "" {
+			return name, 2
 		}
 	case *pg.Node_AExpr:
 		if x.AExpr.Kind == pg.A_Expr_Kind_AEXPR_NULLIF {
@@ -1065,10 +1063,8 @@ func figureColname(n *pg.Node, depth int) (string, int) {
 	case *pg.Node_TypeCast:
 		name, strength := figureColname(x.TypeCast.Arg, depth+1)
 		if strength <= 1 && x.TypeCast.TypeName != nil {
-			if t := x.TypeCast.TypeName.Names; len(t) > 0 {
-				if s := t[len(t)-1].GetString_(); s != nil {
-					return s.Sval, 1
-				}
+			if t := lastString(x.TypeCast.TypeName.Names); t != "" {
+				return t, 1
 			}
 		}
 		return name, strength
