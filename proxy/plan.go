@@ -227,6 +227,15 @@ func (s *Session) noteError(msg []byte) {
 // included), or "".
 func errorCode(msg []byte) string { return string(errorCodeBytes(msg)) }
 
+// refused returns msg, a backend message of type typ, or the plan's
+// refusal in its place when msg is the ErrorResponse the refusal planted.
+func (pl *plan) refused(typ byte, msg []byte) []byte {
+	if typ == 'E' && pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
+		return pl.replacement
+	}
+	return msg
+}
+
 // handleWithPlan processes one whole backend message of sync point seq under
 // plan pl. It returns the bytes to send to the client now (nil for none).
 func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []byte {
@@ -236,9 +245,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 			out = s.emit(pl, out, pl.notices)
 		}
 	}
-	if typ == 'E' && pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
-		msg = pl.replacement
-	}
+	msg = pl.refused(typ, msg)
 	if s.plans.parts.Load() > 0 {
 		// The later parts of a batch continued after a Flush: their
 		// notices go out at the first response after their plan came,
@@ -250,9 +257,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 				l.started = true
 				out = append(out, l.notices...)
 			}
-			if typ == 'E' && l.replaceNonce != nil && bytes.Contains(msg, l.replaceNonce) {
-				msg = l.replacement
-			}
+			msg = l.refused(typ, msg)
 		}
 		clear(s.parts)
 	}
