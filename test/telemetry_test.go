@@ -617,3 +617,68 @@ func TestTelemetryLinkToTracedBlocker(t *testing.T) {
 		t.Fatalf("shed span links %v: want the DDL's span (hazard) and the blocker's, in trace %s", roles, appTrace)
 	}
 }
+
+// TestPipelinedDDLIsNamed sends a DDL as the second statement of an
+// extended-protocol pipeline (pgx's batch: one Sync), with no lock monitor,
+// as lockguard runs without monitor-dsn. A read shed behind the DDL's
+// pending lock names the DDL in its DETAIL (not the pipeline's first
+// statement), and the pipeline's span and status-page event carry both
+// statements' texts, joined as semconv asks of batches.
+func TestPipelinedDDLIsNamed(t *testing.T) {
+	tr := newTraced(t, nil)
+	board := &guard.Board{}
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.LockTimeout = 5 * time.Second
+		g.Admission = &enforce.Admission{Board: board, HoldBudget: 50 * time.Millisecond}
+		tr.install(g)
+	})
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "piped", "id int")
+	_, release := holdLock(t, tbl)
+	defer release()
+
+	ddl := connect(t, lg.superDSN())
+	done := make(chan error, 1)
+	go func() {
+		b := &pgx.Batch{}
+		b.Queue("SELECT 1")
+		b.Queue("ALTER TABLE " + tbl + " ADD COLUMN z int DEFAULT 7")
+		done <- ddl.SendBatch(ctx, b).Close()
+	}()
+	waitHazard(t, board, tbl)
+
+	_, err := connect(t, lg.superDSN()).Exec(ctx, "SELECT count(*) FROM "+tbl)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("read behind the pipelined DDL: %v, want shed", err)
+	}
+	wantDDL := "(ALTER TABLE " + tbl + " ADD COLUMN z int DEFAULT $1)"
+	if !strings.Contains(pe.Detail, wantDDL) {
+		t.Errorf("shed DETAIL %q does not name the waiting DDL %s", pe.Detail, wantDDL)
+	}
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline after the reader ended: %v", err)
+	}
+	if err := tr.prov.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantText := "SELECT $1; ALTER TABLE " + tbl + " ADD COLUMN z int DEFAULT $1"
+	ddls := tr.spans("lockguard.decision", "protected")
+	if len(ddls) != 1 {
+		t.Fatalf("%d protected spans, want 1; all: %v", len(ddls), spanNames(tr.exp.GetSpans()))
+	}
+	if q, _ := spanAttr(ddls[0].Attributes, "db.query.text"); q != wantText {
+		t.Errorf("pipeline span db.query.text = %q, want %q", q, wantText)
+	}
+	if n, _ := spanAttr(ddls[0].Attributes, "db.operation.batch.size"); n != "2" {
+		t.Errorf("pipeline span db.operation.batch.size = %q, want 2", n)
+	}
+	found := false
+	for _, ev := range tr.events.Recent(0) {
+		found = found || ev.Statement == wantText
+	}
+	if !found {
+		t.Errorf("no status-page event with statement %q; events: %+v", wantText, tr.events.Recent(20))
+	}
+}

@@ -479,6 +479,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	var unparsed *proxy.Error
 	var stmts []*guard.Statement
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
+	var protectText string         // the first of them, sanitized: what others would wait behind
 	var concurrent []*guard.Statement
 	oneImplicitTx := b.Complete && !b.MidBatch
 	// endsTxFirst: the first COMMIT, ROLLBACK or PREPARE TRANSACTION
@@ -540,6 +541,11 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				concurrent = append(concurrent, st)
 				admit = append(admit, st)
 			case blocksTraffic(st):
+				if len(protect) == 0 {
+					// Cloned: an uncached analysis's text is the client's
+					// buffer, and the hazard outlives the hook.
+					protectText = guard.Sanitize(strings.Clone(an.Text(st)))
+				}
 				protect = append(protect, st)
 				own.protected()
 			case len(st.Locks) > 0: // BEGIN, COMMIT, SET lock nothing to admit
@@ -703,14 +709,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	}
 	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked}
 	if g.Admission != nil && len(protect) > 0 {
-		q := ""
-		if ob != nil {
-			q = ob.sqlText // sanitized already for the span and events
-		}
-		if q == "" {
-			q = batchText(b)
-		}
-		hs := ownHazards(protect, int(ps.BackendPID()), q)
+		hs := ownHazards(protect, int(ps.BackendPID()), protectText)
 		if tid, sid := ob.traceIDs(); tid != "" {
 			for i := range hs {
 				hs[i].TraceID, hs[i].SpanID = tid, sid

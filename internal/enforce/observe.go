@@ -170,7 +170,7 @@ type batchObs struct {
 
 	stmts    []*guard.Statement // executed statements
 	protect  bool               // a lock timeout was injected
-	sqlText  string             // the first executed statement, sanitized
+	sqlText  string             // the executed statements, sanitized (batchText)
 	relation string             // the relation and mode shown on events
 	mode     string
 
@@ -640,17 +640,36 @@ func firstExecuted(b *proxy.Batch) []byte {
 	return nil
 }
 
-// batchText is db.query.text: the first executed statement without its
+// batchText is db.query.text: the executed statements without their
 // comments and with every literal replaced by a placeholder. Parameterized
 // (extended-protocol) text keeps its $n as semconv wants, but literals
 // written into it are replaced too: DDL has no parameters, and a DEFAULT,
-// a CHECK or a password must not reach a trace.
+// a CHECK or a password must not reach a trace. A pipeline of several
+// statements is, as semconv asks of batches, their texts joined with "; ";
+// each distinct text once, in the order first executed (a pipeline that
+// executes one statement many times is that statement's text). A batch
+// that executes nothing (Parse and Describe only) has its first text.
 func batchText(b *proxy.Batch) string {
-	sql := firstExecuted(b)
-	if sql == nil {
-		return ""
+	var texts []string
+	var seen map[string]bool
+	for i := range b.Stmts {
+		bs := &b.Stmts[i]
+		if !bs.Executed || seen[string(bs.SQL)] {
+			continue
+		}
+		if seen == nil {
+			seen = make(map[string]bool)
+		}
+		seen[string(bs.SQL)] = true
+		texts = append(texts, guard.Sanitize(string(bs.SQL)))
 	}
-	return guard.Sanitize(string(sql))
+	switch {
+	case len(texts) > 0:
+		return strings.Join(texts, "; ")
+	case len(b.Stmts) > 0:
+		return guard.Sanitize(string(b.Stmts[0].SQL))
+	}
+	return ""
 }
 
 // lg returns the logger for a guard action: with the trace and span ids of
