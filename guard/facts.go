@@ -1261,11 +1261,30 @@ func constText(n *pg.Node) string {
 		case *pg.A_Const_Fval:
 			return v.Fval.Fval
 		case *pg.A_Const_Sval:
+			if plainNumber(v.Sval.Sval) {
+				// pg_get_constraintdef prints a negative constant as a
+				// quoted literal ('-5'::integer, '-1.5'::numeric) where
+				// the bound has the number -5: the same value of the
+				// column's type, as the same text always is.
+				return v.Sval.Sval
+			}
 			return "'" + v.Sval.Sval
 		}
 		return ""
 	}
 	return ""
+}
+
+// plainNumber reports whether s is written as the parser writes an
+// integer or decimal constant: an optional minus sign, digits, and
+// optionally a point and more digits.
+func plainNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, dot := strings.Cut(s, ".")
+	digits := func(d string) bool {
+		return d != "" && strings.Trim(d, "0123456789") == ""
+	}
+	return digits(whole) && (!dot || digits(frac))
 }
 
 // checkProvesBound reports what CHECK definition def (as

@@ -59,6 +59,19 @@ func TestScanClaimsMatchPostgres(t *testing.T) {
 			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES IN (1, 2, 3)"},
 		{"CREATE TABLE sc_pp (a int, b varchar(20), id int) PARTITION BY LIST (a); DELETE FROM sc_t WHERE a > 1; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (a IS NOT NULL AND a IN (1, 2))",
 			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES IN (1, 3)"},
+		// Negative constants: pg_get_constraintdef prints them quoted
+		// ('-200'::integer, '-1.50'::numeric), the bound has the number.
+		{"CREATE TABLE sc_pp (a int, b varchar(20), id int) PARTITION BY RANGE (a); UPDATE sc_t SET a = a - 200; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (a IS NOT NULL AND a >= -200 AND a < -50)",
+			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES FROM (-200) TO (-50)"},
+		{"CREATE TABLE sc_pp (a int, b varchar(20), id int) PARTITION BY RANGE (a); UPDATE sc_t SET a = a - 200; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (a IS NOT NULL AND a >= -200 AND a < -40)",
+			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES FROM (-200) TO (-50)"},
+		{"CREATE TABLE sc_pp (a int, b varchar(20), id int, n numeric) PARTITION BY RANGE (n); ALTER TABLE sc_t ADD COLUMN n numeric; UPDATE sc_t SET n = 0; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (n IS NOT NULL AND n >= -1.50 AND n < 10.5)",
+			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES FROM (-1.50) TO (10.5)"},
+		{"CREATE TABLE sc_pp (a int, b varchar(20), id int) PARTITION BY LIST (a); UPDATE sc_t SET a = -1 - a % 2; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (a IS NOT NULL AND a IN (-1, -2))",
+			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES IN (-1, -2, 5)"},
+		// The usual monthly partition of a date column.
+		{"CREATE TABLE sc_pp (a int, b varchar(20), id int, d date) PARTITION BY RANGE (d); ALTER TABLE sc_t ADD COLUMN d date NOT NULL DEFAULT '2026-01-15'; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (d >= '2026-01-01' AND d < '2026-02-01')",
+			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')"},
 		{"CREATE TABLE sc_pp (a int, b varchar(20), id int) PARTITION BY RANGE (a); CREATE TABLE sc_pd PARTITION OF sc_pp DEFAULT; ALTER TABLE sc_t ADD CONSTRAINT sc_bound CHECK (a IS NOT NULL AND a >= 0 AND a < 1000)",
 			"ALTER TABLE sc_pp ATTACH PARTITION sc_t FOR VALUES FROM (0) TO (1000)"},
 	}
