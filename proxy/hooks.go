@@ -64,6 +64,12 @@ type Batch struct {
 	// already forwarded (the client sent Flush). Verdict.Before, After and
 	// Retry are then ignored: nothing can be injected inside a batch.
 	MidBatch bool
+	// FlushedPure is set with MidBatch when the parts forwarded before only
+	// parsed, described and closed (no Bind, no Execute, none refused), as
+	// asyncpg prepares every statement (Parse, Describe, Flush) before it
+	// binds and executes it. Session.EndFlushed can then end those parts
+	// with a Sync of lockguard's own, and the batch is one of its own.
+	FlushedPure bool
 	// TxStatus is the transaction status the batch will start in ('I', 'T',
 	// 'E') when no earlier sync point is in flight, and 0 when one is.
 	TxStatus byte

@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -243,7 +245,8 @@ func (s *Session) markExecuted(portal string) {
 func (s *Session) decideHeld(end byte) error {
 	f := &s.cf
 	held := f.buf[f.keep:f.start]
-	s.batch = Batch{Complete: end == 'S', MidBatch: s.midBatch, TxStatus: s.idleStatus(), Stmts: s.batch.Stmts[:0]}
+	s.batch = Batch{Complete: end == 'S', MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
+		TxStatus: s.idleStatus(), Stmts: s.batch.Stmts[:0]}
 	lastUnnamed := -1
 	for i, r := range s.refs {
 		sql := r.earlier
@@ -347,6 +350,10 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			if end == 'S' {
 				s.ext.push(extOp{kind: 'S'})
 			}
+		}
+		if end == 'H' {
+			s.flushedPure = (!s.midBatch || s.flushedPure) && s.heldExecs == 0 && v.Refuse == nil &&
+				!slices.ContainsFunc(ops, func(op extOp) bool { return op.kind == 'B' })
 		}
 		s.midBatch = end == 'H'
 		if end == 'H' {
@@ -465,6 +472,70 @@ func (s *Session) substitute(payload []byte, end byte, nonce []byte) ([]byte, []
 		out, _ = (&pgproto3.Flush{}).Encode(out)
 	}
 	return out, []extOp{{kind: 'P'}}
+}
+
+// syncMsg is a Sync message.
+var syncMsg = [5]byte{'S', 0, 0, 0, 4}
+
+// errNotFlushed is EndFlushed's answer for a batch it cannot end.
+var errNotFlushed = errors.New("lockguard: the batch does not continue a part that only parsed")
+
+// EndFlushed ends the parts of the current extended batch that the client
+// flushed (Batch.FlushedPure) with a Sync of lockguard's own, whose
+// ReadyForQuery the client does not see, and waits for it. Parsing and
+// describing leave nothing in the implicit transaction that Sync commits,
+// and prepared statements, the unnamed one included, outlive it. The held
+// batch then starts a sync point of its own: Verdict.Before, After and
+// Retry apply to it. It returns the transaction status the held batch
+// starts in.
+//
+// When a flushed part failed (its Parse had an error), PostgreSQL would
+// skip everything up to the client's Sync, and lockguard's Sync ended that;
+// it makes PostgreSQL skip again with a Parse of its own that fails, whose
+// error the client does not see. failed is then true and the held batch
+// stays a later part of that sync point: nothing of it runs.
+//
+// Only Hooks.Batch may call it.
+func (s *Session) EndFlushed() (status byte, failed bool, err error) {
+	if !s.midBatch || !s.flushedPure {
+		return 0, false, errNotFlushed
+	}
+	s.MayBlock()
+	seq := s.batchSeq
+	s.plans.hideReady(seq)
+	s.ext.push(extOp{kind: 'S'})
+	if err := s.writeUpstream(syncMsg[:]); err != nil {
+		return 0, false, err
+	}
+	if err := s.waitIdle(); err != nil {
+		return 0, false, err
+	}
+	// The upstream side wrote errSeq before its ReadyForQuery ended the
+	// sync point (an atomic, which waitIdle read).
+	failed = s.errSeq == seq
+	s.midBatch, s.flushedPure, s.sentExecs = false, false, 0
+	status = s.TxStatus()
+	if !failed {
+		return status, false, nil
+	}
+	if !s.beginSync() {
+		return 0, false, errClosing
+	}
+	s.syncSeq++
+	s.batchSeq = s.syncSeq
+	s.plans.add(&plan{seq: s.syncSeq, dropErrors: true})
+	name := "lockguard_" + string(newNonce())
+	out, err := (&pgproto3.Parse{Name: name, Query: `SELECT "lockguard.skip"()`}).Encode(s.cOut[:0])
+	if err != nil {
+		return 0, false, fmt.Errorf("encoding the skip: %w", err)
+	}
+	s.ext.push(extOp{kind: 'P', name: name})
+	s.midBatch = true
+	s.cOut = out[:0]
+	if err := s.writeUpstream(out); err != nil {
+		return 0, false, err
+	}
+	return status, true, nil
 }
 
 // WaitIdle waits until no sync point of this session is in flight, so that

@@ -12,7 +12,11 @@ import (
 type plan struct {
 	seq     uint64 // the sync point, counted from 1 in the order sent
 	swallow bool   // drop the responses (an injected statement)
-	notices []byte // NoticeResponses to send before the first response
+	// hideReady drops the ReadyForQuery (a Sync of lockguard's own ended
+	// the flushed parts of a batch: Session.EndFlushed); dropErrors drops
+	// ErrorResponses (the failure that makes PostgreSQL skip again).
+	hideReady, dropErrors bool
+	notices               []byte // NoticeResponses to send before the first response
 	// replaceNonce marks the ErrorResponse that a refusal planted; it is
 	// replaced by replacement.
 	replaceNonce []byte
@@ -33,7 +37,7 @@ type plan struct {
 // light reports whether the plan only reports the sync point's result: its
 // responses are then relayed as they come, without reading each whole.
 func (pl *plan) light() bool {
-	return !pl.swallow && pl.notices == nil && pl.replaceNonce == nil && pl.capture == nil
+	return !pl.swallow && pl.notices == nil && pl.replaceNonce == nil && pl.capture == nil && !pl.hideReady && !pl.dropErrors
 }
 
 // capture holds the responses of a sync point for a retry decision.
@@ -102,6 +106,24 @@ func (p *plans) active() bool { return p.count.Load() > 0 }
 // (to hold, drop, replace or precede it); light plans need only the
 // ErrorResponses and ReadyForQuery that the relay reads whole anyway.
 func (p *plans) whole() bool { return p.heavy.Load() > 0 }
+
+// hideReady makes the ReadyForQuery of sync point seq, the last one sent,
+// invisible to the client: it marks the sync point's plan, or adds one.
+func (p *plans) hideReady(seq uint64) {
+	p.mu.Lock()
+	for _, pl := range p.q {
+		if pl.seq == seq {
+			if pl.light() {
+				p.heavy.Add(1)
+			}
+			pl.hideReady = true
+			p.mu.Unlock()
+			return
+		}
+	}
+	p.mu.Unlock()
+	p.add(&plan{seq: seq, hideReady: true})
+}
 
 // forSeq returns the (first) plan of sync point seq, or nil.
 func (p *plans) forSeq(seq uint64) *plan {
@@ -269,6 +291,8 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 		if typ == 'E' {
 			s.log.Warn("an injected statement failed", "sqlstate", errorCode(msg))
 		}
+		return out
+	case typ == 'Z' && pl.hideReady, typ == 'E' && pl.dropErrors:
 		return out
 	default:
 		return s.emit(pl, out, msg)

@@ -93,7 +93,10 @@ type Session struct {
 	refs     []stmtRef
 	batchOps []extOp
 	midBatch bool // part of the current batch was forwarded (Flush)
-	batchSeq uint64
+	// flushedPure is set while midBatch when the parts forwarded only
+	// parsed, described and closed (Batch.FlushedPure).
+	flushedPure bool
+	batchSeq    uint64
 	// heldExecs counts the Executes of the held batch; sentExecs those of
 	// the parts of the current batch forwarded before it (Flush).
 	heldExecs, sentExecs int

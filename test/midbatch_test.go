@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -242,5 +243,116 @@ func TestAdmissionAdmitsTheRestOfABatchThatHoldsTheLock(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("the DDL after the batch: %v", err)
+	}
+}
+
+// TestEnforceProtectsDDLPreparedBeforeAFlush is asyncpg's way with every
+// statement (and so SQLAlchemy's asyncpg dialect, and alembic on it): Parse
+// and Describe, Flush, read the description, then Bind, Execute, Sync.
+// Nothing has run when the Bind arrives, so lockguard ends the flushed part
+// with a Sync of its own and protects the DDL as in a batch of its own:
+// behind a held lock it gives up with lockguard's 55P03 after its retries
+// instead of waiting without a timeout. The client sees the same messages
+// as from PostgreSQL, one ReadyForQuery per Sync of its own; and when the
+// flushed part failed, PostgreSQL's skipping to the Sync is kept: the DDL
+// does not run.
+func TestEnforceProtectsDDLPreparedBeforeAFlush(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "prepflush")
+	addCol := func(c string) string { return "ALTER TABLE " + tbl + " ADD COLUMN " + c + " int" }
+	describe := func(name string) pgproto3.FrontendMessage { return &pgproto3.Describe{ObjectType: 'S', Name: name} }
+	// exchange sends each step and reads its answer (up to the message
+	// stop accepts), returning the answers' message types.
+	type step struct {
+		msgs []pgproto3.FrontendMessage
+		stop func(pgproto3.BackendMessage) bool
+	}
+	described := func(m pgproto3.BackendMessage) bool {
+		switch m.(type) {
+		case *pgproto3.NoData, *pgproto3.RowDescription, *pgproto3.ErrorResponse:
+			return true
+		}
+		return false
+	}
+	exchange := func(addr string, steps ...step) (types []string, last rawAnswer) {
+		c, fe := rawStartup(t, addr)
+		rc := &rawProto{t: t, conn: c, fe: fe}
+		for _, s := range steps {
+			rc.send(s.msgs...)
+			var kinds []string
+			last = rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				if _, ok := m.(*pgproto3.NoticeResponse); !ok {
+					kinds = append(kinds, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+				}
+				return s.stop(m)
+			})
+			types = append(types, strings.Join(kinds, " "))
+		}
+		// Nothing more is pending: a simple query's answer comes next.
+		rc.send(&pgproto3.Query{String: "SELECT 1"})
+		var after []string
+		rc.readUntil(func(m pgproto3.BackendMessage) bool {
+			after = append(after, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+			return isReady(m)
+		})
+		types = append(types, strings.Join(after, " "))
+		return types, last
+	}
+	hasColumn := func(c string) bool {
+		var n int
+		if err := connect(t, directDSN()).QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2", tbl, c).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	prepared := func(name, sql string) []step {
+		return []step{
+			{[]pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: sql}, describe(name), &pgproto3.Flush{}}, described},
+			{[]pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}, isReady},
+		}
+	}
+
+	// Behind a held lock: lockguard's timeout, retries, and its 55P03.
+	_, release := holdLock(t, tbl)
+	released := make(chan struct{})
+	timer := time.AfterFunc(15*time.Second, func() { release(); close(released) })
+	start := time.Now()
+	_, last := exchange(lg.addr, prepared("s1", addCol("held"))...)
+	if last.code != "55P03" || !strings.HasPrefix(last.message, "lockguard: gave up") {
+		t.Errorf("behind a held lock the prepared DDL ended after %v with %q %q, want lockguard's 55P03",
+			time.Since(start).Round(time.Millisecond), last.code, last.message)
+	}
+	if timer.Stop() {
+		release()
+	} else {
+		<-released
+	}
+
+	// The same messages as from PostgreSQL, named or unnamed, landing.
+	for _, name := range []string{"s2", ""} {
+		want, _ := exchange(pg.Addr(), prepared(name, addCol("direct_"+name+"x"))...)
+		got, last := exchange(lg.addr, prepared(name, addCol("via_"+name+"x"))...)
+		if strings.Join(got, " | ") != strings.Join(want, " | ") || last.code != "" {
+			t.Errorf("statement %q through lockguard answered\n\t%s (%s)\nPostgreSQL answered\n\t%s", name, strings.Join(got, " | "), last.code, strings.Join(want, " | "))
+		}
+		if !hasColumn("via_" + name + "x") {
+			t.Errorf("the DDL prepared as %q did not run through lockguard", name)
+		}
+	}
+
+	// A flushed part that failed: PostgreSQL skips the Bind and Execute.
+	failing := func(col string) []step {
+		return []step{
+			{[]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "ok", Query: addCol(col)}, &pgproto3.Parse{Name: "bad", Query: "SELEC 1"}, &pgproto3.Flush{}},
+				func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok }},
+			{[]pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "ok"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, isReady},
+		}
+	}
+	want, _ := exchange(pg.Addr(), failing("skipped_direct")...)
+	got, _ := exchange(lg.addr, failing("skipped_via")...)
+	if strings.Join(got, " | ") != strings.Join(want, " | ") {
+		t.Errorf("after a failed flushed part, lockguard answered\n\t%s\nPostgreSQL answered\n\t%s", strings.Join(got, " | "), strings.Join(want, " | "))
+	}
+	if hasColumn("skipped_direct") || hasColumn("skipped_via") {
+		t.Errorf("a DDL after a failed flushed part ran (direct %v, through lockguard %v)", hasColumn("skipped_direct"), hasColumn("skipped_via"))
 	}
 }

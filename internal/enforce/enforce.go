@@ -470,11 +470,50 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 	return false
 }
 
+// protectsAny reports whether the batch executes a statement whose lock
+// blocks reads or writes, which lockguard protects with its lock timeout.
+func (g *Guard) protectsAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis) bool {
+	for i := range b.Stmts {
+		if !b.Stmts[i].Executed {
+			continue
+		}
+		var an *guard.Analysis
+		if i < len(ans) {
+			an = ans[i]
+		}
+		if an == nil {
+			an = g.analyze(ps, view(b.Stmts[i].SQL))
+		}
+		for j := range an.Statements {
+			if blocksTraffic(&an.Statements[j]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // decide is the slow path: the batch has DDL, maintenance, transaction
 // control or settings, or the transaction holds ACCESS EXCLUSIVE.
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
+	if b.FlushedPure && g.LockTimeout > 0 && g.protectsAny(ps, b, ans) {
+		// asyncpg's way: Parse, Describe, Flush, then Bind, Execute,
+		// Sync. Nothing has run yet, so lockguard ends the flushed part
+		// with a Sync of its own and protects the DDL as in a batch of
+		// its own.
+		st, failed, err := ps.EndFlushed()
+		switch {
+		case err != nil:
+			s.lg().Warn("could not end the flushed part of a batch", "err", err)
+		case failed:
+			// PostgreSQL skips the batch up to its Sync: nothing to decide.
+			return &proxy.Verdict{}
+		default:
+			b.MidBatch, b.FlushedPure, b.TxStatus = false, false, st
+		}
+	}
 	status := g.learnTx(s, b)
 	var unparsed *proxy.Error
 	var stmts []*guard.Statement
