@@ -70,15 +70,13 @@ func (s *Session) pumpClientGuarded() error {
 				return fmt.Errorf("%w: malformed Query", ErrProtocol)
 			}
 			sql := fr.msg[5 : len(fr.msg)-1]
-			s.batch = Batch{Simple: true, Complete: true, TxStatus: s.idleStatus(),
-				Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
+			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
+				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
 			v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
 			if v == nil {
-				if !s.beginSync() {
+				if !s.openSyncPoint() {
 					return errClosing
 				}
-				s.syncSeq++
-				s.obsSync(s.syncSeq)
 				s.ext.push(extOp{kind: 'Q'})
 				continue
 			}
@@ -120,11 +118,9 @@ func (s *Session) pumpClientGuarded() error {
 			}
 			fwd = f.start
 		case 'F':
-			if !s.beginSync() {
+			if !s.openSyncPoint() {
 				return errClosing
 			}
-			s.syncSeq++
-			s.obsSync(s.syncSeq)
 			s.ext.push(extOp{kind: 'Q'})
 		case 'X':
 			err := s.clientTerminates()
@@ -159,6 +155,24 @@ func (s *Session) pumpClientGuarded() error {
 		f.makeRoom(need)
 	}
 	return nil
+}
+
+// openSyncPoint counts the sync point of a Query or FunctionCall forwarded
+// undecided. After a batch the client flushed and did not sync, PostgreSQL
+// answers that batch and the Query with one ReadyForQuery (asyncpg sends
+// Parse, Describe, Flush, then its COPY as a Query): the Query ends the
+// batch's sync point instead. It reports false when the session is closing.
+func (s *Session) openSyncPoint() bool {
+	if s.midBatch {
+		s.midBatch, s.flushedPure, s.sentExecs = false, false, 0
+		return true
+	}
+	if !s.beginSync() {
+		return false
+	}
+	s.syncSeq++
+	s.obsSync(s.syncSeq)
+	return true
 }
 
 // idleStatus returns the transaction status a new sync point starts in, or 0

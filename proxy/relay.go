@@ -529,7 +529,13 @@ func (e *upstreamWriteError) Unwrap() error { return e.err }
 func (s *Session) noteClient(typ byte, msg []byte) error {
 	switch typ {
 	case 'Q', 'F':
-		if !s.beginSync() {
+		// After extended messages with no Sync (Parse, Describe, Flush,
+		// then a Query, as asyncpg sends its COPY), PostgreSQL answers the
+		// open batch and the Query with one ReadyForQuery: the Query ends
+		// the batch's sync point rather than starting one.
+		if s.batchOpen {
+			s.batchOpen = false
+		} else if !s.beginSync() {
 			return errClosing
 		}
 		s.ext.push(extOp{kind: 'Q'})

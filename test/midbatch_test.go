@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -354,5 +355,41 @@ func TestEnforceProtectsDDLPreparedBeforeAFlush(t *testing.T) {
 	}
 	if hasColumn("skipped_direct") || hasColumn("skipped_via") {
 		t.Errorf("a DDL after a failed flushed part ran (direct %v, through lockguard %v)", hasColumn("skipped_direct"), hasColumn("skipped_via"))
+	}
+}
+
+// TestQueryAfterAFlushEndsTheBatch: asyncpg sends its COPY as Parse,
+// Describe, Flush (for the table's columns), then a Query, with no Sync
+// between. PostgreSQL answers the flushed batch and the Query with one
+// ReadyForQuery, so lockguard must not count the Query as a sync point of
+// its own: it did, and the session never looked idle again. Guarded, the
+// next DDL that waited for the session to be idle (a retry) then hung for
+// ever; unguarded, a drain could not close the idle session.
+func TestQueryAfterAFlushEndsTheBatch(t *testing.T) {
+	asyncpgCopy := func(rc *rawProto) {
+		rc.send(&pgproto3.Parse{Name: "cols", Query: "SELECT 1 AS a"}, &pgproto3.Describe{ObjectType: 'S', Name: "cols"}, &pgproto3.Flush{})
+		rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.RowDescription); return ok })
+		if r := rc.query("SELECT 2"); r.code != "" {
+			t.Fatalf("the Query after the Flush failed: %s %s", r.code, r.message)
+		}
+	}
+
+	lg, _, tbl := guardedTable(t, "qflush")
+	rc := rawSession(t, lg)
+	asyncpgCopy(rc)
+	_, release := holdLock(t, tbl)
+	defer release()
+	start := time.Now()
+	if r := rc.query("ALTER TABLE " + tbl + " ADD COLUMN y int"); r.code != "55P03" || !strings.HasPrefix(r.message, "lockguard: gave up") {
+		t.Errorf("behind a held lock the DDL ended after %v with %q %q, want lockguard's 55P03 after its retries",
+			time.Since(start).Round(time.Millisecond), r.code, r.message)
+	}
+
+	plain := startLockguard(t, nil)
+	asyncpgCopy(rawSession(t, plain))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := plain.srv.Shutdown(ctx); err != nil {
+		t.Errorf("draining with the idle session open: %v, want it closed at once", err)
 	}
 }
