@@ -385,6 +385,20 @@ func TestQueryAfterAFlushEndsTheBatch(t *testing.T) {
 			time.Since(start).Round(time.Millisecond), r.code, r.message)
 	}
 
+	// A DDL sent as that Query is protected too: the flushed part only
+	// prepared, so lockguard ends it with its own Sync first.
+	rc = rawSession(t, lg)
+	rc.send(&pgproto3.Parse{Name: "cols", Query: "SELECT 1 AS a"}, &pgproto3.Describe{ObjectType: 'S', Name: "cols"}, &pgproto3.Flush{})
+	rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.RowDescription); return ok })
+	start = time.Now()
+	if r := rc.query("ALTER TABLE " + tbl + " ADD COLUMN z int"); r.code != "55P03" || !strings.HasPrefix(r.message, "lockguard: gave up") {
+		t.Errorf("behind a held lock the DDL sent as a Query after a Flush ended after %v with %q %q, want lockguard's 55P03 after its retries",
+			time.Since(start).Round(time.Millisecond), r.code, r.message)
+	}
+	if r := rc.query("SHOW lock_timeout"); r.code != "" {
+		t.Errorf("after the DDL: %s %s", r.code, r.message)
+	}
+
 	plain := startLockguard(t, nil)
 	asyncpgCopy(rawSession(t, plain))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
