@@ -101,14 +101,9 @@ func (s *Session) pumpClientGuarded() error {
 		case 'S', 'H':
 			if f.keep < 0 {
 				if fr.typ == 'S' {
-					if !s.midBatch {
-						if !s.beginSync() {
-							return errClosing
-						}
-						s.syncSeq++
-						s.obsSync(s.syncSeq)
+					if !s.openSyncPoint() {
+						return errClosing
 					}
-					s.midBatch, s.sentExecs = false, 0
 					s.ext.push(extOp{kind: 'S'})
 				}
 				continue
@@ -157,11 +152,12 @@ func (s *Session) pumpClientGuarded() error {
 	return nil
 }
 
-// openSyncPoint counts the sync point of a Query or FunctionCall forwarded
-// undecided. After a batch the client flushed and did not sync, PostgreSQL
-// answers that batch and the Query with one ReadyForQuery (asyncpg sends
-// Parse, Describe, Flush, then its COPY as a Query): the Query ends the
-// batch's sync point instead. It reports false when the session is closing.
+// openSyncPoint counts the sync point of a Sync, Query or FunctionCall
+// forwarded undecided. After a batch the client flushed and did not sync,
+// it ends that batch's sync point instead: PostgreSQL answers the batch and
+// the Sync, or the Query (asyncpg sends Parse, Describe, Flush, then its
+// COPY as a Query), with one ReadyForQuery. It reports false when the
+// session is closing.
 func (s *Session) openSyncPoint() bool {
 	if s.midBatch {
 		s.midBatch, s.flushedPure, s.sentExecs = false, false, 0
