@@ -14,6 +14,12 @@ type extOp struct {
 	sql  string // P with a name: the statement text (kept when guarded)
 	// B in a held batch: where its body is in the batch (Session.collect).
 	bindAt, bindLen int32
+	// Q: it ended a batch the client flushed and did not sync, whose
+	// Executes and Describes PostgreSQL answers answers times when none
+	// fails. PostgreSQL answers the batch and the Query with one
+	// ReadyForQuery, or skips the Query when the batch failed.
+	flushed bool
+	answers int32
 }
 
 // extTracker knows the named prepared statements and portals of a session.
@@ -24,13 +30,27 @@ type extTracker struct {
 	mu      sync.Mutex
 	pending []extOp
 	head    int
-	stmts   map[string]string // name → the same string, interned
-	sqls    map[string]string // name → statement text, when known
-	portals map[string]string // portal → statement
+	// skipping is set when an error's skip ran past the last operation
+	// sent: PostgreSQL skips what follows up to the next Sync. skipped
+	// counts the Queries and FunctionCalls it skipped so, each counted as
+	// a sync point, which the next ReadyForQuery ends with its own.
+	skipping bool
+	skipped  int
+	stmts    map[string]string // name → the same string, interned
+	sqls     map[string]string // name → statement text, when known
+	portals  map[string]string // portal → statement
 }
 
 func (t *extTracker) push(op extOp) {
 	t.mu.Lock()
+	if t.skipping && op.kind != 'S' {
+		if op.kind == 'Q' {
+			t.skipped++
+		}
+		t.mu.Unlock()
+		return
+	}
+	t.skipping = false
 	if t.head > 0 && t.head == len(t.pending) {
 		t.pending, t.head = t.pending[:0], 0
 	}
@@ -158,22 +178,35 @@ func acks(typ, kind byte) bool {
 }
 
 // onError drops the operations the server skips after an error in an
-// extended-protocol batch: everything up to the next Sync. An error answering
-// a simple Query or FunctionCall skips nothing.
-func (t *extTracker) onError() {
+// extended-protocol batch: everything up to the next Sync, Queries and
+// FunctionCalls included. An error answering a simple Query or
+// FunctionCall skips nothing. answered is how many Executes and Describes
+// PostgreSQL answered since the last ReadyForQuery: it tells an error of
+// a Query that ended a flushed batch from one of the batch.
+func (t *extTracker) onError(answered int) {
 	t.mu.Lock()
-	if t.head < len(t.pending) && t.pending[t.head].kind != 'Q' {
-		for t.head < len(t.pending) && t.pending[t.head].kind != 'S' {
-			t.head++
+	if t.head < len(t.pending) {
+		if op := &t.pending[t.head]; op.kind == 'Q' && (!op.flushed || answered >= int(op.answers)) {
+			t.mu.Unlock()
+			return
 		}
 	}
+	for t.head < len(t.pending) && t.pending[t.head].kind != 'S' {
+		if t.pending[t.head].kind == 'Q' {
+			t.skipped++
+		}
+		t.head++
+	}
+	t.skipping = t.head == len(t.pending)
 	t.mu.Unlock()
 }
 
 // onReady consumes the sync point (Sync, Query or FunctionCall) that a
-// ReadyForQuery answers. Protocol-level portals live until the end of their
-// transaction, so they are forgotten once the session is idle.
-func (t *extTracker) onReady(status byte) {
+// ReadyForQuery answers, and returns how many Queries and FunctionCalls
+// the server skipped before it (skipped): their sync points end with it.
+// Protocol-level portals live until the end of their transaction, so they
+// are forgotten once the session is idle.
+func (t *extTracker) onReady(status byte) (skipped int) {
 	t.mu.Lock()
 	for t.head < len(t.pending) {
 		k := t.pending[t.head].kind
@@ -182,10 +215,12 @@ func (t *extTracker) onReady(status byte) {
 			break
 		}
 	}
+	skipped, t.skipped, t.skipping = t.skipped, 0, false
 	if status == 'I' && len(t.portals) > 0 {
 		clear(t.portals)
 	}
 	t.mu.Unlock()
+	return skipped
 }
 
 // Prepared reports whether a named prepared statement exists.

@@ -74,10 +74,11 @@ func (s *Session) pumpClientGuarded() error {
 				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
 			v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
 			if v == nil {
+				op := s.queryOp()
 				if !s.openSyncPoint() {
 					return errClosing
 				}
-				s.ext.push(extOp{kind: 'Q'})
+				s.ext.push(op)
 				continue
 			}
 			if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
@@ -93,7 +94,7 @@ func (s *Session) pumpClientGuarded() error {
 					return err
 				}
 				fwd, f.keep = msgStart, msgStart
-				s.refs, s.batchOps, s.heldExecs = s.refs[:0], s.batchOps[:0], 0
+				s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
 			}
 			if err := s.collect(fr.typ, msgStart-f.keep, fr.msg); err != nil {
 				return err
@@ -113,10 +114,11 @@ func (s *Session) pumpClientGuarded() error {
 			}
 			fwd = f.start
 		case 'F':
+			op := s.queryOp()
 			if !s.openSyncPoint() {
 				return errClosing
 			}
-			s.ext.push(extOp{kind: 'Q'})
+			s.ext.push(op)
 		case 'X':
 			err := s.clientTerminates()
 			if f.keep >= 0 {
@@ -160,7 +162,7 @@ func (s *Session) pumpClientGuarded() error {
 // session is closing.
 func (s *Session) openSyncPoint() bool {
 	if s.midBatch {
-		s.midBatch, s.flushedPure, s.sentExecs = false, false, 0
+		s.endBatch()
 		return true
 	}
 	if !s.beginSync() {
@@ -169,6 +171,21 @@ func (s *Session) openSyncPoint() bool {
 	s.syncSeq++
 	s.obsSync(s.syncSeq)
 	return true
+}
+
+// endBatch forgets the parts of a batch forwarded before a Flush, at the
+// end of their sync point.
+func (s *Session) endBatch() {
+	s.midBatch, s.flushedPure, s.sentExecs, s.sentAnswers = false, false, 0, 0
+}
+
+// queryOp is the operation of a Query or FunctionCall about to be sent:
+// after a flushed batch it ends that batch (extOp.flushed).
+func (s *Session) queryOp() extOp {
+	if !s.midBatch {
+		return extOp{kind: 'Q'}
+	}
+	return extOp{kind: 'Q', flushed: true, answers: int32(s.sentAnswers)}
 }
 
 // idleStatus returns the transaction status a new sync point starts in, or 0
@@ -192,6 +209,9 @@ func (s *Session) collect(typ byte, off int, msg []byte) error {
 		s.heldExecs++
 		s.markExecuted(string(portal))
 		return nil
+	}
+	if typ == 'D' {
+		s.heldDescribes++
 	}
 	op, query, err := s.ext.decode(typ, body)
 	if err != nil || op.kind == 0 {
@@ -352,7 +372,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		}
 		out = append(out, payload...)
 		if end == 'Q' {
-			s.ext.push(extOp{kind: 'Q'})
+			s.ext.push(s.queryOp())
 		} else {
 			for _, op := range ops {
 				s.ext.push(op)
@@ -364,12 +384,13 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		if end == 'H' {
 			s.flushedPure = (!s.midBatch || s.flushedPure) && s.heldExecs == 0 && v.Refuse == nil &&
 				!slices.ContainsFunc(ops, func(op extOp) bool { return op.kind == 'B' })
-		}
-		s.midBatch = end == 'H'
-		if end == 'H' {
+			s.midBatch = true
 			s.sentExecs += s.heldExecs
+			if v.Refuse == nil { // else its stand-in Parse fails
+				s.sentAnswers += s.heldExecs + s.heldDescribes
+			}
 		} else {
-			s.sentExecs = 0
+			s.endBatch()
 		}
 		if inject && end != 'H' {
 			for _, q := range v.After {
@@ -523,7 +544,7 @@ func (s *Session) EndFlushed() (status byte, failed bool, err error) {
 	// The upstream side wrote errSeq before its ReadyForQuery ended the
 	// sync point (an atomic, which waitIdle read).
 	failed = s.errSeq == seq
-	s.midBatch, s.flushedPure, s.sentExecs = false, false, 0
+	s.endBatch()
 	status = s.TxStatus()
 	if !failed {
 		return status, false, nil

@@ -533,12 +533,14 @@ func (s *Session) noteClient(typ byte, msg []byte) error {
 		// then a Query, as asyncpg sends its COPY), PostgreSQL answers the
 		// open batch and the Query with one ReadyForQuery: the Query ends
 		// the batch's sync point rather than starting one.
+		op := extOp{kind: 'Q'}
 		if s.batchOpen {
 			s.batchOpen = false
+			op.flushed, op.answers = true, int32(s.batchAnswers)
 		} else if !s.beginSync() {
 			return errClosing
 		}
-		s.ext.push(extOp{kind: 'Q'})
+		s.ext.push(op)
 	case 'S':
 		if !s.batchOpen && !s.beginSync() {
 			return errClosing
@@ -550,7 +552,10 @@ func (s *Session) noteClient(typ byte, msg []byte) error {
 			if !s.beginSync() {
 				return errClosing
 			}
-			s.batchOpen = true
+			s.batchOpen, s.batchAnswers = true, 0
+		}
+		if typ == 'D' || typ == 'E' {
+			s.batchAnswers++
 		}
 		return s.ext.noteClient(typ, msg[5:])
 	case 'X':
@@ -627,12 +632,13 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 			break
 		}
 		if fr.whole {
-			seq := s.zSeq + 1
 			isReady := s.noteServer(fr.typ, fr.msg)
 			ready = isReady || ready
 			if isReady && s.plans.active() {
-				s.reportLight(seq)
+				s.reportLight(s.zSeq)
 			}
+		} else if fr.typ == 'T' || fr.typ == 'n' {
+			s.descDone++ // streamed: see noteServer
 		}
 	}
 	if err := s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0); err != nil {
@@ -650,17 +656,19 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		if len(msg) == 6 {
 			status = msg[5]
 		}
+		for n := s.ext.onReady(status); n > 0; n-- {
+			s.skippedReady(msg)
+		}
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
-		s.syncDone = 0
+		s.syncDone, s.descDone = 0, 0
 		s.endSync()
-		s.ext.onReady(status)
 		if s.obs.on {
 			s.obsServer(typ, msg)
 		}
 		return true
 	case 'E':
-		s.ext.onError()
+		s.ext.onError(s.syncDone + s.descDone)
 		s.noteError(msg)
 		s.upFatal = isFatal(msg)
 		if s.obs.on {
@@ -671,8 +679,27 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 	case 'C', 'I', 's':
 		// An Execute stopped at its row limit (PortalSuspended) ran too.
 		s.syncDone++
+	case 'T', 'n':
+		s.descDone++ // a Describe's answer, or a Query's RowDescription
 	}
 	return false
+}
+
+// skippedReady ends a sync point whose ReadyForQuery never comes: after an
+// error in an extended batch PostgreSQL skipped its Query or FunctionCall
+// (or the one that ended a flushed batch), and the ReadyForQuery msg of the
+// client's next Sync ends it with its own.
+func (s *Session) skippedReady(msg []byte) {
+	s.zSeq++
+	s.endSync()
+	if s.obs.on {
+		s.obsServer('Z', msg)
+	}
+	if s.plans.active() {
+		if pl := s.plans.forSeq(s.zSeq); pl != nil {
+			s.completePlan(pl, s.zSeq)
+		}
+	}
 }
 
 func (s *Session) afterUpstreamChunk(ready bool, whole *[256]bool) (bool, error) {
@@ -718,9 +745,12 @@ func (s *Session) pumpUpstreamPlanned() (bool, error) {
 		if !ok {
 			break
 		}
-		seq := s.zSeq + 1
 		isReady := s.noteServer(fr.typ, fr.msg)
 		ready = ready || isReady
+		seq := s.zSeq + 1
+		if isReady {
+			seq = s.zSeq // noteServer counted it
+		}
 		pl := s.plans.forSeq(seq)
 		if pl == nil {
 			out = append(out, fr.msg...)

@@ -59,6 +59,8 @@ type Session struct {
 	// Owned by the client→upstream goroutine.
 	cf        framer
 	batchOpen bool // an extended-protocol batch is open (no Sync yet)
+	// batchAnswers counts the Executes and Describes of the open batch.
+	batchAnswers int
 	// Owned by the upstream→client goroutine.
 	uf framer
 
@@ -70,6 +72,7 @@ type Session struct {
 	plans    plans
 	zSeq     uint64 // upstream side: ReadyForQuery messages seen
 	syncDone int    // upstream side: statements completed in the current sync point
+	descDone int    // upstream side: Describes answered in the current sync point
 	// Upstream side: the first ErrorResponse of sync point errSeq, its
 	// SQLSTATE (errCode[:errLen]) and the statements completed before it;
 	// every plan of that sync point reports it, however many parts its
@@ -100,6 +103,10 @@ type Session struct {
 	// heldExecs counts the Executes of the held batch; sentExecs those of
 	// the parts of the current batch forwarded before it (Flush).
 	heldExecs, sentExecs int
+	// heldDescribes counts the Describes of the held batch; sentAnswers
+	// the Executes and Describes PostgreSQL answers in the parts
+	// forwarded before it (extOp.answers).
+	heldDescribes, sentAnswers int
 	// unnamedSQL is the text of the last unnamed statement parsed, for
 	// an Execute in a later batch.
 	unnamedSQL []byte

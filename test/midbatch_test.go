@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +160,9 @@ type rawProto struct {
 // for.
 type rawAnswer struct {
 	notices       []*pgproto3.NoticeResponse
-	code, message string // the first ErrorResponse's
+	code, message string   // the first ErrorResponse's
+	rows          []string // each DataRow's first column
+	types         []string // the type of every message, in order
 }
 
 // rawSession opens a session through lg with rawStartup.
@@ -190,7 +193,12 @@ func (r *rawProto) readUntil(stop func(pgproto3.BackendMessage) bool) rawAnswer 
 		if err != nil {
 			r.t.Fatalf("reading the answer: %v", err)
 		}
+		a.types = append(a.types, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
 		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) > 0 {
+				a.rows = append(a.rows, string(m.Values[0]))
+			}
 		case *pgproto3.NoticeResponse:
 			n := *m
 			a.notices = append(a.notices, &n)
@@ -405,5 +413,94 @@ func TestQueryAfterAFlushEndsTheBatch(t *testing.T) {
 	defer cancel()
 	if err := plain.srv.Shutdown(ctx); err != nil {
 		t.Errorf("draining with the idle session open: %v, want it closed at once", err)
+	}
+}
+
+// TestQueryAfterAFailedFlushIsSkipped: when the flushed part of a batch
+// fails, PostgreSQL skips everything up to the next Sync, Queries
+// included, and answers them and the Sync with one ReadyForQuery.
+// lockguard must not wait for more: before it protects the session's next
+// DDL it waits for the session to be idle, and a drain closes an idle
+// session at once. Each case is sent with the error already read, and
+// pipelined, before PostgreSQL answered.
+func TestQueryAfterAFailedFlushIsSkipped(t *testing.T) {
+	type flushCase struct {
+		name    string
+		flushed []pgproto3.FrontendMessage
+		fails   bool // the flushed part fails
+		then    []pgproto3.FrontendMessage
+		readies int // ReadyForQuery messages PostgreSQL sends for it all
+	}
+	q := func(sql string) pgproto3.FrontendMessage { return &pgproto3.Query{String: sql} }
+	var cases []flushCase
+	for _, f := range []struct {
+		name    string
+		flushed []pgproto3.FrontendMessage
+		fails   bool
+	}{
+		{"parse fails", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELEC 1"}}, true},
+		{"execute fails", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}}, true},
+		{"describe fails", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Describe{ObjectType: 'S', Name: "nosuch"}}, true},
+		{"executes", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}, false},
+	} {
+		readies := func(queries int) int {
+			if f.fails {
+				return 1 // the Sync's
+			}
+			return queries + 1
+		}
+		cases = append(cases,
+			flushCase{f.name + ", then a Query and a Sync", f.flushed, f.fails, []pgproto3.FrontendMessage{q("SELECT 2"), &pgproto3.Sync{}}, readies(1)},
+			flushCase{f.name + ", then a failing Query and a Sync", f.flushed, f.fails, []pgproto3.FrontendMessage{q("SELECT 1/0"), &pgproto3.Sync{}}, readies(1)},
+			flushCase{f.name + ", then two Queries, a Parse and a Sync", f.flushed, f.fails,
+				[]pgproto3.FrontendMessage{q("SELECT 2"), q("SELECT 3"), &pgproto3.Parse{Query: "SELECT 4"}, &pgproto3.Sync{}}, readies(2)})
+	}
+	flushed := func(c flushCase) []pgproto3.FrontendMessage {
+		return append(append([]pgproto3.FrontendMessage{}, c.flushed...), &pgproto3.Flush{})
+	}
+	run := func(rc *rawProto, c flushCase, pipelined bool) {
+		t.Helper()
+		if pipelined {
+			rc.send(append(flushed(c), c.then...)...)
+		} else {
+			rc.send(flushed(c)...)
+			if c.fails {
+				rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+			} else {
+				rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
+			}
+			rc.send(c.then...)
+		}
+		for range c.readies {
+			rc.readUntil(isReady)
+		}
+		if r := rc.query("SELECT 5"); r.code != "" {
+			t.Fatalf("%s: after the Sync: %s %s", c.name, r.code, r.message)
+		}
+	}
+
+	lg, _, tbl := guardedTable(t, "qfail")
+	for _, c := range cases {
+		for _, pipelined := range []bool{false, true} {
+			rc := rawSession(t, lg)
+			run(rc, c, pipelined)
+			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"); r.code != "" || len(r.types) != 2 {
+				t.Errorf("%s (pipelined %v): the DDL after it was answered %v %s %s, want CommandComplete and ReadyForQuery",
+					c.name, pipelined, r.types, r.code, r.message)
+			}
+			if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
+				t.Errorf("%s (pipelined %v): then SELECT 'after' was answered %v", c.name, pipelined, r.types)
+			}
+
+			// Without the guard the same: a drain closes the idle
+			// session at once.
+			plain := startLockguard(t, nil)
+			run(rawSession(t, plain), c, pipelined)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := plain.srv.Shutdown(ctx); err != nil {
+				t.Errorf("%s (pipelined %v): draining with the idle session open: %v, want it closed at once", c.name, pipelined, err)
+			}
+			cancel()
+		}
 	}
 }
