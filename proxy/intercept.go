@@ -72,7 +72,14 @@ func (s *Session) pumpClientGuarded() error {
 			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
 				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
+			if f.keep < 0 {
+				s.unsent = f.buf[fwd:msgStart]
+			}
 			v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
+			if f.keep < 0 && s.unsent == nil {
+				fwd = msgStart // sendUnsent wrote them
+			}
+			s.unsent = nil
 			if v == nil {
 				op := s.queryOp()
 				if !s.openSyncPoint() {
@@ -532,6 +539,9 @@ func (s *Session) EndFlushed() (status byte, failed bool, err error) {
 		return 0, false, errNotFlushed
 	}
 	s.MayBlock()
+	if err := s.sendUnsent(); err != nil {
+		return 0, false, err
+	}
 	seq := s.batchSeq
 	s.plans.hideReady(seq)
 	s.ext.push(extOp{kind: 'S'})
@@ -569,6 +579,19 @@ func (s *Session) EndFlushed() (status byte, failed bool, err error) {
 	return status, true, nil
 }
 
+// sendUnsent writes the messages before the Query that Hooks.Batch is
+// deciding: pumpClientGuarded forwards undecided messages in one write with
+// what follows them, and a hook that waits for this session's sync points
+// must not wait for ones still in lockguard's buffer.
+func (s *Session) sendUnsent() error {
+	b := s.unsent
+	if b == nil {
+		return nil
+	}
+	s.unsent = nil
+	return s.writeUpstream(b)
+}
+
 // WaitIdle waits until no sync point of this session is in flight, so that
 // TxStatus is the status the next batch starts in. Only Hooks.Batch may call
 // it (it runs on the client goroutine).
@@ -577,6 +600,9 @@ func (s *Session) WaitIdle() error { return s.waitIdle() }
 // waitIdle waits until no sync point is in flight.
 func (s *Session) waitIdle() error {
 	s.MayBlock()
+	if err := s.sendUnsent(); err != nil {
+		return err
+	}
 	s.idleWaiters.Add(1)
 	defer s.idleWaiters.Add(-1)
 	for s.InFlight() > 0 {

@@ -96,6 +96,10 @@ type Session struct {
 	refs     []stmtRef
 	batchOps []extOp
 	midBatch bool // part of the current batch was forwarded (Flush)
+	// unsent holds, while Hooks.Batch decides a Query, the messages
+	// before it that are forwarded undecided but not yet written
+	// (sendUnsent).
+	unsent []byte
 	// flushedPure is set while midBatch when the parts forwarded only
 	// parsed, described and closed (Batch.FlushedPure).
 	flushedPure bool

@@ -504,3 +504,29 @@ func TestQueryAfterAFailedFlushIsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedQueryThenDDL: a client that sends a Query and a DDL behind
+// it without waiting (tokio-postgres pipelines simple queries) puts both in
+// one of lockguard's reads. lockguard protects the DDL once the session is
+// idle, so the Query before it must be on its way to PostgreSQL first:
+// holding it back with the DDL hung the session.
+func TestPipelinedQueryThenDDL(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "qpipe")
+	for i, first := range []string{"SELECT 1", "SELECT pg_sleep(0.3)", "SET application_name = 'piped'"} {
+		rc := rawSession(t, lg)
+		_, release := holdLock(t, tbl)
+		start := time.Now()
+		rc.send(&pgproto3.Query{String: first}, &pgproto3.Query{String: fmt.Sprintf("ALTER TABLE %s ADD COLUMN c%d int", tbl, i)})
+		if r := rc.readUntil(isReady); r.code != "" {
+			t.Fatalf("%s: %s %s", first, r.code, r.message)
+		}
+		if r := rc.readUntil(isReady); r.code != "55P03" || !strings.HasPrefix(r.message, "lockguard: gave up") {
+			t.Errorf("%s, then behind a held lock the DDL ended after %v with %q %q, want lockguard's 55P03 after its retries",
+				first, time.Since(start).Round(time.Millisecond), r.code, r.message)
+		}
+		release()
+		if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"0"}) {
+			t.Errorf("%s: lock_timeout after the DDL: %v, want 0", first, r.rows)
+		}
+	}
+}
