@@ -289,7 +289,14 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 		return append(out, msg...)
 	case pl.swallow:
 		if typ == 'E' {
-			s.log.Warn("an injected statement failed", "sqlstate", errorCode(msg))
+			if code := errorCode(msg); code == "25P02" {
+				// The client's transaction block had failed (a DDL in it
+				// gave up): nothing ran, and the block's rollback undoes
+				// what lockguard set in it.
+				s.log.Debug("an injected statement was skipped in a failed transaction block", "sqlstate", code)
+			} else {
+				s.log.Warn("an injected statement failed", "sqlstate", code)
+			}
 		}
 		return out
 	case typ == 'Z' && pl.hideReady, typ == 'E' && pl.dropErrors:

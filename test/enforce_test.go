@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,39 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	conn.Exec(ctx, "SET lock_timeout = '100ms'")
 	_, err = conn.Exec(ctx, "ALTER TABLE "+users+" ADD COLUMN low int")
 	wantOwnLockTimeout(t, "own lower lock_timeout", err)
+}
+
+// TestEnforceGivesUpInATransactionQuietly: a DDL in a transaction block
+// that gives up aborts the block, so the statement lockguard sends after it
+// to restore lock_timeout fails with 25P02; the block's rollback restores
+// it. That is no failure of lockguard's and must not be logged as a
+// warning, which on-call engineers would chase.
+func TestEnforceGivesUpInATransactionQuietly(t *testing.T) {
+	var logs lockedBuffer
+	lg := startGuardedWith(t, nil, func(c *proxy.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "quiet", "id int")
+	conn := connect(t, lg.superDSN())
+	_, release := holdLock(t, tbl)
+	defer release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN in_tx int")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("in a transaction behind a held lock: %v, want 55P03", err)
+	}
+	tx.Rollback(ctx)
+	if v := showLockTimeout(t, conn); v != "0" {
+		t.Fatalf("lock_timeout after the transaction = %q, want 0", v)
+	}
+	if l := logs.String(); !strings.Contains(l, "sqlstate=25P02") || strings.Contains(l, "level=WARN") {
+		t.Errorf("logs: %s\nwant the restore's 25P02 at DEBUG and no warning", l)
+	}
 }
 
 // TestEnforceFollowsSetConfig: a client may set lock_timeout with
