@@ -462,9 +462,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 }
 
 // injectQuery appends a statement whose responses are swallowed. It goes
-// through the extended protocol with a named statement of its own, so that it
-// neither destroys the client's unnamed prepared statement (a Query message
-// would) nor runs in one implicit transaction with anything else.
+// through the extended protocol with a named statement and portal of its
+// own, so that it neither destroys the client's unnamed prepared statement
+// (a Query message would) or unnamed portal (which lives until the end of a
+// transaction block) nor runs in one implicit transaction with anything
+// else.
 func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
 	if !s.beginSync() {
 		return out, errClosing
@@ -475,8 +477,9 @@ func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
 	var err error
 	for _, m := range []interface{ Encode([]byte) ([]byte, error) }{
 		&pgproto3.Parse{Name: name, Query: sql},
-		&pgproto3.Bind{PreparedStatement: name},
-		&pgproto3.Execute{},
+		&pgproto3.Bind{DestinationPortal: name, PreparedStatement: name},
+		&pgproto3.Execute{Portal: name},
+		&pgproto3.Close{ObjectType: 'P', Name: name},
 		&pgproto3.Close{ObjectType: 'S', Name: name},
 		&pgproto3.Sync{},
 	} {
@@ -485,7 +488,8 @@ func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
 		}
 	}
 	s.ext.push(extOp{kind: 'P', name: name})
-	s.ext.push(extOp{kind: 'B'})
+	s.ext.push(extOp{kind: 'B', name: name, stmt: name})
+	s.ext.push(extOp{kind: 'p', name: name})
 	s.ext.push(extOp{kind: 'c', name: name})
 	s.ext.push(extOp{kind: 'S'})
 	return out, nil

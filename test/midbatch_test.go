@@ -530,3 +530,28 @@ func TestPipelinedQueryThenDDL(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectionKeepsTheUnnamedPortal: in a transaction block a portal lives
+// until the block ends, the unnamed one included. lockguard's statements
+// around a DDL in the block must not replace it: a client that bound the
+// unnamed portal before the DDL may execute it after.
+func TestInjectionKeepsTheUnnamedPortal(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "uportal")
+	for _, addr := range []string{pg.Addr(), lg.addr} {
+		c, fe := rawStartup(t, addr)
+		rc := &rawProto{t: t, conn: c, fe: fe}
+		rc.query("BEGIN")
+		rc.send(&pgproto3.Parse{Query: "SELECT generate_series(1, 3)"}, &pgproto3.Bind{}, &pgproto3.Sync{})
+		rc.readUntil(isReady)
+		rc.send(&pgproto3.Parse{Name: "ddl", Query: "ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "ddl"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+		if r := rc.readUntil(isReady); r.code != "" {
+			t.Fatalf("%s: the DDL: %s %s", addr, r.code, r.message)
+		}
+		rc.send(&pgproto3.Execute{}, &pgproto3.Sync{})
+		if r := rc.readUntil(isReady); r.code != "" || !slices.Equal(r.rows, []string{"1", "2", "3"}) {
+			t.Errorf("%s: the unnamed portal bound before the DDL: %s %s, rows %v, want 1 2 3", addr, r.code, r.message, r.rows)
+		}
+		rc.query("ROLLBACK")
+	}
+}
