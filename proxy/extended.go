@@ -182,13 +182,14 @@ func acks(typ, kind byte) bool {
 // FunctionCalls included. An error answering a simple Query or
 // FunctionCall skips nothing. answered is how many Executes and Describes
 // PostgreSQL answered since the last ReadyForQuery: it tells an error of
-// a Query that ended a flushed batch from one of the batch.
-func (t *extTracker) onError(answered int) {
+// a Query that ended a flushed batch from one of the batch. It reports
+// whether PostgreSQL now skips what is sent until the client's next Sync.
+func (t *extTracker) onError(answered int) (skipping bool) {
 	t.mu.Lock()
 	if t.head < len(t.pending) {
 		if op := &t.pending[t.head]; op.kind == 'Q' && (!op.flushed || answered >= int(op.answers)) {
 			t.mu.Unlock()
-			return
+			return false
 		}
 	}
 	for t.head < len(t.pending) && t.pending[t.head].kind != 'S' {
@@ -198,7 +199,18 @@ func (t *extTracker) onError(answered int) {
 		t.head++
 	}
 	t.skipping = t.head == len(t.pending)
+	skipping = t.skipping
 	t.mu.Unlock()
+	return skipping
+}
+
+// skippingNow reports whether PostgreSQL skips everything sent until the
+// client's next Sync: an extended batch failed, and the client has not
+// sent its Sync yet.
+func (t *extTracker) skippingNow() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.skipping
 }
 
 // onReady consumes the sync point (Sync, Query or FunctionCall) that a

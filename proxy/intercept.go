@@ -330,10 +330,15 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		payload, ops = s.substitute(payload, end, nonce)
 	}
 	complete := end == 'Q' || end == 'S'
-	inject := !s.midBatch
+	// While PostgreSQL skips up to the client's Sync, it would skip
+	// lockguard's statements too, and their Sync would end the skip: the
+	// payload goes alone, to be skipped as it would be without lockguard.
+	inject := !s.midBatch && !s.ext.skippingNow()
 	retry := v.Retry != nil && v.Refuse == nil && complete && inject
 	if retry {
-		if err := s.waitIdle(); err != nil {
+		if err := s.waitIdle(); errors.Is(err, errSkipping) {
+			inject, retry = false, false
+		} else if err != nil {
 			return err
 		}
 	}
@@ -598,8 +603,15 @@ func (s *Session) sendUnsent() error {
 
 // WaitIdle waits until no sync point of this session is in flight, so that
 // TxStatus is the status the next batch starts in. Only Hooks.Batch may call
-// it (it runs on the client goroutine).
+// it (it runs on the client goroutine). It fails when the session closes,
+// and when an extended batch failed and PostgreSQL skips everything until
+// the client's Sync, which has not come: the batch being decided is then
+// skipped too, whatever the verdict.
 func (s *Session) WaitIdle() error { return s.waitIdle() }
+
+// errSkipping is waitIdle's answer while PostgreSQL skips up to a Sync the
+// client has not sent.
+var errSkipping = errors.New("lockguard: PostgreSQL skips the session's messages until the client's Sync")
 
 // waitIdle waits until no sync point is in flight.
 func (s *Session) waitIdle() error {
@@ -610,6 +622,9 @@ func (s *Session) waitIdle() error {
 	s.idleWaiters.Add(1)
 	defer s.idleWaiters.Add(-1)
 	for s.InFlight() > 0 {
+		if s.ext.skippingNow() {
+			return errSkipping
+		}
 		select {
 		case <-s.zNotify:
 		case <-time.After(100 * time.Millisecond):

@@ -656,11 +656,15 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		if len(msg) == 6 {
 			status = msg[5]
 		}
-		for n := s.ext.onReady(status); n > 0; n-- {
+		skipped := s.ext.onReady(status)
+		for range skipped {
 			s.skippedReady(msg)
 		}
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
+		if skipped > 0 {
+			s.errSeq, s.errAt = s.zSeq, 0 // skipped too, up to the Sync
+		}
 		s.syncDone, s.descDone = 0, 0
 		s.endSync()
 		if s.obs.on {
@@ -668,7 +672,14 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		}
 		return true
 	case 'E':
-		s.ext.onError(s.syncDone + s.descDone)
+		if s.ext.onError(s.syncDone+s.descDone) && s.idleWaiters.Load() > 0 {
+			// A wait for the session to be idle would wait for the
+			// client's Sync: waitIdle gives up.
+			select {
+			case s.zNotify <- struct{}{}:
+			default:
+			}
+		}
 		s.noteError(msg)
 		s.upFatal = isFatal(msg)
 		if s.obs.on {
@@ -688,12 +699,15 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 // skippedReady ends a sync point whose ReadyForQuery never comes: after an
 // error in an extended batch PostgreSQL skipped its Query or FunctionCall
 // (or the one that ended a flushed batch), and the ReadyForQuery msg of the
-// client's next Sync ends it with its own.
+// client's next Sync ends it with its own. It failed with that error.
 func (s *Session) skippedReady(msg []byte) {
 	s.zSeq++
+	s.errSeq, s.errAt = s.zSeq, 0
 	s.endSync()
 	if s.obs.on {
+		code, has := s.obs.code, s.obs.hasCode
 		s.obsServer('Z', msg)
+		s.obs.code, s.obs.hasCode = code, has
 	}
 	if s.plans.active() {
 		if pl := s.plans.forSeq(s.zSeq); pl != nil {

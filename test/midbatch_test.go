@@ -555,3 +555,41 @@ func TestInjectionKeepsTheUnnamedPortal(t *testing.T) {
 		rc.query("ROLLBACK")
 	}
 }
+
+// TestDDLAfterAFailedFlushIsSkipped: after a failed flushed part PostgreSQL
+// skips a DDL sent before the client's Sync, as it skips any Query. The
+// guard must neither wait for the session to be idle first (that waits for
+// the client's Sync, which comes after the DDL) nor send its lock_timeout
+// with a Sync of its own, which would end the skip and run the DDL. A
+// Query between the batch and the DDL ends the batch, so that lockguard
+// takes the DDL for one that starts a sync point of its own.
+func TestDDLAfterAFailedFlushIsSkipped(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "skipddl")
+	direct := connect(t, directDSN())
+	for i, pipelined := range []bool{false, true} {
+		rc := rawSession(t, lg)
+		col := fmt.Sprintf("skipped%d", i)
+		ddl := &pgproto3.Query{String: "ALTER TABLE " + tbl + " ADD COLUMN " + col + " int"}
+		if pipelined {
+			rc.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Flush{}, &pgproto3.Query{String: "SELECT 1"}, ddl, &pgproto3.Sync{})
+		} else {
+			rc.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Flush{})
+			rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+			rc.send(&pgproto3.Query{String: "SELECT 1"}, ddl, &pgproto3.Sync{})
+		}
+		r := rc.readUntil(isReady)
+		if want := []string{"ReadyForQuery"}; !pipelined && !slices.Equal(r.types, want) {
+			t.Errorf("pipelined %v: after the error, answered %v, want %v", pipelined, r.types, want)
+		}
+		if want := []string{"ErrorResponse", "ReadyForQuery"}; pipelined && (!slices.Equal(r.types, want) || r.code != "42601") {
+			t.Errorf("pipelined %v: answered %v %s, want %v with 42601", pipelined, r.types, r.code, want)
+		}
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2", tbl, col).Scan(&n); err != nil || n != 0 {
+			t.Errorf("pipelined %v: the skipped DDL ran (%d columns %s, %v)", pipelined, n, col, err)
+		}
+		if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"0"}) {
+			t.Errorf("pipelined %v: lock_timeout after it: %v %s", pipelined, r.rows, r.code)
+		}
+	}
+}

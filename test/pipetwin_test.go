@@ -1,0 +1,201 @@
+package test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestPipelinedSessionMatchesDirect: clients pipeline. Two twin sessions,
+// one straight to PostgreSQL and one through a guarded lockguard, are sent
+// the same seeded random pipelines, each in one write: simple Queries
+// (reads, failures, empty ones, several statements, transaction control,
+// settings, DDL on a table of their own), and extended batches that end
+// with a Sync or a Flush (named and unnamed statements and portals,
+// Describes, Executes with row limits, failing Parses, Binds and
+// Describes), and lone Syncs and Flushes. Each pipeline ends with a Sync,
+// a ROLLBACK and a marker Query. The twins must answer with the same messages in the
+// same order: types, SQLSTATEs, command tags and rows. Notices are left
+// out (lockguard adds its DDL warnings), and so are parameter statuses.
+//
+// A session that lockguard miscounts hangs here (the answer to the marker
+// never comes), or gets another's answers (a swallowed or misplaced
+// ReadyForQuery shifts everything after it).
+func TestPipelinedSessionMatchesDirect(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 30*time.Second)
+	tables := [2]string{createTable(t, ctx, "pipe_direct", "id int"), createTable(t, ctx, "pipe_guarded", "id int")}
+	var twins [2]*rawProto
+	for i, addr := range []string{pg.Addr(), lg.addr} {
+		c, fe := rawStartup(t, addr)
+		twins[i] = &rawProto{t: t, conn: c, fe: fe}
+	}
+
+	// A step is the messages one client action sends; {T} in a text is
+	// the twin's table.
+	type step []pgproto3.FrontendMessage
+	n := 0
+	next := func() int { n++; return n }
+	texts := []func(r *rand.Rand) string{
+		func(r *rand.Rand) string { return fmt.Sprintf("SELECT %d", r.IntN(100)) },
+		func(r *rand.Rand) string { return "SELECT 1/0" },
+		func(r *rand.Rand) string { return "SELEC 1" },
+		func(r *rand.Rand) string { return "SELECT generate_series(1, 3)" },
+		func(r *rand.Rand) string { return "SELECT count(*) FROM {T}" },
+		func(r *rand.Rand) string { return "INSERT INTO {T} VALUES (1)" },
+		func(r *rand.Rand) string {
+			return fmt.Sprintf("ALTER TABLE {T} ALTER COLUMN id SET DEFAULT %d", r.IntN(10))
+		},
+		func(r *rand.Rand) string {
+			return fmt.Sprintf("ALTER TABLE {T} ADD COLUMN IF NOT EXISTS c%d int", r.IntN(4))
+		},
+		func(r *rand.Rand) string { return "SET lock_timeout = '2s'" },
+		func(r *rand.Rand) string { return "SET application_name = 'pipe'" },
+		func(r *rand.Rand) string { return "BEGIN" },
+		func(r *rand.Rand) string { return "COMMIT" },
+		func(r *rand.Rand) string { return "ROLLBACK" },
+	}
+	simpleOnly := []func(r *rand.Rand) string{
+		func(r *rand.Rand) string { return "" },
+		func(r *rand.Rand) string { return "SAVEPOINT a" },
+		func(r *rand.Rand) string { return "ROLLBACK TO a" },
+		func(r *rand.Rand) string { return "SELECT 1; SELECT 1/0; SELECT 2" },
+		func(r *rand.Rand) string { return "ALTER TABLE {T} ALTER COLUMN id DROP DEFAULT; SELECT 3" },
+	}
+	pick := func(r *rand.Rand, from []func(*rand.Rand) string) string { return from[r.IntN(len(from))](r) }
+	names := []string{"", "", "s1", "s2"}
+	extended := func(r *rand.Rand) step {
+		var s step
+		stmt := names[r.IntN(len(names))]
+		if r.IntN(4) > 0 {
+			s = append(s, &pgproto3.Parse{Name: stmt, Query: pick(r, texts)})
+		}
+		switch r.IntN(6) {
+		case 0:
+			s = append(s, &pgproto3.Describe{ObjectType: 'S', Name: stmt})
+		case 1:
+			s = append(s, &pgproto3.Close{ObjectType: 'S', Name: stmt})
+		case 2:
+			s = append(s, &pgproto3.Close{ObjectType: 'P', Name: names[r.IntN(len(names))]})
+		}
+		for range 1 + r.IntN(2) {
+			portal := names[r.IntN(len(names))]
+			if r.IntN(5) > 0 {
+				s = append(s, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt})
+			}
+			if r.IntN(3) == 0 {
+				s = append(s, &pgproto3.Describe{ObjectType: 'P', Name: portal})
+			}
+			s = append(s, &pgproto3.Execute{Portal: portal, MaxRows: uint32(r.IntN(3))})
+		}
+		if r.IntN(3) == 0 {
+			return append(s, &pgproto3.Flush{})
+		}
+		return append(s, &pgproto3.Sync{})
+	}
+	gen := func(r *rand.Rand) step {
+		switch k := r.IntN(10); {
+		case k < 4:
+			if r.IntN(3) == 0 {
+				return step{&pgproto3.Query{String: pick(r, simpleOnly)}}
+			}
+			return step{&pgproto3.Query{String: pick(r, texts)}}
+		case k < 8:
+			return extended(r)
+		case k == 8:
+			return step{&pgproto3.Sync{}}
+		default:
+			return step{&pgproto3.Flush{}}
+		}
+	}
+	describe := func(steps []step) string {
+		var b strings.Builder
+		for _, s := range steps {
+			b.WriteString("\n  ")
+			for _, m := range s {
+				fmt.Fprintf(&b, "%s ", strings.TrimPrefix(fmt.Sprintf("%T%+v", m, m), "*pgproto3."))
+			}
+		}
+		return b.String()
+	}
+
+	seed := uint64(time.Now().UnixNano())
+	r := rand.New(rand.NewPCG(seed, 0))
+	for round := range 200 {
+		steps := make([]step, 1+r.IntN(6))
+		for i := range steps {
+			steps[i] = gen(r)
+		}
+		marker := fmt.Sprintf("end %d", next())
+		var answers [2][]string
+		for i, tw := range twins {
+			for _, s := range steps {
+				for _, m := range s {
+					if q, ok := m.(*pgproto3.Query); ok {
+						m = &pgproto3.Query{String: strings.ReplaceAll(q.String, "{T}", tables[i])}
+					} else if p, ok := m.(*pgproto3.Parse); ok {
+						m = &pgproto3.Parse{Name: p.Name, Query: strings.ReplaceAll(p.Query, "{T}", tables[i])}
+					}
+					tw.fe.Send(m)
+				}
+			}
+			tw.fe.Send(&pgproto3.Sync{})
+			tw.fe.Send(&pgproto3.Query{String: "ROLLBACK"}) // the marker fails in a failed block
+			tw.fe.Send(&pgproto3.Query{String: "SELECT '" + marker + "'"})
+			if err := tw.fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			a, err := readPipelined(tw.conn, tw.fe, marker)
+			if err != nil {
+				t.Fatalf("seed %d round %d: the %s session: %v after %v; the pipeline:%s",
+					seed, round, []string{"direct", "guarded"}[i], err, a, describe(steps))
+			}
+			answers[i] = a
+		}
+		if d, g := strings.Join(answers[0], " "), strings.Join(answers[1], " "); d != g {
+			t.Fatalf("seed %d round %d: the pipeline:%s\ndirect:  %s\nguarded: %s", seed, round, describe(steps), d, g)
+		}
+	}
+}
+
+// readPipelined reads answers up to the ReadyForQuery after the DataRow
+// marker, for at most 10 seconds, and returns them as words: message types,
+// with SQLSTATEs, command tags and row values, leaving out notices and
+// parameter statuses.
+func readPipelined(c net.Conn, fe *pgproto3.Frontend, marker string) ([]string, error) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var out []string
+	seen := false
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			return out, err
+		}
+		w := strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3.")
+		switch m := m.(type) {
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+			continue
+		case *pgproto3.ErrorResponse:
+			w += ":" + m.Code
+		case *pgproto3.CommandComplete:
+			w += ":" + string(m.CommandTag)
+		case *pgproto3.DataRow:
+			for _, v := range m.Values {
+				w += ":" + string(v)
+			}
+			seen = seen || len(m.Values) == 1 && string(m.Values[0]) == marker
+		case *pgproto3.ReadyForQuery:
+			w += ":" + string(m.TxStatus)
+			if seen {
+				return append(out, w), nil
+			}
+		}
+		out = append(out, w)
+	}
+}
