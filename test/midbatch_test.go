@@ -593,3 +593,42 @@ func TestDDLAfterAFailedFlushIsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushedDDLRestoresLockTimeout: a DDL executed in the first part of a
+// batch that the client flushes gets lockguard's lock_timeout ahead of the
+// batch; the restore cannot go inside the batch, so it follows the Sync
+// that ends it, or, when a Query ends it, comes before the next Query that
+// finds the session idle. The session's own lock_timeout must be back
+// either way: lockguard once left its 300ms in force for good.
+func TestFlushedDDLRestoresLockTimeout(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "flushrestore")
+	q := func(sql string) pgproto3.FrontendMessage { return &pgproto3.Query{String: sql} }
+	for _, c := range []struct {
+		name    string
+		then    []pgproto3.FrontendMessage
+		readies [2]int // ReadyForQuery messages when the DDL succeeds, fails
+	}{
+		{"then a Sync", []pgproto3.FrontendMessage{&pgproto3.Sync{}}, [2]int{1, 1}},
+		{"then more of the batch and a Sync", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}, [2]int{1, 1}},
+		{"then a failing part and a Sync", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}, [2]int{1, 1}},
+		{"then a Query and a Sync", []pgproto3.FrontendMessage{q("SELECT 1"), &pgproto3.Sync{}}, [2]int{2, 1}},
+		{"then a failing Query and a Sync", []pgproto3.FrontendMessage{q("SAVEPOINT a"), &pgproto3.Sync{}}, [2]int{2, 1}},
+		{"then a Query, a block and a Sync", []pgproto3.FrontendMessage{q("SELECT 1"), q("BEGIN"), &pgproto3.Sync{}, q("ROLLBACK")}, [2]int{4, 2}},
+	} {
+		for f, failing := range []bool{false, true} {
+			rc := rawSession(t, lg)
+			rc.query("SET lock_timeout = '5s'")
+			stmt := "ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 4"
+			if failing {
+				stmt = "ALTER TABLE " + tbl + " ALTER COLUMN nosuch SET DEFAULT 4"
+			}
+			rc.send(append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: stmt}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}}, c.then...)...)
+			for range c.readies[f] {
+				rc.readUntil(isReady)
+			}
+			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"5s"}) {
+				t.Errorf("%s (DDL fails %v): lock_timeout after it = %v, want the session's 5s", c.name, failing, r.rows)
+			}
+		}
+	}
+}
