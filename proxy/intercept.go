@@ -72,13 +72,10 @@ func (s *Session) pumpClientGuarded() error {
 			if s.afterIdle && !s.midBatch && s.InFlight() == 0 && s.TxStatus() == 'I' {
 				// A Query ended the batch, and the session is idle
 				// outside a transaction block.
-				if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+				if err := s.sendAfterBatch(f.buf[fwd:msgStart]); err != nil {
 					return err
 				}
 				fwd = msgStart
-				if err := s.sendAfterBatch(); err != nil {
-					return err
-				}
 			}
 			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
@@ -126,13 +123,10 @@ func (s *Session) pumpClientGuarded() error {
 					}
 					s.ext.push(extOp{kind: 'S'})
 					if ends && len(s.afterBatch) > 0 && !s.afterIdle {
-						if err := s.writeUpstream(f.buf[fwd:f.start]); err != nil {
+						if err := s.sendAfterBatch(f.buf[fwd:f.start]); err != nil {
 							return err
 						}
 						fwd = f.start
-						if err := s.sendAfterBatch(); err != nil {
-							return err
-						}
 					}
 				}
 				continue
@@ -546,9 +540,10 @@ func (s *Session) appendAfterBatch(out []byte) ([]byte, error) {
 	return out, nil
 }
 
-// sendAfterBatch writes the statements of appendAfterBatch.
-func (s *Session) sendAfterBatch() error {
-	out, err := s.appendAfterBatch(s.cOut[:0])
+// sendAfterBatch writes client, the client's messages up to where the
+// batch ended, and the statements of appendAfterBatch after them.
+func (s *Session) sendAfterBatch(client []byte) error {
+	out, err := s.appendAfterBatch(append(s.cOut[:0], client...))
 	s.cOut = out[:0]
 	if err != nil {
 		return err
