@@ -162,11 +162,9 @@ type Verdict struct {
 	// Before and After are statements sent as separate Query messages right
 	// before and after the batch, in the same write; their responses are
 	// swallowed (an error in them is logged). Never several statements in
-	// one string: that would run them as one implicit transaction. Inside
-	// a batch nothing can be injected: the After of a batch's first part
-	// that ends with a Flush follows the client's Sync that ends the batch
-	// (or precedes the next Query once the session is idle, when a Query
-	// ended the batch).
+	// one string: that would run them as one implicit transaction. After
+	// is not sent after a batch that ends with a Flush: nothing can be
+	// injected inside the batch it begins.
 	Before, After []string
 
 	// Retry, when set and the batch is Complete and not MidBatch, makes the

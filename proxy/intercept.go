@@ -69,14 +69,6 @@ func (s *Session) pumpClientGuarded() error {
 				}
 				return fmt.Errorf("%w: malformed Query", ErrProtocol)
 			}
-			if s.afterIdle && !s.midBatch && s.InFlight() == 0 && s.TxStatus() == 'I' {
-				// A Query ended the batch, and the session is idle
-				// outside a transaction block.
-				if err := s.sendAfterBatch(f.buf[fwd:msgStart]); err != nil {
-					return err
-				}
-				fwd = msgStart
-			}
 			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
 				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
@@ -117,17 +109,10 @@ func (s *Session) pumpClientGuarded() error {
 		case 'S', 'H':
 			if f.keep < 0 {
 				if fr.typ == 'S' {
-					ends := s.midBatch
 					if !s.openSyncPoint() {
 						return errClosing
 					}
 					s.ext.push(extOp{kind: 'S'})
-					if ends && len(s.afterBatch) > 0 && !s.afterIdle {
-						if err := s.sendAfterBatch(f.buf[fwd:f.start]); err != nil {
-							return err
-						}
-						fwd = f.start
-					}
 				}
 				continue
 			}
@@ -199,7 +184,6 @@ func (s *Session) openSyncPoint() bool {
 // end of their sync point.
 func (s *Session) endBatch() {
 	s.midBatch, s.flushedPure, s.sentExecs, s.sentAnswers = false, false, 0, 0
-	s.afterIdle = len(s.afterBatch) > 0
 }
 
 // queryOp is the operation of a Query or FunctionCall about to be sent:
@@ -407,20 +391,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			}
 			if end == 'S' {
 				s.ext.push(extOp{kind: 'S'})
-				if s.midBatch && !s.afterIdle { // the Sync ends the flushed batch
-					var err error
-					if out, err = s.appendAfterBatch(out); err != nil {
-						return err
-					}
-				}
 			}
 		}
 		if end == 'H' {
 			s.flushedPure = (!s.midBatch || s.flushedPure) && s.heldExecs == 0 && v.Refuse == nil &&
 				!slices.ContainsFunc(ops, func(op extOp) bool { return op.kind == 'B' })
-			if inject && len(v.After) > 0 {
-				s.afterBatch, s.afterIdle = append(s.afterBatch[:0], v.After...), false
-			}
 			s.midBatch = true
 			s.sentExecs += s.heldExecs
 			if v.Refuse == nil { // else its stand-in Parse fails
@@ -523,32 +498,6 @@ func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
 	s.ext.push(extOp{kind: 'c', name: name})
 	s.ext.push(extOp{kind: 'S'})
 	return out, nil
-}
-
-// appendAfterBatch appends the After statements of the first part of a
-// batch that went on after a Flush (Session.afterBatch), once that batch
-// has ended, and forgets them.
-func (s *Session) appendAfterBatch(out []byte) ([]byte, error) {
-	for _, q := range s.afterBatch {
-		var err error
-		if out, err = s.injectQuery(out, q); err != nil {
-			return out, err
-		}
-	}
-	clear(s.afterBatch)
-	s.afterBatch, s.afterIdle = s.afterBatch[:0], false
-	return out, nil
-}
-
-// sendAfterBatch writes client, the client's messages up to where the
-// batch ended, and the statements of appendAfterBatch after them.
-func (s *Session) sendAfterBatch(client []byte) error {
-	out, err := s.appendAfterBatch(append(s.cOut[:0], client...))
-	s.cOut = out[:0]
-	if err != nil {
-		return err
-	}
-	return s.writeUpstream(out)
 }
 
 // substitute replaces a refused payload with one that makes PostgreSQL fail

@@ -96,15 +96,6 @@ type Session struct {
 	refs     []stmtRef
 	batchOps []extOp
 	midBatch bool // part of the current batch was forwarded (Flush)
-	// afterBatch holds the Verdict.After of the first part of a batch that
-	// went on after a Flush: nothing can be injected inside the batch, so
-	// they follow the client's Sync that ends it. When a Query ends it
-	// instead, they precede the next Query that finds the session idle
-	// outside a transaction block: after a failed part PostgreSQL skips
-	// up to the client's Sync, which a Sync of lockguard's would end, and
-	// a restore inside a block is undone by its rollback.
-	afterBatch []string
-	afterIdle  bool // a Query ended afterBatch's batch
 	// unsent holds, while Hooks.Batch decides a Query, the messages
 	// before it that are forwarded undecided but not yet written
 	// (sendUnsent).

@@ -596,10 +596,11 @@ func TestDDLAfterAFailedFlushIsSkipped(t *testing.T) {
 
 // TestFlushedDDLRestoresLockTimeout: a DDL executed in the first part of a
 // batch that the client flushes gets lockguard's lock_timeout ahead of the
-// batch; the restore cannot go inside the batch, so it follows the Sync
-// that ends it, or, when a Query ends it, comes before the next Query that
-// finds the session idle. The session's own lock_timeout must be back
-// either way: lockguard once left its 300ms in force for good.
+// batch; the restore cannot go inside the batch, so it comes ahead of the
+// next query that starts outside a block once the batch has answered. The
+// session's own lock_timeout must be back, whatever ended the batch, and
+// one the client set after the DDL must stay: lockguard once left its
+// 300ms in force for good.
 func TestFlushedDDLRestoresLockTimeout(t *testing.T) {
 	lg, _, tbl := guardedTable(t, "flushrestore")
 	q := func(sql string) pgproto3.FrontendMessage { return &pgproto3.Query{String: sql} }
@@ -614,6 +615,8 @@ func TestFlushedDDLRestoresLockTimeout(t *testing.T) {
 		{"then a Query and a Sync", []pgproto3.FrontendMessage{q("SELECT 1"), &pgproto3.Sync{}}, [2]int{2, 1}},
 		{"then a failing Query and a Sync", []pgproto3.FrontendMessage{q("SAVEPOINT a"), &pgproto3.Sync{}}, [2]int{2, 1}},
 		{"then a Query, a block and a Sync", []pgproto3.FrontendMessage{q("SELECT 1"), q("BEGIN"), &pgproto3.Sync{}, q("ROLLBACK")}, [2]int{4, 2}},
+		{"then a SET in the batch", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SET lock_timeout = '2s'"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}, [2]int{1, 1}},
+		{"then a Query and a SET", []pgproto3.FrontendMessage{q("SELECT 1"), q("SET lock_timeout = '2s'")}, [2]int{2, 0}},
 	} {
 		for f, failing := range []bool{false, true} {
 			rc := rawSession(t, lg)
@@ -626,8 +629,15 @@ func TestFlushedDDLRestoresLockTimeout(t *testing.T) {
 			for range c.readies[f] {
 				rc.readUntil(isReady)
 			}
-			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"5s"}) {
-				t.Errorf("%s (DDL fails %v): lock_timeout after it = %v, want the session's 5s", c.name, failing, r.rows)
+			if c.readies[f] == 0 {
+				continue // PostgreSQL waits for a Sync
+			}
+			want := "5s"
+			if strings.Contains(c.name, "SET") && !failing {
+				want = "2s"
+			}
+			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{want}) {
+				t.Errorf("%s (DDL fails %v): lock_timeout after it = %v, want %s", c.name, failing, r.rows, want)
 			}
 		}
 	}

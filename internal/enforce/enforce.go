@@ -156,6 +156,9 @@ type pendingBatch struct {
 	// batch (injected outside a transaction block); reasserted those whose
 	// restore the batch redid first (session.reassert).
 	restored, reasserted []string
+	// restoreLater: the batch went on after a Flush, so the restores of
+	// restored were not sent after it; a later batch sends them.
+	restoreLater bool
 	// changes: the batch's own statements change followed parameters, so
 	// its restores put back what it leaves when it succeeds.
 	changes bool
@@ -747,6 +750,15 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
 	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked}
+	if !b.Complete && len(v.After) > 0 {
+		// The first part of a batch the client flushed: the proxy sends
+		// Before ahead of it but nothing inside the batch. lockguard's
+		// values stay in force for the rest of the batch, and the next
+		// batch that starts outside a transaction block once this one's
+		// result is in restores what the client has then (s.reassert,
+		// onResult): the rest of the batch may set them too.
+		v.After, p.restoreLater = v.After[:0], true
+	}
 	if g.Admission != nil && len(protect) > 0 {
 		hs := ownHazards(protect, int(ps.BackendPID()), protectText)
 		if tid, sid := ob.traceIDs(); tid != "" {
@@ -1419,9 +1431,9 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 		}
 	}
 	status := s.ps.TxStatus()
-	if status == 'T' || status == 'E' {
+	if status == 'T' || status == 'E' || p.restoreLater {
 		// The batch opened a transaction block (BEGIN; ALTER … in one
-		// string) and the restore ran inside it.
+		// string) and the restore ran inside it, or it was not sent.
 		redo = append(redo, p.restored...)
 	}
 	for _, n := range redo {
