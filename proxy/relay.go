@@ -21,11 +21,11 @@ var clientWhole = func() (t [256]bool) {
 
 // serverWhole lists the backend messages read whole: ReadyForQuery,
 // ErrorResponse, ParseComplete, BindComplete, CloseComplete, BackendKeyData,
-// ParameterStatus, and the small messages that end a statement and are
-// counted (CommandComplete, EmptyQueryResponse, PortalSuspended). DataRow,
-// CopyData and the rest are streamed.
+// ParameterStatus, and the small messages that end a statement or a
+// Describe and are counted (CommandComplete, EmptyQueryResponse,
+// PortalSuspended, NoData). DataRow, CopyData and the rest are streamed.
 var serverWhole = func() (t [256]bool) {
-	for _, c := range []byte("ZE123KSCIs") {
+	for _, c := range []byte("ZE123KSCIsn") {
 		t[c] = true
 	}
 	return t
@@ -637,7 +637,7 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 			if isReady && s.plans.active() {
 				s.reportLight(s.zSeq)
 			}
-		} else if fr.typ == 'T' || fr.typ == 'n' {
+		} else if fr.typ == 'T' {
 			s.descDone++ // streamed: see noteServer
 		}
 	}
