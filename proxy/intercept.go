@@ -81,11 +81,9 @@ func (s *Session) pumpClientGuarded() error {
 			}
 			s.unsent = nil
 			if v == nil {
-				op := s.queryOp()
-				if !s.openSyncPoint() {
+				if !s.openSyncPoint('Q') {
 					return errClosing
 				}
-				s.ext.push(op)
 				continue
 			}
 			if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
@@ -108,11 +106,8 @@ func (s *Session) pumpClientGuarded() error {
 			}
 		case 'S', 'H':
 			if f.keep < 0 {
-				if fr.typ == 'S' {
-					if !s.openSyncPoint() {
-						return errClosing
-					}
-					s.ext.push(extOp{kind: 'S'})
+				if fr.typ == 'S' && !s.openSyncPoint('S') {
+					return errClosing
 				}
 				continue
 			}
@@ -121,11 +116,9 @@ func (s *Session) pumpClientGuarded() error {
 			}
 			fwd = f.start
 		case 'F':
-			op := s.queryOp()
-			if !s.openSyncPoint() {
+			if !s.openSyncPoint('Q') {
 				return errClosing
 			}
-			s.ext.push(op)
 		case 'X':
 			err := s.clientTerminates()
 			if f.keep >= 0 {
@@ -161,22 +154,27 @@ func (s *Session) pumpClientGuarded() error {
 	return nil
 }
 
-// openSyncPoint counts the sync point of a Sync, Query or FunctionCall
-// forwarded undecided. After a batch the client flushed and did not sync,
-// it ends that batch's sync point instead: PostgreSQL answers the batch and
-// the Sync, or the Query (asyncpg sends Parse, Describe, Flush, then its
-// COPY as a Query), with one ReadyForQuery. It reports false when the
-// session is closing.
-func (s *Session) openSyncPoint() bool {
+// openSyncPoint counts and tracks the sync point of a Sync ('S'), or of a
+// Query or FunctionCall ('Q'), forwarded undecided. After a batch the
+// client flushed and did not sync, it ends that batch's sync point instead:
+// PostgreSQL answers the batch and the Sync, or the Query (asyncpg sends
+// Parse, Describe, Flush, then its COPY as a Query), with one
+// ReadyForQuery. It reports false when the session is closing.
+func (s *Session) openSyncPoint(kind byte) bool {
+	op := extOp{kind: kind}
+	if kind == 'Q' {
+		op = s.queryOp()
+	}
 	if s.midBatch {
 		s.endBatch()
-		return true
+	} else {
+		if !s.beginSync() {
+			return false
+		}
+		s.syncSeq++
+		s.obsSync(s.syncSeq)
 	}
-	if !s.beginSync() {
-		return false
-	}
-	s.syncSeq++
-	s.obsSync(s.syncSeq)
+	s.ext.push(op)
 	return true
 }
 

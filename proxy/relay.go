@@ -672,13 +672,10 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		}
 		return true
 	case 'E':
-		if s.ext.onError(s.syncDone+s.descDone) && s.idleWaiters.Load() > 0 {
+		if s.ext.onError(s.syncDone + s.descDone) {
 			// A wait for the session to be idle would wait for the
 			// client's Sync: waitIdle gives up.
-			select {
-			case s.zNotify <- struct{}{}:
-			default:
-			}
+			s.wakeIdleWaiter()
 		}
 		s.noteError(msg)
 		s.upFatal = isFatal(msg)
@@ -716,14 +713,19 @@ func (s *Session) skippedReady(msg []byte) {
 	}
 }
 
+// wakeIdleWaiter wakes a waitIdle, if one waits, to look again.
+func (s *Session) wakeIdleWaiter() {
+	if s.idleWaiters.Load() > 0 {
+		select {
+		case s.zNotify <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (s *Session) afterUpstreamChunk(ready bool, whole *[256]bool) (bool, error) {
 	if ready {
-		if s.idleWaiters.Load() > 0 {
-			select {
-			case s.zNotify <- struct{}{}:
-			default:
-			}
-		}
+		s.wakeIdleWaiter()
 		if s.draining.Load() && s.tryClose() {
 			s.sendQueued()
 			s.kill(shutdownError)
