@@ -663,7 +663,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
 		if skipped > 0 {
-			s.errSeq, s.errAt = s.zSeq, 0 // skipped too, up to the Sync
+			s.failedBySkip() // skipped too, up to the Sync
 		}
 		s.syncDone, s.descDone = 0, 0
 		s.endSync()
@@ -699,7 +699,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 // client's next Sync ends it with its own. It failed with that error.
 func (s *Session) skippedReady(msg []byte) {
 	s.zSeq++
-	s.errSeq, s.errAt = s.zSeq, 0
+	s.failedBySkip()
 	s.endSync()
 	if s.obs.on {
 		code, has := s.obs.code, s.obs.hasCode
@@ -720,6 +720,15 @@ func (s *Session) wakeIdleWaiter() {
 		case s.zNotify <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// failedBySkip records that sync point zSeq, which PostgreSQL skipped
+// after an error, failed with that error; the sync point the error came in
+// keeps the statements it completed before it (noteError).
+func (s *Session) failedBySkip() {
+	if s.errSeq != s.zSeq {
+		s.errSeq, s.errAt = s.zSeq, 0
 	}
 }
 

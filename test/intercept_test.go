@@ -379,3 +379,53 @@ func TestInterceptBatchContinuedAfterAFlush(t *testing.T) {
 		}
 	})
 }
+
+// TestInterceptResultOfAFailedFlushedBatchAQueryEnds: a batch part fails
+// after one of its statements completed, and the Query that ends the
+// batch is skipped by PostgreSQL up to the client's Sync. The part's
+// Result must count the statement that completed before the error, as
+// for any failed sync point, and the skipped Query's Result reports the
+// error with none of its own.
+func TestInterceptResultOfAFailedFlushedBatchAQueryEnds(t *testing.T) {
+	var mu sync.Mutex
+	var results []string
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
+			if !strings.Contains(sql, "/*plan*/") {
+				return nil
+			}
+			return &proxy.Verdict{Result: func(code string, completed int) {
+				mu.Lock()
+				results = append(results, fmt.Sprintf("%s/%d", code, completed))
+				mu.Unlock()
+			}}
+		})
+	})
+	part := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT 1 /*plan*/"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}}
+	then := []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 2 /*plan*/"}, &pgproto3.Sync{}}
+	for _, pipelined := range []bool{false, true} {
+		mu.Lock()
+		results = nil
+		mu.Unlock()
+		r := rawSession(t, lg)
+		if pipelined {
+			r.send(append(part, then...)...)
+		} else {
+			r.send(part...)
+			r.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+			r.send(then...)
+		}
+		r.readUntil(isReady)
+		if a := r.query("SELECT 3"); a.code != "" {
+			t.Fatalf("pipelined %v: after it: %s %s", pipelined, a.code, a.message)
+		}
+		mu.Lock()
+		got := strings.Join(results, " ")
+		mu.Unlock()
+		if want := "22012/1 22012/0"; got != want {
+			t.Errorf("pipelined %v: results %q, want %q", pipelined, got, want)
+		}
+	}
+}
