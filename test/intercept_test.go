@@ -414,7 +414,7 @@ func TestInterceptResultOfAFailedFlushedBatchAQueryEnds(t *testing.T) {
 			r.send(append(part, then...)...)
 		} else {
 			r.send(part...)
-			r.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+			r.readUntil(isError)
 			r.send(then...)
 		}
 		r.readUntil(isReady)

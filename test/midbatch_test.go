@@ -148,6 +148,8 @@ func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
 
 func isReady(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ReadyForQuery); return ok }
 
+func isError(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok }
+
 // rawProto is a client connection to lockguard that speaks the protocol
 // message by message (pgproto3), for batches pgx does not send.
 type rawProto struct {
@@ -352,7 +354,7 @@ func TestEnforceProtectsDDLPreparedBeforeAFlush(t *testing.T) {
 	failing := func(col string) []step {
 		return []step{
 			{[]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "ok", Query: addCol(col)}, &pgproto3.Parse{Name: "bad", Query: "SELEC 1"}, &pgproto3.Flush{}},
-				func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok }},
+				isError},
 			{[]pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "ok"}, &pgproto3.Execute{}, &pgproto3.Sync{}}, isReady},
 		}
 	}
@@ -465,7 +467,7 @@ func TestQueryAfterAFailedFlushIsSkipped(t *testing.T) {
 		} else {
 			rc.send(flushed(c)...)
 			if c.fails {
-				rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+				rc.readUntil(isError)
 			} else {
 				rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
 			}
@@ -574,7 +576,7 @@ func TestDDLAfterAFailedFlushIsSkipped(t *testing.T) {
 			rc.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Flush{}, &pgproto3.Query{String: "SELECT 1"}, ddl, &pgproto3.Sync{})
 		} else {
 			rc.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Flush{})
-			rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+			rc.readUntil(isError)
 			rc.send(&pgproto3.Query{String: "SELECT 1"}, ddl, &pgproto3.Sync{})
 		}
 		r := rc.readUntil(isReady)
