@@ -175,17 +175,23 @@ type frame struct {
 	whole bool
 }
 
-// next returns the next complete message (when wanted whole) or consumes the
-// header of a streamed message. It reports ok=false when more bytes must be
-// read first. The returned msg is valid until the next call to fill.
-func (f *framer) next(whole *[256]bool) (fr frame, ok bool, err error) {
+// passRest consumes what the buffer holds of the rest of a streamed
+// message, and returns how much of it is still to come.
+func (f *framer) passRest() int {
 	if f.skip > 0 {
 		n := min(f.skip, f.end-f.start)
 		f.start += n
 		f.skip -= n
-		if f.skip > 0 {
-			return frame{}, false, nil
-		}
+	}
+	return f.skip
+}
+
+// next returns the next complete message (when wanted whole) or consumes the
+// header of a streamed message. It reports ok=false when more bytes must be
+// read first. The returned msg is valid until the next call to fill.
+func (f *framer) next(whole *[256]bool) (fr frame, ok bool, err error) {
+	if f.passRest() > 0 {
+		return frame{}, false, nil
 	}
 	if f.end-f.start < headerLen {
 		return frame{}, false, nil

@@ -155,3 +155,34 @@ func FuzzEventLoop(f *testing.F) {
 		}
 	})
 }
+
+// TestInjectionAfterTheRestOfAStreamedMessage: the rest of a streamed
+// message that arrives in one read with a Query the hook decides belongs
+// before anything lockguard injects ahead of that Query. FuzzEventLoop
+// found lockguard's statements sent inside the message: the server then
+// reads them as its body (a CopyData's rows) and loses the framing.
+func TestInjectionAfterTheRestOfAStreamedMessage(t *testing.T) {
+	fs := newAnsweringServer(t)
+	hooks := &Hooks{Batch: func(_ context.Context, _ *Session, b *Batch) *Verdict { return fuzzVerdict(b) }}
+	for _, loops := range []int{0, 1} {
+		srv, addr := startServerWith(t, fs.addr(), func(c *Config) { c.Hooks, c.EventLoops = hooks, loops })
+		app := fmt.Sprint("streamed-rest-", loops)
+		c := startedClient(t, addr, app)
+		streamed := []byte("d\x00\x00\x00\x0dS7BC929Xy") // CopyData, 9 bytes of body
+		then := encode(t, &pgproto3.Query{String: "inject"}, &pgproto3.Terminate{})
+		for _, part := range [][]byte{streamed[:len(streamed)-1], append(streamed[len(streamed)-1:], then...)} {
+			if _, err := c.Write(part); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond) // two reads
+		}
+		sent, ok := fs.received(app, 4*time.Second)
+		c.Close()
+		if !ok {
+			t.Fatalf("event loops %d: the server connection stayed open: %+v", loops, srv.Stats())
+		}
+		if !bytes.HasPrefix(sent, streamed) {
+			t.Errorf("event loops %d: the server received %q, want it to start with the whole streamed message %q", loops, sent, streamed)
+		}
+	}
+}

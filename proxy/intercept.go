@@ -46,6 +46,10 @@ func (s *Session) pumpClientGuarded() error {
 	if f.keep >= 0 {
 		fwd = f.keep
 	}
+	// The rest of a message streamed before this read goes with what was
+	// forwarded before, not with the first message framed now: lockguard
+	// may send statements of its own ahead of that one.
+	f.passRest()
 	for {
 		msgStart := f.start
 		fr, ok, err := f.next(&clientWhole)

@@ -754,12 +754,9 @@ func (s *Session) pumpUpstreamPlanned() (bool, error) {
 	out := s.upOut[:0]
 	// The rest of a message that was being streamed belongs to an earlier,
 	// unplanned sync point: pass it on.
-	if f.skip > 0 {
-		n := min(f.skip, f.end-f.start)
-		out = append(out, f.buf[f.start:f.start+n]...)
-		f.start += n
-		f.skip -= n
-	}
+	from := f.start
+	f.passRest()
+	out = append(out, f.buf[from:f.start]...)
 	ready := false
 	for f.skip == 0 {
 		fr, ok, err := f.next(&allWhole)
