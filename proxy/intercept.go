@@ -73,6 +73,15 @@ func (s *Session) pumpClientGuarded() error {
 				}
 				return fmt.Errorf("%w: malformed Query", ErrProtocol)
 			}
+			if f.keep >= 0 {
+				// Extended messages with no Sync or Flush yet: PostgreSQL
+				// runs them and then the Query, which ends their batch.
+				// They go first, as the part of a batch a Flush ends.
+				if err := s.decideHeld('H', msgStart); err != nil {
+					return err
+				}
+				fwd = msgStart
+			}
 			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
 				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
@@ -115,11 +124,17 @@ func (s *Session) pumpClientGuarded() error {
 				}
 				continue
 			}
-			if err := s.decideHeld(fr.typ); err != nil {
+			if err := s.decideHeld(fr.typ, f.start); err != nil {
 				return err
 			}
 			fwd = f.start
 		case 'F':
+			if f.keep >= 0 { // as before a Query
+				if err := s.decideHeld('H', msgStart); err != nil {
+					return err
+				}
+				fwd = msgStart
+			}
 			if !s.openSyncPoint('Q') {
 				return errClosing
 			}
@@ -138,7 +153,7 @@ func (s *Session) pumpClientGuarded() error {
 	}
 	if f.keep >= 0 {
 		if f.end-f.keep > maxHeldBatch {
-			if err := s.decideHeld('H'); err != nil {
+			if err := s.decideHeld('H', f.start); err != nil {
 				return err
 			}
 			fwd = f.start
@@ -279,11 +294,13 @@ func (s *Session) markExecuted(portal string) {
 	}
 }
 
-// decideHeld shows the held batch, which ends with the message just framed
-// (a Sync or a Flush), to the guard and carries out its verdict.
-func (s *Session) decideHeld(end byte) error {
+// decideHeld shows the held batch, which ends at upTo in the framer's
+// buffer (after the Sync or Flush just framed, or before a Query), to the
+// guard and carries out its verdict: a batch that ends with a Sync as end
+// says, or else goes on as after a Flush.
+func (s *Session) decideHeld(end byte, upTo int) error {
 	f := &s.cf
-	held := f.buf[f.keep:f.start]
+	held := f.buf[f.keep:upTo]
 	s.batch = Batch{Complete: end == 'S', MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
 		TxStatus: s.idleStatus(), Stmts: s.batch.Stmts[:0]}
 	lastUnnamed := -1

@@ -644,3 +644,55 @@ func TestFlushedDDLRestoresLockTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryAfterUnterminatedExtendedMessages: a client may send Parse,
+// Bind and Execute and then a Query (or a FunctionCall) with no Sync or
+// Flush between them. PostgreSQL runs the extended messages and then the
+// Query, whose end ends their batch. lockguard held the extended messages
+// for their Sync or Flush, which never came: the session hung when the
+// guard let the Query pass, and otherwise the extended messages went
+// undecided, a DDL among them without lockguard's lock_timeout. They are
+// now decided as the part of a batch a Flush ends.
+func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "noterm")
+	var fn uint32
+	if err := connect(t, directDSN()).QueryRow(ctx, "SELECT 'pg_backend_pid'::regproc::oid").Scan(&fn); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	}
+	for _, end := range []struct {
+		name string
+		msg  pgproto3.FrontendMessage
+		want []string // its answer's message types, ReadyForQuery last
+	}{
+		{"a Query", &pgproto3.Query{String: "SELECT 3"}, []string{"RowDescription", "DataRow", "CommandComplete", "ReadyForQuery"}},
+		{"a decided Query", &pgproto3.Query{String: "SET application_name = 'noterm'"}, []string{"CommandComplete", "ReadyForQuery"}},
+		{"a FunctionCall", &pgproto3.FunctionCall{Function: fn, ResultFormatCode: 0}, []string{"FunctionCallResponse", "ReadyForQuery"}},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			rc := rawSession(t, lg)
+			rc.send(append(exec("SELECT 1"), end.msg)...)
+			r := rc.readUntil(isReady)
+			r.types = slices.DeleteFunc(r.types, func(s string) bool { return s == "ParameterStatus" })
+			want := append([]string{"ParseComplete", "BindComplete", "DataRow", "CommandComplete"}, end.want...)
+			if !slices.Equal(r.types, want) {
+				t.Errorf("answered %v, want %v", r.types, want)
+			}
+
+			// A DDL among them gets lockguard's lock_timeout. Its error
+			// makes PostgreSQL skip the rest up to a Sync.
+			_, release := holdLock(t, tbl)
+			defer release()
+			rc.send(append(exec("ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 5"), end.msg, &pgproto3.Sync{})...)
+			r = rc.readUntil(isReady)
+			if r.code != "55P03" {
+				t.Errorf("behind a held lock the DDL ended with %s %q, want 55P03 (lock_timeout)", r.code, r.message)
+			}
+			if r := rc.query("SELECT 4"); !slices.Equal(r.rows, []string{"4"}) {
+				t.Errorf("the session then answered %v %s", r.rows, r.code)
+			}
+		})
+	}
+}

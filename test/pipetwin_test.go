@@ -20,7 +20,9 @@ import (
 // settings, DDL on a table of their own), and extended batches that end
 // with a Sync or a Flush (named and unnamed statements and portals,
 // Describes, Executes with row limits, failing Parses, Binds and
-// Describes, COPY in and out), and lone Syncs and Flushes. Each pipeline
+// Describes, COPY in and out; some with no Sync or Flush, so that what
+// follows goes on with the batch or, a Query, ends it), and lone Syncs and
+// Flushes. Each pipeline
 // ends with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout
 // follows once its answers are in. The twins must answer with the same messages in the
 // same order: types, SQLSTATEs, command tags and rows, and leave the same
@@ -104,8 +106,11 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			}
 			s = append(s, &pgproto3.Execute{Portal: portal, MaxRows: uint32(r.IntN(3))})
 		}
-		if r.IntN(3) == 0 {
+		switch r.IntN(6) {
+		case 0, 1:
 			return append(s, &pgproto3.Flush{})
+		case 2:
+			return s // what comes next ends the batch, or goes on with it
 		}
 		return append(s, &pgproto3.Sync{})
 	}
