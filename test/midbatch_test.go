@@ -696,3 +696,68 @@ func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestEnforceFollowsABlockBegunAcrossAFlush: the parts of a batch that a
+// Flush split, and the Query that may end it, run in one implicit
+// transaction, which a BEGIN anywhere in them turns into a transaction
+// block: a SET before or after the BEGIN then lasts only as long as the
+// block. lockguard once took such a SET as the session's for good when
+// the BEGIN and the SET came in different parts, and after the block's
+// ROLLBACK restored it behind the next DDL in place of the client's value.
+func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "flushblock")
+	exec := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	}
+	q := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
+	}
+	sync := []pgproto3.FrontendMessage{&pgproto3.Sync{}}
+	cat := func(parts ...[]pgproto3.FrontendMessage) []pgproto3.FrontendMessage { return slices.Concat(parts...) }
+	const set = "SET lock_timeout = '2s'"
+	for _, c := range []struct {
+		name    string
+		first   []pgproto3.FrontendMessage // before the Flush
+		rest    []pgproto3.FrontendMessage // after it
+		end     string                     // ends the block
+		readies int
+		want    string // lock_timeout after the DDL
+	}{
+		{"BEGIN flushed, SET in the Query that ends the batch", exec("BEGIN"), q(set), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN in the Query that ends the batch", exec(set), q("BEGIN"), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET before the Sync", exec("BEGIN"), cat(exec(set), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN before the Sync", exec(set), cat(exec("BEGIN"), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN and a read before the Sync", exec(set), cat(exec("BEGIN"), exec("SELECT 1"), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, a read, then BEGIN in a Query", exec(set), cat(exec("SELECT 1"), q("BEGIN")), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET in the Query, committed", exec("BEGIN"), q(set), "COMMIT", 1, "2s"},
+		{"SET flushed, BEGIN in the Query, committed", exec(set), q("BEGIN"), "COMMIT", 1, "2s"},
+		{"SET flushed, the Query fails", exec(set), q("SELECT 1/0"), "", 1, "5s"},
+		{"SET flushed, the rest fails", exec(set), cat(exec("SELECT 1/0"), sync), "", 1, "5s"},
+		{"SET flushed, the rest succeeds", exec(set), cat(exec("SELECT 1"), sync), "", 1, "2s"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := rawSession(t, lg)
+			rc.query("SET lock_timeout = '5s'")
+			rc.send(append(c.first, &pgproto3.Flush{})...)
+			rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				_, ok := m.(*pgproto3.CommandComplete)
+				return ok
+			})
+			rc.send(c.rest...)
+			for range c.readies {
+				rc.readUntil(isReady)
+			}
+			if c.end != "" {
+				if r := rc.query(c.end); r.code != "" {
+					t.Fatalf("%s: %s %s", c.end, r.code, r.message)
+				}
+			}
+			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 4"); r.code != "" {
+				t.Fatalf("the DDL failed: %s %s", r.code, r.message)
+			}
+			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{c.want}) {
+				t.Errorf("lock_timeout after the DDL = %v, want %s", r.rows, c.want)
+			}
+		})
+	}
+}

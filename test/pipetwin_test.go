@@ -29,13 +29,6 @@ import (
 // lock_timeout. Notices are left
 // out (lockguard adds its DDL warnings), and so are parameter statuses.
 //
-// lock_timeout is set, and blocks begun and ended, in simple Queries only:
-// the guard does not follow a SET when a block begins inside a batch that
-// a Flush split (a BEGIN in the flushed part and the SET in the Query that
-// ends the batch, or the SET in the flushed part and a Query BEGIN): the
-// block's rollback undoes the SET, but the guard takes it as committed and
-// restores it after a later DDL.
-//
 // A session that lockguard miscounts hangs here (the answer to the marker
 // never comes), or gets another's answers (a swallowed or misplaced
 // ReadyForQuery shifts everything after it).
@@ -68,15 +61,15 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			return fmt.Sprintf("ALTER TABLE {T} ADD COLUMN IF NOT EXISTS c%d int", r.IntN(4))
 		},
 		func(r *rand.Rand) string { return "SET application_name = 'pipe'" },
-	}
-	simpleOnly := []func(r *rand.Rand) string{
-		func(r *rand.Rand) string { return "" },
 		func(r *rand.Rand) string { return "BEGIN" },
 		func(r *rand.Rand) string { return "COMMIT" },
 		func(r *rand.Rand) string { return "ROLLBACK" },
 		func(r *rand.Rand) string { return "SET lock_timeout = '2s'" },
 		func(r *rand.Rand) string { return "SAVEPOINT a" },
 		func(r *rand.Rand) string { return "ROLLBACK TO a" },
+	}
+	simpleOnly := []func(r *rand.Rand) string{
+		func(r *rand.Rand) string { return "" },
 		func(r *rand.Rand) string { return "SELECT 1; SELECT 1/0; SELECT 2" },
 		func(r *rand.Rand) string { return "ALTER TABLE {T} ALTER COLUMN id DROP DEFAULT; SELECT 3" },
 	}

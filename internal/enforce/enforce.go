@@ -115,6 +115,13 @@ type session struct {
 	// unseenBegin: a BEGIN went by undecided (plainTxControl) and no
 	// decided batch has learnt the transaction status since.
 	unseenBegin bool
+	// partOpen: a decided part of a batch that a Flush split awaits the
+	// rest, whose last part is then decided too, so that its result
+	// comes (Batch.MidBatch). ran: the statements the earlier parts ran,
+	// held until that result: the parts run in one implicit transaction,
+	// which a BEGIN in any of them makes the block.
+	partOpen bool
+	ran      []*guard.Statement
 
 	t   *sessTel                 // telemetry; nil when off
 	cur atomic.Pointer[batchObs] // the traced batch being decided, for log lines
@@ -162,6 +169,9 @@ type pendingBatch struct {
 	// changes: the batch's own statements change followed parameters, so
 	// its restores put back what it leaves when it succeeds.
 	changes bool
+	// part: the batch goes on after a Flush; its statements take effect
+	// with its last part's (session.ran).
+	part bool
 }
 
 // searchPath returns the schemas unqualified names resolve in.
@@ -302,8 +312,11 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	s.mu.Lock()
 	inTxTracked := s.inTx && s.tx.AccessExclusive
 	inTx := s.inTx
-	needs := s.redoDue(b, b.TxStatus)
+	needs := s.redoDue(b, b.TxStatus) || b.MidBatch && b.Complete && s.partOpen
 	s.mu.Unlock()
+	// The parts of a batch a Flush split must be seen whole to follow the
+	// transaction they run in: a BEGIN there is decided.
+	ownBatch := b.Complete && !b.MidBatch
 	skippedBegin := false
 	var path []string
 	sampled, parent := false, trace.SpanContext{}
@@ -324,7 +337,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 				needs = true
 			}
 		}
-		if hz == nil && !inTx && st.Executed {
+		if hz == nil && !inTx && st.Executed && ownBatch {
 			// A transaction the guard has seen nothing of: its BEGIN and
 			// its end change nothing the guard follows, and deciding them
 			// cost about 20 µs each at one client (bench/compare/README.md).
@@ -518,6 +531,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 	}
 	status := g.learnTx(s, b)
+	s.mu.Lock()
+	s.partOpen = !b.Complete
+	s.mu.Unlock()
 	var unparsed *proxy.Error
 	var stmts []*guard.Statement
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
@@ -645,7 +661,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		ob := g.observe(s, b, v, stmts, findings, false, sampled, parent, start)
 		g.logFindings(s, findings)
 		ob.wrap(v, nil, 0)
-		s.enqueue(pendingBatch{obs: ob}) // a refused batch changes nothing else
+		s.enqueue(pendingBatch{obs: ob, part: !b.Complete}) // a refused batch changes nothing else
 		return v
 	}
 
@@ -749,7 +765,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	if injected {
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
-	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked}
+	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked, part: !b.Complete}
 	if !b.Complete && len(v.After) > 0 {
 		// The first part of a batch the client flushed: the proxy sends
 		// Before ahead of it but nothing inside the batch. lockguard's
@@ -1369,12 +1385,23 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 	if p.done != nil {
 		p.done()
 	}
-	if !p.track {
+	ran := p.stmts // none when refused
+	if code != "" {
+		ran = ran[:min(completed, len(ran))]
+	}
+	switch {
+	case p.part:
+		s.ran = append(s.ran, ran...)
+		ran = nil
+	case len(s.ran) > 0:
+		ran = append(s.ran, ran...)
+		defer func() { clear(s.ran); s.ran = s.ran[:0] }()
+	}
+	if !p.track && len(ran) == 0 {
 		return p.obs
 	}
-	ran := p.stmts
 	if code != "" {
-		ran = guard.Outlasting(p.stmts[:min(completed, len(p.stmts))], s.inTx)
+		ran = guard.Outlasting(ran, s.inTx)
 	}
 	if code == "" || len(ran) > 0 {
 		if code == "" && s.ps.TxStatusBefore() == 'E' {
@@ -1410,7 +1437,9 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 			}
 		}
 		s.settings.EndBatch()
-		if len(ran) > 0 && (ran[0].Class == guard.ClassDDL || ran[0].Class == guard.ClassMaintenance) {
+		if slices.ContainsFunc(ran, func(st *guard.Statement) bool {
+			return st.Class == guard.ClassDDL || st.Class == guard.ClassMaintenance
+		}) {
 			// The schema may have changed: analyses and catalog facts
 			// remembered from before are stale.
 			s.g.Analyzer.Purge()
