@@ -13,31 +13,36 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// TestPipelinedSessionMatchesDirect: clients pipeline. Two twin sessions,
-// one straight to PostgreSQL and one through a guarded lockguard, are sent
-// the same seeded random pipelines, each in one write: simple Queries
-// (reads, failures, empty ones, several statements, transaction control,
-// settings, DDL on a table of their own), and extended batches that end
-// with a Sync or a Flush (named and unnamed statements and portals,
-// Describes, Executes with row limits, failing Parses, Binds and
-// Describes, COPY in and out; some with no Sync or Flush, so that what
-// follows goes on with the batch or, a Query, ends it), and lone Syncs and
-// Flushes. Each pipeline
-// ends with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout
-// follows once its answers are in. The twins must answer with the same messages in the
-// same order: types, SQLSTATEs, command tags and rows, and leave the same
-// lock_timeout. Notices are left
-// out (lockguard adds its DDL warnings), and so are parameter statuses.
+// TestPipelinedSessionMatchesDirect: clients pipeline. Three twin
+// sessions, one straight to PostgreSQL, one through a guarded lockguard and
+// one through a lockguard without a guard (the plain relay), are sent the
+// same seeded random pipelines, each in one write: simple Queries (reads,
+// failures, empty ones, several statements, transaction control, settings,
+// DDL on a table of their own), and extended batches that end with a Sync
+// or a Flush (named and unnamed statements and portals, Describes,
+// Executes with row limits, failing Parses, Binds and Describes, COPY in
+// and out, transaction control and settings; some with no Sync or Flush,
+// so that what follows goes on with the batch or, a Query, ends it), and
+// lone Syncs and Flushes. Each pipeline ends with a Sync, a ROLLBACK and a
+// marker Query; a SHOW lock_timeout follows once its answers are in. The
+// twins must answer with the same messages in the same order: types,
+// SQLSTATEs, command tags and rows, and leave the same lock_timeout.
+// Notices are left out (lockguard adds its DDL warnings), and so are
+// parameter statuses.
 //
 // A session that lockguard miscounts hangs here (the answer to the marker
 // never comes), or gets another's answers (a swallowed or misplaced
 // ReadyForQuery shifts everything after it).
 func TestPipelinedSessionMatchesDirect(t *testing.T) {
-	lg := startGuarded(t, nil)
+	lg, plain := startGuarded(t, nil), startLockguard(t, nil)
 	ctx := ctxT(t, 30*time.Second)
-	tables := [2]string{createTable(t, ctx, "pipe_direct", "id int"), createTable(t, ctx, "pipe_guarded", "id int")}
-	var twins [2]*rawProto
-	for i, addr := range []string{pg.Addr(), lg.addr} {
+	who := [3]string{"direct", "guarded", "plain"}
+	var tables [3]string
+	for i, w := range who {
+		tables[i] = createTable(t, ctx, "pipe_"+w, "id int")
+	}
+	var twins [3]*rawProto
+	for i, addr := range []string{pg.Addr(), lg.addr, plain.addr} {
 		c, fe := rawStartup(t, addr)
 		twins[i] = &rawProto{t: t, conn: c, fe: fe}
 	}
@@ -173,7 +178,7 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			steps[i] = gen(r)
 		}
 		marker := fmt.Sprintf("end %d", next())
-		var answers [2][]string
+		var answers [3][]string
 		for i, tw := range twins {
 			for _, s := range steps {
 				for _, m := range s {
@@ -194,7 +199,7 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			a, err := readPipelined(tw.conn, tw.fe, marker)
 			if err != nil {
 				t.Fatalf("seed %d round %d: the %s session: %v after %v; the pipeline:%s",
-					seed, round, []string{"direct", "guarded"}[i], err, a, describe(steps))
+					seed, round, who[i], err, a, describe(steps))
 			}
 			// Then, on its own, what the pipeline left the session's
 			// lock_timeout at: lockguard restores what it changed at the
@@ -205,13 +210,15 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			}
 			lt, err := readPipelined(tw.conn, tw.fe, "")
 			if err != nil {
-				t.Fatalf("seed %d round %d: the %s session: SHOW lock_timeout: %v", seed, round, []string{"direct", "guarded"}[i], err)
+				t.Fatalf("seed %d round %d: the %s session: SHOW lock_timeout: %v", seed, round, who[i], err)
 			}
 			answers[i] = append(a, lt...)
 		}
-		if d, g := strings.Join(answers[0], " "), strings.Join(answers[1], " "); d != g {
-			t.Fatalf("seed %d round %d: the pipeline:%s\ndirect:  %s\nguarded: %s\nthe pipelines before it:%s",
-				seed, round, describe(steps), d, g, strings.Join(history, "\n ---"))
+		for i := 1; i < len(answers); i++ {
+			if d, g := strings.Join(answers[0], " "), strings.Join(answers[i], " "); d != g {
+				t.Fatalf("seed %d round %d: the pipeline:%s\ndirect:  %s\n%-8s %s\nthe pipelines before it:%s",
+					seed, round, describe(steps), d, who[i]+":", g, strings.Join(history, "\n ---"))
+			}
 		}
 		if os.Getenv("LOCKGUARD_PIPE_TRACE") != "" {
 			t.Logf("round %d:%s\n  %s", round, describe(steps), strings.Join(answers[0], " "))
