@@ -17,7 +17,11 @@ type Hooks struct {
 	Open func(s *Session) any
 
 	// Batch runs before lockguard forwards a simple Query, or an
-	// extended-protocol batch when its Sync (or a Flush) arrives. It runs on
+	// extended-protocol batch when its Sync (or a Flush) arrives; extended
+	// messages a Query or FunctionCall follows without either are a part
+	// that a Flush ends. A batch continued after a Flush is shown part by
+	// part, its end included: a lone Sync or a FunctionCall that ends it
+	// comes as a last part without statements. It runs on
 	// the session's client side: while it runs, nothing more is read from
 	// that client. With an event loop (Config.EventLoops) it runs on the
 	// loop's goroutine, so before it waits for anything (a query on another
@@ -53,7 +57,8 @@ type Hooks struct {
 // for, as far as a guard needs to know it.
 type Batch struct {
 	// Simple is set for a Query message (which may hold several
-	// statements); otherwise the batch is extended-protocol messages.
+	// statements), or a FunctionCall that ends a batch the client flushed
+	// (none); otherwise the batch is extended-protocol messages.
 	Simple bool
 	// Stmts are the statements the batch parses or executes, in order.
 	Stmts []BatchStmt

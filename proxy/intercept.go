@@ -66,8 +66,8 @@ func (s *Session) pumpClientGuarded() error {
 			continue // CopyData and the like: relayed in order
 		}
 		switch fr.typ {
-		case 'Q':
-			if len(fr.msg) < 6 || fr.msg[len(fr.msg)-1] != 0 {
+		case 'Q', 'F':
+			if fr.typ == 'Q' && (len(fr.msg) < 6 || fr.msg[len(fr.msg)-1] != 0) {
 				if f.keep < 0 {
 					_ = s.writeUpstream(f.buf[fwd:msgStart])
 				}
@@ -82,9 +82,18 @@ func (s *Session) pumpClientGuarded() error {
 				}
 				fwd = msgStart
 			}
-			sql := fr.msg[5 : len(fr.msg)-1]
 			s.batch = Batch{Simple: true, Complete: true, MidBatch: s.midBatch, FlushedPure: s.midBatch && s.flushedPure,
-				TxStatus: s.idleStatus(), Stmts: append(s.batch.Stmts[:0], BatchStmt{SQL: sql, Executed: true})}
+				TxStatus: s.idleStatus(), Stmts: s.batch.Stmts[:0]}
+			if fr.typ == 'Q' {
+				s.batch.Stmts = append(s.batch.Stmts, BatchStmt{SQL: fr.msg[5 : len(fr.msg)-1], Executed: true})
+			} else if !s.midBatch {
+				// A FunctionCall has no statement: shown only when it
+				// ends a batch the client flushed.
+				if !s.openSyncPoint('Q') {
+					return errClosing
+				}
+				continue
+			}
 			if f.keep < 0 {
 				s.unsent = f.buf[fwd:msgStart]
 			}
@@ -118,26 +127,25 @@ func (s *Session) pumpClientGuarded() error {
 				return err
 			}
 		case 'S', 'H':
-			if f.keep < 0 {
+			if f.keep < 0 && (fr.typ == 'H' || !s.midBatch) {
 				if fr.typ == 'S' && !s.openSyncPoint('S') {
 					return errClosing
 				}
 				continue
 			}
+			if f.keep < 0 {
+				// A lone Sync that ends a batch the client flushed: its
+				// last part, without statements.
+				if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+					return err
+				}
+				fwd, f.keep = msgStart, msgStart
+				s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
+			}
 			if err := s.decideHeld(fr.typ, f.start); err != nil {
 				return err
 			}
 			fwd = f.start
-		case 'F':
-			if f.keep >= 0 { // as before a Query
-				if err := s.decideHeld('H', msgStart); err != nil {
-					return err
-				}
-				fwd = msgStart
-			}
-			if !s.openSyncPoint('Q') {
-				return errClosing
-			}
 		case 'X':
 			err := s.clientTerminates()
 			if f.keep >= 0 {

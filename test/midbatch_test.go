@@ -704,8 +704,15 @@ func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
 // block. lockguard once took such a SET as the session's for good when
 // the BEGIN and the SET came in different parts, and after the block's
 // ROLLBACK restored it behind the next DDL in place of the client's value.
+// The batch may end with a Query, a FunctionCall or a lone Sync.
 func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
-	lg, _, tbl := guardedTable(t, "flushblock")
+	lg, ctx, tbl := guardedTable(t, "flushblock")
+	var fn uint32
+	if err := connect(t, directDSN()).QueryRow(ctx, "SELECT 'pg_backend_pid'::regproc::oid").Scan(&fn); err != nil {
+		t.Fatal(err)
+	}
+	call := []pgproto3.FrontendMessage{&pgproto3.FunctionCall{Function: fn}}
+	flush := []pgproto3.FrontendMessage{&pgproto3.Flush{}}
 	exec := func(sql string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
 	}
@@ -734,6 +741,10 @@ func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
 		{"SET flushed, the Query fails", exec(set), q("SELECT 1/0"), "", 1, "5s"},
 		{"SET flushed, the rest fails", exec(set), cat(exec("SELECT 1/0"), sync), "", 1, "5s"},
 		{"SET flushed, the rest succeeds", exec(set), cat(exec("SELECT 1"), sync), "", 1, "2s"},
+		{"SET flushed, a lone Sync", exec(set), sync, "", 1, "2s"},
+		{"SET flushed, a FunctionCall ends the batch", exec(set), call, "", 1, "2s"},
+		{"BEGIN flushed, SET flushed, a lone Sync", exec("BEGIN"), cat(exec(set), flush, sync), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET flushed, a FunctionCall", exec("BEGIN"), cat(exec(set), flush, call), "ROLLBACK", 1, "5s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rc := rawSession(t, lg)

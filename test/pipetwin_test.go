@@ -23,7 +23,7 @@ import (
 // Executes with row limits, failing Parses, Binds and Describes, COPY in
 // and out, transaction control and settings; some with no Sync or Flush,
 // so that what follows goes on with the batch or, a Query, ends it), and
-// lone Syncs and Flushes. Each pipeline ends with a Sync, a ROLLBACK and a
+// FunctionCalls, lone Syncs and Flushes. Each pipeline ends with a Sync, a ROLLBACK and a
 // marker Query; a SHOW lock_timeout follows once its answers are in. The
 // twins must answer with the same messages in the same order: types,
 // SQLSTATEs, command tags and rows, and leave the same lock_timeout.
@@ -40,6 +40,10 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 	var tables [3]string
 	for i, w := range who {
 		tables[i] = createTable(t, ctx, "pipe_"+w, "id int")
+	}
+	var version uint32 // a function whose result the twins share
+	if err := connect(t, directDSN()).QueryRow(ctx, "SELECT 'version'::regproc::oid").Scan(&version); err != nil {
+		t.Fatal(err)
 	}
 	var twins [3]*rawProto
 	for i, addr := range []string{pg.Addr(), lg.addr, plain.addr} {
@@ -70,6 +74,8 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 		func(r *rand.Rand) string { return "COMMIT" },
 		func(r *rand.Rand) string { return "ROLLBACK" },
 		func(r *rand.Rand) string { return "SET lock_timeout = '2s'" },
+		func(r *rand.Rand) string { return "SET LOCAL lock_timeout = '1s'" },
+		func(r *rand.Rand) string { return "SELECT set_config('lock_timeout', '3s', false)" },
 		func(r *rand.Rand) string { return "SAVEPOINT a" },
 		func(r *rand.Rand) string { return "ROLLBACK TO a" },
 	}
@@ -137,7 +143,9 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 		return s
 	}
 	gen := func(r *rand.Rand) step {
-		switch k := r.IntN(12); {
+		switch k := r.IntN(13); {
+		case k == 12:
+			return step{&pgproto3.FunctionCall{Function: version}}
 		case k == 10:
 			return copyIn(r)
 		case k == 11:
