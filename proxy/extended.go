@@ -8,7 +8,7 @@ import (
 // extOp is a frontend message of the extended protocol whose effect on session
 // state is only certain once the server acknowledges it.
 type extOp struct {
-	kind byte   // 'P' Parse, 'B' Bind, 'c' Close statement, 'p' Close portal, 'S' Sync, 'Q' Query or FunctionCall
+	kind byte   // 'P' Parse, 'B' Bind, 'c' Close statement, 'p' Close portal, 'S' Sync, 'Q' Query or FunctionCall, 'd' CopyDone or CopyFail
 	name string // statement (P, c) or portal (B, p) name
 	stmt string // B: statement name
 	sql  string // P with a name: the statement text (kept when guarded)
@@ -36,13 +36,28 @@ type extTracker struct {
 	// a sync point, which the next ReadyForQuery ends with its own.
 	skipping bool
 	skipped  int
-	stmts    map[string]string // name → the same string, interned
-	sqls     map[string]string // name → statement text, when known
-	portals  map[string]string // portal → statement
+	// copyIn is set while PostgreSQL is in copy-in mode and the client
+	// has not ended the copy yet: PostgreSQL ignores the Syncs it
+	// receives then. voided counts those Syncs, each counted as a sync
+	// point, which the next ReadyForQuery ends with its own.
+	copyIn  bool
+	voided  int
+	stmts   map[string]string // name → the same string, interned
+	sqls    map[string]string // name → statement text, when known
+	portals map[string]string // portal → statement
 }
 
 func (t *extTracker) push(op extOp) {
 	t.mu.Lock()
+	if t.copyIn && (op.kind == 'S' || op.kind == 'd') {
+		if op.kind == 'S' {
+			t.voided++
+		} else {
+			t.copyIn = false
+		}
+		t.mu.Unlock()
+		return
+	}
 	if t.skipping && op.kind != 'S' {
 		if op.kind == 'Q' {
 			t.skipped++
@@ -186,6 +201,7 @@ func acks(typ, kind byte) bool {
 // whether PostgreSQL now skips what is sent until the client's next Sync.
 func (t *extTracker) onError(answered int) (skipping bool) {
 	t.mu.Lock()
+	t.copyIn = false // an error ends copy-in mode
 	if t.head < len(t.pending) {
 		if op := &t.pending[t.head]; op.kind == 'Q' && (!op.flushed || answered >= int(op.answers)) {
 			t.mu.Unlock()
@@ -213,12 +229,41 @@ func (t *extTracker) skippingNow() bool {
 	return t.skipping
 }
 
+// onCopyIn handles a CopyInResponse: PostgreSQL ignores the Syncs it
+// receives until the client's CopyDone or CopyFail (or an error), such as
+// the Sync tokio-postgres sends right behind the Execute of its COPY. Those
+// sent already are taken out of the queue and counted in voided; those
+// still to come are when pushed (copyIn).
+func (t *extTracker) onCopyIn() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := t.head
+	for i := t.head; i < len(t.pending); i++ {
+		switch op := t.pending[i]; op.kind {
+		case 'S':
+			t.voided++
+		case 'd': // the client ended the copy: what follows counts
+			kept += copy(t.pending[kept:], t.pending[i+1:])
+			clear(t.pending[kept:])
+			t.pending = t.pending[:kept]
+			return
+		default:
+			t.pending[kept] = op
+			kept++
+		}
+	}
+	clear(t.pending[kept:])
+	t.pending = t.pending[:kept]
+	t.copyIn = true
+}
+
 // onReady consumes the sync point (Sync, Query or FunctionCall) that a
-// ReadyForQuery answers, and returns how many Queries and FunctionCalls
-// the server skipped before it (skipped): their sync points end with it.
+// ReadyForQuery answers, and returns how many Syncs PostgreSQL ignored in
+// copy-in mode before it (voided) and how many Queries and FunctionCalls
+// it skipped (skipped): their sync points end with it, in that order.
 // Protocol-level portals live until the end of their transaction, so they
 // are forgotten once the session is idle.
-func (t *extTracker) onReady(status byte) (skipped int) {
+func (t *extTracker) onReady(status byte) (voided, skipped int) {
 	t.mu.Lock()
 	for t.head < len(t.pending) {
 		k := t.pending[t.head].kind
@@ -227,12 +272,13 @@ func (t *extTracker) onReady(status byte) (skipped int) {
 			break
 		}
 	}
+	voided, t.voided, t.copyIn = t.voided, 0, false
 	skipped, t.skipped, t.skipping = t.skipped, 0, false
 	if status == 'I' && len(t.portals) > 0 {
 		clear(t.portals)
 	}
 	t.mu.Unlock()
-	return skipped
+	return voided, skipped
 }
 
 // Prepared reports whether a named prepared statement exists.

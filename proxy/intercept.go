@@ -63,7 +63,16 @@ func (s *Session) pumpClientGuarded() error {
 			break
 		}
 		if !fr.whole {
-			continue // CopyData and the like: relayed in order
+			// CopyData and the like: relayed in order. The end of a COPY
+			// is tracked with the messages around it.
+			if fr.typ == 'c' || fr.typ == 'f' {
+				if f.keep >= 0 {
+					s.batchOps = append(s.batchOps, extOp{kind: 'd'})
+				} else {
+					s.ext.push(extOp{kind: 'd'})
+				}
+			}
+			continue
 		}
 		switch fr.typ {
 		case 'Q', 'F':

@@ -484,6 +484,9 @@ func (s *Session) pumpClient() error {
 			break
 		}
 		if !fr.whole {
+			if fr.typ == 'c' || fr.typ == 'f' {
+				s.ext.push(extOp{kind: 'd'}) // the end of a COPY
+			}
 			continue
 		}
 		if err := s.noteClient(fr.typ, fr.msg); err != nil {
@@ -639,6 +642,8 @@ func (s *Session) pumpUpstream() (done bool, err error) {
 			}
 		} else if fr.typ == 'T' {
 			s.descDone++ // streamed: see noteServer
+		} else if fr.typ == 'G' {
+			s.ext.onCopyIn()
 		}
 	}
 	if err := s.writeClientChunk(f.buf[fwd:f.start], f.skip == 0); err != nil {
@@ -656,9 +661,12 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		if len(msg) == 6 {
 			status = msg[5]
 		}
-		skipped := s.ext.onReady(status)
+		voided, skipped := s.ext.onReady(status)
+		for range voided {
+			s.skippedReady(msg, false)
+		}
 		for range skipped {
-			s.skippedReady(msg)
+			s.skippedReady(msg, true)
 		}
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
 		s.zSeq++
@@ -689,17 +697,23 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		s.syncDone++
 	case 'T', 'n':
 		s.descDone++ // a Describe's answer, or a Query's RowDescription
+	case 'G':
+		s.ext.onCopyIn() // streamed but for planned sync points
 	}
 	return false
 }
 
-// skippedReady ends a sync point whose ReadyForQuery never comes: after an
+// skippedReady ends a sync point whose ReadyForQuery never comes, and
+// that the ReadyForQuery msg of a later Sync ends with its own: after an
 // error in an extended batch PostgreSQL skipped its Query or FunctionCall
-// (or the one that ended a flushed batch), and the ReadyForQuery msg of the
-// client's next Sync ends it with its own. It failed with that error.
-func (s *Session) skippedReady(msg []byte) {
+// (or the one that ended a flushed batch), which failed with that error
+// (failed); or PostgreSQL ignored its Sync in copy-in mode (its COPY
+// ends with msg).
+func (s *Session) skippedReady(msg []byte, failed bool) {
 	s.zSeq++
-	s.failedBySkip()
+	if failed {
+		s.failedBySkip()
+	}
 	s.endSync()
 	if s.obs.on {
 		code, has := s.obs.code, s.obs.hasCode

@@ -772,3 +772,77 @@ func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyInIgnoresSyncs: PostgreSQL ignores the Syncs it receives in
+// copy-in mode. tokio-postgres sends one right behind the Execute of its
+// COPY … FROM STDIN (Bind, Execute, Sync; then the data, CopyDone, Sync),
+// and PostgreSQL answers both Syncs with one ReadyForQuery. lockguard
+// counted two sync points and waited for a second ReadyForQuery for good:
+// guarded, the session's next DDL hung waiting for it to be idle; plain,
+// a drain could not close the session. The same for a Sync sent in the
+// middle of the data of a simple COPY, and none of it when the COPY fails
+// before copy-in (then PostgreSQL answers each Sync).
+func TestCopyInIgnoresSyncs(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "copysync")
+	copyIn := func(cols string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COPY " + tbl + cols + " FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+	}
+	data := func(rows string) *pgproto3.CopyData { return &pgproto3.CopyData{Data: []byte(rows)} }
+	cases := []struct {
+		name    string
+		first   []pgproto3.FrontendMessage // then the client waits for CopyInResponse, unless pipelined
+		then    []pgproto3.FrontendMessage
+		readies int
+		code    string // the COPY's error
+	}{
+		{"as tokio-postgres", copyIn(""), []pgproto3.FrontendMessage{data("1\n2\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 1, ""},
+		{"bad data", copyIn(""), []pgproto3.FrontendMessage{data("x\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 1, "22P02"},
+		{"CopyFail", copyIn(""), []pgproto3.FrontendMessage{data("3\n"), &pgproto3.CopyFail{Message: "no"}, &pgproto3.Sync{}}, 1, "57014"},
+		{"a Sync in the data of a simple COPY", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " FROM STDIN"}},
+			[]pgproto3.FrontendMessage{data("4\n"), &pgproto3.Sync{}, data("5\n"), &pgproto3.CopyDone{}}, 1, ""},
+		{"the COPY fails first", copyIn(" (nosuch)"), []pgproto3.FrontendMessage{data("6\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 2, "42703"},
+	}
+	run := func(rc *rawProto, name string, first, then []pgproto3.FrontendMessage, readies int, code string, pipelined bool) {
+		t.Helper()
+		var got string
+		if pipelined {
+			rc.send(slices.Concat(first, then)...)
+		} else {
+			rc.send(first...)
+			got = rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				_, ok := m.(*pgproto3.CopyInResponse)
+				return ok || isError(m)
+			}).code
+			rc.send(then...)
+		}
+		for range readies {
+			if r := rc.readUntil(isReady); got == "" {
+				got = r.code
+			}
+		}
+		if got != code {
+			t.Errorf("%s (pipelined %v): the COPY ended with %q, want %q", name, pipelined, got, code)
+		}
+	}
+	for _, c := range cases {
+		for _, pipelined := range []bool{false, true} {
+			rc := rawSession(t, lg)
+			run(rc, c.name, c.first, c.then, c.readies, c.code, pipelined)
+			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"); r.code != "" || len(r.types) != 2 {
+				t.Errorf("%s (pipelined %v): the DDL after it was answered %v %s %s, want CommandComplete and ReadyForQuery",
+					c.name, pipelined, r.types, r.code, r.message)
+			}
+			if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
+				t.Errorf("%s (pipelined %v): then SELECT 'after' was answered %v", c.name, pipelined, r.types)
+			}
+
+			plain := startLockguard(t, nil)
+			run(rawSession(t, plain), c.name, c.first, c.then, c.readies, c.code, pipelined)
+			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			if err := plain.srv.Shutdown(sctx); err != nil {
+				t.Errorf("%s (pipelined %v): draining with the idle session open: %v, want it closed at once", c.name, pipelined, err)
+			}
+			cancel()
+		}
+	}
+}
