@@ -236,6 +236,7 @@ func TestAnalyzeStatementFacts(t *testing.T) {
 		tag                                    string
 		class                                  Class
 		rewrite, scan, concurrently, noTxBlock bool
+		copyIn                                 bool
 	}
 	tests := []struct {
 		sql  string
@@ -245,7 +246,10 @@ func TestAnalyzeStatementFacts(t *testing.T) {
 		{"WITH d AS (DELETE FROM items RETURNING *) SELECT * FROM d", facts{tag: "SELECT", class: ClassWrite}},
 		{"INSERT INTO users VALUES (1)", facts{tag: "INSERT", class: ClassWrite}},
 		{"MERGE INTO tags t USING tags s ON t.id = s.id WHEN MATCHED THEN DELETE", facts{tag: "MERGE", class: ClassWrite}},
-		{"COPY users FROM STDIN", facts{tag: "COPY", class: ClassWrite}},
+		{"COPY users FROM STDIN", facts{tag: "COPY", class: ClassWrite, copyIn: true}},
+		{"COPY users (id) FROM STDIN WITH (FORMAT csv)", facts{tag: "COPY", class: ClassWrite, copyIn: true}},
+		{"COPY users FROM '/tmp/users.csv'", facts{tag: "COPY", class: ClassWrite}},
+		{"COPY users FROM PROGRAM 'cat /tmp/users.csv'", facts{tag: "COPY", class: ClassWrite}},
 		{"COPY users TO STDOUT", facts{tag: "COPY", class: ClassRead}},
 		{"ALTER TABLE users ADD COLUMN c text", facts{tag: "ALTER TABLE", class: ClassDDL}},
 		{"ALTER TABLE users ADD COLUMN c text DEFAULT 'x'", facts{tag: "ALTER TABLE", class: ClassDDL}},
@@ -296,7 +300,7 @@ func TestAnalyzeStatementFacts(t *testing.T) {
 				t.Fatalf("Analyze: err %v, %d statements", an.Err, len(an.Statements))
 			}
 			s := an.Statements[0]
-			got := facts{s.Tag, s.Class, s.Rewrite, s.Scan, s.Concurrently, s.NoTxBlock}
+			got := facts{s.Tag, s.Class, s.Rewrite, s.Scan, s.Concurrently, s.NoTxBlock, s.CopyIn}
 			if got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}

@@ -256,6 +256,7 @@ func (b *builder) copyStmt(s *pg.CopyStmt) {
 	st.Tag = "COPY"
 	if s.IsFrom {
 		st.Class = ClassWrite
+		st.CopyIn = s.Filename == "" && !s.IsProgram
 		rel := b.target(s.Relation, true)
 		b.fkInsertChecks(rel)
 		b.walkNode(s.WhereClause)

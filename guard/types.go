@@ -220,6 +220,10 @@ type Statement struct {
 	Scan bool
 	// Concurrently is set for the CONCURRENTLY forms.
 	Concurrently bool
+	// CopyIn is set for COPY … FROM STDIN: PostgreSQL then waits for the
+	// client's data in the middle of the string or batch (copy-in mode),
+	// and reads no other message until the data ends.
+	CopyIn bool
 	// NoTxBlock is set when the statement cannot run inside a transaction
 	// block (CREATE INDEX CONCURRENTLY, VACUUM, …), and so must not be sent
 	// as part of a multi-statement string either.

@@ -846,3 +846,76 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 		}
 	}
 }
+
+// TestDDLAndCopyInOneBatch: a protected DDL and a COPY … FROM STDIN in one
+// query string or batch. PostgreSQL waits for the client's data after the
+// COPY starts, and a client may wait for the CopyInResponse before it sends
+// any. lockguard held the answers for a retry until the ReadyForQuery and
+// sent its restore right after the batch, which reached PostgreSQL in
+// copy-in mode: PostgreSQL ended the session (08P01). Such a batch is
+// protected without a retry, and the restore comes before the next query
+// that starts outside a transaction block.
+func TestDDLAndCopyInOneBatch(t *testing.T) {
+	lg, ctx, tbl := guardedTable(t, "ddlcopy")
+	ddl := "ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 3"
+	exec := func(sql string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	}
+	data := []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}}
+	sync := []pgproto3.FrontendMessage{&pgproto3.Sync{}}
+	cases := []struct {
+		name        string
+		first, then []pgproto3.FrontendMessage // the client waits for CopyInResponse between them
+	}{
+		{"a query string", []pgproto3.FrontendMessage{&pgproto3.Query{String: ddl + "; COPY " + tbl + " FROM STDIN"}}, data},
+		{"a batch with its Sync first", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), sync), slices.Concat(data, sync)},
+		{"a batch with a Flush", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Flush{}}), slices.Concat(data, sync)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rc := rawSession(t, lg)
+			rc.query("SET lock_timeout = '5s'")
+			var before int
+			if err := connect(t, directDSN()).QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			rc.send(c.first...)
+			if r := rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				_, ok := m.(*pgproto3.CopyInResponse)
+				return ok || isReady(m)
+			}); r.code != "" || r.types[len(r.types)-1] != "CopyInResponse" {
+				t.Fatalf("answered %v %s %s, want CopyInResponse", r.types, r.code, r.message)
+			}
+			rc.send(c.then...)
+			if r := rc.readUntil(isReady); r.code != "" {
+				t.Errorf("the COPY ended with %s %s", r.code, r.message)
+			}
+			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"5s"}) {
+				t.Errorf("lock_timeout after the batch = %v, want the client's 5s", r.rows)
+			}
+			var after int
+			if err := connect(t, directDSN()).QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&after); err != nil || after != before+1 {
+				t.Errorf("the COPY wrote %d rows (%v), want 1", after-before, err)
+			}
+
+			// Behind a held lock the DDL gives up at lockguard's timeout.
+			_, release := holdLock(t, tbl)
+			defer release()
+			rc.send(c.first...)
+			r := rc.readUntil(func(m pgproto3.BackendMessage) bool {
+				_, ok := m.(*pgproto3.CopyInResponse)
+				return ok || isError(m)
+			})
+			if r.code != "55P03" {
+				t.Fatalf("behind a held lock: %v %s %s, want 55P03", r.types, r.code, r.message)
+			}
+			if _, flushed := c.first[len(c.first)-1].(*pgproto3.Flush); flushed {
+				rc.send(sync...) // PostgreSQL skips to it
+			}
+			rc.readUntil(isReady)
+			if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
+				t.Errorf("then SELECT 'after' was answered %v %s", r.types, r.code)
+			}
+		})
+	}
+}

@@ -766,13 +766,24 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		s.lg().Info("lock timeout injected", "lock_timeout", g.LockTimeout, "locks", describeLocks(protect), "in_transaction", status == 'T')
 	}
 	p := pendingBatch{stmts: stmts, track: true, obs: ob, restored: restored, reasserted: reasserted, changes: own.tracked, part: !b.Complete}
-	if !b.Complete && len(v.After) > 0 {
+	copyIn := (v.Retry != nil || len(v.After) > 0) && slices.ContainsFunc(stmts, func(st *guard.Statement) bool { return st.CopyIn })
+	if copyIn {
+		// COPY … FROM STDIN: PostgreSQL waits for the client's data
+		// before the batch can end, and a client may wait for the
+		// CopyInResponse before it sends it. Holding the answers for a
+		// retry would hang both, and a statement sent after the batch
+		// would reach PostgreSQL in copy-in mode, which ends the session
+		// (08P01 "protocol synchronization was lost").
+		v.Retry = nil
+	}
+	if (!b.Complete || copyIn) && len(v.After) > 0 {
 		// The first part of a batch the client flushed: the proxy sends
 		// Before ahead of it but nothing inside the batch. lockguard's
 		// values stay in force for the rest of the batch, and the next
 		// batch that starts outside a transaction block once this one's
 		// result is in restores what the client has then (s.reassert,
-		// onResult): the rest of the batch may set them too.
+		// onResult): the rest of the batch may set them too. The same
+		// after a COPY … FROM STDIN.
 		v.After, p.restoreLater = v.After[:0], true
 	}
 	if g.Admission != nil && len(protect) > 0 {
