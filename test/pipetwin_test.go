@@ -19,16 +19,17 @@ import (
 // seeded random pipelines, each in one write: simple Queries (reads,
 // failures, empty ones, several statements, transaction control, settings,
 // DDL on a table of their own), and extended batches that end with a Sync
-// or a Flush (named and unnamed statements and portals, Describes, Executes
-// with row limits, failing Parses, Binds and Describes, COPY in (with a
-// Sync behind its Execute too) and out, transaction control and settings;
-// some with no Sync or Flush, so that what follows goes on with the batch
-// or, a Query, ends it), and FunctionCalls, lone Syncs and Flushes. Each
-// pipeline ends with a Sync, a ROLLBACK and a marker Query; a SHOW
-// lock_timeout follows once its answers are in. The twins must answer with
-// the same messages in the same order: types, SQLSTATEs, command tags and
-// rows, and leave the same lock_timeout. Notices are left out (lockguard
-// adds its DDL warnings), and so are parameter statuses.
+// or a Flush (named and unnamed statements and portals, Describes, Binds
+// with a parameter or none, Executes with row limits, failing Parses, Binds
+// and Describes, COPY in (with a Sync behind its Execute too) and out,
+// transaction control and settings, set_config with a bound value; some
+// with no Sync or Flush, so that what follows goes on with the batch or, a
+// Query, ends it), and FunctionCalls, lone Syncs and Flushes. Each pipeline
+// ends with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout
+// follows once its answers are in. The twins must answer with the same
+// messages in the same order: types, SQLSTATEs, command tags and rows, and
+// leave the same lock_timeout. Notices are left out (lockguard adds its DDL
+// warnings), and so are parameter statuses.
 //
 // A session that lockguard miscounts hangs here (the answer to the marker
 // never comes), or gets another's answers (a swallowed or misplaced
@@ -76,6 +77,8 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 		func(r *rand.Rand) string { return "SET lock_timeout = '2s'" },
 		func(r *rand.Rand) string { return "SET LOCAL lock_timeout = '1s'" },
 		func(r *rand.Rand) string { return "SELECT set_config('lock_timeout', '3s', false)" },
+		func(r *rand.Rand) string { return "SELECT set_config('lock_timeout', $1, false)" },
+		func(r *rand.Rand) string { return "SELECT $1::int + 1" },
 		func(r *rand.Rand) string { return "SAVEPOINT a" },
 		func(r *rand.Rand) string { return "ROLLBACK TO a" },
 	}
@@ -103,7 +106,11 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 		for range 1 + r.IntN(2) {
 			portal := names[r.IntN(len(names))]
 			if r.IntN(5) > 0 {
-				s = append(s, &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt})
+				bind := &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: stmt}
+				if r.IntN(3) == 0 { // for the texts with $1, or a wrong count
+					bind.Parameters = [][]byte{[]byte([]string{"7", "4s"}[r.IntN(2)])}
+				}
+				s = append(s, bind)
 			}
 			if r.IntN(3) == 0 {
 				s = append(s, &pgproto3.Describe{ObjectType: 'P', Name: portal})
