@@ -202,6 +202,7 @@ func acks(typ, kind byte) bool {
 func (t *extTracker) onError(answered int) (skipping bool) {
 	t.mu.Lock()
 	t.copyIn = false // an error ends copy-in mode
+	t.dropCopyEnds()
 	if t.head < len(t.pending) {
 		if op := &t.pending[t.head]; op.kind == 'Q' && (!op.flushed || answered >= int(op.answers)) {
 			t.mu.Unlock()
@@ -237,6 +238,16 @@ func (t *extTracker) skippingNow() bool {
 func (t *extTracker) onCopyIn() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if i := t.head; i < len(t.pending) && t.pending[i].kind == 'd' {
+		// A CopyDone ahead of the Query whose COPY this is ended an
+		// earlier COPY (one that failed, whose data PostgreSQL ignored).
+		for i < len(t.pending) && t.pending[i].kind == 'd' {
+			i++
+		}
+		if i < len(t.pending) && t.pending[i].kind == 'Q' {
+			t.head = i
+		}
+	}
 	kept := t.head
 	for i := t.head; i < len(t.pending); i++ {
 		switch op := t.pending[i]; op.kind {
@@ -255,6 +266,16 @@ func (t *extTracker) onCopyIn() {
 	clear(t.pending[kept:])
 	t.pending = t.pending[:kept]
 	t.copyIn = true
+}
+
+// dropCopyEnds consumes the ends of COPYs at the head of the queue: when
+// an error comes, the client ended no COPY PostgreSQL is in (an error ends
+// copy-in mode), so they ended COPYs that failed or never started. t.mu is
+// held.
+func (t *extTracker) dropCopyEnds() {
+	for t.head < len(t.pending) && t.pending[t.head].kind == 'd' {
+		t.head++
+	}
 }
 
 // onReady consumes the sync point (Sync, Query or FunctionCall) that a

@@ -800,6 +800,8 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 		{"CopyFail", copyIn(""), []pgproto3.FrontendMessage{data("3\n"), &pgproto3.CopyFail{Message: "no"}, &pgproto3.Sync{}}, 1, "57014"},
 		{"a Sync in the data of a simple COPY", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " FROM STDIN"}},
 			[]pgproto3.FrontendMessage{data("4\n"), &pgproto3.Sync{}, data("5\n"), &pgproto3.CopyDone{}}, 1, ""},
+		{"a simple COPY fails first, then a Query fails", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " (nosuch) FROM STDIN"}},
+			[]pgproto3.FrontendMessage{data("9\n"), &pgproto3.CopyDone{}, &pgproto3.Query{String: "SELECT 1/0"}}, 2, "42703"},
 		{"the COPY fails first", copyIn(" (nosuch)"), []pgproto3.FrontendMessage{data("6\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 2, "42703"},
 	}
 	run := func(rc *rawProto, name string, first, then []pgproto3.FrontendMessage, readies int, code string, pipelined bool) {
