@@ -484,26 +484,32 @@ func TestQueryAfterAFailedFlushIsSkipped(t *testing.T) {
 	lg, _, tbl := guardedTable(t, "qfail")
 	for _, c := range cases {
 		for _, pipelined := range []bool{false, true} {
-			rc := rawSession(t, lg)
-			run(rc, c, pipelined)
-			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"); r.code != "" || len(r.types) != 2 {
-				t.Errorf("%s (pipelined %v): the DDL after it was answered %v %s %s, want CommandComplete and ReadyForQuery",
-					c.name, pipelined, r.types, r.code, r.message)
-			}
-			if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
-				t.Errorf("%s (pipelined %v): then SELECT 'after' was answered %v", c.name, pipelined, r.types)
-			}
-
-			// Without the guard the same: a drain closes the idle
-			// session at once.
-			plain := startLockguard(t, nil)
-			run(rawSession(t, plain), c, pipelined)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			if err := plain.srv.Shutdown(ctx); err != nil {
-				t.Errorf("%s (pipelined %v): draining with the idle session open: %v, want it closed at once", c.name, pipelined, err)
-			}
-			cancel()
+			checkCountedAfter(t, lg, tbl, fmt.Sprintf("%s (pipelined %v)", c.name, pipelined), func(rc *rawProto) { run(rc, c, pipelined) })
 		}
+	}
+}
+
+// checkCountedAfter runs a client's exchange (run) through the guarded lg
+// and through a lockguard without a guard, and checks that lockguard
+// counted the session's sync points right: guarded, a DDL on tbl (which
+// waits for the session to be idle) and a query after it are answered as
+// sent; plain, a drain closes the idle session at once.
+func checkCountedAfter(t *testing.T, lg *lockguard, tbl, label string, run func(rc *rawProto)) {
+	t.Helper()
+	rc := rawSession(t, lg)
+	run(rc)
+	if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"); r.code != "" || len(r.types) != 2 {
+		t.Errorf("%s: the DDL after it was answered %v %s %s, want CommandComplete and ReadyForQuery", label, r.types, r.code, r.message)
+	}
+	if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
+		t.Errorf("%s: then SELECT 'after' was answered %v", label, r.types)
+	}
+	plain := startLockguard(t, nil)
+	run(rawSession(t, plain))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := plain.srv.Shutdown(ctx); err != nil {
+		t.Errorf("%s, without the guard: draining with the idle session open: %v, want it closed at once", label, err)
 	}
 }
 
@@ -783,7 +789,7 @@ func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
 // middle of the data of a simple COPY, and none of it when the COPY fails
 // before copy-in (then PostgreSQL answers each Sync).
 func TestCopyInIgnoresSyncs(t *testing.T) {
-	lg, ctx, tbl := guardedTable(t, "copysync")
+	lg, _, tbl := guardedTable(t, "copysync")
 	copyIn := func(cols string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "COPY " + tbl + cols + " FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
 	}
@@ -828,23 +834,9 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 	}
 	for _, c := range cases {
 		for _, pipelined := range []bool{false, true} {
-			rc := rawSession(t, lg)
-			run(rc, c.name, c.first, c.then, c.readies, c.code, pipelined)
-			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 1"); r.code != "" || len(r.types) != 2 {
-				t.Errorf("%s (pipelined %v): the DDL after it was answered %v %s %s, want CommandComplete and ReadyForQuery",
-					c.name, pipelined, r.types, r.code, r.message)
-			}
-			if r := rc.query("SELECT 'after'"); !slices.Equal(r.rows, []string{"after"}) {
-				t.Errorf("%s (pipelined %v): then SELECT 'after' was answered %v", c.name, pipelined, r.types)
-			}
-
-			plain := startLockguard(t, nil)
-			run(rawSession(t, plain), c.name, c.first, c.then, c.readies, c.code, pipelined)
-			sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			if err := plain.srv.Shutdown(sctx); err != nil {
-				t.Errorf("%s (pipelined %v): draining with the idle session open: %v, want it closed at once", c.name, pipelined, err)
-			}
-			cancel()
+			checkCountedAfter(t, lg, tbl, fmt.Sprintf("%s (pipelined %v)", c.name, pipelined), func(rc *rawProto) {
+				run(rc, c.name, c.first, c.then, c.readies, c.code, pipelined)
+			})
 		}
 	}
 }
