@@ -315,6 +315,17 @@ func (t *extTracker) Prepared(name string) bool {
 func (t *extTracker) PortalStatement(portal string) (string, bool) {
 	t.mu.Lock()
 	st, ok := t.portals[portal]
+	// As for statementSQL: what a pipelining client sent counts. A Bind
+	// to a named portal that exists fails; the unnamed one is replaced.
+	for _, op := range t.pending[t.head:] {
+		switch {
+		case op.name != portal:
+		case op.kind == 'B' && (!ok || portal == ""):
+			st, ok = op.stmt, true
+		case op.kind == 'p':
+			st, ok = "", false
+		}
+	}
 	t.mu.Unlock()
 	return st, ok
 }
@@ -323,6 +334,18 @@ func (t *extTracker) PortalStatement(portal string) (string, bool) {
 func (t *extTracker) statementSQL(name string) (string, bool) {
 	t.mu.Lock()
 	sql, ok := t.sqls[name]
+	// A pipelining client may execute a statement it parsed (or closed)
+	// in a batch PostgreSQL has not answered yet: what it sent counts.
+	// A Parse of a name that exists fails.
+	for _, op := range t.pending[t.head:] {
+		switch {
+		case op.name != name:
+		case op.kind == 'P' && !ok && op.sql != "":
+			sql, ok = op.sql, true
+		case op.kind == 'c':
+			sql, ok = "", false
+		}
+	}
 	t.mu.Unlock()
 	return sql, ok
 }

@@ -913,3 +913,44 @@ func TestDDLAndCopyInOneBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelinedStatementsPreparedAhead: a pipelining client may execute a
+// statement, or a portal, that an earlier batch of the same write prepares,
+// before PostgreSQL has answered that batch. lockguard looked such a
+// statement up among those PostgreSQL had confirmed, found nothing, and
+// let a SET lock_timeout go unseen: after the next DDL it restored the
+// value before the SET.
+func TestPipelinedStatementsPreparedAhead(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "ahead")
+	sync := &pgproto3.Sync{}
+	for _, c := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"a statement", []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "ahead", Query: "SET lock_timeout = '2s'"}, sync,
+			&pgproto3.Bind{PreparedStatement: "ahead"}, &pgproto3.Execute{}, sync}},
+		{"a portal in a block", []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN"},
+			&pgproto3.Parse{Name: "ahead", Query: "SET lock_timeout = '2s'"}, &pgproto3.Bind{DestinationPortal: "ahead", PreparedStatement: "ahead"}, sync,
+			&pgproto3.Execute{Portal: "ahead"}, sync, &pgproto3.Query{String: "COMMIT"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := rawSession(t, lg)
+			rc.query("SET lock_timeout = '5s'")
+			rc.send(c.msgs...)
+			for _, m := range c.msgs {
+				switch m.(type) {
+				case *pgproto3.Sync, *pgproto3.Query:
+					if r := rc.readUntil(isReady); r.code != "" {
+						t.Fatalf("%s %s", r.code, r.message)
+					}
+				}
+			}
+			if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 2"); r.code != "" {
+				t.Fatalf("the DDL: %s %s", r.code, r.message)
+			}
+			if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"2s"}) {
+				t.Errorf("lock_timeout after the DDL = %v, want the client's 2s", r.rows)
+			}
+		})
+	}
+}
