@@ -954,3 +954,29 @@ func TestPipelinedStatementsPreparedAhead(t *testing.T) {
 		})
 	}
 }
+
+// TestEnforceFollowsARollbackPipelinedBehindAFlushedBegin: a BEGIN in the
+// flushed part of a batch, its Sync, then a ROLLBACK and a SET
+// lock_timeout as Queries, all in one write. The guard let the ROLLBACK
+// pass undecided, as it lets a transaction it has seen nothing of (the
+// BEGIN's result was not in yet), then took the SET for one inside the
+// block and dropped it when the session was idle after it: behind the next
+// DDL it restored the value before the SET.
+func TestEnforceFollowsARollbackPipelinedBehindAFlushedBegin(t *testing.T) {
+	lg, _, tbl := guardedTable(t, "pipedrollback")
+	rc := rawSession(t, lg)
+	rc.query("SET lock_timeout = '5s'")
+	rc.send(&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "ROLLBACK"}, &pgproto3.Query{String: "SET lock_timeout = '3s'"})
+	for range 3 {
+		if r := rc.readUntil(isReady); r.code != "" {
+			t.Fatalf("%s %s", r.code, r.message)
+		}
+	}
+	if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 2"); r.code != "" {
+		t.Fatalf("the DDL: %s %s", r.code, r.message)
+	}
+	if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"3s"}) {
+		t.Errorf("lock_timeout after the DDL = %v, want the client's 3s", r.rows)
+	}
+}

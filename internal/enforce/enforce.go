@@ -1415,13 +1415,26 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 		ran = guard.Outlasting(ran, s.inTx)
 	}
 	if code == "" || len(ran) > 0 {
-		if code == "" && s.ps.TxStatusBefore() == 'E' {
+		// A batch that succeeded tells the status it started in
+		// (skipped ones fail), which may differ from what the guard
+		// knew when it decided.
+		switch before := s.ps.TxStatusBefore(); {
+		case code != "":
+		case before == 'E':
 			// The batch started in a failed block, which lockguard did
 			// not know when it decided (a COMMIT pipelined behind the
 			// failing statement): its COMMIT rolled back. (A batch that
 			// succeeded does not leave a failed block, so a later status
 			// read here cannot be 'E'.)
 			s.sawStatus('E')
+		case before == 'I' && s.inTx:
+			// The block ended in a batch the guard let pass undecided
+			// (plainTxControl): a ROLLBACK pipelined behind a batch
+			// whose part began the block, decided before that part's
+			// result was in.
+			s.settings.TxEnded(false)
+			s.inTx = false
+			s.tx.Reset()
 		}
 		if len(ran) > 1 {
 			s.settings.StartBatch()
