@@ -961,22 +961,34 @@ func TestPipelinedStatementsPreparedAhead(t *testing.T) {
 // pass undecided, as it lets a transaction it has seen nothing of (the
 // BEGIN's result was not in yet), then took the SET for one inside the
 // block and dropped it when the session was idle after it: behind the next
-// DDL it restored the value before the SET.
+// DDL it restored the value before the SET. The same for a SET and a
+// COMMIT after the BEGIN (the SET committed).
 func TestEnforceFollowsARollbackPipelinedBehindAFlushedBegin(t *testing.T) {
 	lg, _, tbl := guardedTable(t, "pipedrollback")
-	rc := rawSession(t, lg)
-	rc.query("SET lock_timeout = '5s'")
-	rc.send(&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}, &pgproto3.Sync{},
-		&pgproto3.Query{String: "ROLLBACK"}, &pgproto3.Query{String: "SET lock_timeout = '3s'"})
-	for range 3 {
-		if r := rc.readUntil(isReady); r.code != "" {
-			t.Fatalf("%s %s", r.code, r.message)
+	begin := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{}, &pgproto3.Sync{}}
+	q := func(sql string) pgproto3.FrontendMessage { return &pgproto3.Query{String: sql} }
+	for _, c := range []struct {
+		name string
+		rest []pgproto3.FrontendMessage
+		want string
+	}{
+		{"then ROLLBACK and a SET", []pgproto3.FrontendMessage{q("ROLLBACK"), q("SET lock_timeout = '3s'")}, "3s"},
+		{"then a SET and COMMIT", []pgproto3.FrontendMessage{q("SET lock_timeout = '3s'"), q("COMMIT")}, "3s"},
+		{"then a SET and ROLLBACK", []pgproto3.FrontendMessage{q("SET lock_timeout = '3s'"), q("ROLLBACK")}, "5s"},
+	} {
+		rc := rawSession(t, lg)
+		rc.query("SET lock_timeout = '5s'")
+		rc.send(append(begin, c.rest...)...)
+		for range 3 {
+			if r := rc.readUntil(isReady); r.code != "" {
+				t.Fatalf("%s: %s %s", c.name, r.code, r.message)
+			}
 		}
-	}
-	if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 2"); r.code != "" {
-		t.Fatalf("the DDL: %s %s", r.code, r.message)
-	}
-	if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{"3s"}) {
-		t.Errorf("lock_timeout after the DDL = %v, want the client's 3s", r.rows)
+		if r := rc.query("ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 2"); r.code != "" {
+			t.Fatalf("%s: the DDL: %s %s", c.name, r.code, r.message)
+		}
+		if r := rc.query("SHOW lock_timeout"); !slices.Equal(r.rows, []string{c.want}) {
+			t.Errorf("%s: lock_timeout after the DDL = %v, want the client's %s", c.name, r.rows, c.want)
+		}
 	}
 }

@@ -312,6 +312,8 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	s.mu.Lock()
 	inTxTracked := s.inTx && s.tx.AccessExclusive
 	inTx := s.inTx
+	// A decided batch whose result is not in may have begun a block.
+	unsure := len(s.pending) > 0
 	needs := s.redoDue(b, b.TxStatus) || b.MidBatch && b.Complete && s.partOpen
 	s.mu.Unlock()
 	// The parts of a batch a Flush split must be seen whole to follow the
@@ -337,7 +339,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 				needs = true
 			}
 		}
-		if hz == nil && !inTx && st.Executed && ownBatch {
+		if hz == nil && !inTx && !unsure && st.Executed && ownBatch {
 			// A transaction the guard has seen nothing of: its BEGIN and
 			// its end change nothing the guard follows, and deciding them
 			// cost about 20 µs each at one client (bench/compare/README.md).
@@ -1415,26 +1417,13 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 		ran = guard.Outlasting(ran, s.inTx)
 	}
 	if code == "" || len(ran) > 0 {
-		// A batch that succeeded tells the status it started in
-		// (skipped ones fail), which may differ from what the guard
-		// knew when it decided.
-		switch before := s.ps.TxStatusBefore(); {
-		case code != "":
-		case before == 'E':
+		if code == "" && s.ps.TxStatusBefore() == 'E' {
 			// The batch started in a failed block, which lockguard did
 			// not know when it decided (a COMMIT pipelined behind the
 			// failing statement): its COMMIT rolled back. (A batch that
 			// succeeded does not leave a failed block, so a later status
 			// read here cannot be 'E'.)
 			s.sawStatus('E')
-		case before == 'I' && s.inTx:
-			// The block ended in a batch the guard let pass undecided
-			// (plainTxControl): a ROLLBACK pipelined behind a batch
-			// whose part began the block, decided before that part's
-			// result was in.
-			s.settings.TxEnded(false)
-			s.inTx = false
-			s.tx.Reset()
 		}
 		if len(ran) > 1 {
 			s.settings.StartBatch()
