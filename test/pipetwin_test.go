@@ -22,14 +22,15 @@ import (
 // that end with a Sync or a Flush (named and unnamed statements and
 // portals, Describes, Binds with a parameter or none, Executes with row
 // limits, failing Parses, Binds and Describes, COPY in (with a Sync behind
-// its Execute too) and out, transaction control and settings, set_config
-// with a bound value; some with no Sync or Flush, so that what follows goes
-// on with the batch or, a Query, ends it), and FunctionCalls, lone Syncs
-// and Flushes. Each pipeline ends with a Sync, a ROLLBACK and a marker
-// Query; a SHOW lock_timeout follows once its answers are in. The twins
-// must answer with the same messages in the same order: types, SQLSTATEs,
-// command tags and rows, and leave the same lock_timeout. Notices are left
-// out (lockguard adds its DDL warnings), and so are parameter statuses.
+// its Execute too) and out, transaction control and settings (SET, SET
+// LOCAL, RESET, RESET ALL), set_config with a bound value; some with no
+// Sync or Flush, so that what follows goes on with the batch or, a Query,
+// ends it), and FunctionCalls, lone Syncs and Flushes. Each pipeline ends
+// with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout follows
+// once its answers are in. The twins must answer with the same messages in
+// the same order: types, SQLSTATEs, command tags and rows, and leave the
+// same lock_timeout. Notices are left out (lockguard adds its DDL
+// warnings), and so are parameter statuses.
 //
 // A session that lockguard miscounts hangs here (the answer to the marker
 // never comes), or gets another's answers (a swallowed or misplaced
@@ -76,6 +77,8 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 		func(r *rand.Rand) string { return "ROLLBACK" },
 		func(r *rand.Rand) string { return "SET lock_timeout = '2s'" },
 		func(r *rand.Rand) string { return "SET LOCAL lock_timeout = '1s'" },
+		func(r *rand.Rand) string { return "RESET lock_timeout" },
+		func(r *rand.Rand) string { return "RESET ALL" },
 		func(r *rand.Rand) string { return "SELECT set_config('lock_timeout', '3s', false)" },
 		func(r *rand.Rand) string { return "SELECT set_config('lock_timeout', $1, false)" },
 		func(r *rand.Rand) string { return "SELECT $1::int + 1" },
