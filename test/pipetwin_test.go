@@ -21,15 +21,15 @@ import (
 // control, settings, DDL on a table of their own), and extended batches
 // that end with a Sync or a Flush (named and unnamed statements and
 // portals, Describes, Binds with a parameter or none, Executes with row
-// limits, failing Parses, Binds and Describes, COPY in (with a Sync behind
-// its Execute too) and out, transaction control and settings (SET, SET
-// LOCAL, RESET, RESET ALL), set_config with a bound value; some with no
-// Sync or Flush, so that what follows goes on with the batch or, a Query,
-// ends it), and FunctionCalls, lone Syncs and Flushes. Each pipeline ends
-// with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout follows
-// once its answers are in. The twins must answer with the same messages in
-// the same order: types, SQLSTATEs, command tags and rows, and leave the
-// same lock_timeout. Notices are left out (lockguard adds its DDL
+// limits, failing Parses, Binds and Describes, COPY in (with a Sync or a
+// Flush behind its Execute too) and out, transaction control and settings
+// (SET, SET LOCAL, RESET, RESET ALL), set_config with a bound value; some
+// with no Sync or Flush, so that what follows goes on with the batch or, a
+// Query, ends it), and FunctionCalls, lone Syncs and Flushes. Each pipeline
+// ends with a Sync, a ROLLBACK and a marker Query; a SHOW lock_timeout
+// follows once its answers are in. The twins must answer with the same
+// messages in the same order: types, SQLSTATEs, command tags and rows, and
+// leave the same lock_timeout. Notices are left out (lockguard adds its DDL
 // warnings), and so are parameter statuses.
 //
 // A session that lockguard miscounts hangs here (the answer to the marker
@@ -137,10 +137,13 @@ func TestPipelinedSessionMatchesDirect(t *testing.T) {
 			// messages after it its data.
 			s = step{&pgproto3.Parse{Name: "cp", Query: "COPY {T} (id) FROM STDIN"},
 				&pgproto3.Bind{DestinationPortal: "cp", PreparedStatement: "cp"}, &pgproto3.Execute{Portal: "cp"}}
-			if r.IntN(2) == 0 {
+			switch r.IntN(3) {
+			case 0:
 				// As tokio-postgres: a Sync right behind the Execute,
 				// which PostgreSQL ignores in copy-in mode.
 				s = append(s, &pgproto3.Sync{})
+			case 1:
+				s = append(s, &pgproto3.Flush{}) // ignored too
 			}
 		}
 		s = append(s, &pgproto3.CopyData{Data: []byte("7\n8\n")})
