@@ -115,13 +115,11 @@ type session struct {
 	// unseenBegin: a BEGIN went by undecided (plainTxControl) and no
 	// decided batch has learnt the transaction status since.
 	unseenBegin bool
-	// partOpen: a decided part of a batch that a Flush split awaits the
-	// rest, whose last part is then decided too, so that its result
-	// comes (Batch.MidBatch). ran: the statements the earlier parts ran,
-	// held until that result: the parts run in one implicit transaction,
-	// which a BEGIN in any of them makes the block.
-	partOpen bool
-	ran      []*guard.Statement
+	// ran: the statements the earlier parts of a batch that a Flush split
+	// ran, held until its last part's result (partOpen): the parts run in
+	// one implicit transaction, which a BEGIN in any of them makes the
+	// block.
+	ran []*guard.Statement
 
 	t   *sessTel                 // telemetry; nil when off
 	cur atomic.Pointer[batchObs] // the traced batch being decided, for log lines
@@ -141,6 +139,15 @@ type session struct {
 // to know, learnTx). s.mu is held.
 func (s *session) redoDue(b *proxy.Batch, status byte) bool {
 	return len(s.reassert) > 0 && (status == 'I' || status == 0) && !b.MidBatch
+}
+
+// partOpen reports whether the last batch decided is a part of a batch
+// that a Flush split, which awaits the rest: its last part is then decided
+// too, so that its result comes and the parts' statements take effect
+// (session.ran). The part's result comes only with the last part's. s.mu
+// is held.
+func (s *session) partOpen() bool {
+	return len(s.pending) > 0 && s.pending[len(s.pending)-1].part
 }
 
 // takeYielded reports and clears whether the guard cancelled the statement.
@@ -314,7 +321,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 	inTx := s.inTx
 	// A decided batch whose result is not in may have begun a block.
 	unsure := len(s.pending) > 0
-	needs := s.redoDue(b, b.TxStatus) || b.MidBatch && b.Complete && s.partOpen
+	needs := s.redoDue(b, b.TxStatus) || b.MidBatch && b.Complete && s.partOpen()
 	s.mu.Unlock()
 	// The parts of a batch a Flush split must be seen whole to follow the
 	// transaction they run in: a BEGIN there is decided.
@@ -533,9 +540,6 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 	}
 	status := g.learnTx(s, b)
-	s.mu.Lock()
-	s.partOpen = !b.Complete
-	s.mu.Unlock()
 	var unparsed *proxy.Error
 	var stmts []*guard.Statement
 	var protect []*guard.Statement // executed statements whose locks block reads or writes
