@@ -808,6 +808,9 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 			[]pgproto3.FrontendMessage{data("4\n"), &pgproto3.Sync{}, data("5\n"), &pgproto3.CopyDone{}}, 1, ""},
 		{"a simple COPY fails first, then a Query fails", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " (nosuch) FROM STDIN"}},
 			[]pgproto3.FrontendMessage{data("9\n"), &pgproto3.CopyDone{}, &pgproto3.Query{String: "SELECT 1/0"}}, 2, "42703"},
+		{"a simple COPY fails first, then one with a Sync in its data", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " (nosuch) FROM STDIN"}},
+			[]pgproto3.FrontendMessage{data("9\n"), &pgproto3.CopyDone{}, &pgproto3.Query{String: "COPY " + tbl + " FROM STDIN"},
+				data("10\n"), &pgproto3.Sync{}, data("11\n"), &pgproto3.CopyDone{}}, 2, "42703"},
 		{"the COPY fails first", copyIn(" (nosuch)"), []pgproto3.FrontendMessage{data("6\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 2, "42703"},
 	}
 	run := func(rc *rawProto, name string, first, then []pgproto3.FrontendMessage, readies int, code string, pipelined bool) {
