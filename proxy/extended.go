@@ -238,15 +238,10 @@ func (t *extTracker) skippingNow() bool {
 func (t *extTracker) onCopyIn() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if i := t.head; i < len(t.pending) && t.pending[i].kind == 'd' {
-		// A CopyDone ahead of the Query whose COPY this is ended an
-		// earlier COPY (one that failed, whose data PostgreSQL ignored).
-		for i < len(t.pending) && t.pending[i].kind == 'd' {
-			i++
-		}
-		if i < len(t.pending) && t.pending[i].kind == 'Q' {
-			t.head = i
-		}
+	// A CopyDone ahead of the Query whose COPY this is ended an earlier
+	// COPY (one that failed, whose data PostgreSQL ignored).
+	if head := t.head; !t.dropCopyEnds() {
+		t.head = head // none, or this COPY's own end after its Execute
 	}
 	kept := t.head
 	for i := t.head; i < len(t.pending); i++ {
@@ -270,12 +265,13 @@ func (t *extTracker) onCopyIn() {
 
 // dropCopyEnds consumes the ends of COPYs at the head of the queue: when
 // an error comes, the client ended no COPY PostgreSQL is in (an error ends
-// copy-in mode), so they ended COPYs that failed or never started. t.mu is
-// held.
-func (t *extTracker) dropCopyEnds() {
+// copy-in mode), so they ended COPYs that failed or never started. It
+// reports whether a Query or FunctionCall follows them. t.mu is held.
+func (t *extTracker) dropCopyEnds() (beforeQuery bool) {
 	for t.head < len(t.pending) && t.pending[t.head].kind == 'd' {
 		t.head++
 	}
+	return t.head < len(t.pending) && t.pending[t.head].kind == 'Q'
 }
 
 // onReady consumes the sync point (Sync, Query or FunctionCall) that a
