@@ -126,11 +126,10 @@ func (s *Session) pumpClientGuarded() error {
 			fwd = f.start
 		case 'P', 'B', 'D', 'E', 'C':
 			if f.keep < 0 {
-				if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+				if err := s.hold(fwd, msgStart); err != nil {
 					return err
 				}
-				fwd, f.keep = msgStart, msgStart
-				s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
+				fwd = msgStart
 			}
 			if err := s.collect(fr.typ, msgStart-f.keep, fr.msg); err != nil {
 				return err
@@ -145,11 +144,10 @@ func (s *Session) pumpClientGuarded() error {
 			if f.keep < 0 {
 				// A lone Sync that ends a batch the client flushed: its
 				// last part, without statements.
-				if err := s.writeUpstream(f.buf[fwd:msgStart]); err != nil {
+				if err := s.hold(fwd, msgStart); err != nil {
 					return err
 				}
-				fwd, f.keep = msgStart, msgStart
-				s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
+				fwd = msgStart
 			}
 			if err := s.decideHeld(fr.typ, f.start); err != nil {
 				return err
@@ -236,6 +234,17 @@ func (s *Session) idleStatus() byte {
 		return 0
 	}
 	return s.TxStatus()
+}
+
+// hold starts holding a batch at the message at offset at of the client
+// framer's buffer, once what came before it (from fwd) is written.
+func (s *Session) hold(fwd, at int) error {
+	if err := s.writeUpstream(s.cf.buf[fwd:at]); err != nil {
+		return err
+	}
+	s.cf.keep = at
+	s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
+	return nil
 }
 
 // collect records what an extended-protocol message of the held batch does.
