@@ -22,6 +22,9 @@ func FuzzGuardedClient(f *testing.F) {
 	f.Add(seed(&pgproto3.Parse{Query: "refuse"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
 		&pgproto3.FunctionCall{Function: 1}, &pgproto3.CopyData{Data: []byte("x")}), []byte{2, 9})
 	f.Add([]byte{'P', 0, 0, 0, 5, 'x', 'S', 0, 0, 0, 4}, []byte{0})
+	f.Add(seed(&pgproto3.Parse{Query: "inject"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Parse{Name: "c", Query: "COPY t FROM STDIN"},
+		&pgproto3.Bind{PreparedStatement: "c"}, &pgproto3.Execute{}, &pgproto3.CopyData{Data: []byte("1")}, &pgproto3.CopyDone{},
+		&pgproto3.Sync{}), []byte{40, 3, 60})
 	f.Fuzz(func(t *testing.T, data, sizes []byte) {
 		cl := &chunkConn{data: append([]byte(nil), data...), sizes: sizes}
 		up := &chunkConn{}
@@ -35,6 +38,11 @@ func FuzzGuardedClient(f *testing.F) {
 				}
 			}
 			return fuzzVerdict(b)
+		}, AwaitsClient: func(_ *Session, sql []byte) bool {
+			if !bytes.Contains(data, sql) {
+				t.Fatalf("AwaitsClient saw %q, which the client never sent", sql)
+			}
+			return bytes.Contains(sql, []byte("COPY"))
 		}}
 		for i := 0; i < 1<<16; i++ {
 			if err := s.pumpClientGuarded(); err != nil {

@@ -36,6 +36,19 @@ type Hooks struct {
 	// without its Sync PostgreSQL would roll back what it did.
 	Batch func(ctx context.Context, s *Session, b *Batch) *Verdict
 
+	// AwaitsClient, when set, reports whether PostgreSQL, executing the
+	// statement sql, waits for data from the client (COPY … FROM STDIN).
+	// PostgreSQL then answers the Execute at once, with no Sync or Flush
+	// behind it, and the client may wait for that answer before it sends
+	// more. So when a read leaves an extended batch held for Batch and a
+	// statement that batch executes awaits the client, the batch is shown
+	// to Batch and forwarded as far as it has come, as the part of a batch
+	// a Flush ends. It runs only then, once per executed statement of the
+	// held batch, on the session's client side like Batch (s.MayBlock()
+	// before it waits). sql is valid only during the call. nil means no
+	// statement awaits the client, and such a client waits for good.
+	AwaitsClient func(s *Session, sql []byte) bool
+
 	// Close runs once when the session ends.
 	Close func(s *Session)
 

@@ -21,6 +21,7 @@ type stmtRef struct {
 	earlier  []byte // text of a statement prepared in an earlier batch
 	name     string
 	executed bool
+	asked    bool // shown to Hooks.AwaitsClient
 	// bindAt and bindLen locate the body of the Bind behind its Execute in
 	// the batch; bindLen is 0 when it was bound in an earlier batch.
 	bindAt, bindLen int32
@@ -167,7 +168,7 @@ func (s *Session) pumpClientGuarded() error {
 		}
 	}
 	if f.keep >= 0 {
-		if f.end-f.keep > maxHeldBatch {
+		if f.end-f.keep > maxHeldBatch || s.awaitsClient() {
 			if err := s.decideHeld('H', f.start); err != nil {
 				return err
 			}
@@ -245,6 +246,34 @@ func (s *Session) hold(fwd, at int) error {
 	s.cf.keep = at
 	s.refs, s.batchOps, s.heldExecs, s.heldDescribes = s.refs[:0], s.batchOps[:0], 0, 0
 	return nil
+}
+
+// awaitsClient reports, when a read has left a batch held for the guard,
+// whether the batch executes a statement that makes PostgreSQL wait for the
+// client's data (Hooks.AwaitsClient): PostgreSQL answers such an Execute at
+// once, and the client may wait for that answer before it sends more, so
+// the batch cannot wait for its Sync. Each statement is asked about once.
+func (s *Session) awaitsClient() bool {
+	h := s.cfg.Hooks
+	if h == nil || h.AwaitsClient == nil {
+		return false
+	}
+	held := s.cf.buf[s.cf.keep:s.cf.start]
+	for i := range s.refs {
+		r := &s.refs[i]
+		if !r.executed || r.asked {
+			continue
+		}
+		r.asked = true
+		sql := r.earlier
+		if sql == nil {
+			sql = held[r.off : r.off+r.n]
+		}
+		if h.AwaitsClient(s, sql) {
+			return true
+		}
+	}
+	return false
 }
 
 // collect records what an extended-protocol message of the held batch does.

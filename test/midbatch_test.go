@@ -811,6 +811,9 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 		{"a simple COPY fails first, then one with a Sync in its data", []pgproto3.FrontendMessage{&pgproto3.Query{String: "COPY " + tbl + " (nosuch) FROM STDIN"}},
 			[]pgproto3.FrontendMessage{data("9\n"), &pgproto3.CopyDone{}, &pgproto3.Query{String: "COPY " + tbl + " FROM STDIN"},
 				data("10\n"), &pgproto3.Sync{}, data("11\n"), &pgproto3.CopyDone{}}, 2, "42703"},
+		// PostgreSQL answers an Execute of COPY … FROM STDIN at once, with
+		// no Sync or Flush behind it.
+		{"no Sync before the data", copyIn("")[:3], []pgproto3.FrontendMessage{data("12\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 1, ""},
 		{"the COPY fails first", copyIn(" (nosuch)"), []pgproto3.FrontendMessage{data("6\n"), &pgproto3.CopyDone{}, &pgproto3.Sync{}}, 2, "42703"},
 	}
 	run := func(rc *rawProto, name string, first, then []pgproto3.FrontendMessage, readies int, code string, pipelined bool) {
@@ -867,6 +870,9 @@ func TestDDLAndCopyInOneBatch(t *testing.T) {
 		{"a query string", []pgproto3.FrontendMessage{&pgproto3.Query{String: ddl + "; COPY " + tbl + " FROM STDIN"}}, data},
 		{"a batch with its Sync first", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), sync), slices.Concat(data, sync)},
 		{"a batch with a Flush", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Flush{}}), slices.Concat(data, sync)},
+		// PostgreSQL sends the CopyInResponse at once, with no Sync or
+		// Flush, and waits for the data.
+		{"a batch with neither", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN")), slices.Concat(data, sync)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -906,7 +912,9 @@ func TestDDLAndCopyInOneBatch(t *testing.T) {
 			if r.code != "55P03" {
 				t.Fatalf("behind a held lock: %v %s %s, want 55P03", r.types, r.code, r.message)
 			}
-			if _, flushed := c.first[len(c.first)-1].(*pgproto3.Flush); flushed {
+			switch c.first[len(c.first)-1].(type) {
+			case *pgproto3.Sync, *pgproto3.Query:
+			default:
 				rc.send(sync...) // PostgreSQL skips to it
 			}
 			rc.readUntil(isReady)

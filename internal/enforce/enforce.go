@@ -200,6 +200,10 @@ func (g *Guard) Hooks() *proxy.Hooks {
 			return s
 		},
 		Batch: g.batch,
+		AwaitsClient: func(ps *proxy.Session, sql []byte) bool {
+			an := g.analyze(ps, view(sql))
+			return an.Err == nil && slices.ContainsFunc(an.Statements, func(st guard.Statement) bool { return st.CopyIn })
+		},
 	}
 	if g.tel() != nil {
 		h.Close = g.closeTel
