@@ -19,7 +19,8 @@ type Hooks struct {
 	// Batch runs before lockguard forwards a simple Query, or an
 	// extended-protocol batch when its Sync (or a Flush) arrives; extended
 	// messages a Query or FunctionCall follows without either are a part
-	// that a Flush ends. A batch continued after a Flush is shown part by
+	// that a Flush ends, and so are those a read leaves held that execute
+	// a statement AwaitsClient names. A batch continued after a Flush is shown part by
 	// part, its end included: a lone Sync or a FunctionCall that ends it
 	// comes as a last part without statements. It runs on
 	// the session's client side: while it runs, nothing more is read from
