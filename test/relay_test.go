@@ -257,27 +257,35 @@ func TestRelayCopy(t *testing.T) {
 }
 
 // TestRelayNotifications delivers NotificationResponse messages that arrive
-// while the client is idle.
+// while the client is idle, through the plain and the guarded relay; with
+// the guard, also one that PostgreSQL sends between the attempts of a DDL
+// that lockguard retries, whose answers it drops until the last attempt.
 func TestRelayNotifications(t *testing.T) {
+	t.Run("guarded", func(t *testing.T) {
+		lg := startGuarded(t, nil)
+		ctx := ctxT(t, 20*time.Second)
+		tbl := createTable(t, ctx, "notify", "id int")
+		listener := connect(t, lg.superDSN())
+		checkNotifications(t, listener)
+
+		_, release := holdLock(t, tbl)
+		go func() {
+			time.Sleep(400 * time.Millisecond) // the first attempt has given up
+			connect(t, directDSN()).Exec(ctx, "NOTIFY lockguard_chan, 'while retrying'")
+			time.Sleep(300 * time.Millisecond)
+			release()
+		}()
+		if _, err := listener.Exec(ctx, "ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 1"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := listener.WaitForNotification(ctxT(t, 5*time.Second))
+		if err != nil || n.Payload != "while retrying" {
+			t.Fatalf("the notification sent while lockguard retried the DDL: %+v %v", n, err)
+		}
+	})
 	lg := startLockguard(t, nil)
 	ctx := ctxT(t, 20*time.Second)
-	listener := connect(t, lg.superDSN())
-	if _, err := listener.Exec(ctx, "LISTEN lockguard_chan"); err != nil {
-		t.Fatal(err)
-	}
-	notifier := connect(t, directDSN())
-	for i := 0; i < 3; i++ {
-		if _, err := notifier.Exec(ctx, "SELECT pg_notify('lockguard_chan', $1)", fmt.Sprint("hello ", i)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := listener.WaitForNotification(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n.Channel != "lockguard_chan" || n.Payload != fmt.Sprint("hello ", i) {
-			t.Fatalf("notification %d = %+v", i, n)
-		}
-	}
+	checkNotifications(t, connect(t, lg.superDSN()))
 	// A NoticeResponse is relayed too.
 	var notices []string
 	var mu sync.Mutex
@@ -295,6 +303,29 @@ func TestRelayNotifications(t *testing.T) {
 	defer mu.Unlock()
 	if len(notices) != 1 || notices[0] != "lockguard notice" {
 		t.Fatalf("notices = %q", notices)
+	}
+}
+
+// checkNotifications has listener LISTEN and receives three notifications
+// sent from a direct connection.
+func checkNotifications(t *testing.T, listener *pgx.Conn) {
+	t.Helper()
+	ctx := ctxT(t, 20*time.Second)
+	if _, err := listener.Exec(ctx, "LISTEN lockguard_chan"); err != nil {
+		t.Fatal(err)
+	}
+	notifier := connect(t, directDSN())
+	for i := 0; i < 3; i++ {
+		if _, err := notifier.Exec(ctx, "SELECT pg_notify('lockguard_chan', $1)", fmt.Sprint("hello ", i)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := listener.WaitForNotification(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Channel != "lockguard_chan" || n.Payload != fmt.Sprint("hello ", i) {
+			t.Fatalf("notification %d = %+v", i, n)
+		}
 	}
 }
 
