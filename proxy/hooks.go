@@ -166,7 +166,10 @@ func BindParam(bind []byte, n int) (value []byte, format int16, ok bool) {
 type Verdict struct {
 	// Hold runs first, on the client side, and may block (admission
 	// control; the session leaves its event loop first). A non-nil result
-	// refuses the batch with that error.
+	// refuses the batch with that error. ctx ends when the session does,
+	// or, with the cause ErrCancelRequest, when the client cancels: Hold
+	// should then return at once, and its error is replaced by
+	// CanceledHeld (57014).
 	Hold func(ctx context.Context) *Error
 
 	// Refuse answers the batch with this error instead of running it. The
@@ -192,7 +195,9 @@ type Verdict struct {
 	// the first) and the SQLSTATE of the batch's first error ("" for
 	// success). If again is true the proxy waits delay and sends Before, the
 	// batch and After once more; otherwise it delivers the held responses,
-	// with the error replaced by final when final is not nil.
+	// with the error replaced by final when final is not nil. A client
+	// that cancels during the delay gets the held responses at once, their
+	// error replaced by lockguard's 57014, and the batch is not sent again.
 	Retry func(attempt int, sqlstate string) (again bool, delay time.Duration, final *Error)
 
 	// Result runs once when the batch's sync point completes, with the

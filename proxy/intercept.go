@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -390,11 +391,17 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 	if v == nil {
 		v = &Verdict{}
 	}
+	wctx := s.ctx
 	if v.Hold != nil || v.Retry != nil {
 		s.MayBlock() // holds and retries wait
+		wctx = s.startWait()
+		defer s.endWait()
 	}
 	if v.Hold != nil {
-		if e := v.Hold(s.ctx); e != nil {
+		if e := v.Hold(wctx); e != nil {
+			if canceledByClient(wctx) {
+				e = CanceledHeld
+			}
 			v = &Verdict{Refuse: e, Result: v.Result}
 		}
 	}
@@ -519,11 +526,20 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
-			case <-s.ctx.Done():
+				continue
+			case <-wctx.Done():
 				t.Stop()
-				return errClosing
+				if !canceledByClient(wctx) {
+					return errClosing
+				}
 			}
-			continue
+			// The client cancelled while lockguard waited to retry: this
+			// attempt's answer is the last, with the cancel's error.
+			s.log.Info("the client cancelled a statement lockguard was to retry", "attempts", attempt)
+			if v.Result != nil {
+				v.Result(c.sqlstate, c.completed)
+			}
+			final = canceledRetry(attempt)
 		}
 		answer := c.buf
 		if final != nil && c.sqlstate != "" {
@@ -538,6 +554,65 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		}
 		return nil
 	}
+}
+
+// ErrCancelRequest is the cause (context.Cause) of the end of the context
+// that Verdict.Hold gets when the client cancelled: a CancelRequest with the
+// session's backend key came to this lockguard while the batch was held.
+var ErrCancelRequest = errors.New("lockguard: the client sent a CancelRequest")
+
+// startWait returns the context of a wait in lockguard for the batch being
+// carried out, which a CancelRequest ends (cancelWait) until endWait.
+func (s *Session) startWait() context.Context {
+	ctx, stop := context.WithCancelCause(s.ctx)
+	s.waitMu.Lock()
+	s.stopWait = stop
+	s.waitMu.Unlock()
+	return ctx
+}
+
+// endWait ends the wait startWait began.
+func (s *Session) endWait() {
+	s.waitMu.Lock()
+	stop := s.stopWait
+	s.stopWait = nil
+	s.waitMu.Unlock()
+	stop(nil)
+}
+
+// cancelWait ends the session's wait in lockguard, if it waits: as
+// PostgreSQL ignores a cancel that finds its backend idle, a CancelRequest
+// that comes while nothing waits changes nothing.
+func (s *Session) cancelWait() {
+	s.waitMu.Lock()
+	stop := s.stopWait
+	s.waitMu.Unlock()
+	if stop != nil {
+		stop(ErrCancelRequest)
+	}
+}
+
+// canceledByClient reports whether a context from startWait ended because
+// the client cancelled (and not because the session ends).
+func canceledByClient(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), ErrCancelRequest)
+}
+
+// CodeQueryCanceled is PostgreSQL's SQLSTATE for a cancelled statement.
+const CodeQueryCanceled = "57014"
+
+// CanceledHeld answers a batch held in lockguard (Verdict.Hold) when its
+// client cancels.
+var CanceledHeld = &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",
+	Detail: "The cancel request came while lockguard held the statement back, because it would have waited behind a lock; it never reached PostgreSQL.",
+	Hint:   "Nothing of it ran. Inside a transaction block this error aborts the transaction, as a cancel does."}
+
+// canceledRetry answers a DDL whose client cancelled while lockguard waited
+// to retry it.
+func canceledRetry(attempt int) *Error {
+	return &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",
+		Detail: fmt.Sprintf("The cancel request came while lockguard waited to retry the statement, after %d attempt(s) gave up on its lock_timeout; it was not retried.", attempt),
+		Hint:   "Nothing of it ran. Run it again when the lock it needs is free; lockguard's log names the session that held it (with monitor-dsn)."}
 }
 
 // injectQuery appends a statement whose responses are swallowed. It goes

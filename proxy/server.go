@@ -91,8 +91,9 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*Session]struct{}
-	wg        sync.WaitGroup // sessions
-	accepting sync.WaitGroup // Serve loops
+	byKey     map[string]*Session // by backend key (cancel packet body)
+	wg        sync.WaitGroup      // sessions
+	accepting sync.WaitGroup      // Serve loops
 
 	active atomic.Int64 // client sessions past startup or in it
 	total  atomic.Uint64
@@ -224,6 +225,43 @@ func (s *Server) startSession(conn net.Conn) {
 		delete(s.sessions, sess)
 		s.mu.Unlock()
 	}()
+}
+
+// addKey makes sess reachable by the CancelRequests that carry its backend
+// key, once it has one.
+func (s *Server) addKey(sess *Session) {
+	if sess.cancelPacket == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.byKey == nil {
+		s.byKey = make(map[string]*Session)
+	}
+	s.byKey[string(sess.cancelPacket[8:])] = sess
+	s.mu.Unlock()
+}
+
+// dropKey undoes addKey when sess ends.
+func (s *Server) dropKey(sess *Session) {
+	if sess.cancelPacket == nil {
+		return
+	}
+	s.mu.Lock()
+	if k := string(sess.cancelPacket[8:]); s.byKey[k] == sess {
+		delete(s.byKey, k)
+	}
+	s.mu.Unlock()
+}
+
+// cancelWait ends what the session with backend key key waits for in
+// lockguard, if it is one of this server's and waits (Session.startWait).
+func (s *Server) cancelWait(key []byte) {
+	s.mu.Lock()
+	sess := s.byKey[string(key)]
+	s.mu.Unlock()
+	if sess != nil {
+		sess.cancelWait()
+	}
 }
 
 // Stats are counters for health endpoints and metrics.

@@ -90,6 +90,10 @@ type Session struct {
 	zNotify     chan struct{}
 	ctx         context.Context
 	cancelCtx   context.CancelFunc
+	// stopWait, under waitMu, is set while a batch waits in lockguard
+	// (startWait): a CancelRequest with the session's key ends the wait.
+	waitMu   sync.Mutex
+	stopWait context.CancelCauseFunc
 
 	// Client side state of the extended batch being held for a decision.
 	batch    Batch
@@ -210,6 +214,8 @@ func (s *Session) serve() {
 	}
 	_ = s.client.SetDeadline(time.Time{})
 	_ = s.upstream.SetDeadline(time.Time{})
+	s.srv.addKey(s)
+	defer s.srv.dropKey(s)
 	s.log = s.log.With("backend_pid", s.backendPID)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.Debug("session started", "tls", s.clientTLS, "upstream_tls", s.upTLS)
@@ -281,6 +287,11 @@ func (s *Session) negotiate() ([]byte, error) {
 		case code == codeCancel:
 			if len(pkt) < 16 || len(pkt) > 12+256 {
 				return nil, fmt.Errorf("%w: CancelRequest of %d bytes", ErrProtocol, len(pkt))
+			}
+			// What the session waits for in lockguard (a hold, a retry's
+			// backoff) ends too; PostgreSQL cancels what it runs.
+			if s.srv != nil {
+				s.srv.cancelWait(pkt[8:])
 			}
 			err := s.cfg.Upstream.forwardCancel(context.Background(), pkt)
 			if err != nil {

@@ -292,7 +292,7 @@ func (m *Metrics) Held(ctx context.Context, seconds float64, outcome string) {
 }
 
 // Shedded counts one shed statement; reason is lock_held, lock_awaited,
-// hold_limit or session_ended.
+// hold_limit, session_ended or canceled (the client sent a CancelRequest).
 func (m *Metrics) Shedded(ctx context.Context, reason string) {
 	m.Shed.Add(ctx, 1, m.addOpt(setKey{"shed", reason, "", ""}, AttrReason.String(reason))...)
 }

@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -165,6 +166,12 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path [
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
+				if errors.Is(context.Cause(ctx), proxy.ErrCancelRequest) {
+					if rec != nil {
+						rec.reason = "canceled"
+					}
+					return proxy.CanceledHeld
+				}
 				if rec != nil {
 					rec.reason = "session_ended"
 				}

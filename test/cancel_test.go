@@ -1,0 +1,114 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/enforce"
+)
+
+// startExec runs sql on conn in the background; the channel gets its error.
+func startExec(ctx context.Context, conn *pgx.Conn, sql string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, sql)
+		errc <- err
+	}()
+	return errc
+}
+
+// wantCanceled cancels conn's statement with a CancelRequest through
+// lockguard and expects lockguard's 57014, with a DETAIL and a HINT, within
+// 5 seconds. The session then goes on.
+func wantCanceled(t *testing.T, ctx context.Context, conn *pgx.Conn, errc <-chan error, detail string) {
+	t.Helper()
+	if err := conn.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer within 5 s of the CancelRequest: lockguard went on waiting")
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" || !strings.HasPrefix(pe.Message, "lockguard: canceling statement") ||
+		!strings.Contains(pe.Detail, detail) || pe.Hint == "" {
+		t.Fatalf("after the CancelRequest: %v (%+v), want lockguard's 57014 whose DETAIL says %q", err, pe, detail)
+	}
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("the session after the cancel: %v", err)
+	}
+}
+
+// TestCancelStopsARetry: a client cancels its DDL (psql's Ctrl-C, a
+// driver's context) while lockguard waits to retry it after it gave up on
+// the lock timeout. PostgreSQL's backend is idle then and ignores the
+// cancel: lockguard went on retrying, up to half a minute by default, and
+// the DDL the user had cancelled could still run.
+func TestCancelStopsARetry(t *testing.T) {
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.LockTimeout = 300 * time.Millisecond
+		g.Backoff = guard.Backoff{Attempts: 4, Base: 20 * time.Second, Cap: 20 * time.Second, Deadline: 60 * time.Second}
+	})
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "cancelretry", "id int")
+	_, release := holdLock(t, tbl)
+	conn := connect(t, lg.superDSN())
+	pid := conn.PgConn().PID() // lockguard passes the backend's key through
+	direct := connect(t, directDSN())
+	waiting := func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	errc := startExec(ctx, conn, "ALTER TABLE "+tbl+" ADD COLUMN c int")
+	// The first attempt waits for the lock and gives up; then lockguard
+	// sleeps up to 20 s before the next.
+	waitFor(t, 10*time.Second, waiting)
+	waitFor(t, 10*time.Second, func() bool { return !waiting() })
+	wantCanceled(t, ctx, conn, errc, "waited to retry")
+	release()
+	var n int
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the cancelled DDL ran (%d columns c, %v)", n, err)
+	}
+}
+
+// TestCancelEndsAHold: a client cancels a statement that admission holds
+// in lockguard because it would queue behind a waiting DDL. It never
+// reached PostgreSQL, so the forwarded cancel found the backend idle:
+// lockguard held it until the DDL gave up and then ran it, after the
+// client had cancelled.
+func TestCancelEndsAHold(t *testing.T) {
+	s := startShedding(t, 5*time.Second, func(g *enforce.Guard) {
+		g.Admission.HoldBudget = 20 * time.Second
+		g.Backoff = guard.Backoff{Attempts: 1}
+	})
+	ctx := ctxT(t, 60*time.Second)
+	_, release := holdLock(t, s.users)
+	defer release()
+	ddl := startExec(ctx, connect(t, s.lg.superDSN()), "ALTER TABLE "+s.users+" ADD COLUMN x int")
+	waitHazard(t, s.board, s.users)
+	conn := connect(t, s.lg.superDSN())
+	errc := startExec(ctx, conn, "SELECT count(*) FROM "+s.users)
+	time.Sleep(300 * time.Millisecond) // held: the DDL waits up to 5 s
+	select {
+	case err := <-errc:
+		t.Fatalf("the SELECT behind the waiting DDL was not held: %v", err)
+	default:
+	}
+	wantCanceled(t, ctx, conn, errc, "held the statement back")
+	if err := <-ddl; err == nil {
+		t.Fatal("the DDL behind the held lock succeeded")
+	}
+}
