@@ -269,13 +269,20 @@ func TestRelayNotifications(t *testing.T) {
 		checkNotifications(t, listener)
 
 		_, release := holdLock(t, tbl)
+		notifier := connect(t, directDSN())
+		done := make(chan error, 1)
 		go func() {
 			time.Sleep(400 * time.Millisecond) // the first attempt has given up
-			connect(t, directDSN()).Exec(ctx, "NOTIFY lockguard_chan, 'while retrying'")
+			_, err := notifier.Exec(ctx, "NOTIFY lockguard_chan, 'while retrying'")
 			time.Sleep(300 * time.Millisecond)
 			release()
+			done <- err
 		}()
-		if _, err := listener.Exec(ctx, "ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 1"); err != nil {
+		_, err := listener.Exec(ctx, "ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 1")
+		if nerr := <-done; nerr != nil {
+			t.Fatal(nerr)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		n, err := listener.WaitForNotification(ctxT(t, 5*time.Second))
