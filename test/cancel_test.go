@@ -77,6 +77,9 @@ func TestCancelStopsARetry(t *testing.T) {
 	waitFor(t, 10*time.Second, waiting)
 	waitFor(t, 10*time.Second, func() bool { return !waiting() })
 	wantCanceled(t, ctx, conn, errc, "waited to retry")
+	if lt := showLockTimeout(t, conn); lt != "0" {
+		t.Errorf("lock_timeout after the cancelled DDL = %s, want the session's own 0", lt)
+	}
 	release()
 	var n int
 	if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
