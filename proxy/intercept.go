@@ -526,12 +526,15 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			t := time.NewTimer(delay)
 			select {
 			case <-t.C:
-				continue
 			case <-wctx.Done():
 				t.Stop()
-				if !canceledByClient(wctx) {
-					return errClosing
-				}
+			}
+			// A cancel wins over a delay that ended at the same time.
+			if wctx.Err() == nil {
+				continue
+			}
+			if !canceledByClient(wctx) {
+				return errClosing
 			}
 			// The client cancelled while lockguard waited to retry: this
 			// attempt's answer is the last, with the cancel's error.
