@@ -398,10 +398,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		defer s.endWait()
 	}
 	if v.Hold != nil {
-		if e := v.Hold(wctx); e != nil {
-			if canceledByClient(wctx) {
-				e = CanceledHeld
-			}
+		e := v.Hold(wctx)
+		if canceledByClient(wctx) {
+			e = CanceledHeld // also when admitted as the cancel came
+		}
+		if e != nil {
 			v = &Verdict{Refuse: e, Result: v.Result}
 		}
 	}
