@@ -614,8 +614,12 @@ var CanceledHeld = &Error{Code: CodeQueryCanceled, Message: "lockguard: cancelin
 // canceledRetry answers a DDL whose client cancelled while lockguard waited
 // to retry it.
 func canceledRetry(attempt int) *Error {
+	tries := "its first attempt"
+	if attempt > 1 {
+		tries = fmt.Sprintf("%d attempts", attempt)
+	}
 	return &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",
-		Detail: fmt.Sprintf("The cancel request came while lockguard waited to retry the statement, after %d attempt(s) gave up on its lock_timeout; it was not retried.", attempt),
+		Detail: fmt.Sprintf("The cancel request came while lockguard waited to retry the statement, after %s gave up on its lock_timeout; it was not retried.", tries),
 		Hint:   "Nothing of it ran. Run it again when the lock it needs is free; lockguard's log names the session that held it (with monitor-dsn)."}
 }
 
