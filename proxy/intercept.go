@@ -602,9 +602,6 @@ func canceledByClient(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), ErrCancelRequest)
 }
 
-// CodeQueryCanceled is PostgreSQL's SQLSTATE for a cancelled statement.
-const CodeQueryCanceled = "57014"
-
 // CanceledHeld answers a batch held in lockguard (Verdict.Hold) when its
 // client cancels.
 var CanceledHeld = &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",

@@ -30,6 +30,7 @@ const (
 	CodeAdminShutdown      = "57P01"
 	CodeInvalidAuthSpec    = "28000"
 	CodeFeatureNotSupp     = "0A000"
+	CodeQueryCanceled      = "57014"
 )
 
 // ErrProtocol reports a frontend or backend message that breaks the protocol.

@@ -44,7 +44,7 @@ const (
 )
 
 // codeQueryCanceled is the SQLSTATE of a cancelled statement.
-const codeQueryCanceled = "57014"
+const codeQueryCanceled = proxy.CodeQueryCanceled
 
 // Guard turns guard's analysis and policy into proxy verdicts.
 type Guard struct {
