@@ -197,7 +197,8 @@ type Verdict struct {
 	// batch and After once more; otherwise it delivers the held responses,
 	// with the error replaced by final when final is not nil. A client
 	// that cancels during the delay gets the held responses at once, their
-	// error replaced by lockguard's 57014, and the batch is not sent again.
+	// error replaced by lockguard's 57014 (which Result gets too), and the
+	// batch is not sent again.
 	Retry func(attempt int, sqlstate string) (again bool, delay time.Duration, final *Error)
 
 	// Result runs once when the batch's sync point completes, with the

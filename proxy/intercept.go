@@ -538,10 +538,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 				return errClosing
 			}
 			// The client cancelled while lockguard waited to retry: this
-			// attempt's answer is the last, with the cancel's error.
+			// attempt's answer is the last, with the cancel's error, which
+			// is also the result reported.
 			s.log.Info("the client cancelled a statement lockguard was to retry", "attempts", attempt)
 			if v.Result != nil {
-				v.Result(c.sqlstate, c.completed)
+				v.Result(CodeQueryCanceled, c.completed)
 			}
 			final = canceledRetry(attempt)
 		}

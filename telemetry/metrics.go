@@ -275,7 +275,7 @@ func loadOrCreate[V any](mu *sync.RWMutex, cache map[setKey]*V, k setKey, mk fun
 }
 
 // DDL counts one outcome of a protected DDL: landed, landed_after_retry,
-// gave_up, failed, yielded.
+// gave_up, canceled, failed, yielded.
 func (m *Metrics) DDL(ctx context.Context, outcome string) {
 	m.DDLOutcomes.Add(ctx, 1, m.addOpt(setKey{"ddl", outcome, "", ""}, AttrOutcome.String(outcome))...)
 }

@@ -54,7 +54,9 @@ func wantCanceled(t *testing.T, ctx context.Context, conn *pgx.Conn, errc <-chan
 // cancel: lockguard went on retrying, up to half a minute by default, and
 // the DDL the user had cancelled could still run.
 func TestCancelStopsARetry(t *testing.T) {
+	tr := newTraced(t, nil)
 	lg := startGuarded(t, func(g *enforce.Guard) {
+		tr.install(g)
 		g.LockTimeout = 300 * time.Millisecond
 		g.Backoff = guard.Backoff{Attempts: 4, Base: 20 * time.Second, Cap: 20 * time.Second, Deadline: 60 * time.Second}
 	})
@@ -80,6 +82,11 @@ func TestCancelStopsARetry(t *testing.T) {
 	if lt := showLockTimeout(t, conn); lt != "0" {
 		t.Errorf("lock_timeout after the cancelled DDL = %s, want the session's own 0", lt)
 	}
+	m := tr.scrape(t)
+	if c, g := metricValue(m, "lockguard_ddl_outcomes_total", `lockguard_outcome="canceled"`),
+		metricValue(m, "lockguard_ddl_outcomes_total", `lockguard_outcome="gave_up"`); c != 1 || g != 0 {
+		t.Errorf("DDL outcomes: canceled %v, gave_up %v; want 1 and 0", c, g)
+	}
 	release()
 	var n int
 	if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
@@ -93,7 +100,9 @@ func TestCancelStopsARetry(t *testing.T) {
 // lockguard held it until the DDL gave up and then ran it, after the
 // client had cancelled.
 func TestCancelEndsAHold(t *testing.T) {
+	tr := newTraced(t, nil)
 	s := startShedding(t, 5*time.Second, func(g *enforce.Guard) {
+		tr.install(g)
 		g.Admission.HoldBudget = 20 * time.Second
 		g.Backoff = guard.Backoff{Attempts: 1}
 	})
@@ -111,6 +120,9 @@ func TestCancelEndsAHold(t *testing.T) {
 	default:
 	}
 	wantCanceled(t, ctx, conn, errc, "held the statement back")
+	if n := metricValue(tr.scrape(t), "lockguard_shed_total", `lockguard_reason="canceled"`); n != 1 {
+		t.Errorf("statements shed for a cancel: %v, want 1", n)
+	}
 	if err := <-ddl; err == nil {
 		t.Fatal("the DDL behind the held lock succeeded")
 	}

@@ -484,6 +484,8 @@ func (o *batchObs) finish(code string) {
 				o.event(telemetry.KindGaveUp, telemetry.Event{Attempts: attempts})
 			}
 			m.DDL(ctx, "gave_up")
+		case code == codeQueryCanceled:
+			m.DDL(ctx, "canceled") // by its client, or its statement_timeout
 		default:
 			m.DDL(ctx, "failed")
 		}
