@@ -65,15 +65,7 @@ func (s *Session) pumpClientGuarded() error {
 			break
 		}
 		if !fr.whole {
-			// CopyData and the like: relayed in order. The end of a COPY
-			// is tracked with the messages around it.
-			if fr.typ == 'c' || fr.typ == 'f' {
-				if f.keep >= 0 {
-					s.batchOps = append(s.batchOps, extOp{kind: 'd'})
-				} else {
-					s.ext.push(extOp{kind: 'd'})
-				}
-			}
+			s.noteStreamed(fr.typ)
 			continue
 		}
 		switch fr.typ {
@@ -603,9 +595,13 @@ func canceledByClient(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), ErrCancelRequest)
 }
 
+// canceledMessage is the message of lockguard's answers to a cancel,
+// PostgreSQL's own with lockguard's name.
+const canceledMessage = "lockguard: canceling statement due to user request"
+
 // CanceledHeld answers a batch held in lockguard (Verdict.Hold) when its
 // client cancels.
-var CanceledHeld = &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",
+var CanceledHeld = &Error{Code: CodeQueryCanceled, Message: canceledMessage,
 	Detail: "The cancel request came while lockguard held the statement back, because it would have waited behind a lock; it never reached PostgreSQL.",
 	Hint:   "Nothing of it ran. Inside a transaction block this error aborts the transaction, as a cancel does."}
 
@@ -616,7 +612,7 @@ func canceledRetry(attempt int) *Error {
 	if attempt > 1 {
 		tries = fmt.Sprintf("%d attempts", attempt)
 	}
-	return &Error{Code: CodeQueryCanceled, Message: "lockguard: canceling statement due to user request",
+	return &Error{Code: CodeQueryCanceled, Message: canceledMessage,
 		Detail: fmt.Sprintf("The cancel request came while lockguard waited to retry the statement, after %s gave up on its lock_timeout; it was not retried.", tries),
 		Hint:   "Nothing of it ran. Run it again when the lock it needs is free; lockguard's log names the session that held it (with monitor-dsn)."}
 }

@@ -484,9 +484,7 @@ func (s *Session) pumpClient() error {
 			break
 		}
 		if !fr.whole {
-			if fr.typ == 'c' || fr.typ == 'f' {
-				s.ext.push(extOp{kind: 'd'}) // the end of a COPY
-			}
+			s.noteStreamed(fr.typ)
 			continue
 		}
 		if err := s.noteClient(fr.typ, fr.msg); err != nil {
@@ -565,6 +563,21 @@ func (s *Session) noteClient(typ byte, msg []byte) error {
 		return s.clientTerminates()
 	}
 	return nil
+}
+
+// noteStreamed tracks a streamed client message (CopyData and the like,
+// relayed in order): the end of a COPY (CopyDone, CopyFail) goes with the
+// batch held for the guard, if one is held, or else straight to the
+// tracker.
+func (s *Session) noteStreamed(typ byte) {
+	if typ != 'c' && typ != 'f' {
+		return
+	}
+	if s.cf.keep >= 0 {
+		s.batchOps = append(s.batchOps, extOp{kind: 'd'})
+	} else {
+		s.ext.push(extOp{kind: 'd'})
+	}
 }
 
 // clientTerminates sets terminated, before the client's Terminate is
