@@ -13,16 +13,6 @@ import (
 	"github.com/lockguard/lockguard/internal/enforce"
 )
 
-// startExec runs sql on conn in the background; the channel gets its error.
-func startExec(ctx context.Context, conn *pgx.Conn, sql string) <-chan error {
-	errc := make(chan error, 1)
-	go func() {
-		_, err := conn.Exec(ctx, sql)
-		errc <- err
-	}()
-	return errc
-}
-
 // wantCanceled cancels conn's statement with a CancelRequest through
 // lockguard and expects lockguard's 57014, with a DETAIL and a HINT, within
 // 5 seconds. The session then goes on.

@@ -927,11 +927,7 @@ func TestEnforceKeepsServerLockTimeout(t *testing.T) {
 		})
 		conn := connect(t, lg.dsn(role, ""))
 		_, release := holdLock(t, tbl)
-		done := make(chan error, 1)
-		go func() {
-			_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN c_"+c.role+" int")
-			done <- err
-		}()
+		done := startExec(ctx, conn, "ALTER TABLE "+tbl+" ADD COLUMN c_"+c.role+" int")
 		var err error
 		select {
 		case err = <-done:

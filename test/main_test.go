@@ -51,6 +51,16 @@ func run(m *testing.M) int {
 	return code
 }
 
+// startExec runs sql on conn in the background; the channel gets its error.
+func startExec(ctx context.Context, conn *pgx.Conn, sql string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, sql)
+		errc <- err
+	}()
+	return errc
+}
+
 // connect opens a connection to dsn, failing the test if it cannot, and closes
 // it when the test ends.
 func connect(t testing.TB, dsn string) *pgx.Conn {

@@ -240,11 +240,7 @@ func TestAdmissionAdmitsTheRestOfABatchThatHoldsTheLock(t *testing.T) {
 	rc.readUntil(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
 	// A DDL straight to PostgreSQL queues behind the batch's lock.
 	ddl := connect(t, directDSN())
-	done := make(chan error, 1)
-	go func() {
-		_, err := ddl.Exec(ctx, "SET lock_timeout = '20s'; LOCK TABLE "+s.products+" IN ACCESS EXCLUSIVE MODE")
-		done <- err
-	}()
+	done := startExec(ctx, ddl, "SET lock_timeout = '20s'; LOCK TABLE "+s.products+" IN ACCESS EXCLUSIVE MODE")
 	waitHazard(t, s.board, s.products)
 	start := time.Now()
 	rc.send(count(&pgproto3.Sync{})...)
