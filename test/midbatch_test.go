@@ -102,9 +102,6 @@ func TestEnforceWarnsForDDLAfterAFlush(t *testing.T) {
 // behind a held lock for the client's longer one.
 func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
 	lg, _, tbl := guardedTable(t, "flushset")
-	exec := func(sql string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	}
 	cases := []struct {
 		name          string
 		session       string // sent on its own first
@@ -120,7 +117,7 @@ func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
 			if c.session != "" {
 				rc.query(c.session)
 			}
-			rc.send(append(exec(c.first), &pgproto3.Flush{})...)
+			rc.send(append(unnamedExec(c.first), &pgproto3.Flush{})...)
 			rc.readUntil(func(m pgproto3.BackendMessage) bool {
 				switch m.(type) {
 				case *pgproto3.CommandComplete, *pgproto3.ErrorResponse:
@@ -128,7 +125,7 @@ func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
 				}
 				return false
 			})
-			rc.send(append(exec(c.second), &pgproto3.Sync{})...)
+			rc.send(append(unnamedExec(c.second), &pgproto3.Sync{})...)
 			rc.readUntil(isReady)
 			if c.between != "" {
 				rc.query(c.between)
@@ -144,6 +141,11 @@ func TestEnforceFollowsSettingsAcrossAFlush(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unnamedExec parses, binds and executes sql unnamed, with no Sync.
+func unnamedExec(sql string) []pgproto3.FrontendMessage {
+	return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
 }
 
 func isReady(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ReadyForQuery); return ok }
@@ -661,9 +663,6 @@ func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
 	if err := connect(t, directDSN()).QueryRow(ctx, "SELECT 'pg_backend_pid'::regproc::oid").Scan(&fn); err != nil {
 		t.Fatal(err)
 	}
-	exec := func(sql string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	}
 	for _, end := range []struct {
 		name string
 		msg  pgproto3.FrontendMessage
@@ -675,7 +674,7 @@ func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
 	} {
 		t.Run(end.name, func(t *testing.T) {
 			rc := rawSession(t, lg)
-			rc.send(append(exec("SELECT 1"), end.msg)...)
+			rc.send(append(unnamedExec("SELECT 1"), end.msg)...)
 			r := rc.readUntil(isReady)
 			r.types = slices.DeleteFunc(r.types, func(s string) bool { return s == "ParameterStatus" })
 			want := append([]string{"ParseComplete", "BindComplete", "DataRow", "CommandComplete"}, end.want...)
@@ -687,7 +686,7 @@ func TestQueryAfterUnterminatedExtendedMessages(t *testing.T) {
 			// makes PostgreSQL skip the rest up to a Sync.
 			_, release := holdLock(t, tbl)
 			defer release()
-			rc.send(append(exec("ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 5"), end.msg, &pgproto3.Sync{})...)
+			rc.send(append(unnamedExec("ALTER TABLE "+tbl+" ALTER COLUMN id SET DEFAULT 5"), end.msg, &pgproto3.Sync{})...)
 			r = rc.readUntil(isReady)
 			if r.code != "55P03" {
 				t.Errorf("behind a held lock the DDL ended with %s %q, want 55P03 (lock_timeout)", r.code, r.message)
@@ -715,9 +714,6 @@ func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
 	}
 	call := []pgproto3.FrontendMessage{&pgproto3.FunctionCall{Function: fn}}
 	flush := []pgproto3.FrontendMessage{&pgproto3.Flush{}}
-	exec := func(sql string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	}
 	q := func(sql string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
 	}
@@ -732,21 +728,21 @@ func TestEnforceFollowsABlockBegunAcrossAFlush(t *testing.T) {
 		readies int
 		want    string // lock_timeout after the DDL
 	}{
-		{"BEGIN flushed, SET in the Query that ends the batch", exec("BEGIN"), q(set), "ROLLBACK", 1, "5s"},
-		{"SET flushed, BEGIN in the Query that ends the batch", exec(set), q("BEGIN"), "ROLLBACK", 1, "5s"},
-		{"BEGIN flushed, SET before the Sync", exec("BEGIN"), cat(exec(set), sync), "ROLLBACK", 1, "5s"},
-		{"SET flushed, BEGIN before the Sync", exec(set), cat(exec("BEGIN"), sync), "ROLLBACK", 1, "5s"},
-		{"SET flushed, BEGIN and a read before the Sync", exec(set), cat(exec("BEGIN"), exec("SELECT 1"), sync), "ROLLBACK", 1, "5s"},
-		{"SET flushed, a read, then BEGIN in a Query", exec(set), cat(exec("SELECT 1"), q("BEGIN")), "ROLLBACK", 1, "5s"},
-		{"BEGIN flushed, SET in the Query, committed", exec("BEGIN"), q(set), "COMMIT", 1, "2s"},
-		{"SET flushed, BEGIN in the Query, committed", exec(set), q("BEGIN"), "COMMIT", 1, "2s"},
-		{"SET flushed, the Query fails", exec(set), q("SELECT 1/0"), "", 1, "5s"},
-		{"SET flushed, the rest fails", exec(set), cat(exec("SELECT 1/0"), sync), "", 1, "5s"},
-		{"SET flushed, the rest succeeds", exec(set), cat(exec("SELECT 1"), sync), "", 1, "2s"},
-		{"SET flushed, a lone Sync", exec(set), sync, "", 1, "2s"},
-		{"SET flushed, a FunctionCall ends the batch", exec(set), call, "", 1, "2s"},
-		{"BEGIN flushed, SET flushed, a lone Sync", exec("BEGIN"), cat(exec(set), flush, sync), "ROLLBACK", 1, "5s"},
-		{"BEGIN flushed, SET flushed, a FunctionCall", exec("BEGIN"), cat(exec(set), flush, call), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET in the Query that ends the batch", unnamedExec("BEGIN"), q(set), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN in the Query that ends the batch", unnamedExec(set), q("BEGIN"), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET before the Sync", unnamedExec("BEGIN"), cat(unnamedExec(set), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN before the Sync", unnamedExec(set), cat(unnamedExec("BEGIN"), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, BEGIN and a read before the Sync", unnamedExec(set), cat(unnamedExec("BEGIN"), unnamedExec("SELECT 1"), sync), "ROLLBACK", 1, "5s"},
+		{"SET flushed, a read, then BEGIN in a Query", unnamedExec(set), cat(unnamedExec("SELECT 1"), q("BEGIN")), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET in the Query, committed", unnamedExec("BEGIN"), q(set), "COMMIT", 1, "2s"},
+		{"SET flushed, BEGIN in the Query, committed", unnamedExec(set), q("BEGIN"), "COMMIT", 1, "2s"},
+		{"SET flushed, the Query fails", unnamedExec(set), q("SELECT 1/0"), "", 1, "5s"},
+		{"SET flushed, the rest fails", unnamedExec(set), cat(unnamedExec("SELECT 1/0"), sync), "", 1, "5s"},
+		{"SET flushed, the rest succeeds", unnamedExec(set), cat(unnamedExec("SELECT 1"), sync), "", 1, "2s"},
+		{"SET flushed, a lone Sync", unnamedExec(set), sync, "", 1, "2s"},
+		{"SET flushed, a FunctionCall ends the batch", unnamedExec(set), call, "", 1, "2s"},
+		{"BEGIN flushed, SET flushed, a lone Sync", unnamedExec("BEGIN"), cat(unnamedExec(set), flush, sync), "ROLLBACK", 1, "5s"},
+		{"BEGIN flushed, SET flushed, a FunctionCall", unnamedExec("BEGIN"), cat(unnamedExec(set), flush, call), "ROLLBACK", 1, "5s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rc := rawSession(t, lg)
@@ -854,9 +850,6 @@ func TestCopyInIgnoresSyncs(t *testing.T) {
 func TestDDLAndCopyInOneBatch(t *testing.T) {
 	lg, ctx, tbl := guardedTable(t, "ddlcopy")
 	ddl := "ALTER TABLE " + tbl + " ALTER COLUMN id SET DEFAULT 3"
-	exec := func(sql string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	}
 	data := []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte("1\n")}, &pgproto3.CopyDone{}}
 	sync := []pgproto3.FrontendMessage{&pgproto3.Sync{}}
 	cases := []struct {
@@ -864,11 +857,11 @@ func TestDDLAndCopyInOneBatch(t *testing.T) {
 		first, then []pgproto3.FrontendMessage // the client waits for CopyInResponse between them
 	}{
 		{"a query string", []pgproto3.FrontendMessage{&pgproto3.Query{String: ddl + "; COPY " + tbl + " FROM STDIN"}}, data},
-		{"a batch with its Sync first", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), sync), slices.Concat(data, sync)},
-		{"a batch with a Flush", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Flush{}}), slices.Concat(data, sync)},
+		{"a batch with its Sync first", slices.Concat(unnamedExec(ddl), unnamedExec("COPY "+tbl+" FROM STDIN"), sync), slices.Concat(data, sync)},
+		{"a batch with a Flush", slices.Concat(unnamedExec(ddl), unnamedExec("COPY "+tbl+" FROM STDIN"), []pgproto3.FrontendMessage{&pgproto3.Flush{}}), slices.Concat(data, sync)},
 		// PostgreSQL sends the CopyInResponse at once, with no Sync or
 		// Flush, and waits for the data.
-		{"a batch with neither", slices.Concat(exec(ddl), exec("COPY "+tbl+" FROM STDIN")), slices.Concat(data, sync)},
+		{"a batch with neither", slices.Concat(unnamedExec(ddl), unnamedExec("COPY "+tbl+" FROM STDIN")), slices.Concat(data, sync)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -63,17 +63,14 @@ func TestEnforcePortalSuspendedCounts(t *testing.T) {
 			}
 		}
 	}
-	exec := func(sql string) []pgproto3.FrontendMessage {
-		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{}}
-	}
 	batch := []pgproto3.FrontendMessage{
 		&pgproto3.Parse{Query: "SELECT generate_series(1, 3)"},
 		&pgproto3.Bind{DestinationPortal: "rows"},
 		&pgproto3.Execute{Portal: "rows", MaxRows: 1},
 	}
-	batch = append(batch, exec("SET lock_timeout = '7s'")...)
-	batch = append(batch, exec("COMMIT")...)
-	batch = append(batch, exec("SELECT 1/0")...)
+	batch = append(batch, unnamedExec("SET lock_timeout = '7s'")...)
+	batch = append(batch, unnamedExec("COMMIT")...)
+	batch = append(batch, unnamedExec("SELECT 1/0")...)
 	batch = append(batch, &pgproto3.Sync{})
 	types, code, _, status := roundTrip(batch...)
 	if types != "DsCCE" || code != "22012" || status != 'I' {
