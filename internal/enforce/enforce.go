@@ -272,24 +272,38 @@ func plainDML(sql []byte) (guard.Class, bool) {
 
 // containsFold reports whether s contains the lower-case ASCII word w in any
 // case, without allocating. Candidates are found with IndexByte (vectorised)
-// for the first letter in either case.
+// for the first letter in either case; each case's next candidate is looked
+// for again only once passed, so s is scanned about twice whatever it holds.
 func containsFold(s, w string) bool {
 	lo, up := w[0], w[0]-('a'-'A')
-	for i := 0; i+len(w) <= len(s); i++ {
-		rest := s[i : len(s)-len(w)+1]
-		j := strings.IndexByte(rest, lo)
-		if k := strings.IndexByte(rest, up); k >= 0 && (j < 0 || k < j) {
-			j = k
+	end := len(s) - len(w) + 1 // candidates start before end
+	if end <= 0 {
+		return false
+	}
+	nextLo, nextUp := indexFrom(s[:end], lo, 0), indexFrom(s[:end], up, 0)
+	for nextLo >= 0 || nextUp >= 0 {
+		i := nextLo
+		if i < 0 || nextUp >= 0 && nextUp < i {
+			i = nextUp
 		}
-		if j < 0 {
-			return false
-		}
-		i += j
 		if equalFoldLower(s[i:i+len(w)], w) {
 			return true
 		}
+		if i == nextLo {
+			nextLo = indexFrom(s[:end], lo, i+1)
+		} else {
+			nextUp = indexFrom(s[:end], up, i+1)
+		}
 	}
 	return false
+}
+
+// indexFrom returns the index of the first c in s at or after from, or -1.
+func indexFrom(s string, c byte, from int) int {
+	if j := strings.IndexByte(s[from:], c); j >= 0 {
+		return from + j
+	}
+	return -1
 }
 
 // equalFoldLower reports whether s equals the lower-case ASCII w in any case.
