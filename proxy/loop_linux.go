@@ -476,8 +476,8 @@ func (r *runner) dispatch() bool {
 // prefetch reads every socket of this round's events that has bytes, with
 // one io_uring_enter, into the framer that reads it: each pump then finds
 // its bytes there (framer.pre) instead of making a read(2) of its own.
-// A round with a single socket to read leaves it to the pump's own read(2),
-// which costs less (flush).
+// A round with a single socket to read makes that read with recvfrom(2)
+// instead, which costs less than both (flush).
 func (r *runner) prefetch() {
 	g := r.l.ring
 	for i := 0; i < r.n; i++ {

@@ -51,12 +51,13 @@ type wring struct {
 }
 
 // ringWrite is one queued send: n bytes at off in stage, for w; or, when
-// f is set, a receive of up to n bytes into f's room (prefetch).
+// f is set, a receive of up to n bytes into f's room at p (prefetch).
 type ringWrite struct {
 	w      *rawSock
 	s      *Session
 	off, n int
 	f      *framer
+	p      *byte
 }
 
 // uringSQE, uringCQE and uringParams are the kernel's io_uring_sqe,
@@ -217,12 +218,14 @@ func (r *wring) flush() {
 	}
 	if n < r.minOps {
 		// Take the operations back out of the ring (the kernel reads the
-		// SQ only in io_uring_enter): sends are made with sendto(2);
-		// receives are left to the pumps' own read(2).
+		// SQ only in io_uring_enter) and make each with its own system
+		// call, as io_uring would, on the loop's duplicate descriptor.
 		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-uint32(n))
 		for i := range r.q {
 			if r.q[i].f == nil {
 				r.settle(&r.q[i], r.sendNow(&r.q[i]))
+			} else {
+				r.settle(&r.q[i], r.recvNow(&r.q[i]))
 			}
 		}
 		clear(r.q)
@@ -285,7 +288,25 @@ func (r *wring) queueRecv(s *Session, w *rawSock, f *framer) {
 		len: uint32(len(p)), opFlags: msgDontWait, userData: uint64(len(r.q))}
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, t+1)
-	r.q = append(r.q, ringWrite{w: w, s: s, n: len(p), f: f})
+	r.q = append(r.q, ringWrite{w: w, s: s, n: len(p), f: f, p: &p[0]})
+}
+
+// recvNow makes receive q with recvfrom(2) and returns the result as
+// io_uring would. It costs less than the pump's own read through
+// syscall.RawConn, which takes the descriptor's lock and resets its poll
+// state on every call (bench/compare/README.md).
+func (r *wring) recvNow(q *ringWrite) int32 {
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(q.w.ufd), uintptr(unsafe.Pointer(q.p)), uintptr(q.n),
+			msgDontWait, 0, 0)
+		switch e {
+		case 0:
+			return int32(n)
+		case syscall.EINTR:
+			continue
+		}
+		return -int32(e)
+	}
 }
 
 // sendNow sends q with sendto(2) and returns the result as io_uring would.
