@@ -240,13 +240,29 @@ func view(b []byte) string {
 // begins a transaction. Anything more (isolation levels, AND CHAIN,
 // savepoints, several statements) is analysed.
 func plainTxControl(sql []byte) (begin, ok bool) {
-	q := strings.TrimRight(strings.TrimSpace(view(sql)), "; \t\r\n")
+	q := view(sql)
+	i, j := 0, len(q)
+	for i < j && isSpace(q[i]) {
+		i++
+	}
+	for j > i && (isSpace(q[j-1]) || q[j-1] == ';') {
+		j--
+	}
+	q = q[i:j]
+	if len(q) > len("start transaction") {
+		return false, false // every statement with more to it, at once
+	}
 	for _, w := range [...]string{"begin", "start transaction", "commit", "end", "rollback"} {
 		if len(q) == len(w) && equalFoldLower(q, w) {
 			return w == "begin" || w == "start transaction", true
 		}
 	}
 	return false, false
+}
+
+// isSpace reports PostgreSQL's white space.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 // plainDML reports, from the first keyword alone, that sql is one plain

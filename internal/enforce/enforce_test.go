@@ -125,6 +125,30 @@ func TestPlainDML(t *testing.T) {
 	}
 }
 
+func TestPlainTxControl(t *testing.T) {
+	for sql, want := range map[string][2]bool{ // begin, ok
+		"BEGIN":                              {true, true},
+		" begin ;\n":                         {true, true},
+		"\tSTART TRANSACTION;;":              {true, true},
+		"commit":                             {false, true},
+		"END;":                               {false, true},
+		"\f ROLLBACK \v":                     {false, true},
+		"BEGIN ISOLATION LEVEL SERIALIZABLE": {false, false},
+		"BEGIN; DROP TABLE t":                {false, false},
+		"ROLLBACK TO SAVEPOINT a":            {false, false},
+		"COMMIT AND CHAIN":                   {false, false},
+		"start  transaction":                 {false, false},
+		"/* app */ BEGIN":                    {false, false},
+		"UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 1;": {false, false},
+		"":    {false, false},
+		" ; ": {false, false},
+	} {
+		if begin, ok := plainTxControl([]byte(sql)); [2]bool{begin, ok} != want {
+			t.Errorf("plainTxControl(%q) = %v, %v, want %v", sql, begin, ok, want)
+		}
+	}
+}
+
 func TestContainsFold(t *testing.T) {
 	for _, tc := range []struct {
 		s, w string
