@@ -50,8 +50,8 @@ type wring struct {
 	count *loopCounters
 }
 
-// ringWrite is one queued send: n bytes at off in stage, for w; or, when
-// f is set, a receive of up to n bytes into f's room at p (prefetch).
+// ringWrite is one queued send: n bytes at off in stage (at p), for w; or,
+// when f is set, a receive of up to n bytes into f's room at p (prefetch).
 type ringWrite struct {
 	w      *rawSock
 	s      *Session
@@ -203,7 +203,7 @@ func (r *wring) queue(s *Session, w *rawSock, p []byte) bool {
 		len: uint32(len(p)), opFlags: msgDontWait | msgNoSignal, userData: uint64(len(r.q))}
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, t+1)
-	r.q = append(r.q, ringWrite{w: w, s: s, off: off, n: len(p)})
+	r.q = append(r.q, ringWrite{w: w, s: s, off: off, n: len(p), p: &r.stage[off]})
 	w.owed.Store(owedQueued)
 	return true
 }
@@ -222,11 +222,7 @@ func (r *wring) flush() {
 		// call, as io_uring would, on the loop's duplicate descriptor.
 		atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)-uint32(n))
 		for i := range r.q {
-			if r.q[i].f == nil {
-				r.settle(&r.q[i], r.sendNow(&r.q[i]))
-			} else {
-				r.settle(&r.q[i], r.recvNow(&r.q[i]))
-			}
+			r.settle(&r.q[i], r.now(&r.q[i]))
 		}
 		clear(r.q)
 		r.q = r.q[:0]
@@ -291,29 +287,18 @@ func (r *wring) queueRecv(s *Session, w *rawSock, f *framer) {
 	r.q = append(r.q, ringWrite{w: w, s: s, n: len(p), f: f, p: &p[0]})
 }
 
-// recvNow makes receive q with recvfrom(2) and returns the result as
-// io_uring would. It costs less than the pump's own read through
-// syscall.RawConn, which takes the descriptor's lock and resets its poll
-// state on every call (bench/compare/README.md).
-func (r *wring) recvNow(q *ringWrite) int32 {
-	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(q.w.ufd), uintptr(unsafe.Pointer(q.p)), uintptr(q.n),
-			msgDontWait, 0, 0)
-		switch e {
-		case 0:
-			return int32(n)
-		case syscall.EINTR:
-			continue
-		}
-		return -int32(e)
+// now makes q with its own system call, sendto(2) or recvfrom(2), and
+// returns the result as io_uring would. A receive made so costs less than
+// the pump's own read through syscall.RawConn, which takes the
+// descriptor's lock and resets its poll state on every call
+// (bench/compare/README.md).
+func (r *wring) now(q *ringWrite) int32 {
+	nr, flags := uintptr(syscall.SYS_SENDTO), uintptr(msgDontWait|msgNoSignal)
+	if q.f != nil {
+		nr, flags = syscall.SYS_RECVFROM, msgDontWait
 	}
-}
-
-// sendNow sends q with sendto(2) and returns the result as io_uring would.
-func (r *wring) sendNow(q *ringWrite) int32 {
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(q.w.ufd), uintptr(unsafe.Pointer(&r.stage[q.off])), uintptr(q.n),
-			msgDontWait|msgNoSignal, 0, 0)
+		n, _, e := syscall.RawSyscall6(nr, uintptr(q.w.ufd), uintptr(unsafe.Pointer(q.p)), uintptr(q.n), flags, 0, 0)
 		switch e {
 		case 0:
 			return int32(n)
