@@ -2,6 +2,7 @@ package guard
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -34,7 +35,9 @@ type cacheShard struct {
 	ring []*cacheEntry // CLOCK ring, len ≤ max
 	hand int
 	max  int
-	_    [40]byte // keep shards on separate cache lines
+	// bytes is what the ring's entries cost (entryCost), at most maxBytes.
+	bytes, maxBytes int
+	_               [24]byte // keep shards on separate cache lines
 }
 
 type cacheEntry struct {
@@ -47,6 +50,21 @@ type cacheEntry struct {
 
 // maxFront bounds the lock-free table (8 bytes a slot).
 const maxFront = 1 << 16
+
+// cacheBytes bounds what the cache keeps, counted by entryCost: without it,
+// the entry bound alone let a stream of large texts that are not plain
+// reads and writes (a bulk INSERT whose values hold a ';', every statement
+// while a lock hazard exists) keep each one, about 1.6 MB of memory per
+// 1 MB text, up to the entry bound. A text too large for its shard's share
+// is analysed every time it is seen, which large texts, unique by their
+// data, are anyway.
+const cacheBytes = 64 << 20
+
+// entryOverhead is about what an entry and its analysis cost besides the
+// key's bytes.
+const entryOverhead = 512
+
+func entryCost(key string) int { return len(key) + entryOverhead }
 
 func newCache(size int) *cache {
 	if size <= 0 {
@@ -66,6 +84,7 @@ func newCache(size int) *cache {
 	for i := range c.shards {
 		c.shards[i].m = make(map[uint64]*cacheEntry, per)
 		c.shards[i].max = per
+		c.shards[i].maxBytes = cacheBytes / n
 	}
 	return c
 }
@@ -122,40 +141,47 @@ func (c *cache) get(key string) (*Analysis, uint64) {
 
 func (c *cache) put(key string, h uint64, a *Analysis) {
 	sh := &c.shards[h&c.mask]
+	cost := entryCost(key)
+	if cost > sh.maxBytes {
+		return
+	}
 	e := &cacheEntry{key: key, hash: h, gen: c.gen.Load(), a: a}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	c.slot(h).Store(e)
 	if old := sh.m[h]; old != nil {
-		// Same key analysed twice concurrently, or a hash collision: replace
-		// the entry in place in the ring.
-		for i, r := range sh.ring {
-			if r == old {
-				sh.ring[i] = e
-				break
-			}
-		}
-		sh.m[h] = e
-		return
+		// Same key analysed twice concurrently, or a hash collision: the
+		// new entry replaces it.
+		sh.remove(c, slices.Index(sh.ring, old))
 	}
-	if len(sh.ring) < sh.max {
-		sh.ring = append(sh.ring, e)
-		sh.m[h] = e
-		return
-	}
-	for {
-		victim := sh.ring[sh.hand]
-		if victim.ref.Load() {
+	// CLOCK: the hand skips, and clears, referenced entries and evicts the
+	// first unreferenced one, until the new entry fits.
+	for len(sh.ring) > 0 && (len(sh.ring) >= sh.max || sh.bytes+cost > sh.maxBytes) {
+		if victim := sh.ring[sh.hand]; victim.ref.Load() {
 			victim.ref.Store(false)
 			sh.hand = (sh.hand + 1) % len(sh.ring)
 			continue
 		}
-		delete(sh.m, victim.hash)
-		c.slot(victim.hash).CompareAndSwap(victim, nil)
-		sh.ring[sh.hand] = e
-		sh.m[h] = e
-		sh.hand = (sh.hand + 1) % len(sh.ring)
-		return
+		sh.remove(c, sh.hand)
+	}
+	c.slot(h).Store(e)
+	sh.ring = append(sh.ring, e)
+	sh.m[h] = e
+	sh.bytes += cost
+}
+
+// remove drops the ring's entry i (the last entry takes its place); the
+// shard's lock is held.
+func (sh *cacheShard) remove(c *cache, i int) {
+	victim := sh.ring[i]
+	delete(sh.m, victim.hash)
+	c.slot(victim.hash).CompareAndSwap(victim, nil)
+	sh.bytes -= entryCost(victim.key)
+	last := len(sh.ring) - 1
+	sh.ring[i] = sh.ring[last]
+	sh.ring[last] = nil
+	sh.ring = sh.ring[:last]
+	if sh.hand >= len(sh.ring) {
+		sh.hand = 0
 	}
 }
 
@@ -170,7 +196,7 @@ func (c *cache) purge() {
 		clear(sh.m)
 		clear(sh.ring)
 		sh.ring = sh.ring[:0]
-		sh.hand = 0
+		sh.hand, sh.bytes = 0, 0
 		sh.mu.Unlock()
 	}
 }

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -227,5 +228,46 @@ func TestCachePurgeIgnoresStaleTableEntry(t *testing.T) {
 	}
 	if got, _ := c2.get("a"); got == an {
 		t.Fatal("an evicted analysis answered from the table")
+	}
+}
+
+// TestCacheBoundedBytes: large texts count by their size, not as one entry
+// each. Unique 1 MiB keys, far fewer than the entry bound, must not keep
+// more than cacheBytes; the shards' byte counts must match what they hold;
+// a key larger than a shard's share is never cached; recent keys still hit.
+func TestCacheBoundedBytes(t *testing.T) {
+	c := newCache(10000)
+	base := strings.Repeat("x", 1<<20)
+	var last string
+	for i := range 2 * cacheBytes >> 20 {
+		key := fmt.Sprint("INSERT INTO t VALUES ('", i, ";") + base + "')"
+		_, h := c.get(key)
+		c.put(key, h, &Analysis{})
+		last = key
+	}
+	held, keys := 0, 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sum := 0
+		for _, e := range sh.ring {
+			sum += entryCost(e.key)
+			keys += len(e.key)
+		}
+		if sum != sh.bytes || sh.bytes > sh.maxBytes || len(sh.ring) != len(sh.m) {
+			t.Errorf("shard %d: counts %d bytes, holds %d in %d entries (map %d), share %d", i, sh.bytes, sum, len(sh.ring), len(sh.m), sh.maxBytes)
+		}
+		held += sh.bytes
+	}
+	if held > cacheBytes || keys == 0 {
+		t.Errorf("the cache holds %d bytes of keys (%d counted), bound %d", keys, held, cacheBytes)
+	}
+	if an, _ := c.get(last); an == nil {
+		t.Error("the last key put was evicted")
+	}
+	huge := "SELECT '" + strings.Repeat("y", cacheBytes/len(c.shards)) + "'"
+	_, h := c.get(huge)
+	c.put(huge, h, &Analysis{})
+	if an, _ := c.get(huge); an != nil {
+		t.Error("a key larger than its shard's share was cached")
 	}
 }
