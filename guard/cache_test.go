@@ -271,3 +271,26 @@ func TestCacheBoundedBytes(t *testing.T) {
 		t.Error("a key larger than its shard's share was cached")
 	}
 }
+
+// TestFactsCacheBoundedBytes: the facts of DDL statements are cached by
+// text too, and large texts must not pile up there either.
+func TestFactsCacheBoundedBytes(t *testing.T) {
+	a := NewAnalyzer(nil, 0)
+	body := strings.Repeat("z", 1<<20)
+	for i := range 2 * factsCacheBytes >> 20 {
+		an := a.Analyze(fmt.Sprint("COMMENT ON TABLE t IS '", i, body, "'"))
+		if an.Err != nil || len(an.Statements) != 1 {
+			t.Fatalf("analysis: %v", an.Err)
+		}
+		factsFor(an, &an.Statements[0])
+	}
+	facts.mu.Lock()
+	defer facts.mu.Unlock()
+	sum := 0
+	for k := range facts.byText {
+		sum += len(k)
+	}
+	if sum != facts.textBytes || sum > factsCacheBytes || sum < 1<<20 {
+		t.Errorf("facts keep %d bytes of text (%d counted), bound %d", sum, facts.textBytes, factsCacheBytes)
+	}
+}

@@ -299,9 +299,16 @@ type factsCache struct {
 	mu     sync.Mutex
 	byText map[string]*stmtFacts
 	byStmt map[*Statement]*stmtFacts
+	// textBytes is the length of byText's keys, at most factsCacheBytes.
+	textBytes int
 }
 
-const factsCacheSize = 2048
+// factsCacheSize bounds each map's entries, and factsCacheBytes the text
+// byText keeps (a DDL statement can be megabytes: a function's body).
+const (
+	factsCacheSize  = 2048
+	factsCacheBytes = 16 << 20
+)
 
 var facts = factsCache{byText: map[string]*stmtFacts{}, byStmt: map[*Statement]*stmtFacts{}}
 
@@ -318,10 +325,14 @@ func factsFor(a *Analysis, st *Statement) *stmtFacts {
 	if !ok {
 		f = deriveFacts(text)
 		facts.mu.Lock()
-		if len(facts.byText) >= factsCacheSize {
-			clear(facts.byText)
+		if len(text) <= factsCacheBytes/8 { // a larger one is derived each time
+			if len(facts.byText) >= factsCacheSize || facts.textBytes+len(text) > factsCacheBytes {
+				clear(facts.byText)
+				facts.textBytes = 0
+			}
+			facts.byText[strings.Clone(text)] = f
+			facts.textBytes += len(text)
 		}
-		facts.byText[strings.Clone(text)] = f
 		facts.mu.Unlock()
 	}
 	if len(f.creates) > 0 {
