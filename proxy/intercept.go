@@ -28,6 +28,10 @@ type stmtRef struct {
 	bindAt, bindLen int32
 }
 
+// keepUnnamed is the largest buffer a session keeps for the text of its
+// unnamed statement when the text is smaller (decideHeld).
+const keepUnnamed = 64 << 10
+
 // maxHeldBatch bounds an extended batch held for a decision; a larger one is
 // decided as far as it has arrived and the rest follows mid-batch.
 const maxHeldBatch = 1 << 20
@@ -368,8 +372,14 @@ func (s *Session) decideHeld(end byte, upTo int) error {
 	}
 	v := s.cfg.Hooks.Batch(s.ctx, s, &s.batch)
 	if lastUnnamed >= 0 {
-		// The unnamed statement may be executed by a later batch.
-		s.unnamedSQL = append(s.unnamedSQL[:0], s.batch.Stmts[lastUnnamed].SQL...)
+		// The unnamed statement may be executed by a later batch. A buffer
+		// grown for a large text is not kept for the small ones after it:
+		// a pooled session would hold its largest ever until it closed.
+		sql := s.batch.Stmts[lastUnnamed].SQL
+		if cap(s.unnamedSQL) > keepUnnamed && len(sql) <= keepUnnamed {
+			s.unnamedSQL = make([]byte, 0, len(sql))
+		}
+		s.unnamedSQL = append(s.unnamedSQL[:0], sql...)
 	}
 	f.keep = -1
 	return s.carryOut(v, held, s.batchOps, end)

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +208,35 @@ func TestLargeMessageGrowsAsBytesArrive(t *testing.T) {
 	}
 	if len(s.cf.buf) != bufSize {
 		t.Fatalf("buffer of %d bytes kept after the large message, want %d", len(s.cf.buf), bufSize)
+	}
+}
+
+// TestUnnamedTextBufferShrinks: a session remembers the text of its unnamed
+// statement for later batches that execute it; after a large one, a small
+// one must not leave the large buffer held for the session's life.
+func TestUnnamedTextBufferShrinks(t *testing.T) {
+	big := "SELECT '" + strings.Repeat("x", 4<<20) + "'"
+	s, _, _ := testSession(nil, nil)
+	s.client = &chunkConn{data: encode(t,
+		&pgproto3.Parse{Query: big}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})}
+	s.upstream = &chunkConn{}
+	var seen []string
+	s.cfg.Hooks = &Hooks{Batch: func(_ context.Context, _ *Session, b *Batch) *Verdict {
+		for _, st := range b.Stmts {
+			seen = append(seen, string(st.SQL[:min(len(st.SQL), 8)]))
+		}
+		return nil
+	}}
+	for s.pumpClientGuarded() == nil {
+	}
+	if string(s.unnamedSQL) != "SELECT 1" || cap(s.unnamedSQL) > keepUnnamed {
+		t.Errorf("unnamed statement %.20q with a buffer of %d bytes, want SELECT 1 in at most %d", s.unnamedSQL, cap(s.unnamedSQL), keepUnnamed)
+	}
+	// The last batch binds the unnamed statement parsed before: the guard
+	// still sees its text.
+	if want := []string{"SELECT '", "SELECT 1", "SELECT 1"}; !slices.Equal(seen, want) {
+		t.Errorf("the guard saw %q, want %q", seen, want)
 	}
 }
