@@ -111,7 +111,8 @@ func plainPrefix(k string) bool {
 	}
 }
 
-func isSpace(c byte) bool {
+// IsSpace reports whether c is white space to PostgreSQL's lexer.
+func IsSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
@@ -126,7 +127,7 @@ func lineCommentEnd(s string, i, end int) int {
 }
 
 func trimSpaceRight(s string, start, end int) int {
-	for end > start && isSpace(s[end-1]) {
+	for end > start && IsSpace(s[end-1]) {
 		end--
 	}
 	return end
@@ -138,7 +139,7 @@ func skipSpaceAndComments(s string, i int) int {
 	for i < len(s) {
 		c := s[i]
 		switch {
-		case isSpace(c):
+		case IsSpace(c):
 			i++
 		case c == '-' && i+1 < len(s) && s[i+1] == '-':
 			i = lineCommentEnd(s, i, len(s))
@@ -219,7 +220,7 @@ func lastTokenEnd(s string, start, end int) int {
 	for i < end {
 		c := s[i]
 		switch {
-		case isSpace(c):
+		case IsSpace(c):
 			i++
 			continue
 		case c == '-' && i+1 < end && s[i+1] == '-':

@@ -57,7 +57,7 @@ func parseOverrides(sql string) []override {
 // parseOverride reads ` rule1,rule2 reason="…"`.
 func parseOverride(s string) (override, bool) {
 	var o override
-	if s != "" && !isSpace(s[0]) {
+	if s != "" && !IsSpace(s[0]) {
 		return o, false // "lockguard:allowed", not the marker
 	}
 	for {

@@ -99,7 +99,7 @@ func startupOptions(opts string) [][2]string {
 			if i++; i < len(opts) {
 				w, in = append(w, opts[i]), true
 			}
-		case isSpace(c):
+		case IsSpace(c):
 			if in {
 				words, w, in = append(words, string(w)), w[:0], false
 			}
@@ -516,7 +516,7 @@ func SplitIdentifiers(list string) []string {
 	var out []string
 	i := 0
 	skip := func() {
-		for i < len(list) && isSpace(list[i]) {
+		for i < len(list) && IsSpace(list[i]) {
 			i++
 		}
 	}
@@ -546,7 +546,7 @@ func SplitIdentifiers(list string) []string {
 			name = b.String()
 		} else {
 			start := i
-			for i < len(list) && list[i] != ',' && !isSpace(list[i]) {
+			for i < len(list) && list[i] != ',' && !IsSpace(list[i]) {
 				i++
 			}
 			name = asciiLower(list[start:i])

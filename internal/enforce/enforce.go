@@ -242,10 +242,10 @@ func view(b []byte) string {
 func plainTxControl(sql []byte) (begin, ok bool) {
 	q := view(sql)
 	i, j := 0, len(q)
-	for i < j && isSpace(q[i]) {
+	for i < j && guard.IsSpace(q[i]) {
 		i++
 	}
-	for j > i && (isSpace(q[j-1]) || q[j-1] == ';') {
+	for j > i && (guard.IsSpace(q[j-1]) || q[j-1] == ';') {
 		j--
 	}
 	q = q[i:j]
@@ -258,11 +258,6 @@ func plainTxControl(sql []byte) (begin, ok bool) {
 		}
 	}
 	return false, false
-}
-
-// isSpace reports PostgreSQL's white space.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 // plainDML reports, from the first keyword alone, that sql is one plain
