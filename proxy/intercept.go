@@ -401,7 +401,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 	}
 	if v.Hold != nil {
 		e := v.Hold(wctx)
-		if canceledByClient(wctx) {
+		if CanceledByClient(wctx) {
 			e = CanceledHeld // also when admitted as the cancel came
 		}
 		if e != nil {
@@ -536,7 +536,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			if wctx.Err() == nil {
 				continue
 			}
-			if !canceledByClient(wctx) {
+			if !CanceledByClient(wctx) {
 				return errClosing
 			}
 			// The client cancelled while lockguard waited to retry: this
@@ -599,9 +599,10 @@ func (s *Session) cancelWait() {
 	}
 }
 
-// canceledByClient reports whether a context from startWait ended because
-// the client cancelled (and not because the session ends).
-func canceledByClient(ctx context.Context) bool {
+// CanceledByClient reports whether a context from startWait, such as the
+// one Verdict.Hold gets, ended because the client cancelled (and not
+// because the session ends).
+func CanceledByClient(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), ErrCancelRequest)
 }
 

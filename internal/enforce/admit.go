@@ -2,7 +2,6 @@ package enforce
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -166,7 +165,7 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path [
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				if errors.Is(context.Cause(ctx), proxy.ErrCancelRequest) {
+				if proxy.CanceledByClient(ctx) {
 					if rec != nil {
 						rec.reason = "canceled"
 					}
