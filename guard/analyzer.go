@@ -64,6 +64,15 @@ func (a *Analyzer) Purge() {
 	}
 }
 
+// CacheBytes returns what the cached analyses count against the cache's
+// byte bound (their texts, plus a fixed cost each).
+func (a *Analyzer) CacheBytes() int {
+	if a.cache == nil {
+		return 0
+	}
+	return a.cache.bytes()
+}
+
 // CacheLen returns the number of cached analyses.
 func (a *Analyzer) CacheLen() int {
 	if a.cache == nil {

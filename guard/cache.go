@@ -201,6 +201,17 @@ func (c *cache) purge() {
 	}
 }
 
+func (c *cache) bytes() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += sh.bytes
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
 func (c *cache) len() int {
 	n := 0
 	for i := range c.shards {
