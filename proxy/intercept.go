@@ -534,7 +534,17 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			}
 			// A cancel wins over a delay that ended at the same time.
 			if wctx.Err() == nil {
-				continue
+				if !s.clientGone() {
+					continue
+				}
+				// PostgreSQL answered the attempt before with 55P03; a
+				// retry is lockguard's own, and must not run a DDL for a
+				// client that has given up on it (a killed deploy).
+				s.log.Info("the client closed its connection while lockguard waited to retry its statement; not retried", "attempts", attempt)
+				if v.Result != nil {
+					v.Result(CodeConnectionFailure, c.completed)
+				}
+				return errClientGoneInRetry
 			}
 			if !CanceledByClient(wctx) {
 				return errClosing

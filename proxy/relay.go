@@ -37,6 +37,11 @@ var errClientTerminated = errors.New("client sent Terminate")
 // errClosing means the session was closed while a message waited.
 var errClosing = errors.New("session is closing")
 
+// errClientGoneInRetry ends a session whose client closed its connection
+// while lockguard waited to retry its statement: the client vanished, as
+// at an EOF (logged where it is found, so the session's end is not).
+var errClientGoneInRetry = fmt.Errorf("the client closed its connection while lockguard waited to retry: %w", io.EOF)
+
 // relay runs both directions until the session ends.
 func (s *Session) relay() {
 	s.cf.init(s.cfg.maxMessageSize(), pgMaxMessage)

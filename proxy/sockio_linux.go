@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -391,4 +392,38 @@ func (r *rawSock) setDeadline(t time.Time) {
 			r.kick()
 		}
 	}
+}
+
+// clientGone reports whether the client closed its end of the connection,
+// or the connection broke: poll(2) for POLLRDHUP without waiting, as
+// PostgreSQL's client_connection_check_interval does. Bytes the client sent
+// and lockguard has not read yet do not hide the hang-up. A connection
+// whose descriptor lockguard cannot reach (a wrapped net.Conn) is taken
+// as still there.
+func (s *Session) clientGone() bool {
+	c := s.client
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	err = rc.Control(func(fd uintptr) {
+		const pollRDHUP, pollERR, pollHUP = 0x2000, 0x8, 0x10
+		pfd := struct {
+			fd             int32
+			events, revent int16
+		}{fd: int32(fd), events: pollRDHUP}
+		var zero syscall.Timespec
+		n, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
+			uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+		gone = e == 0 && n == 1 && pfd.revent&(pollRDHUP|pollERR|pollHUP) != 0
+	})
+	return err == nil && gone
 }

@@ -23,3 +23,4 @@ func (r *rawSock) owes() bool                     { return false }
 func (r *rawSock) settleRest() error              { return nil }
 func (r *rawSock) writeNow(p []byte) (int, error) { return r.Write(p) }
 func (r *rawSock) setDeadline(t time.Time)        {}
+func (s *Session) clientGone() bool               { return false }

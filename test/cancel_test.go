@@ -9,8 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/lockguard/lockguard/guard"
 	"github.com/lockguard/lockguard/internal/enforce"
+	"github.com/lockguard/lockguard/proxy"
 )
 
 // wantCanceled cancels conn's statement with a CancelRequest through
@@ -81,6 +83,70 @@ func TestCancelStopsARetry(t *testing.T) {
 	var n int
 	if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the cancelled DDL ran (%d columns c, %v)", n, err)
+	}
+}
+
+// TestVanishedClientIsNotRetried: a client goes away (a deploy killed:
+// its socket closed, with no Terminate and no CancelRequest) while its DDL
+// waits for a lock with lockguard's timeout. Nothing reads the client's
+// socket while lockguard carries out a DDL it may retry, so after the lock
+// timeout lockguard retried, and the DDL landed for nobody once its lock
+// was free. Now lockguard checks for
+// the hang-up before each retry and ends the session instead; over TLS too,
+// whose hang-up it sees on the socket beneath.
+func TestVanishedClientIsNotRetried(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "tls"}[tlsOn]
+		t.Run(name, func(t *testing.T) {
+			tr := newTraced(t, nil)
+			var mutateProxy func(*proxy.Config)
+			if tlsOn {
+				mutateProxy = withClientTLS(t)
+			}
+			lg := startGuardedWith(t, func(g *enforce.Guard) {
+				tr.install(g)
+				g.LockTimeout = time.Second // the test closes the client in it
+				g.Backoff = guard.Backoff{Attempts: 4, Base: 3 * time.Second, Cap: 3 * time.Second, Deadline: 60 * time.Second}
+			}, mutateProxy)
+			ctx := ctxT(t, 60*time.Second)
+			tbl := createTable(t, ctx, "vanishretry_"+name, "id int")
+			_, release := holdLock(t, tbl)
+			sock, fe, pid := rawOpen(t, lg.addr, tlsOn)
+			direct := connect(t, directDSN())
+			count := func(q string) int {
+				var n int
+				if err := direct.QueryRow(ctx, q, pid).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			waiting := func() bool {
+				return count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'") == 1
+			}
+			fe.Send(&pgproto3.Query{String: "ALTER TABLE " + tbl + " ADD COLUMN c int"})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			// The client vanishes while the first attempt waits for the
+			// lock; the attempt gives up, and then the lock is free.
+			waitFor(t, 10*time.Second, waiting)
+			if err := sock.Close(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, func() bool { return !waiting() })
+			release()
+			// lockguard ends the session where it would have retried.
+			waitFor(t, 5*time.Second, func() bool {
+				return count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1") == 0
+			})
+			var n int
+			if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("the DDL of the vanished client ran (%d columns c, %v)", n, err)
+			}
+			if f := metricValue(tr.scrape(t), "lockguard_ddl_outcomes_total", `lockguard_outcome="failed"`); f != 1 {
+				t.Errorf("DDL outcomes: failed %v, want 1 (the client's connection failed)", f)
+			}
+		})
 	}
 }
 

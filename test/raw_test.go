@@ -1,7 +1,9 @@
 package test
 
 import (
+	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net"
 	"os"
 	"testing"
@@ -25,21 +27,45 @@ func rawConn(t testing.TB, addr string) net.Conn {
 // rawStartup opens a session as the superuser and reads up to ReadyForQuery.
 func rawStartup(t testing.TB, addr string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	c := rawConn(t, addr)
+	c, fe, _ := rawOpen(t, addr, false)
+	return c, fe
+}
+
+// rawOpen opens a session through lockguard at addr as the superuser,
+// over TLS when tlsOn, and reads up to ReadyForQuery. It returns the TCP
+// socket, the frontend and the backend's pid.
+func rawOpen(t testing.TB, addr string, tlsOn bool) (net.Conn, *pgproto3.Frontend, uint32) {
+	t.Helper()
+	sock := rawConn(t, addr)
+	var c net.Conn = sock
+	if tlsOn {
+		if _, err := sock.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil { // SSLRequest
+			t.Fatal(err)
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(sock, b[:]); err != nil || b[0] != 'S' {
+			t.Fatalf("SSLRequest answered %q, %v", b[:], err)
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		c = tls.Client(sock, &tls.Config{RootCAs: caPool(t), ServerName: host})
+	}
 	fe := pgproto3.NewFrontend(c, c)
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
 		Parameters: map[string]string{"user": pgserver.Superuser, "database": pgserver.TestDB}})
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	var pid uint32
 	for {
 		msg, err := fe.Receive()
 		if err != nil {
 			t.Fatal(err)
 		}
 		switch m := msg.(type) {
+		case *pgproto3.BackendKeyData:
+			pid = m.ProcessID
 		case *pgproto3.ReadyForQuery:
-			return c, fe
+			return sock, fe, pid
 		case *pgproto3.ErrorResponse:
 			t.Fatalf("startup: %+v", m)
 		}
