@@ -215,7 +215,7 @@ func check(m *manifests, dir string) []error {
 		env[e.Name] = e.Value
 		isSecret := e.Value == "" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
 		fromSecret[e.Name] = isSecret
-		if (e.Name == "LOCKGUARD_ADMIN_TOKEN" || e.Name == "LOCKGUARD_MONITOR_DSN") && !isSecret {
+		if (e.Name == "LOCKGUARD_ADMIN_TOKEN" || e.Name == "LOCKGUARD_MONITOR_DSN" || e.Name == "LOCKGUARD_REPLICA_SECRET") && !isSecret {
 			bad("%s must come from a Secret (valueFrom.secretKeyRef), not a literal", e.Name)
 		}
 	}
@@ -224,12 +224,12 @@ func check(m *manifests, dir string) []error {
 	if replicas >= 2 && !fromSecret["LOCKGUARD_MONITOR_DSN"] {
 		bad("%d replicas without LOCKGUARD_MONITOR_DSN (from a Secret): a replica would not see the DDL in flight through the others", replicas)
 	}
-	for _, secret := range []string{"admin-token", "monitor-dsn"} {
+	for _, secret := range []string{"admin-token", "monitor-dsn", "replica-secret"} {
 		if strings.Contains(data, secret+":") {
 			bad("the ConfigMap sets %s: secrets belong in a Secret, passed as LOCKGUARD_* environment variables", secret)
 		}
 	}
-	if slices.Contains(c.Args, "--admin-token") || slices.Contains(c.Args, "--monitor-dsn") {
+	if slices.Contains(c.Args, "--admin-token") || slices.Contains(c.Args, "--monitor-dsn") || slices.Contains(c.Args, "--replica-secret") {
 		bad("a secret on the command line (visible in the pod spec and the process list): use a Secret")
 	}
 	loader.Getenv = func(k string) string { return env[k] }

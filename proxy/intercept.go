@@ -609,6 +609,13 @@ func (s *Session) cancelWait() {
 	}
 }
 
+// waits reports whether the session waits in lockguard (startWait).
+func (s *Session) waits() bool {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return s.stopWait != nil
+}
+
 // CanceledByClient reports whether a context from startWait, such as the
 // one Verdict.Hold gets, ended because the client cancelled (and not
 // because the session ends).

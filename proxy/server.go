@@ -48,6 +48,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks let a guard act on statements; nil relays everything.
 	Hooks *Hooks
+	// ForeignCancel, when set, is called with the backend key of a
+	// CancelRequest that matches no session of this server, once it has
+	// been forwarded to PostgreSQL. The session may be another replica's,
+	// waiting in that lockguard (a hold, a retry's backoff) where its
+	// backend is idle and ignores the cancel: ForeignCancel lets the
+	// replicas tell each other (Server.CancelWaits on the one that has
+	// it). It runs on the connection's goroutine and must not block or
+	// keep key.
+	ForeignCancel func(key []byte)
 	// EventLoops is the number of event loops that relay sessions whose
 	// client and server connections are both plain (not TLS) sockets, on
 	// Linux; 0 relays every session with two goroutines. The count of the
@@ -255,13 +264,38 @@ func (s *Server) dropKey(sess *Session) {
 
 // cancelWait ends what the session with backend key key waits for in
 // lockguard, if it is one of this server's and waits (Session.startWait).
-func (s *Server) cancelWait(key []byte) {
+// It reports whether the key is one of this server's sessions'.
+func (s *Server) cancelWait(key []byte) bool {
 	s.mu.Lock()
 	sess := s.byKey[string(key)]
 	s.mu.Unlock()
 	if sess != nil {
 		sess.cancelWait()
 	}
+	return sess != nil
+}
+
+// CancelWaits ends what this server's sessions whose backend key match
+// accepts wait for in lockguard, as a CancelRequest with that key coming
+// here would: a statement held back, a DDL between its retries. Only
+// sessions that wait are asked; it returns how many match accepted.
+func (s *Server) CancelWaits(match func(key []byte) bool) int {
+	var waiting []*Session
+	s.mu.Lock()
+	for _, sess := range s.byKey {
+		if sess.waits() {
+			waiting = append(waiting, sess)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, sess := range waiting {
+		if match(sess.cancelPacket[8:]) {
+			sess.cancelWait()
+			n++
+		}
+	}
+	return n
 }
 
 // Stats are counters for health endpoints and metrics.

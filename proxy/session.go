@@ -290,12 +290,13 @@ func (s *Session) negotiate() ([]byte, error) {
 			}
 			// What the session waits for in lockguard (a hold, a retry's
 			// backoff) ends too; PostgreSQL cancels what it runs.
-			if s.srv != nil {
-				s.srv.cancelWait(pkt[8:])
-			}
+			local := s.srv != nil && s.srv.cancelWait(pkt[8:])
 			err := s.cfg.Upstream.forwardCancel(context.Background(), pkt)
 			if err != nil {
 				s.log.Warn("forwarding cancel request failed", "err", err)
+			}
+			if !local && s.cfg.ForeignCancel != nil {
+				s.cfg.ForeignCancel(pkt[8:])
 			}
 			return nil, errCancelRelayed
 		case code>>16 == protoMajor3:

@@ -9,6 +9,7 @@ package test
 
 import (
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,23 +52,7 @@ func TestScaleOutCancelOnAnotherReplica(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, sleeping)
 
-	cancel := func(secret []byte) {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", b.addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		pkt, _ := (&pgproto3.CancelRequest{ProcessID: key.ProcessID, SecretKey: secret}).Encode(nil)
-		if _, err := c.Write(pkt); err != nil {
-			t.Fatal(err)
-		}
-		// Replica B forwards it and closes the connection, as PostgreSQL does.
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
-			t.Fatalf("replica B answered a CancelRequest with data or kept the connection open: %d, %v", n, err)
-		}
-	}
+	cancel := func(secret []byte) { t.Helper(); sendCancel(t, b.addr, key.ProcessID, secret) }
 
 	// A wrong key: PostgreSQL ignores it, the query goes on sleeping.
 	wrong := append([]byte(nil), key.SecretKey...)
@@ -99,5 +84,99 @@ func TestScaleOutCancelOnAnotherReplica(t *testing.T) {
 	}
 	if b.srv.Stats().Total < 2 {
 		t.Fatalf("replica B saw %d connections; the cancels did not go through it", b.srv.Stats().Total)
+	}
+}
+
+// sendCancel sends a CancelRequest for backend pid with secret to addr and
+// expects the connection closed without an answer, as PostgreSQL does.
+func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pkt, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: secret}).Encode(nil)
+	if _, err := c.Write(pkt); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("%s answered a CancelRequest with data or kept the connection open: %d, %v", addr, n, err)
+	}
+}
+
+// TestScaleOutCancelEndsARetryOnAnotherReplica: two lockguard binaries in
+// front of one PostgreSQL with the same replica-secret. A DDL through
+// replica A gives up on its lock timeout and waits in A to retry; its
+// client's CancelRequest lands on replica B. PostgreSQL's backend is idle
+// then and ignores the cancel B forwards, so A went on retrying (up to
+// retry-deadline) and the cancelled DDL could still run. B now tells A
+// through PostgreSQL's LISTEN/NOTIFY, and A answers 57014 at once. A wrong
+// key changes nothing.
+func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
+	args := []string{"--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
+		"--replica-secret", "0123456789abcdef-test", "--lock-timeout", "300ms", "--retry-attempts", "4",
+		"--retry-base-delay", "20s", "--retry-max-delay", "20s", "--retry-deadline", "60s"}
+	a, b := startBinary(t, args...), startBinary(t, args...)
+	ctx := ctxT(t, time.Minute)
+	tbl := createTable(t, ctx, "scaleout_retry", "id int")
+	_, release := holdLock(t, tbl)
+	defer release()
+	conn, key, err := relSession(a.listen, "lg_scaleout_retry", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	direct := connect(t, directDSN())
+	waiting := func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", key.ProcessID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	q, _ := (&pgproto3.Query{String: "ALTER TABLE " + tbl + " ADD COLUMN c int"}).Encode(nil)
+	if _, err := conn.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt waits for the lock and gives up; then A sleeps up
+	// to 20 s before the next.
+	waitFor(t, 10*time.Second, waiting)
+	waitFor(t, 10*time.Second, func() bool { return !waiting() })
+
+	wrong := append([]byte(nil), key.SecretKey...)
+	wrong[0] ^= 0xff
+	sendCancel(t, b.listen, key.ProcessID, wrong)
+	if msgs, _, _ := relReadUntilClosed(conn, time.Second, 1); len(msgs) != 0 {
+		t.Fatalf("a CancelRequest with a wrong key on replica B ended the DDL's wait on A: %d messages", len(msgs))
+	}
+
+	start := time.Now()
+	sendCancel(t, b.listen, key.ProcessID, key.SecretKey)
+	msgs, closed, err := relReadUntilClosed(conn, 5*time.Second, 1)
+	if err != nil || closed {
+		t.Fatalf("replica A: no answer within 5 s of the cancel on replica B (closed=%t): %v", closed, err)
+	}
+	var e *pgproto3.ErrorResponse
+	for _, m := range msgs {
+		if m.typ == 'E' {
+			e = m.errorResponse()
+		}
+	}
+	if e == nil || e.Code != "57014" || !strings.HasPrefix(e.Message, "lockguard: canceling statement") || !strings.Contains(e.Detail, "waited to retry") {
+		t.Fatalf("the DDL on replica A ended with %+v, want lockguard's 57014 saying it waited to retry", e)
+	}
+	t.Logf("cancel sent to replica B ended the retry wait on replica A after %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(a.out.String(), "a cancel request that came to another replica ended a wait here") {
+		t.Errorf("replica A did not log the cancel it heard of:\n%s", a.out)
+	}
+	release()
+	var n int
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the cancelled DDL ran (%d columns c, %v)", n, err)
+	}
+	if v, perr, err := relQuery(conn, "SELECT 'still here'", 5*time.Second); v != "still here" || perr != nil || err != nil {
+		t.Fatalf("session on replica A after the cancel: %q %v %v", v, perr, err)
 	}
 }

@@ -40,6 +40,10 @@ type sideConn struct {
 
 	admission atomic.Pointer[enforce.Admission]
 	active    atomic.Pointer[config.Config] // the configuration last installed
+	// bus passes cancel requests between replicas (replica-secret); srv
+	// is the proxy whose waits it ends, set once it exists.
+	bus atomic.Pointer[pgmonitor.CancelBus]
+	srv atomic.Pointer[proxy.Server]
 }
 
 func openSide(cfg *config.Config, logger *slog.Logger, obs *telemetry.Provider, events *telemetry.Events) (*sideConn, error) {
@@ -95,9 +99,15 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	}
 	s.catConn, s.catalog, s.pool, s.version = conn, cat, pool, cat.ServerVersion()
 	logger.Info("monitor connection open", "server_version", s.version)
+	mctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if cfg.ReplicaSecret != "" {
+		bus := &pgmonitor.CancelBus{Pool: pool, Secret: []byte(cfg.ReplicaSecret), Cancel: s.cancelWaits, Logger: logger,
+			Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, cfg.MonitorDSN) }}
+		go bus.Run(mctx)
+		s.bus.Store(bus)
+	}
 	if cfg.Shed {
-		mctx, stop := context.WithCancel(context.Background())
-		s.stop = stop
 		m := &pgmonitor.Monitor{Pool: pool, Board: &s.board, Idle: cfg.MonitorInterval,
 			Busy: cfg.MonitorBusyInterval, ServerVersion: s.version, Logger: logger}
 		go m.Run(mctx)
@@ -107,6 +117,23 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		go wd.Run(mctx)
 	}
 	return nil
+}
+
+// cancelWaits ends the waits of the proxy's sessions whose backend key
+// match accepts (the cancel bus's Cancel).
+func (s *sideConn) cancelWaits(match func(key []byte) bool) int {
+	if srv := s.srv.Load(); srv != nil {
+		return srv.CancelWaits(match)
+	}
+	return 0
+}
+
+// foreignCancel tells the other replicas about a CancelRequest that
+// matched no session here (proxy.Config.ForeignCancel).
+func (s *sideConn) foreignCancel(key []byte) {
+	if b := s.bus.Load(); b != nil {
+		b.Publish(key)
+	}
 }
 
 // connectLater keeps trying to open the side connection that could not be
@@ -226,6 +253,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	s.admission.Store(g.Admission)
 	s.active.Store(cfg)
 	pcfg.Hooks = g.Hooks()
+	pcfg.ForeignCancel = s.foreignCancel
 	return nil
 }
 

@@ -97,6 +97,10 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	srv := proxy.New(pcfg)
+	side.srv.Store(srv)
+	if cfg.ReplicaSecret != "" && (cfg.MonitorDSN == "" || !cfg.Guard) {
+		logger.Warn("replica-secret is set but unused: it needs monitor-dsn and the guard; a cancel request that lands on another replica reaches only PostgreSQL")
+	}
 	if err := obs.ObserveRelay(func() telemetry.RelayStats {
 		st := srv.Stats()
 		return telemetry.RelayStats{InLoop: st.InLoop, Departed: int64(st.LeftLoop), Returned: int64(st.BackInLoop),
@@ -143,7 +147,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 					"retry-attempts": cfg.RetryAttempts, "retry-deadline": cfg.RetryDeadline.String(),
 					"yield-waiters": cfg.YieldWaiters, "yield-wait": cfg.YieldWait.String(),
 					"watchdog": cfg.Watchdog, "watchdog-idle": cfg.WatchdogIdle.String(), "watchdog-run": cfg.WatchdogRun.String(),
-					"monitor": cfg.MonitorDSN != "", "unparsed-ddl": cfg.UnparsedDDL,
+					"monitor": cfg.MonitorDSN != "", "replica-secret": cfg.ReplicaSecret != "", "unparsed-ddl": cfg.UnparsedDDL,
 				})
 				return v
 			}}

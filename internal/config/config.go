@@ -53,6 +53,7 @@ type Config struct {
 	RetryMaxDelay              time.Duration `yaml:"retry-max-delay" usage:"upper bound of any retry delay"`
 	RetryDeadline              time.Duration `yaml:"retry-deadline" usage:"no retry starts later than this after the first attempt"`
 	MonitorDSN                 string        `yaml:"monitor-dsn" usage:"connection string of lockguard's own side connection (a role with pg_monitor): catalog facts and who blocks a DDL; empty = none"`
+	ReplicaSecret              string        `yaml:"replica-secret" usage:"secret shared by the replicas in front of one PostgreSQL (with monitor-dsn): a CancelRequest that lands on another replica than its session's also ends what the session waits for in lockguard; empty = off (changes need a restart)"`
 	AnalysisCacheSize          int           `yaml:"analysis-cache-size" usage:"statement analyses kept, keyed by text"`
 	UnparsedDDL                string        `yaml:"unparsed-ddl" usage:"a statement lockguard cannot parse that looks like DDL: relay (PostgreSQL decides) or refuse (fail closed with LG002); always counted"`
 	Shed                       bool          `yaml:"shed" usage:"keep statements out of PostgreSQL's lock queue: hold, then refuse with 55P03, what would wait behind a held or pending conflicting lock"`
@@ -364,6 +365,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AnalysisCacheSize < 0 {
 		return errors.New("analysis-cache-size must be 0 or more")
+	}
+	if c.ReplicaSecret != "" && len(c.ReplicaSecret) < 16 {
+		return errors.New("replica-secret must be at least 16 characters (e.g. openssl rand -hex 32): the replicas' notifications are signed with it")
 	}
 	if c.Admin != "" {
 		if _, _, err := net.SplitHostPort(c.Admin); err != nil {

@@ -84,6 +84,7 @@ func TestErrors(t *testing.T) {
 		{"client-tls value", "", nil, []string{"--client-tls", "prefer"}, "client-tls"},
 		{"client-tls require without a certificate", "client-tls: require\n", nil, nil, "client-tls require needs tls-cert"},
 		{"client-tls require from env without a certificate", "", map[string]string{"LOCKGUARD_CLIENT_TLS": "require"}, nil, "tls-cert"},
+		{"short replica secret", "", map[string]string{"LOCKGUARD_REPLICA_SECRET": "hunter2"}, nil, "replica-secret must be at least 16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := ""
