@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,7 +57,14 @@ type CancelBus struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	sending atomic.Int32 // notifications being sent
 }
+
+// maxSending bounds the notifications in flight: anyone who reaches
+// lockguard's port may send CancelRequests, and each one that matches no
+// session here would otherwise hold a goroutine for up to 5 s.
+const maxSending = 16
 
 func (b *CancelBus) now() time.Time {
 	if b.Now != nil {
@@ -83,10 +91,17 @@ func (b *CancelBus) payload(key []byte) string {
 
 // Publish tells the other replicas about a CancelRequest with backend key
 // key that matched no session here. It does not wait: the notification is
-// sent on its own goroutine, with a deadline of 5 s. key is copied.
+// sent on its own goroutine, with a deadline of 5 s; with maxSending in
+// flight already it is dropped (and logged). key is not kept.
 func (b *CancelBus) Publish(key []byte) {
+	if b.sending.Add(1) > maxSending {
+		b.sending.Add(-1)
+		b.Logger.Warn("too many cancel requests to tell the other replicas about at once; this one reaches only PostgreSQL")
+		return
+	}
 	p := b.payload(key)
 	go func() {
+		defer b.sending.Add(-1)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := b.Pool.Exec(ctx, "SELECT pg_notify($1, $2)", CancelChannel, p); err != nil {

@@ -2,9 +2,15 @@ package pgmonitor
 
 import (
 	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // TestCancelBusPayload: a notification ends the wait of the session whose
@@ -56,4 +62,75 @@ func TestCancelBusPayload(t *testing.T) {
 			t.Errorf("%s: cancelled %x, want the session with key %x", c.name, got[0], key)
 		}
 	}
+}
+
+// TestCancelBusPublishIsBounded: with PostgreSQL not answering, at most
+// maxSending notifications are in flight; the rest are dropped at once,
+// and logged, instead of each holding a goroutine.
+func TestCancelBusPublishIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // never answered
+			mu.Unlock()
+		}
+	}()
+	pool, err := pgxpool.New(context.Background(), "postgres://x@"+ln.Addr().String()+"/x?sslmode=disable&pool_max_conns=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	logged := &lockedBuffer{}
+	b := &CancelBus{Pool: pool, Secret: []byte("shared-secret-0123"), Logger: slog.New(slog.NewTextHandler(logged, nil))}
+	for range maxSending + 4 {
+		b.Publish([]byte{0, 0, 0, 1, 1, 2, 3, 4})
+	}
+	if n := b.sending.Load(); n != maxSending {
+		t.Fatalf("%d notifications in flight, want %d", n, maxSending)
+	}
+	if c := strings.Count(logged.String(), "too many cancel requests"); c != 4 {
+		t.Fatalf("%d dropped notifications logged, want 4:\n%s", c, logged.String())
+	}
+	mu.Lock()
+	for _, c := range conns {
+		c.Close()
+	}
+	mu.Unlock()
+	ln.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.sending.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d notifications still in flight 10 s later", b.sending.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
