@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/url"
 
+	"github.com/lockguard/lockguard/guard"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -23,7 +24,7 @@ type Comment []byte
 // are URL-encoded, so they cannot contain "*/".
 func FindComment(sql []byte) (Comment, bool) {
 	t := sql
-	for len(t) > 0 && (isSpace(t[len(t)-1]) || t[len(t)-1] == ';') {
+	for len(t) > 0 && (guard.IsSpace(t[len(t)-1]) || t[len(t)-1] == ';') {
 		t = t[:len(t)-1]
 	}
 	if bytes.HasSuffix(t, []byte("*/")) {
@@ -36,7 +37,7 @@ func FindComment(sql []byte) (Comment, bool) {
 		}
 	}
 	h := sql
-	for len(h) > 0 && isSpace(h[0]) {
+	for len(h) > 0 && guard.IsSpace(h[0]) {
 		h = h[1:]
 	}
 	if bytes.HasPrefix(h, []byte("/*")) {
@@ -47,10 +48,6 @@ func FindComment(sql []byte) (Comment, bool) {
 	}
 	return nil, false
 }
-
-// isSpace reports the white space FindComment trims (bytes.Trim with a
-// cutset builds its set on every call).
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // Lookup returns the value of key, unquoted; it allocates only when the
 // value has escapes to undo.

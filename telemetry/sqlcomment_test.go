@@ -15,6 +15,8 @@ func TestFindCommentAndSpanContext(t *testing.T) {
 		{"SELECT 1 /*traceparent='" + tp + "'*/", true},
 		{"SELECT 1 /*action='a%2Fb',traceparent='" + tp + "',tracestate='congo%3Dt61rcWkgMzE'*/;", true},
 		{"/*traceparent='" + tp + "'*/ SELECT 1", true},
+		{"\f/*traceparent='" + tp + "'*/\vSELECT 1", true},   // white space to PostgreSQL
+		{"SELECT 1 /*traceparent='" + tp + "'*/\v;\f", true}, // likewise
 		{"SELECT '/*traceparent=x*/' FROM t", false},
 		{"SELECT 1 /*traceparent='00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01'*/", false}, // upper case
 		{"SELECT 1 /*traceparent='01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'*/", false}, // version
