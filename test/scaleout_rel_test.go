@@ -8,6 +8,7 @@ package test
 // CancelRequest to PostgreSQL as it is. See docs/scale-out.md.
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -116,10 +117,8 @@ func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 // key changes nothing; the listening connections, terminated first, come
 // back by themselves.
 func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
-	args := []string{"--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
-		"--replica-secret", "0123456789abcdef-test", "--lock-timeout", "300ms", "--retry-attempts", "4",
-		"--retry-base-delay", "20s", "--retry-max-delay", "20s", "--retry-deadline", "60s"}
-	a, b := startBinary(t, args...), startBinary(t, args...)
+	a, b := twoReplicas(t, "--lock-timeout", "300ms", "--retry-attempts", "4",
+		"--retry-base-delay", "20s", "--retry-max-delay", "20s", "--retry-deadline", "60s")
 	ctx := ctxT(t, time.Minute)
 	tbl := createTable(t, ctx, "scaleout_retry", "id int")
 	_, release := holdLock(t, tbl)
@@ -198,4 +197,71 @@ func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
 	if v, perr, err := relQuery(conn, "SELECT 'still here'", 5*time.Second); v != "still here" || perr != nil || err != nil {
 		t.Fatalf("session on replica A after the cancel: %q %v %v", v, perr, err)
 	}
+}
+
+// twoReplicas starts two lockguard binaries in front of the test server
+// with a monitor connection, the same replica-secret and args.
+func twoReplicas(t *testing.T, args ...string) (a, b *process) {
+	t.Helper()
+	args = append([]string{"--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
+		"--replica-secret", "0123456789abcdef-test"}, args...)
+	return startBinary(t, args...), startBinary(t, args...)
+}
+
+// TestScaleOutCancelEndsAHoldOnAnotherReplica: replica A holds a read back
+// because a DDL waits for its table (admission, hold-budget 20 s); the
+// client's CancelRequest lands on replica B. The read never reached
+// PostgreSQL, so the cancel B forwards finds the backend idle; A now hears
+// of it from B and answers 57014 at once instead of holding the read on.
+func TestScaleOutCancelEndsAHoldOnAnotherReplica(t *testing.T) {
+	a, b := twoReplicas(t, "--hold-budget", "20s", "--monitor-interval", "100ms", "--monitor-busy-interval", "50ms")
+	ctx := ctxT(t, time.Minute)
+	tbl := createTable(t, ctx, "scaleout_hold", "id int")
+	_, release := holdLock(t, tbl)
+	defer release()
+	// A DDL straight to PostgreSQL queues behind the reader: a pending
+	// ACCESS EXCLUSIVE both replicas' monitors see.
+	ddlCtx, stopDDL := context.WithCancel(ctx)
+	defer stopDDL()
+	ddl := startExec(ddlCtx, connect(t, directDSN()), "ALTER TABLE "+tbl+" ADD COLUMN x int")
+	direct := connect(t, directDSN())
+	waitFor(t, 10*time.Second, func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1 AND NOT l.granted", tbl).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	time.Sleep(300 * time.Millisecond) // a few of A's monitor polls
+
+	conn, key, err := relSession(a.listen, "lg_scaleout_hold", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q, _ := (&pgproto3.Query{String: "SELECT count(*) FROM " + tbl}).Encode(nil)
+	if _, err := conn.Write(q); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _, _ := relReadUntilClosed(conn, time.Second, 1); len(msgs) != 0 {
+		t.Fatalf("the read behind the waiting DDL was not held on replica A: %d messages", len(msgs))
+	}
+	start := time.Now()
+	sendCancel(t, b.listen, key.ProcessID, key.SecretKey)
+	msgs, closed, err := relReadUntilClosed(conn, 5*time.Second, 1)
+	if err != nil || closed {
+		t.Fatalf("replica A: no answer within 5 s of the cancel on replica B (closed=%t): %v", closed, err)
+	}
+	var e *pgproto3.ErrorResponse
+	for _, m := range msgs {
+		if m.typ == 'E' {
+			e = m.errorResponse()
+		}
+	}
+	if e == nil || e.Code != "57014" || !strings.Contains(e.Detail, "held the statement back") {
+		t.Fatalf("the held read on replica A ended with %+v, want lockguard's 57014 saying it held the statement back", e)
+	}
+	t.Logf("cancel sent to replica B ended the hold on replica A after %v", time.Since(start).Round(time.Millisecond))
+	stopDDL()
+	<-ddl
 }
