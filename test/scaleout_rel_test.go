@@ -167,22 +167,11 @@ func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
 		t.Fatalf("a CancelRequest with a wrong key on replica B ended the DDL's wait on A: %d messages", len(msgs))
 	}
 
-	start := time.Now()
-	sendCancel(t, b.listen, key.ProcessID, key.SecretKey)
-	msgs, closed, err := relReadUntilClosed(conn, 5*time.Second, 1)
-	if err != nil || closed {
-		t.Fatalf("replica A: no answer within 5 s of the cancel on replica B (closed=%t): %v", closed, err)
-	}
-	var e *pgproto3.ErrorResponse
-	for _, m := range msgs {
-		if m.typ == 'E' {
-			e = m.errorResponse()
-		}
-	}
+	e, took := cancelThrough(t, b, conn, key)
 	if e == nil || e.Code != "57014" || !strings.HasPrefix(e.Message, "lockguard: canceling statement") || !strings.Contains(e.Detail, "waited to retry") {
 		t.Fatalf("the DDL on replica A ended with %+v, want lockguard's 57014 saying it waited to retry", e)
 	}
-	t.Logf("cancel sent to replica B ended the retry wait on replica A after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("cancel sent to replica B ended the retry wait on replica A after %v", took)
 	// Logged after the wait ended, so perhaps just after the answer.
 	if !waitUntil(2*time.Second, func() bool {
 		return strings.Contains(a.out.String(), "a cancel request that came to another replica ended a wait here")
@@ -197,6 +186,27 @@ func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
 	if v, perr, err := relQuery(conn, "SELECT 'still here'", 5*time.Second); v != "still here" || perr != nil || err != nil {
 		t.Fatalf("session on replica A after the cancel: %q %v %v", v, perr, err)
 	}
+}
+
+// cancelThrough sends the CancelRequest for key to replica b and reads the
+// answer on conn, a session through another replica, up to its
+// ReadyForQuery within 5 s. It returns the answer's ErrorResponse (nil for
+// none) and how long the answer took.
+func cancelThrough(t *testing.T, b *process, conn net.Conn, key *pgproto3.BackendKeyData) (*pgproto3.ErrorResponse, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	sendCancel(t, b.listen, key.ProcessID, key.SecretKey)
+	msgs, closed, err := relReadUntilClosed(conn, 5*time.Second, 1)
+	if err != nil || closed {
+		t.Fatalf("no answer within 5 s of the cancel on replica B (closed=%t): %v", closed, err)
+	}
+	var e *pgproto3.ErrorResponse
+	for _, m := range msgs {
+		if m.typ == 'E' {
+			e = m.errorResponse()
+		}
+	}
+	return e, time.Since(start).Round(time.Millisecond)
 }
 
 // twoReplicas starts two lockguard binaries in front of the test server
@@ -246,22 +256,11 @@ func TestScaleOutCancelEndsAHoldOnAnotherReplica(t *testing.T) {
 	if msgs, _, _ := relReadUntilClosed(conn, time.Second, 1); len(msgs) != 0 {
 		t.Fatalf("the read behind the waiting DDL was not held on replica A: %d messages", len(msgs))
 	}
-	start := time.Now()
-	sendCancel(t, b.listen, key.ProcessID, key.SecretKey)
-	msgs, closed, err := relReadUntilClosed(conn, 5*time.Second, 1)
-	if err != nil || closed {
-		t.Fatalf("replica A: no answer within 5 s of the cancel on replica B (closed=%t): %v", closed, err)
-	}
-	var e *pgproto3.ErrorResponse
-	for _, m := range msgs {
-		if m.typ == 'E' {
-			e = m.errorResponse()
-		}
-	}
+	e, took := cancelThrough(t, b, conn, key)
 	if e == nil || e.Code != "57014" || !strings.Contains(e.Detail, "held the statement back") {
 		t.Fatalf("the held read on replica A ended with %+v, want lockguard's 57014 saying it held the statement back", e)
 	}
-	t.Logf("cancel sent to replica B ended the hold on replica A after %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("cancel sent to replica B ended the hold on replica A after %v", took)
 	stopDDL()
 	<-ddl
 }
