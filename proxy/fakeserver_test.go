@@ -505,3 +505,74 @@ func startedClient(t testing.TB, addr, app string) net.Conn {
 	untilReady(t, fe)
 	return c
 }
+
+// TestCanceledHoldWhoseSubstituteIsCanceled: a CancelRequest ends a hold in
+// lockguard and is forwarded to PostgreSQL as well, where it may land while
+// the backend runs the statement that stands in for the refused batch. The
+// client then got PostgreSQL's own 57014 instead of lockguard's, which says
+// the statement never reached PostgreSQL (TestCancelEndsAHold failed so in
+// CI). Here the server answers the stand-in with that 57014.
+func TestCanceledHoldWhoseSubstituteIsCanceled(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.scripts <- func(c net.Conn) {
+		be := pgproto3.NewBackend(c, c)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			t.Error(err)
+			return
+		}
+		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 78, SecretKey: []byte{1, 2, 3, 4}},
+			&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		for {
+			msg, err := be.Receive()
+			if err != nil {
+				return
+			}
+			if _, ok := msg.(*pgproto3.Query); ok {
+				sendAll(t, c, &pgproto3.ErrorResponse{Severity: "ERROR", Code: CodeQueryCanceled,
+					Message: "canceling statement due to user request"}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+			}
+		}
+	}
+	held := make(chan struct{}, 1)
+	_, addr := startServerWith(t, fs.ln.Addr().String(), func(c *Config) {
+		c.Hooks = &Hooks{Batch: func(context.Context, *Session, *Batch) *Verdict {
+			return &Verdict{Hold: func(ctx context.Context) *Error {
+				held <- struct{}{}
+				<-ctx.Done()
+				return nil
+			}}
+		}}
+	})
+	c := startedClient(t, addr, "canceledhold")
+	defer c.Close()
+	sendAll(t, c, &pgproto3.Query{String: "SELECT 1"})
+	select {
+	case <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batch was not held")
+	}
+	cc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	sendAll(t, cc, &pgproto3.CancelRequest{ProcessID: 78, SecretKey: []byte{1, 2, 3, 4}})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	fe := pgproto3.NewFrontend(c, c)
+	var e *pgproto3.ErrorResponse
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		if m, ok := msg.(*pgproto3.ErrorResponse); ok {
+			e = &pgproto3.ErrorResponse{Code: m.Code, Message: m.Message, Detail: m.Detail}
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if e == nil || e.Code != CodeQueryCanceled || e.Message != canceledMessage || e.Detail != CanceledHeld.Detail {
+		t.Fatalf("the cancelled hold was answered %+v, want lockguard's %+v", e, CanceledHeld)
+	}
+}

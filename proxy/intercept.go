@@ -458,6 +458,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		}
 		if nonce != nil {
 			pv.replaceNonce = nonce
+			pv.canceled = v.Refuse.Code == CodeQueryCanceled
 			pv.replacement = appendErrorResponse(nil, withSeverity(v.Refuse, "ERROR"))
 		}
 		if retry {

@@ -18,9 +18,13 @@ type plan struct {
 	hideReady, dropErrors bool
 	notices               []byte // NoticeResponses to send before the first response
 	// replaceNonce marks the ErrorResponse that a refusal planted; it is
-	// replaced by replacement.
+	// replaced by replacement. A refusal that answers the client's cancel
+	// (canceled) also replaces a 57014: the CancelRequest that ended the
+	// wait in lockguard went on to PostgreSQL, and may cancel the statement
+	// that stands in for the refused batch before it fails by itself.
 	replaceNonce []byte
 	replacement  []byte
+	canceled     bool
 	capture      *capture
 	result       func(sqlstate string, completed int)
 	// base is how many Executes of the sync point earlier parts of its
@@ -250,9 +254,15 @@ func (s *Session) noteError(msg []byte) {
 func errorCode(msg []byte) string { return string(errorCodeBytes(msg)) }
 
 // refused returns msg, a backend message of type typ, or the plan's
-// refusal in its place when msg is the ErrorResponse the refusal planted.
-func (pl *plan) refused(typ byte, msg []byte) []byte {
-	if typ == 'E' && pl.replaceNonce != nil && bytes.Contains(msg, pl.replaceNonce) {
+// refusal in its place when msg is the ErrorResponse the refusal planted —
+// or, when own (msg is of the plan's own part of its sync point, which
+// starts with the stand-in) and the refusal answers a cancel, the cancel's
+// own error.
+func (pl *plan) refused(typ byte, msg []byte, own bool) []byte {
+	if typ != 'E' || pl.replaceNonce == nil {
+		return msg
+	}
+	if bytes.Contains(msg, pl.replaceNonce) || own && pl.canceled && string(errorCodeBytes(msg)) == CodeQueryCanceled {
 		return pl.replacement
 	}
 	return msg
@@ -267,7 +277,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 			out = s.emit(pl, out, pl.notices)
 		}
 	}
-	msg = pl.refused(typ, msg)
+	msg = pl.refused(typ, msg, true)
 	if s.plans.parts.Load() > 0 {
 		// The later parts of a batch continued after a Flush: their
 		// notices go out at the first response after their plan came,
@@ -279,7 +289,7 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 				l.started = true
 				out = append(out, l.notices...)
 			}
-			msg = l.refused(typ, msg)
+			msg = l.refused(typ, msg, false)
 		}
 		clear(s.parts)
 	}
