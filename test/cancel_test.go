@@ -58,13 +58,7 @@ func TestCancelStopsARetry(t *testing.T) {
 	conn := connect(t, lg.superDSN())
 	pid := conn.PgConn().PID() // lockguard passes the backend's key through
 	direct := connect(t, directDSN())
-	waiting := func() bool {
-		var n int
-		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", pid).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	}
+	waiting := waitingOnLock(t, ctx, direct, pid)
 	errc := startExec(ctx, conn, "ALTER TABLE "+tbl+" ADD COLUMN c int")
 	// The first attempt waits for the lock and gives up; then lockguard
 	// sleeps up to 20 s before the next.
@@ -113,16 +107,7 @@ func TestVanishedClientIsNotRetried(t *testing.T) {
 			_, release := holdLock(t, tbl)
 			sock, fe, pid := rawOpen(t, lg.addr, tlsOn)
 			direct := connect(t, directDSN())
-			count := func(q string) int {
-				var n int
-				if err := direct.QueryRow(ctx, q, pid).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-			waiting := func() bool {
-				return count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'") == 1
-			}
+			waiting := waitingOnLock(t, ctx, direct, pid)
 			fe.Send(&pgproto3.Query{String: "ALTER TABLE " + tbl + " ADD COLUMN c int"})
 			if err := fe.Flush(); err != nil {
 				t.Fatal(err)
@@ -137,7 +122,11 @@ func TestVanishedClientIsNotRetried(t *testing.T) {
 			release()
 			// lockguard ends the session where it would have retried.
 			waitFor(t, 5*time.Second, func() bool {
-				return count("SELECT count(*) FROM pg_stat_activity WHERE pid = $1") == 0
+				var n int
+				if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n == 0
 			})
 			var n int
 			if err := direct.QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 0 {

@@ -81,6 +81,18 @@ func holdLock(t *testing.T, tbl string) (int, func()) {
 	return pid, func() { tx.Rollback(context.Background()) }
 }
 
+// waitingOnLock is a condition for waitFor: backend pid waits for a lock,
+// as pg_stat_activity shows on direct.
+func waitingOnLock(t *testing.T, ctx context.Context, direct *pgx.Conn, pid uint32) func() bool {
+	return func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+}
+
 func showLockTimeout(t *testing.T, conn *pgx.Conn) string {
 	t.Helper()
 	var v string

@@ -144,13 +144,7 @@ func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, func() bool { return listeners() == 0 })
 	waitFor(t, 10*time.Second, func() bool { return listeners() == 2 })
-	waiting := func() bool {
-		var n int
-		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'", key.ProcessID).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 1
-	}
+	waiting := waitingOnLock(t, ctx, direct, key.ProcessID)
 	q, _ := (&pgproto3.Query{String: "ALTER TABLE " + tbl + " ADD COLUMN c int"}).Encode(nil)
 	if _, err := conn.Write(q); err != nil {
 		t.Fatal(err)
