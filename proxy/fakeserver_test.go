@@ -108,6 +108,21 @@ func untilReady(t testing.TB, fe *pgproto3.Frontend) {
 	}
 }
 
+// acceptStartup reads the proxy's StartupMessage on c and answers
+// AuthenticationOk, then msgs (a BackendKeyData, say), then ReadyForQuery.
+// It returns the backend to go on with, or nil when the startup could not
+// be read (the error is reported).
+func acceptStartup(t *testing.T, c net.Conn, msgs ...interface{ Encode([]byte) ([]byte, error) }) *pgproto3.Backend {
+	be := pgproto3.NewBackend(c, c)
+	if _, err := be.ReceiveStartupMessage(); err != nil {
+		t.Error(err)
+		return nil
+	}
+	msgs = append(append([]interface{ Encode([]byte) ([]byte, error) }{&pgproto3.AuthenticationOk{}}, msgs...), &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	sendAll(t, c, msgs...)
+	return be
+}
+
 func sendAll(t *testing.T, w io.Writer, msgs ...interface{ Encode([]byte) ([]byte, error) }) {
 	if _, err := w.Write(encode(t, msgs...)); err != nil {
 		t.Error(err)
@@ -121,14 +136,9 @@ func TestCancelKeyOfAnyLength(t *testing.T) {
 	key := bytes.Repeat([]byte{0xab, 0x01}, 16) // 32 bytes
 	gotCancel := make(chan []byte, 1)
 	fs.scripts <- func(c net.Conn) {
-		be := pgproto3.NewBackend(c, c)
-		if _, err := be.ReceiveStartupMessage(); err != nil {
-			t.Error(err)
-			return
+		if acceptStartup(t, c, &pgproto3.BackendKeyData{ProcessID: 77, SecretKey: key}) != nil {
+			io.Copy(io.Discard, c)
 		}
-		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 77, SecretKey: key},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'})
-		io.Copy(io.Discard, c)
 	}
 	fs.scripts <- func(c net.Conn) {
 		b, _ := io.ReadAll(io.LimitReader(c, int64(12+len(key))))
@@ -515,13 +525,10 @@ func startedClient(t testing.TB, addr, app string) net.Conn {
 func TestCanceledHoldWhoseSubstituteIsCanceled(t *testing.T) {
 	fs := newFakeServer(t)
 	fs.scripts <- func(c net.Conn) {
-		be := pgproto3.NewBackend(c, c)
-		if _, err := be.ReceiveStartupMessage(); err != nil {
-			t.Error(err)
+		be := acceptStartup(t, c, &pgproto3.BackendKeyData{ProcessID: 78, SecretKey: []byte{1, 2, 3, 4}})
+		if be == nil {
 			return
 		}
-		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.BackendKeyData{ProcessID: 78, SecretKey: []byte{1, 2, 3, 4}},
-			&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		for {
 			msg, err := be.Receive()
 			if err != nil {

@@ -35,21 +35,7 @@ func TestAsyncPreemption(t *testing.T) {
 // reports must end that wait: endClientSide sets the upstream reader's
 // deadline after the client's Terminate, when the reader may already wait.
 func TestOwnSocketDeadlineSetDuringWait(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close() // never writes: like PostgreSQL behind a partition
+	c, _ := tcpPair(t) // the peer never writes: like PostgreSQL behind a partition
 	r := newRawSock(c, false)
 	done := make(chan struct{})
 	r.ready, r.done, r.own = make(chan struct{}, 1), done, true

@@ -9,21 +9,7 @@ import (
 // TestClientGone: bytes the client sent and lockguard has not read are not
 // a hang-up; the client's close is, with those bytes still unread.
 func TestClientGone(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	peer, c := tcpPair(t)
 	s := &Session{client: c}
 	if s.clientGone() {
 		t.Fatal("an open, quiet connection taken for gone")
@@ -50,3 +36,25 @@ func TestClientGone(t *testing.T) {
 
 // wrapped hides its connection's descriptor.
 type wrapped struct{ net.Conn }
+
+// tcpPair returns both ends of a loopback TCP connection, the dialled one
+// first; they are closed when the test ends.
+func tcpPair(t *testing.T) (dialled, accepted net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dialled.Close() })
+	accepted, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { accepted.Close() })
+	return dialled, accepted
+}

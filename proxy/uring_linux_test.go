@@ -33,12 +33,10 @@ func testShortSendKeepsOrder(t *testing.T) {
 	const rows, width, perWrite = 20000, 1000, 4
 	fs := newFakeServer(t)
 	fs.scripts <- func(c net.Conn) {
-		be := pgproto3.NewBackend(c, c)
-		if _, err := be.ReceiveStartupMessage(); err != nil {
-			t.Error(err)
+		be := acceptStartup(t, c)
+		if be == nil {
 			return
 		}
-		sendAll(t, c, &pgproto3.AuthenticationOk{}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 		if _, err := be.Receive(); err != nil { // the Query
 			t.Error(err)
 			return
