@@ -304,7 +304,9 @@ func TestTelemetryBlockAndSqlcommenter(t *testing.T) {
 	}
 	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
-		sampled := fmt.Sprintf("SELECT v FROM %s WHERE id = 7 /*action='checkout',traceparent='00-%s-%s-01'*/", tbl, tid, sid)
+		// A form feed after the comment is white space to PostgreSQL, so
+		// the comment still ends the statement.
+		sampled := fmt.Sprintf("SELECT v FROM %s WHERE id = 7 /*action='checkout',traceparent='00-%s-%s-01'*/\f", tbl, tid, sid)
 		unsampled := fmt.Sprintf("SELECT v FROM %s WHERE id = 8 /*traceparent='00-%s-%s-00'*/", tbl, tid, sid)
 		for _, q := range []string{sampled, unsampled, "SELECT v FROM " + tbl + " WHERE id = 9"} {
 			if _, err := conn.Exec(ctx, q, mode); err != nil {
