@@ -429,9 +429,11 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 	for attempt := 1; ; attempt++ {
 		out := s.cOut[:0]
 		if inject {
+			// The batch's own sync point follows its Before statements.
+			protects := s.syncSeq + uint64(len(v.Before)) + 1
 			for _, q := range v.Before {
 				var err error
-				if out, err = s.injectQuery(out, q); err != nil {
+				if out, err = s.injectQuery(out, q, protects); err != nil {
 					return err
 				}
 			}
@@ -492,7 +494,7 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 		if inject && end != 'H' {
 			for _, q := range v.After {
 				var err error
-				if out, err = s.injectQuery(out, q); err != nil {
+				if out, err = s.injectQuery(out, q, 0); err != nil {
 					return err
 				}
 			}
@@ -646,18 +648,84 @@ func canceledRetry(attempt int) *Error {
 		Hint:   "Nothing of it ran. Run it again when the lock it needs is free; lockguard's log names the session that held it (with monitor-dsn)."}
 }
 
+// ownStatementsWait bounds how long a client's CancelRequest waits for a
+// statement lockguard injected to end (awaitOwnStatements): they are SETs
+// and RESETs, over in microseconds.
+const ownStatementsWait = 5 * time.Second
+
+// awaitOwnStatements waits, up to limit, while PostgreSQL runs a statement
+// that lockguard injected before or after the client's (injectQuery), so
+// that a CancelRequest forwarded after it reaches the client's statement.
+// Forwarded at once, it would cancel lockguard's statement instead: the SET
+// lock_timeout ahead of a DDL, which would then run without it and with
+// the client's cancel spent; or the restore after it, which would leave
+// lockguard's value in force for the rest of the session. A cancel that
+// came during the restore then finds the backend idle, or the client's next
+// statement, as it would have without lockguard.
+func (s *Session) awaitOwnStatements(limit time.Duration) {
+	if s.runsInjected() {
+		s.log.Debug("a cancel request waits for a statement lockguard injected to end")
+		s.pollUntil(func() bool { return !s.runsInjected() }, limit)
+	}
+}
+
+// passCancelOn cancels the client's statement, sync point protects, that
+// a statement lockguard sent ahead of it was for, once that statement has
+// ended and the client's runs: a cancel hit lockguard's statement instead
+// (one forwarded by another replica, pg_cancel_backend from a console, or
+// one that came here as a statement before it ended), and the client's
+// would otherwise run without what lockguard set for it — a DDL without
+// its lock timeout — although someone meant to stop it. It runs on a
+// goroutine of its own: it waits for the upstream side, which calls it.
+func (s *Session) passCancelOn(protects uint64) {
+	if !s.pollUntil(func() bool { return s.zPub.Load()+1 >= protects }, ownStatementsWait) || s.zPub.Load()+1 != protects {
+		return // the client's statement ended already, or the session did
+	}
+	s.log.Warn("a cancel request hit a statement lockguard sent ahead of the client's; lockguard cancels the client's statement, as was meant")
+	if err := s.Cancel(); err != nil {
+		s.log.Warn("cancelling the client's statement failed", "err", err)
+	}
+}
+
+// pollUntil looks at cond every 200 µs until it holds, and reports whether
+// it did before limit passed and the session ended. It is for the rare
+// waits on the upstream side's progress that a cancel makes.
+func (s *Session) pollUntil(cond func() bool, limit time.Duration) bool {
+	t := time.NewTicker(200 * time.Microsecond)
+	defer t.Stop()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// runsInjected reports whether the sync point PostgreSQL works on now, the
+// first one not answered, is a statement lockguard injected.
+func (s *Session) runsInjected() bool {
+	return s.plans.active() && s.plans.swallows(s.zPub.Load()+1)
+}
+
 // injectQuery appends a statement whose responses are swallowed. It goes
 // through the extended protocol with a named statement and portal of its
 // own, so that it neither destroys the client's unnamed prepared statement
 // (a Query message would) or unnamed portal (which lives until the end of a
 // transaction block) nor runs in one implicit transaction with anything
-// else.
-func (s *Session) injectQuery(out []byte, sql string) ([]byte, error) {
+// else. protects is the sync point of the client's statement that a
+// statement sent ahead of it is for (0 for one sent after it).
+func (s *Session) injectQuery(out []byte, sql string, protects uint64) ([]byte, error) {
 	if !s.beginSync() {
 		return out, errClosing
 	}
 	s.syncSeq++
-	s.plans.add(&plan{seq: s.syncSeq, swallow: true})
+	s.plans.add(&plan{seq: s.syncSeq, swallow: true, protects: protects})
 	name := "lockguard_" + string(newNonce())
 	var err error
 	for _, m := range []interface{ Encode([]byte) ([]byte, error) }{

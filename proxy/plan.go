@@ -12,6 +12,9 @@ import (
 type plan struct {
 	seq     uint64 // the sync point, counted from 1 in the order sent
 	swallow bool   // drop the responses (an injected statement)
+	// protects is the sync point of the client's statement that an
+	// injected statement sent ahead of it is for (0 for none).
+	protects uint64
 	// hideReady drops the ReadyForQuery (a Sync of lockguard's own ended
 	// the flushed parts of a batch: Session.EndFlushed); dropErrors drops
 	// ErrorResponses (the failure that makes PostgreSQL skip again).
@@ -142,6 +145,19 @@ func (p *plans) forSeq(seq uint64) *plan {
 		}
 	}
 	return nil
+}
+
+// swallows reports whether sync point seq is one whose responses are
+// swallowed: a statement lockguard injected.
+func (p *plans) swallows(seq uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pl := range p.q {
+		if pl.seq >= seq {
+			return pl.seq == seq && pl.swallow
+		}
+	}
+	return false
 }
 
 // laterParts appends to buf the plans of later parts of head's sync point
@@ -304,6 +320,8 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 				// gave up): nothing ran, and the block's rollback undoes
 				// what lockguard set in it.
 				s.log.Debug("an injected statement was skipped in a failed transaction block", "sqlstate", code)
+			} else if code == CodeQueryCanceled && pl.protects != 0 {
+				go s.passCancelOn(pl.protects)
 			} else {
 				s.log.Warn("an injected statement failed", "sqlstate", code)
 			}

@@ -687,7 +687,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 			s.skippedReady(msg, true)
 		}
 		s.txStatus.Store(s.txStatus.Load()<<8&0xff00 | uint32(status))
-		s.zSeq++
+		s.countReady()
 		if skipped > 0 {
 			s.failedBySkip() // skipped too, up to the Sync
 		}
@@ -728,7 +728,7 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 // (failed); or PostgreSQL ignored its Sync in copy-in mode (its COPY
 // ends with msg).
 func (s *Session) skippedReady(msg []byte, failed bool) {
-	s.zSeq++
+	s.countReady()
 	if failed {
 		s.failedBySkip()
 	}
@@ -743,6 +743,13 @@ func (s *Session) skippedReady(msg []byte, failed bool) {
 			s.completePlan(pl, s.zSeq)
 		}
 	}
+}
+
+// countReady counts the end of a sync point: its ReadyForQuery, or that of
+// a later one (skippedReady).
+func (s *Session) countReady() {
+	s.zSeq++
+	s.zPub.Store(s.zSeq)
 }
 
 // wakeIdleWaiter wakes a waitIdle, if one waits, to look again.

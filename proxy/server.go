@@ -262,17 +262,11 @@ func (s *Server) dropKey(sess *Session) {
 	s.mu.Unlock()
 }
 
-// cancelWait ends what the session with backend key key waits for in
-// lockguard, if it is one of this server's and waits (Session.startWait).
-// It reports whether the key is one of this server's sessions'.
-func (s *Server) cancelWait(key []byte) bool {
+// byBackendKey returns this server's session with backend key key, or nil.
+func (s *Server) byBackendKey(key []byte) *Session {
 	s.mu.Lock()
-	sess := s.byKey[string(key)]
-	s.mu.Unlock()
-	if sess != nil {
-		sess.cancelWait()
-	}
-	return sess != nil
+	defer s.mu.Unlock()
+	return s.byKey[string(key)]
 }
 
 // CancelWaits ends what this server's sessions whose backend key match

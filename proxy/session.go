@@ -70,9 +70,10 @@ type Session struct {
 	State any
 
 	plans    plans
-	zSeq     uint64 // upstream side: ReadyForQuery messages seen
-	syncDone int    // upstream side: statements completed in the current sync point
-	descDone int    // upstream side: Describes answered in the current sync point
+	zSeq     uint64        // upstream side: ReadyForQuery messages seen
+	zPub     atomic.Uint64 // zSeq, for other goroutines (runsInjected)
+	syncDone int           // upstream side: statements completed in the current sync point
+	descDone int           // upstream side: Describes answered in the current sync point
 	// Upstream side: the first ErrorResponse of sync point errSeq, its
 	// SQLSTATE (errCode[:errLen]) and the statements completed before it;
 	// every plan of that sync point reports it, however many parts its
@@ -289,13 +290,22 @@ func (s *Session) negotiate() ([]byte, error) {
 				return nil, fmt.Errorf("%w: CancelRequest of %d bytes", ErrProtocol, len(pkt))
 			}
 			// What the session waits for in lockguard (a hold, a retry's
-			// backoff) ends too; PostgreSQL cancels what it runs.
-			local := s.srv != nil && s.srv.cancelWait(pkt[8:])
+			// backoff) ends too; PostgreSQL cancels what it runs: the
+			// client's statement, not one lockguard sent before or after
+			// it (awaitOwnStatements).
+			var target *Session
+			if s.srv != nil {
+				target = s.srv.byBackendKey(pkt[8:])
+			}
+			if target != nil {
+				target.cancelWait()
+				target.awaitOwnStatements(ownStatementsWait)
+			}
 			err := s.cfg.Upstream.forwardCancel(context.Background(), pkt)
 			if err != nil {
 				s.log.Warn("forwarding cancel request failed", "err", err)
 			}
-			if !local && s.cfg.ForeignCancel != nil {
+			if target == nil && s.cfg.ForeignCancel != nil {
 				s.cfg.ForeignCancel(pkt[8:])
 			}
 			return nil, errCancelRelayed

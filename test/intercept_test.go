@@ -429,3 +429,91 @@ func TestInterceptResultOfAFailedFlushedBatchAQueryEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestInterceptCancelReachesTheClientsStatement: a CancelRequest that comes
+// while PostgreSQL runs a statement lockguard injected (Verdict.Before or
+// After) waits for it to end, and then cancels the client's statement.
+// Forwarded at once, it would cancel lockguard's statement: a SET
+// lock_timeout ahead of a DDL, which would then run without it and with the
+// client's cancel spent. A cancel that reaches PostgreSQL another way and
+// hits a statement lockguard sent ahead of the client's is passed on to the
+// client's. The injected statements here take half a second so that the
+// cancel comes while they run; each leaves a row when it ran whole.
+func TestInterceptCancelReachesTheClientsStatement(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "cancelinj", "who text")
+	slow := func(who string) string {
+		return "INSERT INTO " + tbl + " SELECT '" + who + "' FROM pg_sleep(0.5)"
+	}
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
+			switch {
+			case strings.Contains(sql, "/*slow-before*/"):
+				return &proxy.Verdict{Before: []string{slow("before")}}
+			case strings.Contains(sql, "/*slow-after*/"):
+				return &proxy.Verdict{After: []string{slow("after")}}
+			}
+			return nil
+		})
+	})
+	rows := func() []string {
+		t.Helper()
+		var got []string
+		if err := connect(t, directDSN()).QueryRow(ctx, "SELECT coalesce(array_agg(who ORDER BY who), '{}') FROM "+tbl).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		if _, err := connect(t, directDSN()).Exec(ctx, "TRUNCATE "+tbl); err != nil {
+			t.Fatal(err)
+		}
+		conn := connect(t, lg.superDSN())
+		// The cancel comes while the injected statement ahead runs.
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			conn.PgConn().CancelRequest(context.Background())
+		}()
+		start := time.Now()
+		_, err := conn.Exec(ctx, "INSERT INTO "+tbl+" SELECT 'client' FROM pg_sleep(20) /*slow-before*/", mode)
+		if pgCode(err) != "57014" {
+			t.Fatalf("mode %v: the client's statement, cancelled while lockguard's own ahead of it ran, ended with %v after %v, want 57014", mode, err, time.Since(start).Round(time.Millisecond))
+		}
+		if got := rows(); !slices.Equal(got, []string{"before"}) {
+			t.Fatalf("mode %v: rows %q, want only lockguard's statement's ('before'): the cancel hit lockguard's statement, or missed the client's", mode, got)
+		}
+		// The cancel comes while the injected statement after the
+		// client's runs: it finds the backend idle, and lockguard's
+		// statement runs whole.
+		if _, err := conn.Exec(ctx, "SELECT 1 /*slow-after*/", mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT 1", mode).Scan(&n); err != nil {
+			t.Fatalf("mode %v: the statement after a cancel that came while lockguard's own ran: %v", mode, err)
+		}
+		if got := rows(); !slices.Equal(got, []string{"after", "before"}) {
+			t.Fatalf("mode %v: rows %q, want lockguard's statement after the client's to have run whole", mode, got)
+		}
+		// A cancel that does not pass through this lockguard (another
+		// replica's, pg_cancel_backend from a console) hits lockguard's
+		// statement ahead of the client's: lockguard passes it on.
+		pid, console := conn.PgConn().PID(), connect(t, directDSN())
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			console.Exec(context.Background(), "SELECT pg_cancel_backend($1)", pid)
+		}()
+		start = time.Now()
+		_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" SELECT 'client' FROM pg_sleep(20) /*slow-before*/", mode)
+		if pgCode(err) != "57014" {
+			t.Fatalf("mode %v: the client's statement, whose backend was cancelled while lockguard's own ahead of it ran, ended with %v after %v, want 57014", mode, err, time.Since(start).Round(time.Millisecond))
+		}
+		if got := rows(); !slices.Equal(got, []string{"after", "before"}) {
+			t.Fatalf("mode %v: rows %q, want no more: the cancel hit lockguard's statement, and the client's should have been cancelled", mode, got)
+		}
+		conn.Close(ctx)
+	}
+}
