@@ -16,6 +16,7 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add("ALTER TABLE orders DROP CONSTRAINT orders_user_fk /*traceparent='00-01'*/")
 	f.Add("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x FOR UPDATE")
 	f.Add("-- c\nSELECT 1; /* a /* b */ */")
+	f.Add("DO $$ DECLARE r record; BEGIN IF true THEN EXECUTE 'ALTER TABLE t ADD c int'; END IF; FOR r IN SELECT * FROM t LOOP COMMIT; END LOOP; END $$")
 	cat := fixture()
 	f.Fuzz(func(t *testing.T, sql string) {
 		for _, an := range []*Analysis{Analyze(sql), NewAnalyzer(cat, 0).Analyze(sql)} {

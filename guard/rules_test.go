@@ -285,6 +285,9 @@ var ruleCases = []ruleCase{
 	{rule: "missing-lock-timeout", sql: "ALTER TABLE orders ADD COLUMN x int"},
 	{rule: "missing-lock-timeout", offline: true, sql: "SET lock_timeout = '2s';\nBEGIN;\nSET LOCAL lock_timeout = 0;\nALTER TABLE orders ADD COLUMN x int;\nCOMMIT;", fire: true},
 	{rule: "missing-lock-timeout", offline: true, sql: "SET lock_timeout = '2s';\nBEGIN;\nSET LOCAL lock_timeout = 0;\nCOMMIT;\nALTER TABLE orders ADD COLUMN x int"},
+	{rule: "missing-lock-timeout", offline: true, sql: "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'fk') THEN ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id); END IF; END $$", fire: true},
+	{rule: "missing-lock-timeout", offline: true, sql: "DO $$ BEGIN SET LOCAL lock_timeout = '2s'; ALTER TABLE orders ADD COLUMN x int; END $$"},
+	{rule: "missing-lock-timeout", offline: true, sql: "DO $$ BEGIN SET LOCAL lock_timeout = 0; ALTER TABLE orders ADD COLUMN x int; END $$", fire: true},
 	{rule: "missing-lock-timeout", offline: true, sql: "BEGIN;\nSET LOCAL lock_timeout = 0;\nSET lock_timeout = '2s';\nALTER TABLE orders ADD COLUMN x int;\nCOMMIT;"},
 	{rule: "missing-lock-timeout", offline: true, sql: "CREATE INDEX CONCURRENTLY i ON orders (note)"},
 

@@ -83,8 +83,7 @@ func (b *builder) stmt(n *pg.Node) {
 			b.walkNodes(x.CallStmt.Funccall.Args)
 		}
 	case *pg.Node_DoStmt:
-		st.Tag, st.Class = "DO", ClassOther
-		b.unknown("DO: the locks an anonymous code block takes depend on its body")
+		b.doStmt(x.DoStmt)
 	case *pg.Node_CheckPointStmt:
 		st.Tag, st.Class = "CHECKPOINT", ClassMaintenance
 	case *pg.Node_VacuumStmt:

@@ -1,0 +1,103 @@
+package guard
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// A code block takes what its statements take: conditional where only some
+// paths run them; a literal EXECUTE is read, a computed one is unknown; a
+// COMMIT inside makes the block one that cannot be retried or run in a
+// transaction block. TestLocksGroundTruth (test/) holds the modes against
+// PostgreSQL's pg_locks.
+func TestDoBlock(t *testing.T) {
+	type lk struct {
+		rel  string
+		mode LockMode
+		cond bool
+	}
+	cases := []struct {
+		sql      string
+		class    Class
+		locks    []lk
+		noTx     bool
+		unknown  string // a substring of one Unknown
+		settings []string
+	}{
+		{sql: "DO $$ BEGIN ALTER TABLE a ADD COLUMN c int; END $$", class: ClassDDL,
+			locks: []lk{{"a", AccessExclusive, false}}},
+		{sql: "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM b) THEN ALTER TABLE a ADD COLUMN c int; END IF; END $$", class: ClassDDL,
+			locks: []lk{{"b", AccessShare, false}, {"a", AccessExclusive, true}}},
+		{sql: "DO $$ DECLARE n int := (SELECT count(*) FROM d); BEGIN n := (SELECT max(id) FROM e); PERFORM 1 FROM f FOR UPDATE; END $$", class: ClassOther,
+			locks: []lk{{"d", AccessShare, false}, {"e", AccessShare, false}, {"f", RowShare, false}}},
+		{sql: "DO $$ DECLARE r record; BEGIN FOR r IN SELECT * FROM g LOOP DELETE FROM h; END LOOP; END $$", class: ClassOther,
+			locks: []lk{{"g", AccessShare, false}, {"h", RowExclusive, true}}},
+		{sql: "DO $$ BEGIN UPDATE i SET x = 1; EXCEPTION WHEN others THEN TRUNCATE j; END $$", class: ClassDDL,
+			locks: []lk{{"i", RowExclusive, false}, {"j", AccessExclusive, true}}},
+		{sql: "DO $$ BEGIN EXECUTE 'LOCK TABLE k IN SHARE MODE'; EXECUTE format('DROP TABLE %I', 'l'); END $$", class: ClassOther,
+			locks: []lk{{"k", Share, false}}, unknown: "EXECUTE of a computed string"},
+		{sql: "DO $$ BEGIN INSERT INTO m VALUES (1); COMMIT; ALTER TABLE m ADD COLUMN c int; END $$", class: ClassDDL,
+			locks: []lk{{"m", AccessExclusive, false}}, noTx: true},
+		{sql: "DO $$ BEGIN SET LOCAL lock_timeout = '2s'; DROP TABLE n; END $$", class: ClassDDL,
+			locks: []lk{{"n", AccessExclusive, false}}, settings: []string{"lock_timeout"}},
+		// The body may hold lockguard's own dollar quote.
+		{sql: "DO $x$ BEGIN RAISE NOTICE '$lockguard$'; DROP TABLE o; END $x$", class: ClassDDL,
+			locks: []lk{{"o", AccessExclusive, false}}},
+		{sql: "DO LANGUAGE plpgsql 'BEGIN DROP TABLE p; END'", class: ClassDDL,
+			locks: []lk{{"p", AccessExclusive, false}}},
+		{sql: "DO $$ BEGIN EXECUTE 'DO $i$ BEGIN DROP TABLE q; END $i$'; END $$", class: ClassDDL,
+			locks: []lk{{"q", AccessExclusive, false}}},
+		{sql: "DO LANGUAGE plperl $$ 1 $$", class: ClassOther, unknown: "plperl code block"},
+		{sql: "DO $$ BEGIN $$", class: ClassOther, unknown: "does not parse as PL/pgSQL"},
+	}
+	for _, c := range cases {
+		an := Analyze(c.sql)
+		if an.Err != nil || len(an.Statements) != 1 {
+			t.Fatalf("%s: %v, %d statements", c.sql, an.Err, len(an.Statements))
+		}
+		st := &an.Statements[0]
+		var got []lk
+		for _, l := range st.Locks {
+			got = append(got, lk{l.Rel.Name, l.Mode, l.Conditional})
+		}
+		if st.Tag != "DO" || st.Class != c.class || !slices.Equal(got, c.locks) || st.NoTxBlock != c.noTx {
+			t.Errorf("%s:\n\tgot %s %v locks %v notx %v\n\twant DO %v locks %v notx %v", c.sql, st.Tag, st.Class, got, st.NoTxBlock, c.class, c.locks, c.noTx)
+		}
+		if c.unknown != "" && !slices.ContainsFunc(st.Unknown, func(u string) bool { return strings.Contains(u, c.unknown) }) {
+			t.Errorf("%s: unknown %q, want one with %q", c.sql, st.Unknown, c.unknown)
+		}
+		var set []string
+		for _, s := range st.Settings {
+			set = append(set, s.Name)
+		}
+		if !slices.Equal(set, c.settings) {
+			t.Errorf("%s: settings %v, want %v", c.sql, set, c.settings)
+		}
+	}
+}
+
+// FuzzDoBlock feeds PL/pgSQL bodies to the analysis of a DO block: the
+// PL/pgSQL parser and the walk of its tree must not fail on any.
+func FuzzDoBlock(f *testing.F) {
+	f.Add("DECLARE r record; BEGIN IF true THEN EXECUTE 'ALTER TABLE t ADD c int'; END IF; FOR r IN SELECT * FROM t LOOP COMMIT; END LOOP; END")
+	f.Add("BEGIN CASE WHEN x THEN DROP TABLE a; ELSE NULL; END CASE; RETURN QUERY EXECUTE 'SELECT 1'; EXCEPTION WHEN others THEN RAISE; END")
+	f.Add("<<l>> DECLARE c CURSOR FOR SELECT * FROM b; BEGIN OPEN c; WHILE found LOOP EXIT l; END LOOP; END")
+	f.Fuzz(func(t *testing.T, body string) {
+		if strings.Contains(body, "$f$") {
+			return
+		}
+		an := Analyze("DO $f$" + body + "$f$")
+		if errors.Is(an.Err, errInternal) {
+			t.Fatalf("body %q: %v", body, an.Err)
+		}
+		for i := range an.Statements {
+			for _, l := range an.Statements[i].Locks {
+				if l.Rel.Name == "" || l.Mode == NoLock || l.Mode > AccessExclusive {
+					t.Fatalf("body %q: bad lock %+v", body, l)
+				}
+			}
+		}
+	})
+}
