@@ -60,7 +60,9 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 	for i := 1; i < workers; i++ {
 		conns[i] = connect(t, lg.superDSN())
 	}
-	const looped = workers - 1 // all but the TLS one
+	// The direct reader's own DDL on the shared table, through lockguard.
+	probe := connect(t, lg.superDSN())
+	const looped = workers // the workers but the TLS one, and probe
 	waitFor(t, 5*time.Second, func() bool { return lg.srv.Stats().InLoop == looped })
 	before := lg.srv.Stats()
 
@@ -73,6 +75,7 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 	// tenth time, the first about a second into the run, for longer than
 	// all of the guard's attempts, so that it gives up (55P03).
 	blockerDone := make(chan error, 1)
+	var probeErr error // read after blockerDone
 	c := connect(t, directDSN())
 	go func() {
 		rng := rand.New(rand.NewSource(1))
@@ -84,6 +87,13 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 			tx, err := c.Begin(ctx)
 			if err == nil {
 				_, err = tx.Exec(ctx, "SELECT count(*) FROM "+shared)
+				if err == nil && hold == churnLongHold {
+					// A DDL on the table meets the long hold for sure,
+					// whatever the workers happen to do meanwhile.
+					start := time.Now()
+					_, probeErr = probe.Exec(ctx, "ALTER TABLE "+shared+" ADD COLUMN IF NOT EXISTS probe int")
+					hold -= time.Since(start)
+				}
 				time.Sleep(hold)
 				tx.Rollback(ctx)
 			}
@@ -147,9 +157,13 @@ func testChurn(t *testing.T, mutateProxy func(*proxy.Config)) {
 		return
 	}
 	// The long hold came while workers altered the shared table now and
-	// then: at least one of them was told lockguard gave up.
-	if counts["shared-ddl-55P03"] == 0 {
-		t.Errorf("no DDL on the shared table gave up during the direct reader's %v holds (%d done)", churnLongHold, counts["shared-ddl"])
+	// then, and while probe did: lockguard gave up on probe's DDL, or shed
+	// it because a worker's DDL was waiting already, which then gave up.
+	var pe *pgconn.PgError
+	if !errors.As(probeErr, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: ") {
+		t.Errorf("the DDL on the shared table during the direct reader's %v hold: %v, want lockguard's 55P03", churnLongHold, probeErr)
+	} else if counts["shared-ddl-55P03"] == 0 && !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for ") {
+		t.Errorf("no DDL on the shared table gave up during the direct reader's %v hold (%d done; probe's: %v)", churnLongHold, counts["shared-ddl"], probeErr)
 	}
 	// Idle now, every session goes back to the loop.
 	if !waitUntil(10*time.Second, func() bool { return lg.srv.Stats().InLoop == looped }) {

@@ -470,12 +470,15 @@ func TestInterceptCancelReachesTheClientsStatement(t *testing.T) {
 		}
 		conn := connect(t, lg.superDSN())
 		// The cancel comes while the injected statement ahead runs.
+		canceled := make(chan struct{})
 		go func() {
+			defer close(canceled)
 			time.Sleep(200 * time.Millisecond)
 			conn.PgConn().CancelRequest(context.Background())
 		}()
 		start := time.Now()
 		_, err := conn.Exec(ctx, "INSERT INTO "+tbl+" SELECT 'client' FROM pg_sleep(20) /*slow-before*/", mode)
+		<-canceled
 		if pgCode(err) != "57014" {
 			t.Fatalf("mode %v: the client's statement, cancelled while lockguard's own ahead of it ran, ended with %v after %v, want 57014", mode, err, time.Since(start).Round(time.Millisecond))
 		}
@@ -502,12 +505,15 @@ func TestInterceptCancelReachesTheClientsStatement(t *testing.T) {
 		// replica's, pg_cancel_backend from a console) hits lockguard's
 		// statement ahead of the client's: lockguard passes it on.
 		pid, console := conn.PgConn().PID(), connect(t, directDSN())
+		canceled = make(chan struct{})
 		go func() {
+			defer close(canceled)
 			time.Sleep(200 * time.Millisecond)
 			console.Exec(context.Background(), "SELECT pg_cancel_backend($1)", pid)
 		}()
 		start = time.Now()
 		_, err = conn.Exec(ctx, "INSERT INTO "+tbl+" SELECT 'client' FROM pg_sleep(20) /*slow-before*/", mode)
+		<-canceled
 		if pgCode(err) != "57014" {
 			t.Fatalf("mode %v: the client's statement, whose backend was cancelled while lockguard's own ahead of it ran, ended with %v after %v, want 57014", mode, err, time.Since(start).Round(time.Millisecond))
 		}
