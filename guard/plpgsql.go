@@ -67,6 +67,7 @@ func (b *builder) doStmt(d *pg.DoStmt) {
 			b.leave()
 			b.absorb(&ib.st, s.cond)
 			if s.stmt {
+				st.block = append(st.block, s.sql[raw.StmtLocation:][:stmtLen(s.sql, raw)])
 				tag := ib.st.Tag
 				if len(ib.st.Subcommands) > 0 {
 					tag += " (" + strings.Join(ib.st.Subcommands, ", ") + ")"
@@ -79,6 +80,46 @@ func (b *builder) doStmt(d *pg.DoStmt) {
 	}
 	if len(runs) > 0 {
 		b.note("DO: the block runs " + strings.Join(runs, "; "))
+	}
+}
+
+// stmtLen is the length of raw's text in sql.
+func stmtLen(sql string, raw *pg.RawStmt) int {
+	if raw.StmtLen > 0 {
+		return int(raw.StmtLen)
+	}
+	return len(sql) - int(raw.StmtLocation)
+}
+
+// checkBlock runs the rules over the statements a code block (DO) runs, as
+// if the client had sent them in one transaction: their findings are the
+// block's. What they set and create counts for the statements after the
+// block; what they lock, until the block's transaction ends.
+func (e *evaluator) checkBlock() {
+	outer, st := e.a, e.st
+	inTx := e.inTx
+	e.inTx = true
+	for _, sql := range st.block {
+		an := analyze(sql, e.c.Catalog)
+		if an.Err != nil {
+			continue
+		}
+		e.a = an
+		for j := range an.Statements {
+			e.st, e.f = &an.Statements[j], nil
+			if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
+				e.f = factsFor(an, e.st)
+			}
+			e.start = len(e.out)
+			e.check()
+			e.advance()
+		}
+	}
+	e.a, e.st, e.f, e.inTx = outer, st, nil, inTx
+	if !e.explicit {
+		// The block was its own transaction.
+		e.tx.Reset()
+		e.lockTimeout.masked, e.stmtTimeout.masked = false, false
 	}
 }
 

@@ -374,6 +374,10 @@ func (p *Policy) evaluate(a *Analysis, c *Context) []Finding {
 	for i := range a.Statements {
 		e.i, e.st = i, &a.Statements[i]
 		e.f = nil
+		if len(e.st.block) > 0 {
+			e.checkBlock()
+			continue
+		}
 		if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
 			e.f = factsFor(a, e.st)
 		}

@@ -309,6 +309,10 @@ var ruleCases = []ruleCase{
 	{rule: "multi-lock-txn", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; ALTER TABLE users ADD COLUMN y int; COMMIT", fire: true},
 	{rule: "multi-lock-txn", sql: "ALTER TABLE users ADD COLUMN y int", inTx: true, prior: "ALTER TABLE orders ADD COLUMN x int", fire: true},
 	{rule: "multi-lock-txn", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; ALTER TABLE orders ADD COLUMN y int; COMMIT"},
+	// A DO block is one transaction; outside a block it ends with the DO.
+	{rule: "multi-lock-txn", offline: true, sql: "DO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; ALTER TABLE users ADD COLUMN y int; END $$", fire: true},
+	{rule: "multi-lock-txn", offline: true, sql: "DO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; END $$;\nBEGIN;\nALTER TABLE users ADD COLUMN y int;\nCOMMIT;"},
+	{rule: "multi-lock-txn", offline: true, sql: "BEGIN;\nDO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; END $$;\nALTER TABLE users ADD COLUMN y int;\nCOMMIT;", fire: true},
 	{rule: "multi-lock-txn", offline: true, sql: "ALTER TABLE orders ADD COLUMN x int;\nALTER TABLE users ADD COLUMN y int"},
 
 	{rule: "cic-pg14-corruption", sql: "CREATE INDEX CONCURRENTLY i ON orders (note)", version: 140002, fire: true},
@@ -703,8 +707,9 @@ const docIntro = `# lockguard's DDL policy and rules
 
 lockguard judges every DDL and maintenance statement it sees — in the proxy,
 from every client, and offline in ` + "`lockguard check`" + ` over migration files — against
-a catalog of rules. Each rule that fires produces a finding with one of three
-actions:
+a catalog of rules; the statements a PL/pgSQL ` + "`DO`" + ` block runs are judged as if sent
+in one transaction, and their findings are the block's. Each rule that fires
+produces a finding with one of three actions:
 
 - **allow** — the statement runs; the finding is only recorded (logged at debug
   level by the proxy, printed by ` + "`lockguard check --all`" + `).

@@ -73,9 +73,7 @@ func (e *evaluator) checkTimeouts() {
 	var strong *RelationLock
 	for i := range st.Locks {
 		l := &st.Locks[i]
-		// In a code block a lock is conditional when its statement is
-		// inside an IF (… NOT EXISTS), which a migration means to run.
-		if l.Mode >= Share && (!l.Conditional || st.Tag == "DO") && !e.isNew(l.Rel) && !e.isTemp(l.Rel) {
+		if l.Mode >= Share && !l.Conditional && !e.isNew(l.Rel) && !e.isTemp(l.Rel) {
 			strong = l
 			break
 		}
@@ -83,20 +81,7 @@ func (e *evaluator) checkTimeouts() {
 	if strong == nil {
 		return
 	}
-	lt, stt := e.lockTimeout, e.stmtTimeout
-	if st.Tag == "DO" {
-		// A code block that sets them itself (at its top, as it should)
-		// runs its statements with them.
-		for _, s := range st.Settings {
-			switch s.Name {
-			case "lock_timeout":
-				lt.apply(s, true)
-			case "statement_timeout":
-				stt.apply(s, true)
-			}
-		}
-	}
-	if !e.firedLT && !lt.set() {
+	if !e.firedLT && !e.lockTimeout.set() {
 		e.firedLT = true
 		e.fire(rMissingLockTimeout, hit{
 			rel: strong.Rel, lock: strong.Mode,
@@ -105,7 +90,7 @@ func (e *evaluator) checkTimeouts() {
 			hint:   "SET lock_timeout = '2s';  -- at the top of the migration (SET LOCAL inside its transaction), and retry on SQLSTATE 55P03; lockguard does both at runtime",
 		})
 	}
-	if (st.Class == ClassDDL || st.Class == ClassMaintenance) && !e.firedST && !stt.set() {
+	if (st.Class == ClassDDL || st.Class == ClassMaintenance) && !e.firedST && !e.stmtTimeout.set() {
 		e.firedST = true
 		e.fire(rMissingStatementTimeout, hit{
 			rel: strong.Rel, lock: strong.Mode,

@@ -248,6 +248,9 @@ type Statement struct {
 	// Start and End are the byte offsets of the statement within
 	// Analysis.SQL.
 	Start, End int
+	// block holds the SQL statements a PL/pgSQL code block (DO) runs, in
+	// order, for the policy's rules.
+	block []string
 }
 
 // Strongest returns the strongest mode the statement takes on any relation.

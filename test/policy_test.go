@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,13 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 				t.Fatalf("CONCURRENTLY warned: %+v", n)
 			}
 		}
+		// The same in a PL/pgSQL block warns the same way.
+		if _, err := conn.Exec(ctx, "DO $$ BEGIN CREATE INDEX "+tbl+"_email4 ON "+tbl+" (email); END $$"); err != nil {
+			t.Fatal(err)
+		}
+		if got := notices.take(); !slices.ContainsFunc(got, func(n *pgconn.Notice) bool { return strings.Contains(n.Detail, "create-index-blocking") }) {
+			t.Fatalf("notices = %+v, want the create-index-blocking warning for the index built in a DO block", got)
+		}
 		// psql prints the warning.
 		out, err := psqlRun(t, lg, "CREATE INDEX "+tbl+"_email3 ON "+tbl+" (email)")
 		if err != nil || !strings.Contains(out, "WARNING:  lockguard: ") {
@@ -89,6 +97,11 @@ func TestPolicyWarnAndBlock(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "drop-foreign-key") ||
 			!strings.HasPrefix(pe.Message, "lockguard: ") || pe.Hint == "" {
 			t.Fatalf("got %v, want LG001 naming drop-foreign-key", err)
+		}
+		// Wrapped in a PL/pgSQL block it is the same DDL, blocked the same way.
+		_, err = conn.Exec(ctx, "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '"+tbl+"_fk') THEN ALTER TABLE "+tbl+" DROP CONSTRAINT "+tbl+"_fk; END IF; END $$")
+		if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "drop-foreign-key") {
+			t.Fatalf("the DDL in a DO block: %v, want LG001 naming drop-foreign-key", err)
 		}
 		var n int
 		direct.QueryRow(ctx, "SELECT count(*) FROM pg_constraint WHERE conname = $1", tbl+"_fk").Scan(&n)
