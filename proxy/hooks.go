@@ -65,6 +65,13 @@ type Hooks struct {
 	// bytes were written upstream: d is how long the oldest of them spent
 	// in lockguard (guard decision, hold and injected statements included).
 	Forwarded func(s *Session, d time.Duration)
+
+	// AfterFailed, when set, runs on the upstream goroutine when a
+	// statement of Verdict.After fails with sqlstate, other than by being
+	// skipped in a failed transaction block (25P02): mostly a cancel meant
+	// for the batch that came just as the batch ended. What it was to
+	// restore is then still as the batch left it. It must not block.
+	AfterFailed func(s *Session, sql, sqlstate string)
 }
 
 // Batch is the work one Query message or one extended-protocol batch asks

@@ -725,7 +725,11 @@ func (s *Session) injectQuery(out []byte, sql string, protects uint64) ([]byte, 
 		return out, errClosing
 	}
 	s.syncSeq++
-	s.plans.add(&plan{seq: s.syncSeq, swallow: true, protects: protects})
+	pl := plan{seq: s.syncSeq, swallow: true, protects: protects}
+	if protects == 0 {
+		pl.sql = sql
+	}
+	s.plans.add(&pl)
 	name := "lockguard_" + string(newNonce())
 	var err error
 	for _, m := range []interface{ Encode([]byte) ([]byte, error) }{

@@ -13,8 +13,10 @@ type plan struct {
 	seq     uint64 // the sync point, counted from 1 in the order sent
 	swallow bool   // drop the responses (an injected statement)
 	// protects is the sync point of the client's statement that an
-	// injected statement sent ahead of it is for (0 for none).
+	// injected statement sent ahead of it is for (0 for none); sql is the
+	// text of one sent after it.
 	protects uint64
+	sql      string
 	// hideReady drops the ReadyForQuery (a Sync of lockguard's own ended
 	// the flushed parts of a batch: Session.EndFlushed); dropErrors drops
 	// ErrorResponses (the failure that makes PostgreSQL skip again).
@@ -324,6 +326,9 @@ func (s *Session) handleWithPlan(pl *plan, typ byte, msg []byte, out []byte) []b
 				go s.passCancelOn(pl.protects)
 			} else {
 				s.log.Warn("an injected statement failed", "sqlstate", code)
+				if h := s.cfg.Hooks; pl.protects == 0 && h != nil && h.AfterFailed != nil {
+					h.AfterFailed(s, pl.sql, code)
+				}
 			}
 		}
 		return out

@@ -1170,3 +1170,51 @@ func TestEnforceTerminateAfterUnsyncedBatch(t *testing.T) {
 		t.Fatalf("%s has %d rows (%v), want 0: nothing was synced", tbl, rows, err)
 	}
 }
+
+// TestEnforceRestoreCancelledIsRedone: a cancel meant for a DDL that comes
+// just as the DDL ends cancels the restore lockguard sends after it, and
+// leaves lockguard's short lock_timeout in force for the session — a
+// pooled connection whose later statements would fail after 300 ms waits
+// for row locks. The proxy reports the failed restore (Hooks.AfterFailed)
+// and the guard sends it again ahead of the session's next statement. The
+// restore is over in microseconds, too fast to cancel on purpose, so this
+// test makes it sleep first: the guard's own SET runs in a DO block after
+// half a second.
+func TestEnforceRestoreCancelledIsRedone(t *testing.T) {
+	lg := startGuardedWith(t, nil, func(c *proxy.Config) {
+		decide := c.Hooks.Batch
+		c.Hooks.Batch = func(ctx context.Context, s *proxy.Session, b *proxy.Batch) *proxy.Verdict {
+			v := decide(ctx, s, b)
+			if v != nil && len(b.Stmts) == 1 && strings.Contains(string(b.Stmts[0].SQL), "/*slow-restore*/") {
+				for i, q := range v.After {
+					v.After[i] = "DO $$ BEGIN PERFORM pg_sleep(0.5); " + q + "; END $$"
+				}
+			}
+			return v
+		}
+	})
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "redo", "id int")
+	direct := connect(t, directDSN())
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "SET lock_timeout = '7s'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN c int /*slow-restore*/"); err != nil {
+		t.Fatal(err)
+	}
+	// The DDL is done; its restore sleeps. A cancel now hits the restore.
+	pid := conn.PgConn().PID()
+	if _, err := direct.Exec(ctx, "SELECT pg_cancel_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		var state string
+		direct.QueryRow(ctx, "SELECT state FROM pg_stat_activity WHERE pid = $1", pid).Scan(&state)
+		return state == "idle"
+	})
+	time.Sleep(100 * time.Millisecond) // for lockguard to read the restore's error
+	if v := showLockTimeout(t, conn); v != "7s" {
+		t.Fatalf("lock_timeout after a cancel hit lockguard's restore = %q, want the client's 7s", v)
+	}
+}

@@ -199,7 +199,8 @@ func (g *Guard) Hooks() *proxy.Hooks {
 			g.openTel(s)
 			return s
 		},
-		Batch: g.batch,
+		Batch:       g.batch,
+		AfterFailed: g.afterFailed,
 		AwaitsClient: func(ps *proxy.Session, sql []byte) bool {
 			an := g.analyze(ps, view(sql))
 			return an.Err == nil && slices.ContainsFunc(an.Statements, func(st guard.Statement) bool { return st.CopyIn })
@@ -211,6 +212,31 @@ func (g *Guard) Hooks() *proxy.Hooks {
 		h.Forwarded = g.forwarded
 	}
 	return h
+}
+
+// afterFailed learns that a restore lockguard sent after a batch failed:
+// mostly a cancel meant for the batch that came just as the batch ended.
+// lockguard's value (its lock timeout, say) is then still in force for the
+// session, so the next batch that starts outside a transaction block
+// restores it again first (session.reassert). A restore inside a block
+// (SET LOCAL) needs none: the cancel aborted the block, whose end undoes
+// lockguard's value too.
+func (g *Guard) afterFailed(ps *proxy.Session, sql, code string) {
+	s, _ := ps.State.(*session)
+	if s == nil {
+		return
+	}
+	an := g.Analyzer.Analyze(sql) // lockguard's own SET or RESET: no catalog
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range an.Statements {
+		for _, c := range st.Settings {
+			if !c.Local && !slices.Contains(s.reassert, c.Name) {
+				s.reassert = append(s.reassert, c.Name)
+				s.lg().Info("a restore lockguard sent after a batch failed; the next batch restores it again", "parameter", c.Name, "sqlstate", code)
+			}
+		}
+	}
 }
 
 func (g *Guard) logger() *slog.Logger {
