@@ -23,13 +23,7 @@ func TestEnforceCodeBlocks(t *testing.T) {
 	lg := startGuarded(t, nil)
 	ctx := ctxT(t, 120*time.Second)
 	direct := connect(t, directDSN())
-	users, orders := uniqueName(t, "users"), uniqueName(t, "orders")
-	fk := orders + "_user_fk"
-	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY);
-		CREATE TABLE %s (id int PRIMARY KEY, user_id int CONSTRAINT %s REFERENCES %s(id))`, users, orders, fk, users)); err != nil {
-		t.Fatal(err)
-	}
-	dropAtEnd(t, orders, users)
+	users, orders, fk := fkTables(t, ctx, direct)
 	drop := "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conname = '" + fk + "') THEN ALTER TABLE " + orders + " DROP CONSTRAINT " + fk + "; END IF; END $$"
 
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {

@@ -121,17 +121,25 @@ func wantOwnLockTimeout(t *testing.T, what string, err error) {
 	}
 }
 
-func TestEnforceLockTimeoutAndRetry(t *testing.T) {
-	lg := startGuarded(t, nil)
-	ctx := ctxT(t, 120*time.Second)
-	direct := connect(t, directDSN())
-	users, orders := uniqueName(t, "users"), uniqueName(t, "orders")
-	fk := orders + "_user_fk"
+// fkTables creates a users table and an orders table whose foreign key fk
+// references it, dropped when the test ends.
+func fkTables(t *testing.T, ctx context.Context, direct *pgx.Conn) (users, orders, fk string) {
+	t.Helper()
+	users, orders = uniqueName(t, "users"), uniqueName(t, "orders")
+	fk = orders + "_user_fk"
 	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY);
 		CREATE TABLE %s (id int PRIMARY KEY, user_id int CONSTRAINT %s REFERENCES %s(id))`, users, orders, fk, users)); err != nil {
 		t.Fatal(err)
 	}
 	dropAtEnd(t, orders, users)
+	return users, orders, fk
+}
+
+func TestEnforceLockTimeoutAndRetry(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 120*time.Second)
+	direct := connect(t, directDSN())
+	users, orders, fk := fkTables(t, ctx, direct)
 
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 		t.Run(mode.String(), func(t *testing.T) {
