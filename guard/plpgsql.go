@@ -116,8 +116,9 @@ func (e *evaluator) checkBlock() {
 		}
 	}
 	e.a, e.st, e.f, e.inTx = outer, st, nil, inTx
-	if !e.explicit {
-		// The block was its own transaction.
+	if !inTx {
+		// The block was its own transaction (not part of a block, nor of
+		// the implicit transaction of a multi-statement string).
 		e.tx.Reset()
 		e.lockTimeout.masked, e.stmtTimeout.masked = false, false
 	}

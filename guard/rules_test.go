@@ -313,6 +313,7 @@ var ruleCases = []ruleCase{
 	{rule: "multi-lock-txn", offline: true, sql: "DO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; ALTER TABLE users ADD COLUMN y int; END $$", fire: true},
 	{rule: "multi-lock-txn", offline: true, sql: "DO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; END $$;\nBEGIN;\nALTER TABLE users ADD COLUMN y int;\nCOMMIT;"},
 	{rule: "multi-lock-txn", offline: true, sql: "BEGIN;\nDO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; END $$;\nALTER TABLE users ADD COLUMN y int;\nCOMMIT;", fire: true},
+	{rule: "multi-lock-txn", sql: "DO $$ BEGIN ALTER TABLE orders ADD COLUMN x int; END $$; ALTER TABLE users ADD COLUMN y int", fire: true},
 	{rule: "multi-lock-txn", offline: true, sql: "ALTER TABLE orders ADD COLUMN x int;\nALTER TABLE users ADD COLUMN y int"},
 
 	{rule: "cic-pg14-corruption", sql: "CREATE INDEX CONCURRENTLY i ON orders (note)", version: 140002, fire: true},
