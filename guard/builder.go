@@ -20,6 +20,9 @@ type builder struct {
 	// run) and partitions are not locked (the planner does not run).
 	parseOnly bool
 	depth     int
+	// inner counts the statements of code read so far (plpgsql), shared
+	// with the builders of the statements inside.
+	inner *int
 }
 
 type relLookup struct {

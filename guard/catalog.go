@@ -33,6 +33,17 @@ type Catalog interface {
 	ServerVersion() int
 }
 
+// ProcedureCatalog is an optional extension of Catalog: the procedure a
+// CALL runs, whose body's statements take its locks.
+type ProcedureCatalog interface {
+	// Procedure returns the language, the parameter list (as
+	// pg_get_function_arguments gives it) and the source of the one
+	// procedure called name (possibly schema-qualified) that a CALL with
+	// nargs arguments runs; found is false when there is none, or more
+	// than one.
+	Procedure(name string, nargs int) (lang, params, body string, found bool)
+}
+
 // StatisticsCatalog is an optional extension of Catalog: the table of an
 // extended-statistics object, which DROP STATISTICS and COMMENT ON
 // STATISTICS lock SHARE UPDATE EXCLUSIVE.

@@ -3,6 +3,7 @@ package guard
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
@@ -37,16 +38,54 @@ func (b *builder) doStmt(d *pg.DoStmt) {
 		b.unknown("DO: the locks a " + lang + " code block takes depend on what its code runs")
 		return
 	}
-	w, err := plpgsqlBody(body)
+	b.plpgsql("CREATE FUNCTION lockguard_do() RETURNS void", body, "DO", "the block")
+}
+
+// callStmt analyses CALL: with a catalog that knows procedures, a
+// PL/pgSQL procedure's body is read as a DO block's is, its parameters
+// declared; otherwise its locks are unknown.
+func (b *builder) callStmt(c *pg.CallStmt) {
+	st := &b.st
+	st.Tag, st.Class = "CALL", ClassOther
+	fc := c.Funccall
+	if fc == nil {
+		b.unknown("CALL: the locks a procedure takes depend on its body")
+		return
+	}
+	b.walkNodes(fc.Args)
+	name := strings.Join(strs(fc.Funcname), ".")
+	pc, ok := b.cat.(ProcedureCatalog)
+	if !ok {
+		b.unknown("CALL " + name + ": the locks a procedure takes depend on its body, which only the catalog has")
+		return
+	}
+	lang, args, body, found := pc.Procedure(name, len(fc.Args))
+	switch {
+	case !found:
+		b.unknown("CALL " + name + ": no single procedure of that name takes " + strconv.Itoa(len(fc.Args)) + " arguments, so its body is unknown")
+	case lang != "plpgsql":
+		b.unknown("CALL " + name + ": the locks a " + lang + " procedure takes depend on what its code runs")
+	default:
+		b.plpgsql("CREATE PROCEDURE lockguard_call("+args+")", body, "CALL "+name, "the procedure")
+	}
+}
+
+// plpgsql adds what a PL/pgSQL body runs to the statement: head is the
+// CREATE FUNCTION or PROCEDURE that declares its parameters, what names
+// the statement in Unknown and Notes ("DO", "CALL p") and whose the body
+// ("the block", "the procedure").
+func (b *builder) plpgsql(head, body, what, whose string) {
+	st := &b.st
+	w, err := plpgsqlBody(head, body)
 	if err != nil {
-		b.unknown("DO: the block's body does not parse as PL/pgSQL (" + err.Error() + "); PostgreSQL will refuse it")
+		b.unknown(what + ": " + whose + "'s body does not parse as PL/pgSQL (" + err.Error() + "); PostgreSQL will refuse it")
 		return
 	}
 	if w.dynamic {
-		b.unknown("DO: the block runs EXECUTE of a computed string, whose locks are known only when it runs")
+		b.unknown(what + ": " + whose + " runs EXECUTE of a computed string, whose locks are known only when it runs")
 	}
 	if w.txControl {
-		// COMMIT or ROLLBACK in the block: it cannot run inside a
+		// COMMIT or ROLLBACK in the body: it cannot run inside a
 		// transaction block, and what it committed stays if it fails later.
 		st.NoTxBlock = true
 	}
@@ -58,11 +97,19 @@ func (b *builder) doStmt(d *pg.DoStmt) {
 			continue
 		}
 		for _, raw := range tree.Stmts {
+			if b.inner == nil {
+				b.inner = new(int)
+			}
+			if *b.inner++; *b.inner > maxInner {
+				b.unknown(what + ": more than " + strconv.Itoa(maxInner) + " statements in nested code; the rest were not read")
+				return
+			}
 			if !b.enter() {
+				b.unknown(what + ": code nested too deeply (procedures that call each other?); the rest was not read")
 				return
 			}
 			ib := newBuilder(b.cat)
-			ib.depth = b.depth
+			ib.depth, ib.inner = b.depth, b.inner
 			ib.stmt(raw.Stmt)
 			b.leave()
 			b.absorb(&ib.st, s.cond)
@@ -79,9 +126,13 @@ func (b *builder) doStmt(d *pg.DoStmt) {
 		}
 	}
 	if len(runs) > 0 {
-		b.note("DO: the block runs " + strings.Join(runs, "; "))
+		b.note(what + ": " + whose + " runs " + strings.Join(runs, "; "))
 	}
 }
+
+// maxInner bounds the statements of code blocks and procedures one
+// statement's analysis reads, procedures that call others included.
+const maxInner = 1000
 
 // stmtLen is the length of raw's text in sql.
 func stmtLen(sql string, raw *pg.RawStmt) int {
@@ -138,6 +189,7 @@ func (b *builder) absorb(in *Statement, cond bool) {
 	}
 	st.Rewrite = st.Rewrite || in.Rewrite
 	st.Scan = st.Scan || in.Scan
+	st.NoTxBlock = st.NoTxBlock || in.NoTxBlock // a CALL inside that commits
 	st.Settings = append(st.Settings, in.Settings...)
 	for _, u := range in.Unknown {
 		b.unknown(u)
@@ -163,15 +215,16 @@ type plWalk struct {
 	txControl bool // COMMIT or ROLLBACK
 }
 
-// plpgsqlBody parses the body of a PL/pgSQL code block and collects its SQL.
-func plpgsqlBody(body string) (*plWalk, error) {
-	// The parser takes a CREATE FUNCTION; a dollar quote of lockguard's own
-	// that the body does not contain keeps the body as it is.
+// plpgsqlBody parses a PL/pgSQL body, declared by head (a CREATE FUNCTION
+// or PROCEDURE without its body), and collects its SQL.
+func plpgsqlBody(head, body string) (*plWalk, error) {
+	// A dollar quote of lockguard's own that the body does not contain
+	// keeps the body as it is.
 	tag := "$lockguard$"
 	for strings.Contains(body, tag) {
 		tag = "$lockguard" + tag[1:]
 	}
-	js, err := pg.ParsePlPgSqlToJSON("CREATE FUNCTION lockguard_do() RETURNS void LANGUAGE plpgsql AS " + tag + body + tag)
+	js, err := pg.ParsePlPgSqlToJSON(head + " LANGUAGE plpgsql AS " + tag + body + tag)
 	if err != nil {
 		return nil, err
 	}

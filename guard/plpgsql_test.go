@@ -2,6 +2,7 @@ package guard
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -100,4 +101,68 @@ func FuzzDoBlock(f *testing.F) {
 			}
 		}
 	})
+}
+
+// procCatalog adds procedures to the fixture catalog.
+type procCatalog struct {
+	*StaticCatalog
+	procs map[string][3]string // name → language, parameters, body
+}
+
+func (c procCatalog) Procedure(name string, nargs int) (string, string, string, bool) {
+	p, ok := c.procs[name]
+	return p[0], p[1], p[2], ok
+}
+
+// CALL reads the procedure's body from the catalog, its parameters
+// declared; without a catalog that knows procedures, or for another
+// language, its locks are unknown. A procedure that calls itself stops at
+// the nesting bound.
+func TestCallReadsTheProcedure(t *testing.T) {
+	cat := procCatalog{fixture(), map[string][3]string{
+		"migrate":    {"plpgsql", "n integer, note text DEFAULT 'x'", "BEGIN n := n + 1; UPDATE orders SET note = note WHERE id = n; COMMIT; ALTER TABLE users ADD COLUMN c int; END"},
+		"app.nested": {"plpgsql", "", "BEGIN CALL migrate(1); END"},
+		"loop":       {"plpgsql", "", "BEGIN CALL loop(); END"},
+		"perl":       {"plperl", "", "1"},
+	}}
+	// Procedures that call the next one twice, twelve deep: thousands of
+	// statements to read, stopped at maxInner.
+	for i := range 12 {
+		cat.procs[fmt.Sprintf("fan%d", i)] = [3]string{"plpgsql", "", fmt.Sprintf("BEGIN CALL fan%d(); CALL fan%[1]d(); END", i+1)}
+	}
+	cat.procs["fan12"] = [3]string{"plpgsql", "", "BEGIN UPDATE orders SET note = 'x'; END"}
+	az := NewAnalyzer(cat, 0)
+	for _, c := range []struct {
+		sql     string
+		locks   []string
+		noTx    bool
+		unknown string
+	}{
+		{sql: "CALL migrate(1)", locks: []string{"orders ROW EXCLUSIVE", "users ACCESS EXCLUSIVE"}, noTx: true},
+		{sql: "CALL app.nested()", locks: []string{"orders ROW EXCLUSIVE", "users ACCESS EXCLUSIVE"}, noTx: true},
+		{sql: "CALL loop()", unknown: "nested too deeply"},
+		{sql: "CALL perl()", unknown: "plperl procedure"},
+		{sql: "CALL fan0()", locks: []string{"orders ROW EXCLUSIVE"}, unknown: "more than 1000 statements"},
+		{sql: "CALL missing()", unknown: "no single procedure"},
+	} {
+		an := az.Analyze(c.sql)
+		if an.Err != nil || len(an.Statements) != 1 {
+			t.Fatalf("%s: %v", c.sql, an.Err)
+		}
+		st := &an.Statements[0]
+		var got []string
+		for _, l := range st.Locks {
+			got = append(got, l.Rel.Name+" "+l.Mode.String())
+		}
+		if st.Tag != "CALL" || !slices.Equal(got, c.locks) || st.NoTxBlock != c.noTx {
+			t.Errorf("%s: %s locks %v notx %v, want CALL %v notx %v", c.sql, st.Tag, got, st.NoTxBlock, c.locks, c.noTx)
+		}
+		if c.unknown != "" && !slices.ContainsFunc(st.Unknown, func(u string) bool { return strings.Contains(u, c.unknown) }) {
+			t.Errorf("%s: unknown %q, want one with %q", c.sql, st.Unknown, c.unknown)
+		}
+	}
+	if an := Analyze("CALL migrate(1)"); len(an.Statements) != 1 || len(an.Statements[0].Locks) != 0 ||
+		!slices.ContainsFunc(an.Statements[0].Unknown, func(u string) bool { return strings.Contains(u, "only the catalog has") }) {
+		t.Errorf("CALL without a catalog: %+v", an.Statements)
+	}
 }

@@ -708,8 +708,9 @@ const docIntro = `# lockguard's DDL policy and rules
 
 lockguard judges every DDL and maintenance statement it sees — in the proxy,
 from every client, and offline in ` + "`lockguard check`" + ` over migration files — against
-a catalog of rules; the statements a PL/pgSQL ` + "`DO`" + ` block runs are judged as if sent
-in one transaction, and their findings are the block's. Each rule that fires
+a catalog of rules; the statements a PL/pgSQL ` + "`DO`" + ` block (or a PL/pgSQL procedure
+that ` + "`CALL`" + ` runs) runs are judged as if sent in one transaction, and their findings
+are the block's. Each rule that fires
 produces a finding with one of three actions:
 
 - **allow** — the statement runs; the finding is only recorded (logged at debug

@@ -77,11 +77,7 @@ func (b *builder) stmt(n *pg.Node) {
 	case *pg.Node_LockStmt:
 		b.lockStmt(x.LockStmt)
 	case *pg.Node_CallStmt:
-		st.Tag, st.Class = "CALL", ClassOther
-		b.unknown("CALL: the locks a procedure takes depend on its body")
-		if x.CallStmt.Funccall != nil {
-			b.walkNodes(x.CallStmt.Funccall.Args)
-		}
+		b.callStmt(x.CallStmt)
 	case *pg.Node_DoStmt:
 		b.doStmt(x.DoStmt)
 	case *pg.Node_CheckPointStmt:

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,11 +64,27 @@ func TestEnforceCodeBlocks(t *testing.T) {
 	if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_constraint WHERE conname = $1", fk).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the foreign key is still there (%d, %v)", n, err)
 	}
+	// A procedure that does the same, through CALL: lockguard reads its
+	// body from the catalog.
+	proc := uniqueName(t, "drop_fk")
+	if _, err := direct.Exec(ctx, "ALTER TABLE "+orders+" ADD CONSTRAINT "+fk+" FOREIGN KEY (user_id) REFERENCES "+users+"(id); "+
+		"CREATE PROCEDURE "+proc+"(name text DEFAULT '"+fk+"') LANGUAGE plpgsql AS $$ BEGIN "+
+		"EXECUTE 'ALTER TABLE "+orders+" DROP CONSTRAINT "+fk+"'; END $$"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { connect(t, directDSN()).Exec(context.Background(), "DROP PROCEDURE IF EXISTS "+proc) })
+	pid, release := holdLock(t, users)
+	_, err := conn.Exec(ctxT(t, 15*time.Second), "CALL "+proc+"()")
+	release()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") ||
+		!strings.Contains(pe.Detail, "4 attempts") || !strings.Contains(pe.Detail, fmt.Sprintf("pid %d", pid)) {
+		t.Fatalf("CALL of a procedure that drops a foreign key behind a long transaction: %v, want lockguard's 55P03 after its retries", err)
+	}
 	// A block that commits inside is not retried.
 	_, release = holdLock(t, orders)
 	defer release()
-	_, err := conn.Exec(ctx, "DO $$ BEGIN INSERT INTO "+users+" VALUES (1); COMMIT; ALTER TABLE "+orders+" ADD COLUMN c int; END $$")
-	var pe *pgconn.PgError
+	_, err = conn.Exec(ctx, "DO $$ BEGIN INSERT INTO "+users+" VALUES (1); COMMIT; ALTER TABLE "+orders+" ADD COLUMN c int; END $$")
 	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Detail, "; 1 attempt") {
 		t.Fatalf("a block that commits inside: %v, want 55P03 after one attempt", err)
 	}

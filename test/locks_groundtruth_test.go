@@ -724,11 +724,13 @@ var groundTruthCases = []gtCase{
 
 	// PL/pgSQL code blocks: the union of their statements' locks.
 	{sql: "DO $$ BEGIN ALTER TABLE orders DROP CONSTRAINT orders_user_fk; END $$"},
-	{sql: "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'payments_order_fk') THEN ALTER TABLE payments ADD CONSTRAINT payments_order_fk FOREIGN KEY (order_id) REFERENCES orders (id) NOT VALID; END IF; END $$"},
+	{sql: "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'payments_order_fk2') THEN ALTER TABLE payments ADD CONSTRAINT payments_order_fk2 FOREIGN KEY (order_id) REFERENCES orders (id) NOT VALID; END IF; END $$"},
 	{sql: "DO $$ DECLARE n int; BEGIN SELECT count(*) INTO n FROM tags; UPDATE scratch SET v = 'x' WHERE id = n; EXECUTE 'LOCK TABLE ledger IN SHARE MODE'; END $$"},
 	{sql: "DO $$ BEGIN IF false THEN DROP TABLE tags; END IF; END $$"},
 	{sql: "DO $$ BEGIN PERFORM 1 FROM users WHERE id = 1 FOR UPDATE; END $$"},
 	{sql: "DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM tags LOOP UPDATE tags SET name = 'x' WHERE id = r.id; END LOOP; END $$"},
+	{sql: "CALL gt_proc(1)"},
+	{sql: "CALL lg_gt.gt_proc(2, 'y')"},
 	{sql: "DO LANGUAGE plpgsql 'DECLARE m numeric := (SELECT max(amount) FROM payments); BEGIN ALTER TABLE users ALTER COLUMN score SET NOT NULL; EXCEPTION WHEN others THEN TRUNCATE scratch; END'"},
 
 	// Statements that cannot run in a transaction block, observed while they

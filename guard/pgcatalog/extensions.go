@@ -2,6 +2,7 @@ package pgcatalog
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/lockguard/lockguard/guard"
@@ -17,6 +18,7 @@ var (
 	_ guard.ConstraintDefCatalog = (*Catalog)(nil)
 	_ guard.CastCatalog          = (*Catalog)(nil)
 	_ guard.PartitionKeyCatalog  = (*Catalog)(nil)
+	_ guard.ProcedureCatalog     = (*Catalog)(nil)
 )
 
 type extMemo struct {
@@ -26,6 +28,17 @@ type extMemo struct {
 	defs  map[[2]string]defAnswer
 	casts map[[2]string]castAnswer
 	keys  map[guard.RelName]keyAnswer
+	procs map[procKey]procAnswer
+}
+
+type procKey struct {
+	name  string
+	nargs int
+}
+
+type procAnswer struct {
+	lang, params, body string
+	found              bool
 }
 
 type keyAnswer struct {
@@ -152,4 +165,47 @@ func (c *Catalog) ConstraintDef(table guard.RelName, name string) (string, bool)
 		return a
 	})
 	return a.def, a.found
+}
+
+// Procedure implements guard.ProcedureCatalog: the one procedure called
+// name, visible on the search path unless name is qualified, that a CALL
+// with nargs arguments may run (its defaults fill the rest).
+func (c *Catalog) Procedure(name string, nargs int) (lang, params, body string, found bool) {
+	a := memoized(c, &c.ext.procs, procKey{name, nargs}, func() (a procAnswer) {
+		schema, fn := "", name
+		if i := strings.LastIndexByte(name, '.'); i >= 0 {
+			schema, fn = name[:i], name[i+1:]
+		}
+		ctx, cancel := c.ctx()
+		defer cancel()
+		rows, err := c.conn.Query(ctx, `SELECT l.lanname, pg_catalog.pg_get_function_arguments(p.oid), p.prosrc
+			FROM pg_catalog.pg_proc p
+			JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+			JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+			WHERE p.prokind = 'p' AND p.proname = $2
+			  AND CASE WHEN $1 = '' THEN pg_catalog.pg_function_is_visible(p.oid) ELSE n.nspname = $1 END
+			  AND $3 BETWEEN p.pronargs - p.pronargdefaults AND p.pronargs
+			LIMIT 2`, schema, fn, nargs)
+		if err != nil {
+			c.lastErr = err
+			return a
+		}
+		n := 0
+		for rows.Next() {
+			if err := rows.Scan(&a.lang, &a.params, &a.body); err != nil {
+				c.lastErr = err
+				rows.Close()
+				return procAnswer{}
+			}
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			c.lastErr = err
+			return procAnswer{}
+		}
+		a.found = n == 1
+		return a
+	})
+	return a.lang, a.params, a.body, a.found
 }

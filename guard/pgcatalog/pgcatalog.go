@@ -89,7 +89,7 @@ func (c *Catalog) Reset() {
 	c.funcs = map[string]funcResult{}
 	c.stats = map[guard.RelName]relResult{}
 	c.ext.mu.Lock()
-	c.ext.sizes, c.ext.cols, c.ext.defs, c.ext.casts, c.ext.keys = nil, nil, nil, nil, nil
+	c.ext.sizes, c.ext.cols, c.ext.defs, c.ext.casts, c.ext.keys, c.ext.procs = nil, nil, nil, nil, nil, nil
 	c.ext.mu.Unlock()
 }
 

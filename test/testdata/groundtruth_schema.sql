@@ -81,4 +81,13 @@ CREATE TRIGGER tags_trg BEFORE UPDATE ON tags FOR EACH ROW EXECUTE FUNCTION supp
 CREATE POLICY tags_pol ON tags USING (true);
 CREATE RULE tags_rule AS ON INSERT TO tags WHERE false DO ALSO NOTHING;
 CREATE STATISTICS users_stats ON id, score FROM users;
+-- A procedure, for CALL: its body's statements take its locks.
+CREATE PROCEDURE gt_proc(n int, note text DEFAULT 'x') LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE scratch SET v = note WHERE id = n;
+    LOCK TABLE tags IN SHARE MODE;
+    IF n < 0 THEN
+        DROP TABLE ledger;
+    END IF;
+END $$;
 ANALYZE;
