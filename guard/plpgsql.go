@@ -93,7 +93,7 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 	for _, s := range w.stmts {
 		tree, err := pg.Parse(s.sql)
 		if err != nil {
-			b.unknown("DO: a statement in the block does not parse: " + err.Error())
+			b.unknown(what + ": a statement in " + whose + " does not parse: " + err.Error())
 			continue
 		}
 		for _, raw := range tree.Stmts {
@@ -130,6 +130,10 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 	}
 }
 
+// maxBlockDepth bounds how deep the rules follow procedures that code
+// calls (a procedure may call itself).
+const maxBlockDepth = 8
+
 // maxInner bounds the statements of code blocks and procedures one
 // statement's analysis reads, procedures that call others included.
 const maxInner = 1000
@@ -142,10 +146,12 @@ func stmtLen(sql string, raw *pg.RawStmt) int {
 	return len(sql) - int(raw.StmtLocation)
 }
 
-// checkBlock runs the rules over the statements a code block (DO) runs, as
-// if the client had sent them in one transaction: their findings are the
-// block's. What they set and create counts for the statements after the
-// block; what they lock, until the block's transaction ends.
+// checkBlock runs the rules over the statements a code block (DO) or a
+// called procedure runs, as if the client had sent them in one
+// transaction: their findings are the block's. What they set and create
+// counts for the statements after the block; what they lock, until the
+// block's transaction ends. The statements of procedures they call are
+// judged too, maxBlockDepth deep.
 func (e *evaluator) checkBlock() {
 	outer, st := e.a, e.st
 	inTx := e.inTx
@@ -158,6 +164,12 @@ func (e *evaluator) checkBlock() {
 		e.a = an
 		for j := range an.Statements {
 			e.st, e.f = &an.Statements[j], nil
+			if len(e.st.block) > 0 && e.blocks < maxBlockDepth {
+				e.blocks++
+				e.checkBlock()
+				e.blocks--
+				continue
+			}
 			if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
 				e.f = factsFor(an, e.st)
 			}

@@ -161,6 +161,17 @@ func TestCallReadsTheProcedure(t *testing.T) {
 			t.Errorf("%s: unknown %q, want one with %q", c.sql, st.Unknown, c.unknown)
 		}
 	}
+	// The rules judge what a called procedure runs, through procedures it
+	// calls, and stop at a procedure that calls itself.
+	for _, sql := range []string{"CALL migrate(1)", "CALL app.nested()"} {
+		fs := (*Policy)(nil).Evaluate(az.Analyze(sql), &Context{Offline: true, Catalog: cat})
+		if !slices.ContainsFunc(fs, func(f Finding) bool {
+			return f.Rule == "missing-lock-timeout" && strings.Contains(f.Message, "ALTER TABLE takes ACCESS EXCLUSIVE on public.users")
+		}) {
+			t.Errorf("%s: findings %+v, want missing-lock-timeout for the ALTER TABLE inside", sql, fs)
+		}
+	}
+	(*Policy)(nil).Evaluate(az.Analyze("CALL loop()"), &Context{Offline: true, Catalog: cat})
 	if an := Analyze("CALL migrate(1)"); len(an.Statements) != 1 || len(an.Statements[0].Locks) != 0 ||
 		!slices.ContainsFunc(an.Statements[0].Unknown, func(u string) bool { return strings.Contains(u, "only the catalog has") }) {
 		t.Errorf("CALL without a catalog: %+v", an.Statements)

@@ -288,6 +288,7 @@ type evaluator struct {
 	f  *stmtFacts
 
 	multi    bool // runtime multi-statement string (implicit transaction)
+	blocks   int  // nesting of checkBlock
 	inTx     bool // inside a transaction block, explicit or implicit
 	explicit bool // inside BEGIN … COMMIT
 	beginAt  int
