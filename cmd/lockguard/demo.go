@@ -38,6 +38,7 @@ Flags:
 	out := fs.String("out", "lockguard-demo", "directory for demo.html, report.txt and report.json")
 	upstream := fs.String("upstream-dsn", "", "PostgreSQL to use instead of a throwaway one; the demo creates and drops its own database there (needs CREATEDB)")
 	logLevel := fs.String("log-level", "error", "lockguard's log level; its log goes to stderr (warn logs every shed statement)")
+	ddl := fs.String("ddl", demo.DefaultDDL, "the deploy's statement; it must drop orders_user_fk (e.g. the same inside a DO block: \"DO $$ BEGIN IF EXISTS (SELECT FROM pg_constraint WHERE conname = 'orders_user_fk') THEN ALTER TABLE orders DROP CONSTRAINT orders_user_fk; END IF; END $$\")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -58,6 +59,7 @@ Flags:
 		Pool:        *pool,
 		OutDir:      *out,
 		UpstreamDSN: *upstream,
+		DDL:         *ddl,
 		Progress:    stdout,
 		Lockguard: fmt.Sprintf("serve's defaults: lock-timeout %v, %d attempts, shed %t, hold-budget %v",
 			cfg.LockTimeout, cfg.RetryAttempts, cfg.Shed, cfg.HoldBudget),

@@ -36,6 +36,10 @@ type Options struct {
 	// Empty means: start a throwaway PostgreSQL from the local installation.
 	UpstreamDSN string
 
+	// DDL is the deploy's statement; empty means DefaultDDL. It must
+	// drop the foreign key orders_user_fk (the demo's schema has it once).
+	DDL string
+
 	// StartProxy starts lockguard in front of up, listening on a loopback
 	// address, and returns that address and a function that stops it. It
 	// is called once, after the direct run; stop is called before Run
@@ -98,6 +102,9 @@ func (o *Options) setDefaults() {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.DDL == "" {
+		o.DDL = DefaultDDL
+	}
 }
 
 // MinDuration is the shortest Duration the default timeline allows.
@@ -158,7 +165,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	rep = &Report{Workers: o.Workers, Pool: o.Pool, RunSeconds: o.Duration.Seconds(),
 		Lockguard: o.Lockguard, Timeline: Timeline{ReportOpen: o.ReportAt.Seconds(),
 			ReportClose: (o.ReportAt + o.ReportHold).Seconds(), Deploy: (o.ReportAt + o.DeployAfter).Seconds()},
-		DDL: ddlSQL, RequestTimeoutSeconds: o.RequestTimeout.Seconds()}
+		DDL: o.DDL, RequestTimeoutSeconds: o.RequestTimeout.Seconds()}
 	if rep.PostgreSQL, err = e.serverVersion(ctx); err != nil {
 		return nil, err
 	}

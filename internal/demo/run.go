@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ddlSQL is the deploy's migration.
-const ddlSQL = "ALTER TABLE orders DROP CONSTRAINT orders_user_fk"
+// DefaultDDL is the deploy's migration unless Options.DDL says otherwise.
+const DefaultDDL = "ALTER TABLE orders DROP CONSTRAINT orders_user_fk"
 
 // schemaSQL (re)creates the demo's tables so that every run starts equal.
 const schemaSQL = `
@@ -393,7 +393,7 @@ func (r *run) deploy(ctx context.Context, conn *pgx.Conn, direct bool, deadline 
 	r.ddl.StartedAt = round(r.since().Seconds(), 3)
 	r.ddlPhase = 1
 	r.mu.Unlock()
-	_, err := conn.Exec(dctx, ddlSQL)
+	_, err := conn.Exec(dctx, o.DDL)
 	at := round(r.since().Seconds(), 3)
 	r.mu.Lock()
 	defer r.mu.Unlock()

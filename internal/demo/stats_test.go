@@ -221,7 +221,7 @@ func sampleReport() *Report {
 		}
 		return rr
 	}
-	r := &Report{PostgreSQL: "15.4", Workers: 32, Pool: 16, RunSeconds: 2, RequestTimeoutSeconds: 5, DDL: ddlSQL,
+	r := &Report{PostgreSQL: "15.4", Workers: 32, Pool: 16, RunSeconds: 2, RequestTimeoutSeconds: 5, DDL: DefaultDDL,
 		Timeline: Timeline{ReportOpen: 0.3, ReportClose: 1.1, Deploy: 0.4},
 		Runs:     []RunReport{mk("direct", "direct to PostgreSQL", 0.7, true), mk("lockguard", "through lockguard", 0.05, false)}}
 	r.finish()
