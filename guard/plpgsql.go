@@ -163,19 +163,8 @@ func (e *evaluator) checkBlock() {
 		}
 		e.a = an
 		for j := range an.Statements {
-			e.st, e.f = &an.Statements[j], nil
-			if len(e.st.block) > 0 && e.blocks < maxBlockDepth {
-				e.blocks++
-				e.checkBlock()
-				e.blocks--
-				continue
-			}
-			if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
-				e.f = factsFor(an, e.st)
-			}
-			e.start = len(e.out)
-			e.check()
-			e.advance()
+			e.st = &an.Statements[j]
+			e.judge()
 		}
 	}
 	e.a, e.st, e.f, e.inTx = outer, st, nil, inTx

@@ -374,17 +374,7 @@ func (p *Policy) evaluate(a *Analysis, c *Context) []Finding {
 	}
 	for i := range a.Statements {
 		e.i, e.st = i, &a.Statements[i]
-		e.f = nil
-		if len(e.st.block) > 0 {
-			e.checkBlock()
-			continue
-		}
-		if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
-			e.f = factsFor(a, e.st)
-		}
-		e.start = len(e.out)
-		e.check()
-		e.advance()
+		e.judge()
 	}
 	e.finish()
 	if len(e.out) == 0 {
@@ -394,6 +384,25 @@ func (p *Policy) evaluate(a *Analysis, c *Context) []Finding {
 		e.applyOverrides()
 	}
 	return e.out
+}
+
+// judge runs the rules over e.st, a statement of e.a — over the statements
+// it runs, when it is a code block or a CALL whose procedure is known — and
+// moves the simulated state past it.
+func (e *evaluator) judge() {
+	if len(e.st.block) > 0 && e.blocks < maxBlockDepth {
+		e.blocks++
+		e.checkBlock()
+		e.blocks--
+		return
+	}
+	e.f = nil
+	if e.st.Class == ClassDDL || e.st.Class == ClassMaintenance {
+		e.f = factsFor(e.a, e.st)
+	}
+	e.start = len(e.out)
+	e.check()
+	e.advance()
 }
 
 // hit is what a rule found.
