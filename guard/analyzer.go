@@ -17,12 +17,19 @@ type Analyzer struct {
 	Catalog Catalog
 
 	cache *cache
+	// codes keeps what the PL/pgSQL bodies of procedures take, for the
+	// CALLs of one procedure with other arguments (nil: none kept).
+	codes *codeCache
 }
 
 // NewAnalyzer returns an Analyzer that consults cat (which may be nil) and
 // keeps up to cacheSize analyses; cacheSize ≤ 0 disables the cache.
 func NewAnalyzer(cat Catalog, cacheSize int) *Analyzer {
-	return &Analyzer{Catalog: cat, cache: newCache(cacheSize)}
+	a := &Analyzer{Catalog: cat, cache: newCache(cacheSize)}
+	if a.cache != nil {
+		a.codes = &codeCache{}
+	}
+	return a
 }
 
 // Analyze parses sql — one or more statements, as in a simple Query message
@@ -40,7 +47,7 @@ func (a *Analyzer) Analyze(sql string) *Analysis {
 		return an
 	}
 	key = strings.Clone(key) // do not retain the caller's buffer
-	an = analyze(key, a.Catalog)
+	an = analyzeWith(key, a.Catalog, a.codes)
 	a.cache.put(key, h, an)
 	return an
 }
@@ -61,6 +68,7 @@ func (a *Analyzer) Cached(sql string) *Analysis {
 func (a *Analyzer) Purge() {
 	if a.cache != nil {
 		a.cache.purge()
+		a.codes.purge()
 	}
 }
 
@@ -88,7 +96,11 @@ var errInternal = errors.New("guard: internal error")
 // Analyze analyses sql without a catalog or a cache.
 func Analyze(sql string) *Analysis { return analyze(cacheKey(sql), nil) }
 
-func analyze(sql string, cat Catalog) (an *Analysis) {
+func analyze(sql string, cat Catalog) *Analysis { return analyzeWith(sql, cat, nil) }
+
+// analyzeWith is analyze that keeps and reuses what procedures' bodies
+// take in codes (nil: nothing kept).
+func analyzeWith(sql string, cat Catalog, codes *codeCache) (an *Analysis) {
 	an = &Analysis{SQL: sql}
 	defer func() {
 		// The mapping walks parse trees that the fuzzer shapes; a bug there
@@ -115,6 +127,7 @@ func analyze(sql string, cat Catalog) (an *Analysis) {
 		}
 		start, end = trimStatement(sql, start, end)
 		b := newBuilder(cat)
+		b.codes = codes
 		b.stmt(raw.Stmt)
 		b.finish()
 		b.st.Start, b.st.End = start, end

@@ -23,6 +23,7 @@ type builder struct {
 	// inner counts the statements of code read so far (plpgsql), shared
 	// with the builders of the statements inside.
 	inner *int
+	codes *codeCache // see Analyzer.codes; passed to inner builders
 }
 
 type relLookup struct {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -66,8 +67,65 @@ func (b *builder) callStmt(c *pg.CallStmt) {
 	case lang != "plpgsql":
 		b.unknown("CALL " + name + ": the locks a " + lang + " procedure takes depend on what its code runs")
 	default:
-		b.plpgsql("CREATE PROCEDURE lockguard_call("+args+")", body, "CALL "+name, "the procedure")
+		head := "CREATE PROCEDURE lockguard_call(" + args + ")"
+		key := head + "\x00" + body
+		in, ok := b.codes.get(key)
+		if !ok {
+			// Read into a statement of its own, kept for the CALLs of
+			// the procedure with other arguments: their texts differ,
+			// its body's analysis does not.
+			cb := newBuilder(b.cat)
+			cb.depth, cb.inner, cb.codes = b.depth, b.inner, b.codes
+			cb.st.Class = ClassOther
+			cb.plpgsql(head, body, "CALL "+name, "the procedure")
+			in = &cb.st
+			b.codes.put(key, in)
+		}
+		b.absorb(in, false)
+		st.block = append(st.block, in.block...)
 	}
+}
+
+// codeCache keeps the analyses of procedures' bodies (callStmt). It is
+// emptied when full and by Analyzer.Purge, as the analyses it keeps used
+// catalog facts. A nil codeCache keeps nothing.
+type codeCache struct {
+	mu sync.Mutex
+	m  map[string]*Statement
+}
+
+// maxCodes bounds the procedure bodies a codeCache keeps.
+const maxCodes = 256
+
+func (c *codeCache) get(key string) (*Statement, bool) {
+	if c == nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.m[key]
+	return st, ok
+}
+
+func (c *codeCache) put(key string, st *Statement) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCodes {
+		c.m = make(map[string]*Statement)
+	}
+	c.m[key] = st
+}
+
+func (c *codeCache) purge() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
 }
 
 // plpgsql adds what a PL/pgSQL body runs to the statement: head is the
@@ -109,7 +167,7 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 				return
 			}
 			ib := newBuilder(b.cat)
-			ib.depth, ib.inner = b.depth, b.inner
+			ib.depth, ib.inner, ib.codes = b.depth, b.inner, b.codes
 			ib.stmt(raw.Stmt)
 			b.leave()
 			b.absorb(&ib.st, s.cond)

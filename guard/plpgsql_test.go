@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -175,5 +176,41 @@ func TestCallReadsTheProcedure(t *testing.T) {
 	if an := Analyze("CALL migrate(1)"); len(an.Statements) != 1 || len(an.Statements[0].Locks) != 0 ||
 		!slices.ContainsFunc(an.Statements[0].Unknown, func(u string) bool { return strings.Contains(u, "only the catalog has") }) {
 		t.Errorf("CALL without a catalog: %+v", an.Statements)
+	}
+}
+
+// CALLs of one procedure with other arguments have other texts, so each
+// misses the analysis cache; the analysis of the procedure's body is kept
+// (Analyzer.codes) and reused, until Purge.
+func TestCallKeepsTheBodysAnalysis(t *testing.T) {
+	cat := procCatalog{fixture(), map[string][3]string{
+		"process": {"plpgsql", "n integer", "BEGIN UPDATE orders SET note = 'x' WHERE id = n; IF n > 3 THEN DELETE FROM users WHERE id = n; END IF; END"},
+	}}
+	az := NewAnalyzer(cat, 100)
+	var first []RelationLock
+	for i := range 3 {
+		an := az.Analyze(fmt.Sprintf("CALL process(%d)", i))
+		st := &an.Statements[0]
+		if i == 0 {
+			first = st.Locks
+			if len(first) < 2 || first[0].Conditional || !first[1].Conditional || len(st.block) != 2 {
+				t.Fatalf("CALL process(0): locks %+v, block %q", st.Locks, st.block)
+			}
+		} else if !slices.Equal(st.Locks, first) || len(st.block) != 2 {
+			t.Fatalf("CALL process(%d): locks %+v, block %q; want those of the first CALL", i, st.Locks, st.block)
+		}
+	}
+	if n := len(az.codes.m); n != 1 {
+		t.Fatalf("%d procedure bodies kept, want 1", n)
+	}
+	az.Purge()
+	if n := len(az.codes.m); n != 0 {
+		t.Fatalf("%d procedure bodies kept after Purge, want 0", n)
+	}
+	read := testing.AllocsPerRun(20, func() { az.Purge(); az.Analyze("CALL process(7)") })
+	n := 1000
+	kept := testing.AllocsPerRun(20, func() { n++; az.Analyze("CALL process(" + strconv.Itoa(n) + ")") })
+	if kept >= read/2 {
+		t.Fatalf("a CALL whose procedure's body is kept allocates %.0f times, one whose body is read %.0f: the body is not reused", kept, read)
 	}
 }
