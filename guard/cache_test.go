@@ -284,13 +284,13 @@ func TestFactsCacheBoundedBytes(t *testing.T) {
 		}
 		factsFor(an, &an.Statements[0])
 	}
-	facts.mu.Lock()
-	defer facts.mu.Unlock()
+	facts.byText.mu.Lock()
+	defer facts.byText.mu.Unlock()
 	sum := 0
-	for k := range facts.byText {
+	for k := range facts.byText.m {
 		sum += len(k)
 	}
-	if sum != facts.textBytes || sum > factsCacheBytes || sum < 1<<20 {
-		t.Errorf("facts keep %d bytes of text (%d counted), bound %d", sum, facts.textBytes, factsCacheBytes)
+	if sum != facts.byText.bytes || sum > factsCacheBytes || sum < 1<<20 {
+		t.Errorf("facts keep %d bytes of text (%d counted), bound %d", sum, facts.byText.bytes, factsCacheBytes)
 	}
 }

@@ -296,11 +296,9 @@ type stmtFacts struct {
 // factsCache holds facts by statement text, and by statement for the ones
 // that create relations (TxState.Record, which gets no text, needs those).
 type factsCache struct {
-	mu     sync.Mutex
-	byText map[string]*stmtFacts
+	byText textMap[*stmtFacts]
+	mu     sync.Mutex // byStmt's
 	byStmt map[*Statement]*stmtFacts
-	// textBytes is the length of byText's keys, at most factsCacheBytes.
-	textBytes int
 }
 
 // factsCacheSize bounds each map's entries, and factsCacheBytes the text
@@ -310,7 +308,8 @@ const (
 	factsCacheBytes = 16 << 20
 )
 
-var facts = factsCache{byText: map[string]*stmtFacts{}, byStmt: map[*Statement]*stmtFacts{}}
+var facts = factsCache{byText: textMap[*stmtFacts]{maxLen: factsCacheSize, maxBytes: factsCacheBytes},
+	byStmt: map[*Statement]*stmtFacts{}}
 
 // factsFor returns the facts of st, a statement of a. Only DDL and
 // maintenance statements are parsed; others get nil.
@@ -319,21 +318,10 @@ func factsFor(a *Analysis, st *Statement) *stmtFacts {
 		return nil
 	}
 	text := a.Text(st)
-	facts.mu.Lock()
-	f, ok := facts.byText[text]
-	facts.mu.Unlock()
+	f, ok := facts.byText.get(text)
 	if !ok {
 		f = deriveFacts(text)
-		facts.mu.Lock()
-		if len(text) <= factsCacheBytes/8 { // a larger one is derived each time
-			if len(facts.byText) >= factsCacheSize || facts.textBytes+len(text) > factsCacheBytes {
-				clear(facts.byText)
-				facts.textBytes = 0
-			}
-			facts.byText[strings.Clone(text)] = f
-			facts.textBytes += len(text)
-		}
-		facts.mu.Unlock()
+		facts.byText.put(text, f)
 	}
 	if len(f.creates) > 0 {
 		facts.mu.Lock()
