@@ -27,7 +27,7 @@ type Analyzer struct {
 func NewAnalyzer(cat Catalog, cacheSize int) *Analyzer {
 	a := &Analyzer{Catalog: cat, cache: newCache(cacheSize)}
 	if a.cache != nil {
-		a.codes = &codeCache{}
+		a.codes = newCodeCache()
 	}
 	return a
 }

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -86,47 +85,19 @@ func (b *builder) callStmt(c *pg.CallStmt) {
 	}
 }
 
-// codeCache keeps the analyses of procedures' bodies (callStmt). It is
-// emptied when full and by Analyzer.Purge, as the analyses it keeps used
-// catalog facts. A nil codeCache keeps nothing.
-type codeCache struct {
-	mu sync.Mutex
-	m  map[string]*Statement
+// codeCache keeps the analyses of procedures' bodies (callStmt), by
+// parameters and source: a body can be megabytes, so the bound is the
+// facts cache's, in bytes too. Analyzer.Purge empties it, as the analyses
+// it keeps used catalog facts.
+type codeCache = textMap[*Statement]
+
+// newCodeCache returns an empty codeCache.
+func newCodeCache() *codeCache {
+	return &codeCache{maxLen: maxCodes, maxBytes: factsCacheBytes}
 }
 
 // maxCodes bounds the procedure bodies a codeCache keeps.
 const maxCodes = 256
-
-func (c *codeCache) get(key string) (*Statement, bool) {
-	if c == nil {
-		return nil, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st, ok := c.m[key]
-	return st, ok
-}
-
-func (c *codeCache) put(key string, st *Statement) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCodes {
-		c.m = make(map[string]*Statement)
-	}
-	c.m[key] = st
-}
-
-func (c *codeCache) purge() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.m = nil
-	c.mu.Unlock()
-}
 
 // plpgsql adds what a PL/pgSQL body runs to the statement: head is the
 // CREATE FUNCTION or PROCEDURE that declares its parameters, what names

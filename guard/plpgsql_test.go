@@ -214,3 +214,29 @@ func TestCallKeepsTheBodysAnalysis(t *testing.T) {
 		t.Fatalf("a CALL whose procedure's body is kept allocates %.0f times, one whose body is read %.0f: the body is not reused", kept, read)
 	}
 }
+
+// TestCallBodiesBoundedBytes: a procedure's body can be megabytes; the kept
+// bodies are bounded in bytes, like the facts cache.
+func TestCallBodiesBoundedBytes(t *testing.T) {
+	cat := procCatalog{fixture(), map[string][3]string{}}
+	pad := strings.Repeat("z", 1<<20)
+	for i := range 2 * factsCacheBytes >> 20 {
+		cat.procs[fmt.Sprint("big", i)] = [3]string{"plpgsql", "", fmt.Sprintf("BEGIN UPDATE orders SET note = '%d%s'; END", i, pad)}
+	}
+	az := NewAnalyzer(cat, 100)
+	for i := range 2 * factsCacheBytes >> 20 {
+		an := az.Analyze(fmt.Sprint("CALL big", i, "()"))
+		if len(an.Statements) != 1 || len(an.Statements[0].Locks) == 0 {
+			t.Fatalf("CALL big%d(): %+v", i, an.Statements)
+		}
+	}
+	az.codes.mu.Lock()
+	defer az.codes.mu.Unlock()
+	sum := 0
+	for k := range az.codes.m {
+		sum += len(k)
+	}
+	if sum != az.codes.bytes || sum > factsCacheBytes || sum < 1<<20 {
+		t.Errorf("procedure bodies kept: %d bytes (%d counted), bound %d", sum, az.codes.bytes, factsCacheBytes)
+	}
+}

@@ -44,3 +44,13 @@ func (t *textMap[V]) put(text string, v V) {
 	}
 	t.m[strings.Clone(text)] = v
 }
+
+// purge forgets every entry.
+func (t *textMap[V]) purge() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	t.m, t.bytes = nil, 0
+	t.mu.Unlock()
+}
