@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/lockguard/lockguard/internal/lockedbuf"
 	"github.com/lockguard/lockguard/internal/pgserver"
 )
 
@@ -231,21 +232,5 @@ func connectTraced(t testing.TB, dsn string) (*pgx.Conn, string) {
 	return conn, trace.String()
 }
 
-// lockedBuffer is a strings.Builder safe for a writer (a tracer, a logger,
-// a process's output) and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a buffer a writer and a reader may use at once.
+type lockedBuffer = lockedbuf.Buffer

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lockguard/lockguard/internal/lockedbuf"
 )
 
 // TestCancelBusPayload: a notification ends the wait of the session whose
@@ -117,20 +118,5 @@ func TestCancelBusPublishIsBounded(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a buffer a writer and a reader may use at once.
+type lockedBuffer = lockedbuf.Buffer
