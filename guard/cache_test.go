@@ -284,13 +284,20 @@ func TestFactsCacheBoundedBytes(t *testing.T) {
 		}
 		factsFor(an, &an.Statements[0])
 	}
-	facts.byText.mu.Lock()
-	defer facts.byText.mu.Unlock()
+	checkTextBytes(t, "facts", &facts.byText, factsCacheBytes)
+}
+
+// checkTextBytes fails unless the texts m keeps add up to what it counted,
+// at most bound bytes and at least 1 MiB (large texts were kept).
+func checkTextBytes[V any](t *testing.T, what string, m *textMap[V], bound int) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	sum := 0
-	for k := range facts.byText.m {
+	for k := range m.m {
 		sum += len(k)
 	}
-	if sum != facts.byText.bytes || sum > factsCacheBytes || sum < 1<<20 {
-		t.Errorf("facts keep %d bytes of text (%d counted), bound %d", sum, facts.byText.bytes, factsCacheBytes)
+	if sum != m.bytes || sum > bound || sum < 1<<20 {
+		t.Errorf("%s keep %d bytes of text (%d counted), bound %d", what, sum, m.bytes, bound)
 	}
 }

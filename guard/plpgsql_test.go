@@ -230,13 +230,5 @@ func TestCallBodiesBoundedBytes(t *testing.T) {
 			t.Fatalf("CALL big%d(): %+v", i, an.Statements)
 		}
 	}
-	az.codes.mu.Lock()
-	defer az.codes.mu.Unlock()
-	sum := 0
-	for k := range az.codes.m {
-		sum += len(k)
-	}
-	if sum != az.codes.bytes || sum > factsCacheBytes || sum < 1<<20 {
-		t.Errorf("procedure bodies kept: %d bytes (%d counted), bound %d", sum, az.codes.bytes, factsCacheBytes)
-	}
+	checkTextBytes(t, "procedure bodies", az.codes, factsCacheBytes)
 }
