@@ -521,6 +521,49 @@ func (g *Guard) analyze(ps *proxy.Session, sql string) *guard.Analysis {
 	return g.Analyzer.Analyze(sql)
 }
 
+// changesSchema reports statements after which the analyses and catalog
+// facts lockguard remembers may be stale.
+func changesSchema(st *guard.Statement) bool {
+	return st.Class == guard.ClassDDL || st.Class == guard.ClassMaintenance
+}
+
+// runsSchemaChange reports whether the batch executes a statement that
+// changes the schema (changesSchema).
+func (g *Guard) runsSchemaChange(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis) bool {
+	for i := range b.Stmts {
+		if !b.Stmts[i].Executed {
+			continue
+		}
+		var an *guard.Analysis
+		if i < len(ans) {
+			an = ans[i]
+		}
+		if an == nil {
+			an = g.analyze(ps, view(b.Stmts[i].SQL))
+		}
+		for j := range an.Statements {
+			if changesSchema(&an.Statements[j]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ForgetSchema drops the cached analyses and the catalog's remembered
+// facts, which a change of the schema may have made stale: lockguard calls
+// it around every DDL that runs through it, and every catalog-max-age for
+// the changes that do not.
+func (g *Guard) ForgetSchema() {
+	if g.Analyzer.Catalog == nil {
+		return // analyses from the text alone never go stale
+	}
+	g.Analyzer.Purge()
+	if r, ok := g.Analyzer.Catalog.(interface{ Reset() }); ok {
+		r.Reset()
+	}
+}
+
 // catalogFree reports statements whose analysis never consults the catalog:
 // transaction control and settings, the statements every transaction sends,
 // which must not make a session leave its event loop after a DDL emptied the
@@ -578,6 +621,17 @@ func (g *Guard) protectsAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.An
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
+	if g.Analyzer.Catalog != nil && g.runsSchemaChange(ps, b, ans) {
+		// The schema may have changed since lockguard last read the
+		// catalog, through a connection that bypasses it or through
+		// another lockguard: a foreign key added there would be missing
+		// from the tables this DDL locks and from the policy's findings.
+		// So a DDL is analysed on the catalog as it is now, at the cost
+		// of the forgetting that follows it anyway.
+		ps.MayBlock()
+		g.ForgetSchema()
+		*ans = [8]*guard.Analysis{}
+	}
 	if b.FlushedPure && g.LockTimeout > 0 && g.protectsAny(ps, b, ans) {
 		// asyncpg's way: Parse, Describe, Flush, then Bind, Execute,
 		// Sync. Nothing has run yet, so lockguard ends the flushed part
@@ -1509,15 +1563,10 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 			}
 		}
 		s.settings.EndBatch()
-		if slices.ContainsFunc(ran, func(st *guard.Statement) bool {
-			return st.Class == guard.ClassDDL || st.Class == guard.ClassMaintenance
-		}) {
+		if slices.ContainsFunc(ran, changesSchema) {
 			// The schema may have changed: analyses and catalog facts
 			// remembered from before are stale.
-			s.g.Analyzer.Purge()
-			if r, ok := s.g.Analyzer.Catalog.(interface{ Reset() }); ok {
-				r.Reset()
-			}
+			s.g.ForgetSchema()
 		}
 	}
 	var redo []string

@@ -1,0 +1,99 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lockguard/lockguard/guard"
+)
+
+// driftTables creates two tables without a foreign key between them, and
+// returns their names and the name the test gives the key it adds later: one
+// that does not look like a foreign key's, so that only the catalog can say
+// what it is.
+func driftTables(t *testing.T, direct *pgx.Conn) (users, orders, key string) {
+	t.Helper()
+	users, orders = uniqueName(t, "users"), uniqueName(t, "orders")
+	if _, err := direct.Exec(ctxT(t, 10*time.Second), fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY);
+		CREATE TABLE %s (id int PRIMARY KEY, user_id int)`, users, orders)); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, orders, users)
+	return users, orders, orders + "_owner"
+}
+
+// TestDDLSeesTheSchemaChangedElsewhere: a DDL is analysed on the catalog as
+// it is when the DDL runs, not as lockguard last read it. Here lockguard
+// reads the table's constraints for a DROP CONSTRAINT that fails (the
+// constraint does not exist yet, so nothing is forgotten after it), then a
+// connection that bypasses lockguard (a migration run directly, or through
+// another lockguard replica) adds the foreign key, and the same statement
+// comes again: it locks the referenced table too, and the strict policy
+// knows it drops a foreign key.
+func TestDDLSeesTheSchemaChangedElsewhere(t *testing.T) {
+	ctx := ctxT(t, 120*time.Second)
+	direct := connect(t, directDSN())
+	addKey := func(users, orders, key string) {
+		t.Helper()
+		if _, err := direct.Exec(ctx, "ALTER TABLE "+orders+" ADD CONSTRAINT "+key+" FOREIGN KEY (user_id) REFERENCES "+users+"(id)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustNotExist := func(conn *pgx.Conn, sql string) {
+		t.Helper()
+		var pe *pgconn.PgError
+		if _, err := conn.Exec(ctx, sql); !errors.As(err, &pe) || pe.Code != "42704" {
+			t.Fatalf("%s before the key exists: %v, want PostgreSQL's 42704", sql, err)
+		}
+	}
+
+	t.Run("locks", func(t *testing.T) {
+		lg := startGuarded(t, nil)
+		users, orders, key := driftTables(t, direct)
+		drop := "ALTER TABLE " + orders + " DROP CONSTRAINT " + key
+		conn := connect(t, lg.superDSN())
+		mustNotExist(conn, drop)
+		addKey(users, orders, key)
+		// A long transaction reads the referenced table: the DROP needs
+		// ACCESS EXCLUSIVE on it too, and gives up after its retries
+		// naming both tables.
+		pid, release := holdLock(t, users)
+		_, err := conn.Exec(ctxT(t, 15*time.Second), drop)
+		release()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+			t.Fatalf("DROP CONSTRAINT behind a long transaction on the referenced table: %v, want lockguard's 55P03", err)
+		}
+		if !strings.Contains(pe.Message, orders) || !strings.Contains(pe.Message, users) {
+			t.Errorf("message does not name both tables: %q", pe.Message)
+		}
+		if !strings.Contains(pe.Detail, fmt.Sprintf("pid %d", pid)) {
+			t.Errorf("detail = %q, want blocker pid %d", pe.Detail, pid)
+		}
+	})
+
+	t.Run("policy", func(t *testing.T) {
+		lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
+		users, orders, key := driftTables(t, direct)
+		drop := "ALTER TABLE " + orders + " DROP CONSTRAINT " + key
+		conn := connect(t, lg.superDSN())
+		mustNotExist(conn, drop)
+		addKey(users, orders, key)
+		_, err := conn.Exec(ctx, drop)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "drop-foreign-key") {
+			t.Fatalf("DROP CONSTRAINT of a foreign key added elsewhere, strict policy: %v, want LG001 naming drop-foreign-key", err)
+		}
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_constraint WHERE conname = $1", key).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("the foreign key is gone (%d, %v): the blocked DDL ran", n, err)
+		}
+	})
+}
+
