@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -97,3 +98,64 @@ func TestDDLSeesTheSchemaChangedElsewhere(t *testing.T) {
 	})
 }
 
+// TestCatalogMaxAgeAcrossReplicas: replica B analyses an INSERT into a
+// table without a foreign key; a migration through replica A then adds one,
+// which B does not hear of. Within catalog-max-age B reads the catalog
+// again: the INSERT would take KEY SHARE row locks in the referenced table,
+// so B holds it back behind a DDL pending there and sheds it, instead of
+// letting it join PostgreSQL's lock queue.
+func TestCatalogMaxAgeAcrossReplicas(t *testing.T) {
+	a, b := twoReplicas(t, "--catalog-max-age", "1s", "--hold-budget", "200ms",
+		"--monitor-interval", "100ms", "--monitor-busy-interval", "50ms")
+	ctx := ctxT(t, time.Minute)
+	direct := connect(t, directDSN())
+	users := createTable(t, ctx, "drift_users", "id int PRIMARY KEY")
+	items := createTable(t, ctx, "drift_items", "id int PRIMARY KEY, user_id int")
+	other := createTable(t, ctx, "drift_other", "id int")
+	if _, err := direct.Exec(ctx, "INSERT INTO "+users+" VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	// pending makes a reader hold tbl and sends a DDL on it straight to
+	// PostgreSQL: a pending ACCESS EXCLUSIVE that both replicas' monitors
+	// see. stop ends both.
+	pending := func(tbl string) (stop func()) {
+		t.Helper()
+		_, release := holdLock(t, tbl)
+		ddlCtx, stopDDL := context.WithCancel(ctx)
+		ddl := startExec(ddlCtx, connect(t, directDSN()), "ALTER TABLE "+tbl+" ADD COLUMN x int")
+		waitFor(t, 10*time.Second, func() bool {
+			var n int
+			if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1 AND NOT l.granted", tbl).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n == 1
+		})
+		time.Sleep(300 * time.Millisecond) // a few monitor polls
+		return func() { stopDDL(); <-ddl; release() }
+	}
+	// The same text each time, which inserts one row once: later it
+	// inserts nothing, so PostgreSQL itself would not wait for users.
+	insert := "INSERT INTO " + items + " VALUES (1, 1) ON CONFLICT DO NOTHING"
+	// With nothing pending B forwards the INSERT unanalysed; while a DDL
+	// waits on another table it analyses it, from the catalog of before
+	// the foreign key.
+	stop := pending(other)
+	bconn := connect(t, b.dsn())
+	if _, err := bconn.Exec(ctx, insert); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := connect(t, a.dsn()).Exec(ctx, "ALTER TABLE "+items+" ADD CONSTRAINT "+items+"_owner FOREIGN KEY (user_id) REFERENCES "+users+"(id)"); err != nil {
+		t.Fatal(err)
+	}
+	stop = pending(users)
+	defer stop()
+	var last error
+	if !waitUntil(10*time.Second, func() bool {
+		_, last = bconn.Exec(ctx, insert)
+		var pe *pgconn.PgError
+		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
+	}) {
+		t.Fatalf("INSERT into the referencing table on replica B behind a DDL pending on the referenced one: %v, want shed within catalog-max-age", last)
+	}
+}

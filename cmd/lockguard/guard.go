@@ -39,6 +39,7 @@ type sideConn struct {
 	closed bool
 
 	admission atomic.Pointer[enforce.Admission]
+	guard     atomic.Pointer[enforce.Guard] // the guard installed last; nil with guard off
 	active    atomic.Pointer[config.Config] // the configuration last installed
 	// bus passes cancel requests between replicas (replica-secret); srv
 	// is the proxy whose waits it ends, set once it exists.
@@ -107,6 +108,7 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		go bus.Run(mctx)
 		s.bus.Store(bus)
 	}
+	go s.forgetSchemaEvery(mctx)
 	if cfg.Shed {
 		m := &pgmonitor.Monitor{Pool: pool, Board: &s.board, Idle: cfg.MonitorInterval,
 			Busy: cfg.MonitorBusyInterval, ServerVersion: s.version, Logger: logger}
@@ -117,6 +119,32 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		go wd.Run(mctx)
 	}
 	return nil
+}
+
+// forgetSchemaEvery makes the installed guard forget its catalog facts
+// every catalog-max-age, until ctx ends: schema changes made by sessions
+// that bypass lockguard, or through another replica, then count within that
+// time (a DDL through this lockguard reads the catalog anew anyway). A new
+// value from a reload applies from the next expiry.
+func (s *sideConn) forgetSchemaEvery(ctx context.Context) {
+	for {
+		d := time.Second // while off: look at the setting again
+		if cfg := s.active.Load(); cfg != nil && cfg.CatalogMaxAge > 0 {
+			d = cfg.CatalogMaxAge
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if cfg := s.active.Load(); cfg != nil && cfg.CatalogMaxAge > 0 {
+			if g := s.guard.Load(); g != nil {
+				g.ForgetSchema()
+			}
+		}
+	}
 }
 
 // cancelWaits ends the waits of the proxy's sessions whose backend key
@@ -207,6 +235,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	if !cfg.Guard {
 		s.active.Store(cfg)
 		s.admission.Store(nil)
+		s.guard.Store(nil)
 		return nil
 	}
 	s.mu.Lock()
@@ -251,6 +280,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		}
 	}
 	s.admission.Store(g.Admission)
+	s.guard.Store(g)
 	s.active.Store(cfg)
 	pcfg.Hooks = g.Hooks()
 	pcfg.ForeignCancel = s.foreignCancel

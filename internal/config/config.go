@@ -55,6 +55,7 @@ type Config struct {
 	MonitorDSN                 string        `yaml:"monitor-dsn" usage:"connection string of lockguard's own side connection (a role with pg_monitor): catalog facts and who blocks a DDL; empty = none"`
 	ReplicaSecret              string        `yaml:"replica-secret" usage:"secret shared by the replicas in front of one PostgreSQL (with monitor-dsn): a CancelRequest that lands on another replica than its session's also ends what the session waits for in lockguard; empty = off (changes need a restart)"`
 	AnalysisCacheSize          int           `yaml:"analysis-cache-size" usage:"statement analyses kept, keyed by text"`
+	CatalogMaxAge              time.Duration `yaml:"catalog-max-age" usage:"how long catalog facts (foreign keys, partitions), and the analyses of reads and writes built on them, are kept before they are read again, so that schema changes that bypass lockguard count (DDL always reads them anew; 0 = until a DDL runs through lockguard)"`
 	UnparsedDDL                string        `yaml:"unparsed-ddl" usage:"a statement lockguard cannot parse that looks like DDL: relay (PostgreSQL decides) or refuse (fail closed with LG002); always counted"`
 	Shed                       bool          `yaml:"shed" usage:"keep statements out of PostgreSQL's lock queue: hold, then refuse with 55P03, what would wait behind a held or pending conflicting lock"`
 	HoldBudget                 time.Duration `yaml:"hold-budget" usage:"how long a statement that would queue behind a lock is held in lockguard before it is shed (0 = shed at once)"`
@@ -95,6 +96,7 @@ func Default() *Config {
 		RetryMaxDelay:     5 * time.Second,
 		RetryDeadline:     30 * time.Second,
 		AnalysisCacheSize: 10000,
+		CatalogMaxAge:     time.Minute,
 		UnparsedDDL:       "relay",
 
 		Shed:                true,
@@ -365,6 +367,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AnalysisCacheSize < 0 {
 		return errors.New("analysis-cache-size must be 0 or more")
+	}
+	if c.CatalogMaxAge < 0 {
+		return errors.New("catalog-max-age must be 0 (until a DDL) or more")
 	}
 	if c.ReplicaSecret != "" && len(c.ReplicaSecret) < 16 {
 		return errors.New("replica-secret must be at least 16 characters (e.g. openssl rand -hex 32): the replicas' notifications are signed with it")
