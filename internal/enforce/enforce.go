@@ -527,29 +527,6 @@ func changesSchema(st *guard.Statement) bool {
 	return st.Class == guard.ClassDDL || st.Class == guard.ClassMaintenance
 }
 
-// runsSchemaChange reports whether the batch executes a statement that
-// changes the schema (changesSchema).
-func (g *Guard) runsSchemaChange(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis) bool {
-	for i := range b.Stmts {
-		if !b.Stmts[i].Executed {
-			continue
-		}
-		var an *guard.Analysis
-		if i < len(ans) {
-			an = ans[i]
-		}
-		if an == nil {
-			an = g.analyze(ps, view(b.Stmts[i].SQL))
-		}
-		for j := range an.Statements {
-			if changesSchema(&an.Statements[j]) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // ForgetSchema drops the cached analyses and the catalog's remembered
 // facts, which a change of the schema may have made stale: lockguard calls
 // it around every DDL that runs through it, and every catalog-max-age for
@@ -593,9 +570,10 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 	return false
 }
 
-// protectsAny reports whether the batch executes a statement whose lock
-// blocks reads or writes, which lockguard protects with its lock timeout.
-func (g *Guard) protectsAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis) bool {
+// executesAny reports whether the batch executes a statement for which is
+// holds (changesSchema, blocksTraffic), analysing those the batch hook did
+// not.
+func (g *Guard) executesAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis, is func(*guard.Statement) bool) bool {
 	for i := range b.Stmts {
 		if !b.Stmts[i].Executed {
 			continue
@@ -608,7 +586,7 @@ func (g *Guard) protectsAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.An
 			an = g.analyze(ps, view(b.Stmts[i].SQL))
 		}
 		for j := range an.Statements {
-			if blocksTraffic(&an.Statements[j]) {
+			if is(&an.Statements[j]) {
 				return true
 			}
 		}
@@ -621,7 +599,7 @@ func (g *Guard) protectsAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.An
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
-	if g.Analyzer.Catalog != nil && g.runsSchemaChange(ps, b, ans) {
+	if g.Analyzer.Catalog != nil && g.executesAny(ps, b, ans, changesSchema) {
 		// The schema may have changed since lockguard last read the
 		// catalog, through a connection that bypasses it or through
 		// another lockguard: a foreign key added there would be missing
@@ -632,7 +610,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		g.ForgetSchema()
 		*ans = [8]*guard.Analysis{}
 	}
-	if b.FlushedPure && g.LockTimeout > 0 && g.protectsAny(ps, b, ans) {
+	if b.FlushedPure && g.LockTimeout > 0 && g.executesAny(ps, b, ans, blocksTraffic) {
 		// asyncpg's way: Parse, Describe, Flush, then Bind, Execute,
 		// Sync. Nothing has run yet, so lockguard ends the flushed part
 		// with a Sync of its own and protects the DDL as in a batch of
