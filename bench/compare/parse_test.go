@@ -195,3 +195,26 @@ func TestWriteWarming(t *testing.T) {
 		t.Errorf("all steady, got:\n%s", out.String())
 	}
 }
+
+// TestWriteRatiosRoundsAhead checks the count of rounds in which lockguard's
+// tps was at least PgBouncer's, over the rounds both succeeded in.
+func TestWriteRatiosRoundsAhead(t *testing.T) {
+	o := &options{rounds: 5, workloads: []string{"select-only"}, modes: []string{"simple"}, clients: []int{16}}
+	res := newResults(o)
+	c := res.cells[0]
+	lg := []float64{90, 100, 110, 120, 130}
+	for round := range o.rounds {
+		res.add(c, direct, round, runResult{steady: steady{tps: 200, tx: 500}})
+		res.add(c, pgbouncer, round, runResult{steady: steady{tps: 100, tx: 500}})
+		res.add(c, lockguard, round, runResult{steady: steady{tps: lg[round], tx: 500}})
+	}
+	// A failed round counts for neither side.
+	res.runs[c][pgbouncer][4].err = fmt.Errorf("pgbench failed")
+	rep := &report{opts: o, results: res}
+	var out strings.Builder
+	rep.writeRatios(func(f string, a ...any) { fmt.Fprintf(&out, f, a...) })
+	got := out.String()
+	if !strings.Contains(got, "| select-only | simple | 16 | 0.55 (0.45–0.65) | 0.50 (0.50–0.50) | 1.05 (0.90–1.20) | PASS | 3 of 4 |") {
+		t.Errorf("the row does not give 3 of 4 rounds ahead:\n%s", got)
+	}
+}

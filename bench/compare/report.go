@@ -97,6 +97,21 @@ func (r *results) perRound(c cell, a, b string, op func(x, y float64) float64, f
 	return newSpread(v)
 }
 
+// ahead counts the rounds in which f(a) ≥ f(b), of those in which both
+// succeeded.
+func (r *results) ahead(c cell, a, b string, f func(*runResult) float64) (k, n int) {
+	for round := range r.rounds {
+		ra, rb := r.good(c, a, round), r.good(c, b, round)
+		if ra != nil && rb != nil {
+			n++
+			if f(ra) >= f(rb) {
+				k++
+			}
+		}
+	}
+	return k, n
+}
+
 func tps(r *runResult) float64        { return r.steady.tps }
 func avgUs(r *runResult) float64      { return float64(r.steady.avg) / float64(time.Microsecond) }
 func p99Us(r *runResult) float64      { return float64(r.steady.p99) / float64(time.Microsecond) }
@@ -393,19 +408,23 @@ func (rep *report) fullGrid() bool {
 func (rep *report) writeRatios(w func(string, ...any)) {
 	res := rep.results
 	w("## Throughput ratios and proxy CPU per transaction\n\n")
-	w("Median of the per-round ratios of tps, with their range. The CPU figures are the median over the rounds of the proxy's CPU time per transaction.\n\n")
-	w("| workload | mode | clients | lockguard / direct | PgBouncer / direct | lockguard / PgBouncer | ≥ PgBouncer | lockguard CPU/tx | PgBouncer CPU/tx |\n")
-	w("|---|---|--:|--:|--:|--:|:-:|--:|--:|\n")
+	w("Median of the per-round ratios of tps, with their range. Rounds ahead: in how many rounds lockguard's tps was at least PgBouncer's; were the two equal, each round would be a coin toss, and a median either side of 1.0 with about half the rounds ahead would say the same. The CPU figures are the median over the rounds of the proxy's CPU time per transaction.\n\n")
+	w("| workload | mode | clients | lockguard / direct | PgBouncer / direct | lockguard / PgBouncer | ≥ PgBouncer | rounds ahead | lockguard CPU/tx | PgBouncer CPU/tx |\n")
+	w("|---|---|--:|--:|--:|--:|:-:|--:|--:|--:|\n")
 	for _, c := range res.cells {
 		lgPb := res.ratio(c, lockguard, pgbouncer, tps)
 		ok := "—"
 		if c.clients >= 16 && lgPb.n > 0 {
 			ok = verdict(lgPb.med >= 1.0)
 		}
-		w("| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", c.workload, c.mode, c.clients,
+		rounds := "—"
+		if k, n := res.ahead(c, lockguard, pgbouncer, tps); n > 0 {
+			rounds = fmt.Sprintf("%d of %d", k, n)
+		}
+		w("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c.workload, c.mode, c.clients,
 			fmtRatio(res.ratio(c, lockguard, direct, tps)),
 			fmtRatio(res.ratio(c, pgbouncer, direct, tps)),
-			fmtRatio(lgPb), ok,
+			fmtRatio(lgPb), ok, rounds,
 			us(res.of(c, lockguard, cpuUsPerTx).med),
 			us(res.of(c, pgbouncer, cpuUsPerTx).med))
 	}
