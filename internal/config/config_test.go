@@ -85,6 +85,7 @@ func TestErrors(t *testing.T) {
 		{"client-tls require without a certificate", "client-tls: require\n", nil, nil, "client-tls require needs tls-cert"},
 		{"client-tls require from env without a certificate", "", map[string]string{"LOCKGUARD_CLIENT_TLS": "require"}, nil, "tls-cert"},
 		{"short replica secret", "", map[string]string{"LOCKGUARD_REPLICA_SECRET": "hunter2"}, nil, "replica-secret must be at least 16"},
+		{"negative catalog-max-age", "catalog-max-age: -1s\n", nil, nil, "catalog-max-age must be 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := ""
