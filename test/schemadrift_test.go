@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/lockguard/lockguard/guard"
+	"github.com/lockguard/lockguard/internal/pgserver"
 )
 
 // driftTables creates two tables without a foreign key between them, and
@@ -157,5 +158,57 @@ func TestCatalogMaxAgeAcrossReplicas(t *testing.T) {
 		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
 	}) {
 		t.Fatalf("INSERT into the referencing table on replica B behind a DDL pending on the referenced one: %v, want shed within catalog-max-age", last)
+	}
+}
+
+// TestCatalogSurvivesAPostgresRestart: a restart of PostgreSQL breaks
+// lockguard's catalog connection. lockguard opens another, so that after
+// the restart a DROP CONSTRAINT of a foreign key is still known to lock the
+// referenced table (before, every catalog fact stayed unknown until
+// lockguard itself restarted).
+func TestCatalogSurvivesAPostgresRestart(t *testing.T) {
+	own := relOwnPG(t, nil)
+	ownDSN := own.DSN(pgserver.Superuser, "", pgserver.TestDB)
+	p := startBinary(t, "--upstream", own.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", ownDSN,
+		"--lock-timeout", "300ms", "--retry-attempts", "2")
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := connect(t, ownDSN).Exec(ctx, `CREATE TABLE users_r (id int PRIMARY KEY);
+		CREATE TABLE orders_r (id int PRIMARY KEY, user_id int CONSTRAINT orders_r_owner REFERENCES users_r(id))`); err != nil {
+		t.Fatal(err)
+	}
+	// A DDL through lockguard before the restart: its catalog connection
+	// is in use.
+	if _, err := connect(t, p.dsn()).Exec(ctx, "ALTER TABLE orders_r ADD COLUMN note text"); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Restart(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	var conn *pgx.Conn
+	waitFor(t, 30*time.Second, func() bool {
+		c, err := pgx.Connect(ctx, p.dsn())
+		if err != nil {
+			return false
+		}
+		conn = c
+		return true
+	})
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	reader := connect(t, ownDSN)
+	tx, err := reader.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM users_r"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "ALTER TABLE orders_r DROP CONSTRAINT orders_r_owner")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+		t.Fatalf("DROP CONSTRAINT behind a reader of the referenced table after the restart: %v, want lockguard's 55P03", err)
+	}
+	if !strings.Contains(pe.Message, "users_r") || !strings.Contains(pe.Message, "orders_r") {
+		t.Errorf("message does not name both tables: %q (the catalog connection was not reopened)", pe.Message)
 	}
 }

@@ -26,8 +26,7 @@ import (
 // catalog for analysis and the blocker lookups. Everything works without it,
 // with less knowledge.
 type sideConn struct {
-	catConn *pgx.Conn
-	catalog *pgcatalog.Catalog
+	catalog *pgcatalog.Catalog // owns the catalog's connection
 	pool    *pgxpool.Pool
 	version int
 	board   guard.Board
@@ -80,6 +79,9 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		conn.Close(ctx)
 		return fmt.Errorf("monitor-dsn: %w", err)
 	}
+	// A restart of PostgreSQL breaks the connection; the catalog opens
+	// another, so that the guard does not go on with every fact unknown.
+	cat.Reconnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, cfg.MonitorDSN) }
 	pcfg, err := pgxpool.ParseConfig(cfg.MonitorDSN)
 	if err != nil {
 		conn.Close(ctx)
@@ -98,7 +100,7 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		conn.Close(ctx)
 		return errors.New("monitor-dsn: lockguard is shutting down")
 	}
-	s.catConn, s.catalog, s.pool, s.version = conn, cat, pool, cat.ServerVersion()
+	s.catalog, s.pool, s.version = cat, pool, cat.ServerVersion()
 	logger.Info("monitor connection open", "server_version", s.version)
 	mctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -225,8 +227,8 @@ func (s *sideConn) Close() {
 	if s.pool != nil {
 		s.pool.Close()
 	}
-	if s.catConn != nil {
-		s.catConn.Close(context.Background())
+	if s.catalog != nil {
+		s.catalog.Close() // it owns its connection (Reconnect)
 	}
 }
 

@@ -21,11 +21,21 @@ import (
 type Catalog struct {
 	// Timeout bounds each catalog query. Zero means 5 seconds.
 	Timeout time.Duration
+	// Reconnect, when set, opens a new connection to replace one that
+	// broke (PostgreSQL restarted, the backend was terminated): before a
+	// query on a connection idle for a second or more, the Catalog checks
+	// it (a ping), and at most once a second it replaces a broken one,
+	// forgets what it remembered and closes the old connection. The
+	// Catalog then owns its connection: Close closes it. Without
+	// Reconnect a broken connection leaves every fact unknown.
+	Reconnect func(ctx context.Context) (*pgx.Conn, error)
 
-	mu      sync.Mutex
-	conn    *pgx.Conn
-	version int
-	lastErr error
+	mu       sync.Mutex
+	conn     *pgx.Conn
+	version  int
+	lastErr  error
+	lastUse  time.Time // end of the last query
+	lastDial time.Time // last Reconnect attempt
 
 	rels  map[guard.RelName]relResult
 	cons  map[guard.RelName]consResult
@@ -83,6 +93,10 @@ func New(ctx context.Context, conn *pgx.Conn) (*Catalog, error) {
 func (c *Catalog) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.resetLocked()
+}
+
+func (c *Catalog) resetLocked() {
 	c.rels = map[guard.RelName]relResult{}
 	c.cons = map[guard.RelName]consResult{}
 	c.parts = map[guard.RelName]partsResult{}
@@ -110,12 +124,63 @@ func trim[K comparable, V any](m map[K]V) {
 	}
 }
 
+// ctx returns the context of one query, made under c.mu, after making sure
+// (with Reconnect) that the connection is live.
 func (c *Catalog) ctx() (context.Context, context.CancelFunc) {
 	t := c.Timeout
 	if t <= 0 {
 		t = 5 * time.Second
 	}
-	return context.WithTimeout(context.Background(), t)
+	ctx, cancel := context.WithTimeout(context.Background(), t)
+	if c.Reconnect != nil {
+		c.ensureLive(ctx)
+	}
+	return ctx, func() {
+		c.lastUse = time.Now()
+		cancel()
+	}
+}
+
+// idleCheck is how long the connection may have been idle before a query
+// pings it first: long enough that a burst of lookups pays nothing, short
+// enough that the first lookup after a restart of PostgreSQL finds out.
+const idleCheck = time.Second
+
+// ensureLive replaces a broken connection, if it can, under c.mu. A
+// connection is broken when pgx closed it after a failure, or when a ping
+// of one idle for idleCheck fails.
+func (c *Catalog) ensureLive(ctx context.Context) {
+	broken := c.conn.IsClosed()
+	if !broken && time.Since(c.lastUse) >= idleCheck {
+		broken = c.conn.Ping(ctx) != nil
+	}
+	if !broken || time.Since(c.lastDial) < time.Second {
+		return
+	}
+	c.lastDial = time.Now()
+	conn, err := c.Reconnect(ctx)
+	if err != nil {
+		c.lastErr = fmt.Errorf("reconnecting the catalog connection: %w", err)
+		return
+	}
+	old := c.conn
+	c.conn = conn
+	// The schema may have changed while the connection was down (a
+	// restore, a failover to a replica that was behind).
+	c.resetLocked()
+	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = old.Close(cctx)
+}
+
+// Close closes the Catalog's current connection; only for a Catalog with
+// Reconnect, which owns its connection.
+func (c *Catalog) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = c.conn.Close(cctx)
 }
 
 // regclassText renders rel for to_regclass: quoted identifiers, unqualified
