@@ -73,8 +73,7 @@ func (b *builder) callStmt(c *pg.CallStmt) {
 			// Read into a statement of its own, kept for the CALLs of
 			// the procedure with other arguments: their texts differ,
 			// its body's analysis does not.
-			cb := newBuilder(b.cat)
-			cb.depth, cb.inner, cb.codes = b.depth, b.inner, b.codes
+			cb := b.child()
 			cb.st.Class = ClassOther
 			cb.plpgsql(head, body, "CALL "+name, "the procedure")
 			in = &cb.st
@@ -137,8 +136,7 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 				b.unknown(what + ": code nested too deeply (procedures that call each other?); the rest was not read")
 				return
 			}
-			ib := newBuilder(b.cat)
-			ib.depth, ib.inner, ib.codes = b.depth, b.inner, b.codes
+			ib := b.child()
 			ib.stmt(raw.Stmt)
 			b.leave()
 			b.absorb(&ib.st, s.cond)
@@ -157,6 +155,14 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 	if len(runs) > 0 {
 		b.note(what + ": " + whose + " runs " + strings.Join(runs, "; "))
 	}
+}
+
+// child returns a builder for a statement of the code b reads, sharing
+// b's depth, its budget of inner statements and its procedure bodies.
+func (b *builder) child() *builder {
+	c := newBuilder(b.cat)
+	c.depth, c.inner, c.codes = b.depth, b.inner, b.codes
+	return c
 }
 
 // maxBlockDepth bounds how deep the rules follow procedures that code
