@@ -146,6 +146,10 @@ func (c *Catalog) ctx() (context.Context, context.CancelFunc) {
 // enough that the first lookup after a restart of PostgreSQL finds out.
 const idleCheck = time.Second
 
+// redialEvery is how often, at most, a broken connection is replaced: a
+// PostgreSQL that is down does not make every lookup wait for a connect.
+const redialEvery = time.Second
+
 // ensureLive replaces a broken connection, if it can, under c.mu. A
 // connection is broken when pgx closed it after a failure, or when a ping
 // of one idle for idleCheck fails.
@@ -154,7 +158,7 @@ func (c *Catalog) ensureLive(ctx context.Context) {
 	if !broken && time.Since(c.lastUse) >= idleCheck {
 		broken = c.conn.Ping(ctx) != nil
 	}
-	if !broken || time.Since(c.lastDial) < time.Second {
+	if !broken || time.Since(c.lastDial) < redialEvery {
 		return
 	}
 	c.lastDial = time.Now()
@@ -168,9 +172,15 @@ func (c *Catalog) ensureLive(ctx context.Context) {
 	// The schema may have changed while the connection was down (a
 	// restore, a failover to a replica that was behind).
 	c.resetLocked()
-	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	closeConn(old)
+}
+
+// closeConn closes conn, waiting at most a second for its Terminate to be
+// sent (a broken connection has nowhere to send it).
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = old.Close(cctx)
+	_ = conn.Close(ctx)
 }
 
 // Close closes the Catalog's current connection; only for a Catalog with
@@ -178,9 +188,7 @@ func (c *Catalog) ensureLive(ctx context.Context) {
 func (c *Catalog) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = c.conn.Close(cctx)
+	closeConn(c.conn)
 }
 
 // regclassText renders rel for to_regclass: quoted identifiers, unqualified
