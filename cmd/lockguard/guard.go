@@ -129,10 +129,16 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 // time (a DDL through this lockguard reads the catalog anew anyway). A new
 // value from a reload applies from the next expiry.
 func (s *sideConn) forgetSchemaEvery(ctx context.Context) {
+	maxAge := func() time.Duration {
+		if cfg := s.active.Load(); cfg != nil {
+			return cfg.CatalogMaxAge
+		}
+		return 0
+	}
 	for {
-		d := time.Second // while off: look at the setting again
-		if cfg := s.active.Load(); cfg != nil && cfg.CatalogMaxAge > 0 {
-			d = cfg.CatalogMaxAge
+		d := maxAge()
+		if d <= 0 {
+			d = time.Second // while off: look at the setting again
 		}
 		t := time.NewTimer(d)
 		select {
@@ -141,10 +147,8 @@ func (s *sideConn) forgetSchemaEvery(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if cfg := s.active.Load(); cfg != nil && cfg.CatalogMaxAge > 0 {
-			if g := s.guard.Load(); g != nil {
-				g.ForgetSchema()
-			}
+		if g := s.guard.Load(); g != nil && maxAge() > 0 {
+			g.ForgetSchema()
 		}
 	}
 }
