@@ -67,8 +67,14 @@ func startGuardedWith(t *testing.T, mutate func(*enforce.Guard), mutateProxy fun
 // returning its pid and a function that ends it.
 func holdLock(t *testing.T, tbl string) (int, func()) {
 	t.Helper()
+	return holdLockOn(t, directDSN(), tbl)
+}
+
+// holdLockOn is holdLock on the server dsn names.
+func holdLockOn(t *testing.T, dsn, tbl string) (int, func()) {
+	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	c := connect(t, directDSN())
+	c := connect(t, dsn)
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

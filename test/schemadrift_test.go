@@ -194,16 +194,9 @@ func TestCatalogSurvivesAPostgresRestart(t *testing.T) {
 		return true
 	})
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	reader := connect(t, ownDSN)
-	tx, err := reader.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "SELECT count(*) FROM users_r"); err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, "ALTER TABLE orders_r DROP CONSTRAINT orders_r_owner")
+	_, release := holdLockOn(t, ownDSN, "users_r")
+	defer release()
+	_, err := conn.Exec(ctx, "ALTER TABLE orders_r DROP CONSTRAINT orders_r_owner")
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
 		t.Fatalf("DROP CONSTRAINT behind a reader of the referenced table after the restart: %v, want lockguard's 55P03", err)
