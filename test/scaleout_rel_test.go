@@ -10,6 +10,7 @@ package test
 import (
 	"context"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,34 @@ func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 	}
 }
 
+// retryDelay matches the delay lockguard logs when a DDL gave up on its lock
+// timeout and waits to retry.
+var retryDelay = regexp.MustCompile(`msg="DDL hit the lock timeout; retrying".* delay=(\S+)`)
+
+// longRetryWait waits until the lockguard whose output is out logs a retry
+// wait of at least least, and fails the test if every retry is shorter.
+// The delay is drawn at random (full jitter): a test that must act during
+// the wait cannot count on its upper bound.
+func longRetryWait(t *testing.T, out *lockedBuffer, least time.Duration) {
+	t.Helper()
+	seen := 0
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		waits := retryDelay.FindAllStringSubmatch(out.String(), -1)
+		for ; seen < len(waits); seen++ {
+			d, err := time.ParseDuration(waits[seen][1])
+			if err != nil {
+				t.Fatalf("lockguard logged a retry delay %q: %v", waits[seen][1], err)
+			}
+			if d >= least && seen == len(waits)-1 {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("lockguard logged no retry wait of %v or more:\n%s", least, out)
+}
+
 // TestScaleOutCancelEndsARetryOnAnotherReplica: two lockguard binaries in
 // front of one PostgreSQL with the same replica-secret. A DDL through
 // replica A gives up on its lock timeout and waits in A to retry; its
@@ -117,8 +146,8 @@ func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 // key changes nothing; the listening connections, terminated first, come
 // back by themselves.
 func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
-	a, b := twoReplicas(t, "--lock-timeout", "300ms", "--retry-attempts", "4",
-		"--retry-base-delay", "20s", "--retry-max-delay", "20s", "--retry-deadline", "60s")
+	a, b := twoReplicas(t, "--lock-timeout", "300ms", "--retry-attempts", "8",
+		"--retry-base-delay", "20s", "--retry-max-delay", "20s", "--retry-deadline", "90s")
 	ctx := ctxT(t, time.Minute)
 	tbl := createTable(t, ctx, "scaleout_retry", "id int")
 	_, release := holdLock(t, tbl)
@@ -150,9 +179,10 @@ func TestScaleOutCancelEndsARetryOnAnotherReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first attempt waits for the lock and gives up; then A sleeps up
-	// to 20 s before the next.
+	// to 20 s before the next, a delay drawn with full jitter. The test
+	// needs a few seconds of it, so it lets attempts with a short one pass.
 	waitFor(t, 10*time.Second, waiting)
-	waitFor(t, 10*time.Second, func() bool { return !waiting() })
+	longRetryWait(t, a.out, 5*time.Second)
 
 	wrong := append([]byte(nil), key.SecretKey...)
 	wrong[0] ^= 0xff
