@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -47,10 +48,12 @@ func wantCanceled(t *testing.T, ctx context.Context, conn *pgx.Conn, errc <-chan
 // the DDL the user had cancelled could still run.
 func TestCancelStopsARetry(t *testing.T) {
 	tr := newTraced(t, nil)
+	var logs lockedBuffer
 	lg := startGuarded(t, func(g *enforce.Guard) {
 		tr.install(g)
 		g.LockTimeout = 300 * time.Millisecond
-		g.Backoff = guard.Backoff{Attempts: 4, Base: 20 * time.Second, Cap: 20 * time.Second, Deadline: 60 * time.Second}
+		g.Backoff = guard.Backoff{Attempts: 8, Base: 20 * time.Second, Cap: 20 * time.Second, Deadline: 90 * time.Second}
+		g.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	ctx := ctxT(t, 60*time.Second)
 	tbl := createTable(t, ctx, "cancelretry", "id int")
@@ -61,9 +64,10 @@ func TestCancelStopsARetry(t *testing.T) {
 	waiting := waitingOnLock(t, ctx, direct, pid)
 	errc := startExec(ctx, conn, "ALTER TABLE "+tbl+" ADD COLUMN c int")
 	// The first attempt waits for the lock and gives up; then lockguard
-	// sleeps up to 20 s before the next.
+	// sleeps up to 20 s before the next (a random delay: attempts with a
+	// short one pass).
 	waitFor(t, 10*time.Second, waiting)
-	waitFor(t, 10*time.Second, func() bool { return !waiting() })
+	longRetryWait(t, &logs, 2*time.Second)
 	wantCanceled(t, ctx, conn, errc, "waited to retry")
 	if lt := showLockTimeout(t, conn); lt != "0" {
 		t.Errorf("lock_timeout after the cancelled DDL = %s, want the session's own 0", lt)

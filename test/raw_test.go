@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"testing"
 	"time"
 
@@ -104,6 +105,34 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 		}
 	}
 	return true
+}
+
+// retryDelay matches the delay lockguard logs when a DDL gave up on its lock
+// timeout and waits to retry.
+var retryDelay = regexp.MustCompile(`msg="DDL hit the lock timeout; retrying".* delay=(\S+)`)
+
+// longRetryWait waits until the lockguard whose output is out logs a retry
+// wait of at least least, and fails the test if every retry is shorter.
+// The delay is drawn at random (full jitter): a test that must act during
+// the wait cannot count on its upper bound.
+func longRetryWait(t *testing.T, out *lockedBuffer, least time.Duration) {
+	t.Helper()
+	seen := 0
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		waits := retryDelay.FindAllStringSubmatch(out.String(), -1)
+		for ; seen < len(waits); seen++ {
+			d, err := time.ParseDuration(waits[seen][1])
+			if err != nil {
+				t.Fatalf("lockguard logged a retry delay %q: %v", waits[seen][1], err)
+			}
+			if d >= least && seen == len(waits)-1 {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("lockguard logged no retry wait of %v or more:\n%s", least, out)
 }
 
 func caPool(t testing.TB) *x509.CertPool {

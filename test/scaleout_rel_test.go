@@ -10,7 +10,6 @@ package test
 import (
 	"context"
 	"net"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -106,34 +105,6 @@ func sendCancel(t *testing.T, addr string, pid uint32, secret []byte) {
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("%s answered a CancelRequest with data or kept the connection open: %d, %v", addr, n, err)
 	}
-}
-
-// retryDelay matches the delay lockguard logs when a DDL gave up on its lock
-// timeout and waits to retry.
-var retryDelay = regexp.MustCompile(`msg="DDL hit the lock timeout; retrying".* delay=(\S+)`)
-
-// longRetryWait waits until the lockguard whose output is out logs a retry
-// wait of at least least, and fails the test if every retry is shorter.
-// The delay is drawn at random (full jitter): a test that must act during
-// the wait cannot count on its upper bound.
-func longRetryWait(t *testing.T, out *lockedBuffer, least time.Duration) {
-	t.Helper()
-	seen := 0
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		waits := retryDelay.FindAllStringSubmatch(out.String(), -1)
-		for ; seen < len(waits); seen++ {
-			d, err := time.ParseDuration(waits[seen][1])
-			if err != nil {
-				t.Fatalf("lockguard logged a retry delay %q: %v", waits[seen][1], err)
-			}
-			if d >= least && seen == len(waits)-1 {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("lockguard logged no retry wait of %v or more:\n%s", least, out)
 }
 
 // TestScaleOutCancelEndsARetryOnAnotherReplica: two lockguard binaries in
