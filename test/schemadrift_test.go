@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +102,25 @@ func TestDDLSeesTheSchemaChangedElsewhere(t *testing.T) {
 	})
 }
 
+// pendingDDL makes a reader hold tbl and sends a DDL on it straight to
+// PostgreSQL: a pending ACCESS EXCLUSIVE that lockguards' monitors see.
+// stop ends both.
+func pendingDDL(t *testing.T, ctx context.Context, direct *pgx.Conn, tbl string) (stop func()) {
+	t.Helper()
+	_, release := holdLock(t, tbl)
+	ddlCtx, stopDDL := context.WithCancel(ctx)
+	ddl := startExec(ddlCtx, connect(t, directDSN()), "ALTER TABLE "+tbl+" ADD COLUMN x int")
+	waitFor(t, 10*time.Second, func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1 AND NOT l.granted", tbl).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
+	time.Sleep(300 * time.Millisecond) // a few monitor polls
+	return func() { stopDDL(); <-ddl; release() }
+}
+
 // TestCatalogMaxAgeAcrossReplicas: replica B analyses an INSERT into a
 // table without a foreign key; a migration through replica A then adds one,
 // which B does not hear of. Within catalog-max-age B reads the catalog
@@ -116,24 +138,7 @@ func TestCatalogMaxAgeAcrossReplicas(t *testing.T) {
 	if _, err := direct.Exec(ctx, "INSERT INTO "+users+" VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
-	// pending makes a reader hold tbl and sends a DDL on it straight to
-	// PostgreSQL: a pending ACCESS EXCLUSIVE that both replicas' monitors
-	// see. stop ends both.
-	pending := func(tbl string) (stop func()) {
-		t.Helper()
-		_, release := holdLock(t, tbl)
-		ddlCtx, stopDDL := context.WithCancel(ctx)
-		ddl := startExec(ddlCtx, connect(t, directDSN()), "ALTER TABLE "+tbl+" ADD COLUMN x int")
-		waitFor(t, 10*time.Second, func() bool {
-			var n int
-			if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1 AND NOT l.granted", tbl).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n == 1
-		})
-		time.Sleep(300 * time.Millisecond) // a few monitor polls
-		return func() { stopDDL(); <-ddl; release() }
-	}
+	pending := func(tbl string) (stop func()) { return pendingDDL(t, ctx, direct, tbl) }
 	// The same text each time, which inserts one row once: later it
 	// inserts nothing, so PostgreSQL itself would not wait for users.
 	insert := "INSERT INTO " + items + " VALUES (1, 1) ON CONFLICT DO NOTHING"
@@ -203,5 +208,121 @@ func TestCatalogSurvivesAPostgresRestart(t *testing.T) {
 	}
 	if !strings.Contains(pe.Message, "users_r") || !strings.Contains(pe.Message, "orders_r") {
 		t.Errorf("message does not name both tables: %q (the catalog connection was not reopened)", pe.Message)
+	}
+}
+
+// TestCatalogReadsTheServerVersionAgain: PostgreSQL upgraded in place
+// (pg_upgrade, same address) behind a running lockguard. lockguard's
+// catalog connection breaks and is reopened; it read server_version_num
+// only at start, so rules scoped by server version went on judging by the
+// old one. The test's side connection sees a current_setting of the test's
+// own (search_path puts it before pg_catalog), which reports the version
+// a table holds: a real server that reports another version after the
+// reconnect, as no single PostgreSQL can.
+func TestCatalogReadsTheServerVersionAgain(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	direct := connect(t, directDSN())
+	schema := fmt.Sprintf("lg_fakever_%d", time.Now().UnixNano())
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE SCHEMA %[1]s;
+		CREATE TABLE %[1]s.v AS SELECT pg_catalog.current_setting('server_version_num') AS n;
+		CREATE FUNCTION %[1]s.current_setting(name text) RETURNS text LANGUAGE sql STABLE AS
+		  $$ SELECT CASE WHEN name = 'server_version_num' THEN (SELECT n FROM %[1]s.v) ELSE pg_catalog.current_setting(name) END $$`, schema)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
+	monitor := directDSN() + "&application_name=" + schema + "&options=" + strings.ReplaceAll(url.QueryEscape("-c search_path="+schema+",public,pg_catalog"), "+", "%20")
+	cfgFile := filepath.Join(t.TempDir(), "lockguard.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`upstream: %s
+upstream-sslmode: disable
+monitor-dsn: %q
+policy:
+  rules:
+    drop-table:
+      action: block
+      versions: ">= 18"
+`, pg.Addr(), monitor)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, "--config", cfgFile)
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), `msg="monitor connection open"`) })
+	first := createTable(t, ctx, "fakever_first", "id int")
+	second := createTable(t, ctx, "fakever_second", "id int")
+	conn := connect(t, p.dsn())
+	// PostgreSQL 15 as lockguard started: the rule does not apply.
+	if _, err := conn.Exec(ctx, "DROP TABLE "+first); err != nil {
+		t.Fatalf("DROP TABLE on the server as it started (a rule for >= 18 only): %v", err)
+	}
+	// The upgrade: another version, and every side connection broken.
+	if _, err := direct.Exec(ctx, "UPDATE "+schema+".v SET n = '180001'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", schema); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the catalog checks a connection idle for a second
+	_, err := conn.Exec(ctx, "DROP TABLE "+second)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "drop-table") {
+		t.Fatalf("DROP TABLE after the catalog reconnected to a server reporting 18.1: %v, want the drop-table rule's block", err)
+	}
+	if !strings.Contains(p.out.String(), "server_version=180001") {
+		t.Errorf("lockguard did not log the version it read on reconnecting:\n%s", p.out)
+	}
+}
+
+// TestCatalogReconnectForgetsCachedAnalyses: with catalog-max-age 0,
+// analyses are kept until a DDL through lockguard. PostgreSQL comes back
+// with another schema (a restore, a failover to a replica that was behind;
+// here: a foreign key added directly, and the side connections
+// terminated). The reopened catalog forgot its facts, but the analyses
+// cached from them stayed: an INSERT into the referencing table went on
+// being judged as if it had no foreign key. Now the reconnect forgets
+// them too, and the INSERT is held back behind a DDL pending on the
+// referenced table, and shed.
+func TestCatalogReconnectForgetsCachedAnalyses(t *testing.T) {
+	ctx := ctxT(t, time.Minute)
+	app := fmt.Sprintf("lg_reconnect_%d", time.Now().UnixNano())
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable",
+		"--monitor-dsn", directDSN()+"&application_name="+app, "--catalog-max-age", "0",
+		"--hold-budget", "200ms", "--monitor-interval", "100ms", "--monitor-busy-interval", "50ms")
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(p.out.String(), `msg="monitor connection open"`) })
+	direct := connect(t, directDSN())
+	users := createTable(t, ctx, "reconn_users", "id int PRIMARY KEY")
+	items := createTable(t, ctx, "reconn_items", "id int PRIMARY KEY, user_id int")
+	other := createTable(t, ctx, "reconn_other", "id int")
+	probe := createTable(t, ctx, "reconn_probe", "id int")
+	if _, err := direct.Exec(ctx, "INSERT INTO "+users+" VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, p.dsn())
+	// Analysed (something is pending) while items has no foreign key; the
+	// same text later inserts nothing.
+	insert := "INSERT INTO " + items + " VALUES (1, 1) ON CONFLICT DO NOTHING"
+	stop := pendingDDL(t, ctx, direct, other)
+	if _, err := conn.Exec(ctx, insert); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := direct.Exec(ctx, "ALTER TABLE "+items+" ADD CONSTRAINT "+items+"_owner FOREIGN KEY (user_id) REFERENCES "+users+"(id)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the catalog checks a connection idle for a second
+	stop = pendingDDL(t, ctx, direct, users)
+	defer stop()
+	// Another statement's analysis uses the catalog: it reconnects.
+	if _, err := conn.Exec(ctx, "INSERT INTO "+probe+" VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "catalog connection reopened") })
+	var last error
+	if !waitUntil(5*time.Second, func() bool {
+		_, last = conn.Exec(ctx, insert)
+		var pe *pgconn.PgError
+		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
+	}) {
+		t.Fatalf("INSERT into the referencing table behind a DDL pending on the referenced one, after the catalog reconnected: %v, want shed", last)
 	}
 }

@@ -82,6 +82,14 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	// A restart of PostgreSQL breaks the connection; the catalog opens
 	// another, so that the guard does not go on with every fact unknown.
 	cat.Reconnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, cfg.MonitorDSN) }
+	// Analyses cached from the facts of before are out of date as the
+	// facts are; the version is the new server's (rules with versions).
+	cat.Reconnected = func() {
+		logger.Info("catalog connection reopened; catalog facts and cached analyses forgotten", "server_version", cat.ServerVersion())
+		if g := s.guard.Load(); g != nil {
+			g.ForgetSchema()
+		}
+	}
 	pcfg, err := pgxpool.ParseConfig(cfg.MonitorDSN)
 	if err != nil {
 		conn.Close(ctx)
@@ -245,7 +253,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		return nil
 	}
 	s.mu.Lock()
-	catalog, pool, version := s.catalog, s.pool, s.version
+	catalog, pool := s.catalog, s.pool
 	s.mu.Unlock()
 	var cat guard.Catalog
 	if catalog != nil {
@@ -263,10 +271,9 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		ConcurrentStatementTimeout: cfg.ConcurrentStatementTimeout,
 		Backoff: guard.Backoff{Attempts: cfg.RetryAttempts, Base: cfg.RetryBaseDelay,
 			Cap: cfg.RetryMaxDelay, Deadline: cfg.RetryDeadline},
-		ServerVersion: version,
-		UnparsedDDL:   cfg.UnparsedDDL,
-		Logger:        logger,
-		Now:           time.Now,
+		UnparsedDDL: cfg.UnparsedDDL,
+		Logger:      logger,
+		Now:         time.Now,
 	}
 	if s.obs != nil {
 		host, port := upstreamHostPort(cfg.Upstream)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,10 +30,17 @@ type Catalog struct {
 	// Catalog then owns its connection: Close closes it. Without
 	// Reconnect a broken connection leaves every fact unknown.
 	Reconnect func(ctx context.Context) (*pgx.Conn, error)
+	// Reconnected, if set, is called on a goroutine of its own after
+	// Reconnect replaced the connection and the Catalog forgot what it
+	// remembered: what others worked out from those facts (cached
+	// analyses) is out of date too. The server version is read anew
+	// first (an in-place upgrade keeps the address).
+	Reconnected func()
+
+	version atomic.Int64 // server_version_num
 
 	mu       sync.Mutex
 	conn     *pgx.Conn
-	version  int
 	lastErr  error
 	lastUse  time.Time // end of the last query
 	lastDial time.Time // last Reconnect attempt
@@ -76,16 +84,25 @@ var (
 func New(ctx context.Context, conn *pgx.Conn) (*Catalog, error) {
 	c := &Catalog{conn: conn}
 	c.Reset()
+	v, err := readVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	c.version.Store(int64(v))
+	return c, nil
+}
+
+// readVersion returns the server_version_num of conn's server.
+func readVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
 	var v string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')").Scan(&v); err != nil {
-		return nil, fmt.Errorf("reading server_version_num: %w", err)
+		return 0, fmt.Errorf("reading server_version_num: %w", err)
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		return nil, fmt.Errorf("parsing server_version_num %q: %w", v, err)
+		return 0, fmt.Errorf("parsing server_version_num %q: %w", v, err)
 	}
-	c.version = n
-	return c, nil
+	return n, nil
 }
 
 // Reset forgets every memoized answer. Call it (and guard.Analyzer.Purge)
@@ -163,6 +180,14 @@ func (c *Catalog) ensureLive(ctx context.Context) {
 	}
 	c.lastDial = time.Now()
 	conn, err := c.Reconnect(ctx)
+	if err == nil {
+		var v int
+		if v, err = readVersion(ctx, conn); err == nil {
+			c.version.Store(int64(v))
+		} else {
+			closeConn(conn)
+		}
+	}
 	if err != nil {
 		c.lastErr = fmt.Errorf("reconnecting the catalog connection: %w", err)
 		return
@@ -173,6 +198,9 @@ func (c *Catalog) ensureLive(ctx context.Context) {
 	// restore, a failover to a replica that was behind).
 	c.resetLocked()
 	closeConn(old)
+	if c.Reconnected != nil {
+		go c.Reconnected()
+	}
 }
 
 // closeConn closes conn, waiting at most a second for its Terminate to be
@@ -201,7 +229,8 @@ func regclassText(rel guard.RelName) string {
 }
 
 // ServerVersion implements guard.Catalog.
-func (c *Catalog) ServerVersion() int { return c.version }
+// It is read again whenever the connection is replaced.
+func (c *Catalog) ServerVersion() int { return int(c.version.Load()) }
 
 const relationQuery = `
 SELECT n.nspname, c.relname, c.relkind::text,
