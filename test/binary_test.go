@@ -125,6 +125,96 @@ func (p *process) dsn() string {
 	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pgserver.Superuser, p.listen, pgserver.TestDB)
 }
 
+// TestReloadAppliesToWhatRuns: the on-call engineer turns the watchdog from
+// warn to terminate (or back) with a reload during an incident. The
+// watchdog took its action and budgets at start, and ran only with shed
+// on: the reload was logged as done while the running watchdog went on as
+// before; log-level and drain-timeout were fixed at start too. Now a reload
+// applies them at once, and says which changed settings only a restart
+// applies.
+func TestReloadAppliesToWhatRuns(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "lockguard.yaml")
+	write := func(extra string) {
+		if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf(`upstream: %s
+upstream-sslmode: disable
+monitor-dsn: %q
+shed: false
+monitor-interval: 100ms
+monitor-busy-interval: 50ms
+watchdog-idle: 300ms
+%s`, pg.Addr(), directDSN(), extra)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("watchdog: warn\ndrain-timeout: 30s\n")
+	p := startBinary(t, "--config", cfgFile)
+	ctx := ctxT(t, time.Minute)
+	tbl := createTable(t, ctx, "reload_watchdog", "id int")
+	pid, release := holdLock(t, tbl)
+	defer release()
+	ddl := startExec(ctx, connect(t, directDSN()), "ALTER TABLE "+tbl+" ADD COLUMN c int")
+	holder := fmt.Sprintf("pid=%d", pid)
+	waitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(p.out.String(), "lock holder blocks others") && strings.Contains(p.out.String(), holder)
+	})
+	direct := connect(t, directDSN())
+	alive := func() bool {
+		var n int
+		if err := direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	time.Sleep(time.Second)
+	if !alive() {
+		t.Fatal("the watchdog set to warn ended the lock holder")
+	}
+	if strings.Contains(p.out.String(), "level=DEBUG") {
+		t.Fatal("debug lines at log-level info")
+	}
+	write("watchdog: terminate\nevent-loops: 2\nlog-level: debug\ndrain-timeout: 30s\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	waitFor(t, 10*time.Second, func() bool { return !alive() })
+	select {
+	case err := <-ddl:
+		if err != nil {
+			t.Fatalf("the DDL after the watchdog ended its blocker: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the DDL did not land after the watchdog ended its blocker")
+	}
+	if !strings.Contains(p.out.String(), "action=terminate") {
+		t.Errorf("the watchdog did not log its action:\n%s", p.out)
+	}
+	// log-level changes at once: a new session's start is a debug line.
+	connect(t, p.dsn())
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "level=DEBUG") })
+	if !strings.Contains(p.out.String(), `level=WARN msg="these settings changed but apply only on restart; the running values stay" settings=event-loops`) {
+		t.Errorf("the reload did not say that event-loops changes only on restart:\n%s", p.out)
+	}
+	// drain-timeout too: started with 30 s, reloaded to 1 s, a SIGTERM
+	// with a transaction open ends lockguard within about a second.
+	write("watchdog: terminate\ndrain-timeout: 1s\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Count(p.out.String(), "configuration reloaded") == 2 })
+	open := connect(t, p.dsn())
+	if _, err := open.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("lockguard took %v to stop with drain-timeout reloaded to 1s", took)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("lockguard did not stop within 20 s of SIGTERM with drain-timeout reloaded to 1s (started with 30s)")
+	}
+}
+
 // TestBinarySighupReload: SIGHUP re-reads the config file; new sessions use
 // it, open ones keep going, and a broken file keeps the old settings.
 func TestBinarySighupReload(t *testing.T) {

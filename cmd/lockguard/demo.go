@@ -52,7 +52,7 @@ Flags:
 
 	cfg := config.Default()
 	cfg.LogLevel = *logLevel
-	logger := newLogger(cfg, stderr)
+	logger, _ := newLogger(cfg, stderr)
 	opts := demo.Options{
 		Duration:    *duration,
 		Workers:     *workers,

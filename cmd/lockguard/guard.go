@@ -31,6 +31,11 @@ type sideConn struct {
 	version int
 	board   guard.Board
 	stop    context.CancelFunc
+	// monitor fills board from pg_locks; watchdog acts on who others wait
+	// behind. Both run while the side connection is open; a reload tunes
+	// them (tune).
+	monitor  *pgmonitor.Monitor
+	watchdog *pgmonitor.Watchdog
 
 	obs    *telemetry.Provider // traces and metrics; survives reloads
 	events *telemetry.Events   // guard actions for the status page
@@ -119,16 +124,28 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		s.bus.Store(bus)
 	}
 	go s.forgetSchemaEvery(mctx)
-	if cfg.Shed {
-		m := &pgmonitor.Monitor{Pool: pool, Board: &s.board, Idle: cfg.MonitorInterval,
-			Busy: cfg.MonitorBusyInterval, ServerVersion: s.version, Logger: logger}
-		go m.Run(mctx)
-		wd := &pgmonitor.Watchdog{Pool: pool, Board: &s.board, Action: cfg.Watchdog,
-			IdleBudget: cfg.WatchdogIdle, RunBudget: cfg.WatchdogRun, Logger: logger,
-			OnAction: s.watchdogAction}
-		go wd.Run(mctx)
-	}
+	// Whatever shed and watchdog say now: a reload may turn them on. The
+	// settings come from install.
+	s.monitor = &pgmonitor.Monitor{Pool: pool, Board: &s.board, ServerVersion: s.version, Logger: logger}
+	s.watchdog = &pgmonitor.Watchdog{Pool: pool, Board: &s.board, Logger: logger, OnAction: s.watchdogAction}
+	s.tuneLocked(cfg)
+	go s.monitor.Run(mctx)
+	go s.watchdog.Run(mctx)
 	return nil
+}
+
+// tuneLocked gives the monitor and the watchdog the settings of cfg (a
+// start or a reload); s.mu is held. With the guard off the watchdog rests.
+func (s *sideConn) tuneLocked(cfg *config.Config) {
+	if s.monitor == nil {
+		return
+	}
+	s.monitor.SetIntervals(cfg.MonitorInterval, cfg.MonitorBusyInterval)
+	action := cfg.Watchdog
+	if !cfg.Guard {
+		action = pgmonitor.WatchOff
+	}
+	s.watchdog.Set(action, cfg.WatchdogIdle, cfg.WatchdogRun)
 }
 
 // forgetSchemaEvery makes the installed guard forget its catalog facts
@@ -247,6 +264,9 @@ func (s *sideConn) Close() {
 // install puts the guard described by cfg into pcfg.Hooks.
 func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.Logger) error {
 	if !cfg.Guard {
+		s.mu.Lock()
+		s.tuneLocked(cfg)
+		s.mu.Unlock()
 		s.active.Store(cfg)
 		s.admission.Store(nil)
 		s.guard.Store(nil)
@@ -292,6 +312,9 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 			}
 		}
 	}
+	s.mu.Lock()
+	s.tuneLocked(cfg)
+	s.mu.Unlock()
 	s.admission.Store(g.Admission)
 	s.guard.Store(g)
 	s.active.Store(cfg)

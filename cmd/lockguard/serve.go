@@ -40,7 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lockguard serve: %v\n", err)
 		return 2
 	}
-	logger := newLogger(cfg, stderr)
+	logger, level := newLogger(cfg, stderr)
 
 	var pg *pgserver.Server
 	if *throwaway {
@@ -98,6 +98,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	srv := proxy.New(pcfg)
 	side.srv.Store(srv)
+	reloads := &reloader{loader: &loader, start: cfg, level: level, srv: srv, pg: pg, side: side, logger: logger}
 	if cfg.ReplicaSecret != "" && (cfg.MonitorDSN == "" || !cfg.Guard) {
 		logger.Warn("replica-secret is set but unused: it needs monitor-dsn and the guard; a cancel request that lands on another replica reaches only PostgreSQL")
 	}
@@ -111,7 +112,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if sideErr != nil {
 		side.connectLater(cfg, logger, func() {
-			if err := reload(&loader, srv, pg, side, logger); err == nil {
+			if err := reloads.reload(); err == nil {
 				logger.Info("guard re-installed with the monitor connection")
 			}
 		})
@@ -153,7 +154,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 			}}
 		status.Sessions = side.sessions
 		admin = &telemetry.Admin{Ready: srv.Ready, Logger: logger, Token: cfg.AdminToken, Status: status, Metrics: obs.MetricsHandler(),
-			Reload: func() error { return reload(&loader, srv, pg, side, logger) }}
+			Reload: func() error { return reloads.reload() }}
 		go func() {
 			if err := admin.Serve(aln); err != nil {
 				logger.Error("admin endpoint failed", "err", err)
@@ -179,10 +180,10 @@ loop:
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				_ = reload(&loader, srv, pg, side, logger)
+				_ = reloads.reload()
 				continue
 			}
-			logger.Info("draining", "signal", sig.String(), "drain_timeout", cfg.DrainTimeout)
+			logger.Info("draining", "signal", sig.String(), "drain_timeout", side.active.Load().DrainTimeout)
 			break loop
 		case err := <-serveErr:
 			if !errors.Is(err, proxy.ErrServerClosed) {
@@ -192,7 +193,7 @@ loop:
 			break loop
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), side.active.Load().DrainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("drain timeout reached; closed the remaining sessions", "err", err)
@@ -209,26 +210,43 @@ func connectHint(a net.Addr) string {
 	return fmt.Sprintf("host=%s port=%s user=%s dbname=postgres", host, port, pgserver.Superuser)
 }
 
+// reloader applies a re-read configuration (SIGHUP, POST /reload, the side
+// connection opened late).
+type reloader struct {
+	loader *config.Loader
+	start  *config.Config // what lockguard started with: the restart-only settings' values
+	level  *slog.LevelVar
+	srv    *proxy.Server
+	pg     *pgserver.Server
+	side   *sideConn
+	logger *slog.Logger
+}
+
 // reload re-reads the file and environment with the same flags and hands the
-// result to the proxy; sessions opened afterwards use it.
-func reload(loader *config.Loader, srv *proxy.Server, pg *pgserver.Server, side *sideConn, logger *slog.Logger) error {
-	cfg, err := loader.Load()
-	if err == nil && pg != nil {
-		cfg.Upstream, cfg.UpstreamSSLMode = pg.Addr(), "disable"
+// result to the proxy; sessions opened afterwards use it. It says which
+// changed settings only a restart applies.
+func (r *reloader) reload() error {
+	cfg, err := r.loader.Load()
+	if err == nil && r.pg != nil {
+		cfg.Upstream, cfg.UpstreamSSLMode = r.pg.Addr(), "disable"
 	}
 	var pcfg *proxy.Config
 	if err == nil {
-		pcfg, err = proxyConfig(cfg, logger)
+		pcfg, err = proxyConfig(cfg, r.logger)
 	}
 	if err == nil {
-		err = side.install(cfg, pcfg, logger)
+		err = r.side.install(cfg, pcfg, r.logger)
 	}
 	if err != nil {
-		logger.Error("reload failed; keeping the current configuration", "err", err)
+		r.logger.Error("reload failed; keeping the current configuration", "err", err)
 		return err
 	}
-	srv.Reload(pcfg)
-	logger.Info("configuration reloaded", "upstream", cfg.Upstream, "note", "listen and admin addresses change only on restart")
+	r.srv.Reload(pcfg)
+	r.level.Set(logLevel(cfg))
+	r.logger.Info("configuration reloaded", "upstream", cfg.Upstream)
+	if keys := config.RestartOnlyChanges(r.start, cfg); len(keys) > 0 {
+		r.logger.Warn("these settings changed but apply only on restart; the running values stay", "settings", strings.Join(keys, ","))
+	}
 	return nil
 }
 
@@ -310,12 +328,20 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+// newLogger returns the logger cfg describes, and its level, which a reload
+// sets.
+func newLogger(cfg *config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
+}
+
+func logLevel(cfg *config.Config) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+	return level
 }

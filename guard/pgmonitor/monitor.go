@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,12 +25,37 @@ import (
 type Monitor struct {
 	Pool  *pgxpool.Pool
 	Board *guard.Board
-	// Idle and Busy are the poll intervals without and with waiters.
+	// Idle and Busy are the poll intervals without and with waiters;
+	// SetIntervals changes them while Run runs.
 	Idle, Busy time.Duration
 	// ServerVersion is server_version_num; pg_locks.waitstart exists from
 	// 140000 on. 0 assumes it does.
 	ServerVersion int
 	Logger        *slog.Logger
+
+	mu sync.Mutex // Idle and Busy once Run runs
+}
+
+// SetIntervals changes the poll intervals (a reload); the next wait uses
+// them.
+func (m *Monitor) SetIntervals(idle, busy time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Idle, m.Busy = idle, busy
+}
+
+// intervals returns the poll intervals, with defaults for unset ones.
+func (m *Monitor) intervals() (idle, busy time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	idle, busy = m.Idle, m.Busy
+	if idle <= 0 {
+		idle = time.Second
+	}
+	if busy <= 0 {
+		busy = 100 * time.Millisecond
+	}
+	return idle, busy
 }
 
 const locksQuery = `
@@ -51,13 +77,6 @@ WHERE l.locktype = 'relation'
 
 // Run polls until ctx is done.
 func (m *Monitor) Run(ctx context.Context) {
-	idle, busy := m.Idle, m.Busy
-	if idle <= 0 {
-		idle = time.Second
-	}
-	if busy <= 0 {
-		busy = 100 * time.Millisecond
-	}
 	log := m.Logger
 	if log == nil {
 		log = slog.Default()
@@ -65,6 +84,7 @@ func (m *Monitor) Run(ctx context.Context) {
 	var lastErr string
 	for {
 		hs, err := m.Poll(ctx)
+		idle, busy := m.intervals()
 		wait := idle
 		if err != nil {
 			if ctx.Err() != nil {

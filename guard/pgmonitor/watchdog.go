@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,7 +27,8 @@ const (
 type Watchdog struct {
 	Pool  *pgxpool.Pool
 	Board *guard.Board
-	// Action is one of WatchOff, WatchWarn, WatchCancel, WatchTerminate.
+	// Action is one of WatchOff, WatchWarn, WatchCancel, WatchTerminate;
+	// Set changes it and the budgets while Run runs.
 	Action     string
 	IdleBudget time.Duration
 	RunBudget  time.Duration
@@ -35,8 +37,37 @@ type Watchdog struct {
 	// terminate) and whether it was done, after it is logged.
 	OnAction func(b Blocker, action, why string, done bool)
 
-	acted map[int]time.Time
+	acted map[actedOn]time.Time
+	mu    sync.Mutex // Action, IdleBudget and RunBudget once Run runs
 }
+
+// watchSettings are what a Watchdog does and when.
+type watchSettings struct {
+	action    string
+	idle, run time.Duration
+}
+
+// Set changes the action and budgets (a reload); the next check uses them.
+// A watchdog turned off keeps running, idle, so that it can be turned on.
+func (w *Watchdog) Set(action string, idleBudget, runBudget time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Action, w.IdleBudget, w.RunBudget = action, idleBudget, runBudget
+}
+
+func (w *Watchdog) settings() watchSettings {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return watchSettings{w.Action, w.IdleBudget, w.RunBudget}
+}
+
+// actedOn is a session and what was done to it ("" for a warning).
+type actedOn struct {
+	pid int
+	act string
+}
+
+func (ws watchSettings) off() bool { return ws.action == "" || ws.action == WatchOff }
 
 // Blocker is a session that requests wait behind.
 type Blocker struct {
@@ -54,9 +85,6 @@ type Blocker struct {
 // Run checks on every board change (the monitor polls quickly while
 // something waits) until ctx is done.
 func (w *Watchdog) Run(ctx context.Context) {
-	if w.Action == "" || w.Action == WatchOff {
-		return
-	}
 	for {
 		changed := w.Board.Changed()
 		if err := w.Check(ctx); err != nil && ctx.Err() == nil {
@@ -80,6 +108,10 @@ func (w *Watchdog) log() *slog.Logger {
 
 // Check looks at the current hazards once and acts.
 func (w *Watchdog) Check(ctx context.Context) error {
+	ws := w.settings()
+	if ws.off() {
+		return nil
+	}
 	waiters := map[int]int{}
 	waiting := map[int]bool{}
 	for _, h := range w.Board.Snapshot().All() {
@@ -106,7 +138,7 @@ func (w *Watchdog) Check(ctx context.Context) error {
 	}
 	for _, b := range blockers {
 		b.Waiters = waiters[b.PID]
-		w.judge(ctx, b)
+		w.judge(ctx, ws, b)
 	}
 	return nil
 }
@@ -140,30 +172,39 @@ FROM pg_stat_activity WHERE pid = ANY($1)`, pids)
 }
 
 // judge decides about one blocker.
-func (w *Watchdog) judge(ctx context.Context, b Blocker) {
+func (w *Watchdog) judge(ctx context.Context, ws watchSettings, b Blocker) {
 	idle := b.State == "idle in transaction" || b.State == "idle in transaction (aborted)"
 	var why, act string
 	switch {
-	case idle && w.IdleBudget > 0 && b.StateAge >= w.IdleBudget:
-		why = fmt.Sprintf("idle in its transaction for %v (budget %v)", b.StateAge.Round(time.Millisecond), w.IdleBudget)
-		if w.Action == WatchTerminate {
+	case idle && ws.idle > 0 && b.StateAge >= ws.idle:
+		why = fmt.Sprintf("idle in its transaction for %v (budget %v)", b.StateAge.Round(time.Millisecond), ws.idle)
+		if ws.action == WatchTerminate {
 			act = "terminate"
 		}
-	case b.State == "active" && w.RunBudget > 0 && b.StateAge >= w.RunBudget:
-		why = fmt.Sprintf("running one statement for %v (budget %v)", b.StateAge.Round(time.Millisecond), w.RunBudget)
-		if w.Action == WatchCancel || w.Action == WatchTerminate {
+	case b.State == "active" && ws.run > 0 && b.StateAge >= ws.run:
+		why = fmt.Sprintf("running one statement for %v (budget %v)", b.StateAge.Round(time.Millisecond), ws.run)
+		if ws.action == WatchCancel || ws.action == WatchTerminate {
 			act = "cancel"
 		}
 	default:
 		return
 	}
 	if w.acted == nil {
-		w.acted = map[int]time.Time{}
+		w.acted = map[actedOn]time.Time{}
 	}
-	if t, ok := w.acted[b.PID]; ok && time.Since(t) < 5*time.Second {
+	// A warning does not hold back an action a reload has since allowed.
+	key := actedOn{b.PID, act}
+	if t, ok := w.acted[key]; ok && time.Since(t) < 5*time.Second {
 		return // said or done already
 	}
-	w.acted[b.PID] = time.Now()
+	if len(w.acted) >= 1000 { // forget what is past its 5 s
+		for k, t := range w.acted {
+			if time.Since(t) >= 5*time.Second {
+				delete(w.acted, k)
+			}
+		}
+	}
+	w.acted[key] = time.Now()
 	attrs := []any{"pid", b.PID, "state", b.State, "user", b.User, "application", b.Application, "client", b.Client,
 		"transaction_age", b.XactAge.Round(time.Millisecond), "waiters", b.Waiters, "why", why, "query", b.Query}
 	if act == "" {

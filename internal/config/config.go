@@ -133,6 +133,25 @@ func fields(c *Config) map[string]reflect.Value {
 	return m
 }
 
+// RestartOnly are the settings a reload leaves as they were: the sockets
+// lockguard listens on and how it relays them, the admin endpoint's token,
+// the log format, and the side connection with its replica secret.
+var RestartOnly = []string{"listen", "admin", "admin-token", "log-format", "event-loops", "io-uring",
+	"monitor-dsn", "replica-secret"}
+
+// RestartOnlyChanges names the settings of RestartOnly whose value in next
+// differs from running's: a reload to next keeps running's for them.
+func RestartOnlyChanges(running, next *Config) []string {
+	a, b := fields(running), fields(next)
+	var out []string
+	for _, k := range RestartOnly {
+		if !reflect.DeepEqual(a[k].Interface(), b[k].Interface()) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // RegisterFlags defines a flag for every setting on fs, plus --config. Call
 // fs.Parse, then Load.
 func (l *Loader) RegisterFlags(fs *flag.FlagSet) {

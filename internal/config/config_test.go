@@ -149,3 +149,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestRestartOnlyChanges: a reload reports the restart-only settings it
+// cannot change, and only those.
+func TestRestartOnlyChanges(t *testing.T) {
+	running, err := load(t, writeFile(t, "upstream: db:5432\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := load(t, writeFile(t, `upstream: db:5433
+listen: ["127.0.0.1:7000"]
+event-loops: 2
+replica-secret: 0123456789abcdef-new
+monitor-dsn: postgres://monitor@db/app
+lock-timeout: 5s
+watchdog: terminate
+log-level: debug
+drain-timeout: 3s
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(RestartOnlyChanges(running, next), ",")
+	if want := "listen,event-loops,monitor-dsn,replica-secret"; got != want {
+		t.Errorf("RestartOnlyChanges = %s, want %s", got, want)
+	}
+	if got := RestartOnlyChanges(running, running); len(got) != 0 {
+		t.Errorf("RestartOnlyChanges of a configuration with itself = %v", got)
+	}
+}
