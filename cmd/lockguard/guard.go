@@ -134,8 +134,14 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-// tuneLocked gives the monitor and the watchdog the settings of cfg (a
-// start or a reload); s.mu is held. With the guard off the watchdog rests.
+// tune gives the monitor and the watchdog the settings of cfg (a reload).
+func (s *sideConn) tune(cfg *config.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tuneLocked(cfg)
+}
+
+// tuneLocked is tune with s.mu held. With the guard off the watchdog rests.
 func (s *sideConn) tuneLocked(cfg *config.Config) {
 	if s.monitor == nil {
 		return
@@ -264,9 +270,7 @@ func (s *sideConn) Close() {
 // install puts the guard described by cfg into pcfg.Hooks.
 func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.Logger) error {
 	if !cfg.Guard {
-		s.mu.Lock()
-		s.tuneLocked(cfg)
-		s.mu.Unlock()
+		s.tune(cfg)
 		s.active.Store(cfg)
 		s.admission.Store(nil)
 		s.guard.Store(nil)
@@ -312,9 +316,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 			}
 		}
 	}
-	s.mu.Lock()
-	s.tuneLocked(cfg)
-	s.mu.Unlock()
+	s.tune(cfg)
 	s.admission.Store(g.Admission)
 	s.guard.Store(g)
 	s.active.Store(cfg)
