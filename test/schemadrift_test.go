@@ -121,6 +121,18 @@ func pendingDDL(t *testing.T, ctx context.Context, direct *pgx.Conn, tbl string)
 	return func() { stopDDL(); <-ddl; release() }
 }
 
+// shedWithin runs sql on conn until lockguard sheds it (55P03) or d
+// passes, and returns whether it did and the last outcome.
+func shedWithin(ctx context.Context, conn *pgx.Conn, sql string, d time.Duration) (bool, error) {
+	var last error
+	shed := waitUntil(d, func() bool {
+		_, last = conn.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
+	})
+	return shed, last
+}
+
 // TestCatalogMaxAgeAcrossReplicas: replica B analyses an INSERT into a
 // table without a foreign key; a migration through replica A then adds one,
 // which B does not hear of. Within catalog-max-age B reads the catalog
@@ -156,12 +168,7 @@ func TestCatalogMaxAgeAcrossReplicas(t *testing.T) {
 	}
 	stop = pending(users)
 	defer stop()
-	var last error
-	if !waitUntil(10*time.Second, func() bool {
-		_, last = bconn.Exec(ctx, insert)
-		var pe *pgconn.PgError
-		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
-	}) {
+	if shed, last := shedWithin(ctx, bconn, insert, 10*time.Second); !shed {
 		t.Fatalf("INSERT into the referencing table on replica B behind a DDL pending on the referenced one: %v, want shed within catalog-max-age", last)
 	}
 }
@@ -317,12 +324,7 @@ func TestCatalogReconnectForgetsCachedAnalyses(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "catalog connection reopened") })
-	var last error
-	if !waitUntil(5*time.Second, func() bool {
-		_, last = conn.Exec(ctx, insert)
-		var pe *pgconn.PgError
-		return errors.As(last, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: shed")
-	}) {
+	if shed, last := shedWithin(ctx, conn, insert, 5*time.Second); !shed {
 		t.Fatalf("INSERT into the referencing table behind a DDL pending on the referenced one, after the catalog reconnected: %v, want shed", last)
 	}
 }
