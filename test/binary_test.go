@@ -215,6 +215,28 @@ watchdog-idle: 300ms
 	}
 }
 
+// TestReloadTurningTheGuardOnSaysWhatIsMissing: lockguard started with the
+// guard off opens no side connection; a reload that turns the guard on gets
+// a guard from the SQL text alone, and says so instead of reporting a
+// plain success.
+func TestReloadTurningTheGuardOnSaysWhatIsMissing(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "lockguard.yaml")
+	write := func(guard bool) {
+		if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\nmonitor-dsn: %q\nguard: %v\n",
+			pg.Addr(), directDSN(), guard)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(false)
+	p := startBinary(t, "--config", cfgFile)
+	write(true)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	if !strings.Contains(p.out.String(), `level=WARN msg="the guard is on, from the SQL text alone`) {
+		t.Errorf("turning the guard on by reload drew no warning about the side connection:\n%s", p.out)
+	}
+}
+
 // TestBinarySighupReload: SIGHUP re-reads the config file; new sessions use
 // it, open ones keep going, and a broken file keeps the old settings.
 func TestBinarySighupReload(t *testing.T) {

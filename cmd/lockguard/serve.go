@@ -247,6 +247,9 @@ func (r *reloader) reload() error {
 	if keys := config.RestartOnlyChanges(r.start, cfg); len(keys) > 0 {
 		r.logger.Warn("these settings changed but apply only on restart; the running values stay", "settings", strings.Join(keys, ","))
 	}
+	if cfg.Guard && !r.start.Guard && cfg.MonitorDSN != "" {
+		r.logger.Warn("the guard is on, from the SQL text alone: lockguard started with it off, and its side connection (monitor-dsn) opens only at start; restart for catalog facts, shedding and the watchdog")
+	}
 	return nil
 }
 
