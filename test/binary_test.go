@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -176,6 +177,9 @@ watchdog-idle: 300ms
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
 	waitFor(t, 10*time.Second, func() bool { return !alive() })
+	if st := p.policySettings(t); st["watchdog"] != "terminate" || st["monitor"] != true {
+		t.Errorf("/api/policy settings watchdog=%v monitor=%v after the reload, want terminate and true", st["watchdog"], st["monitor"])
+	}
 	select {
 	case err := <-ddl:
 		if err != nil {
@@ -235,6 +239,27 @@ func TestReloadTurningTheGuardOnSaysWhatIsMissing(t *testing.T) {
 	if !strings.Contains(p.out.String(), `level=WARN msg="the guard is on, from the SQL text alone`) {
 		t.Errorf("turning the guard on by reload drew no warning about the side connection:\n%s", p.out)
 	}
+	// The status page shows what runs: no monitor connection.
+	if st := p.policySettings(t); st["guard"] != true || st["monitor"] != false {
+		t.Errorf("/api/policy settings guard=%v monitor=%v, want true and false (the guard runs without its side connection)", st["guard"], st["monitor"])
+	}
+}
+
+// policySettings returns the settings the status page's /api/policy shows.
+func (p *process) policySettings(t *testing.T) map[string]any {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/api/policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var pol struct {
+		Settings map[string]any `json:"settings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&pol); err != nil {
+		t.Fatal(err)
+	}
+	return pol.Settings
 }
 
 // TestBinarySighupReload: SIGHUP re-reads the config file; new sessions use

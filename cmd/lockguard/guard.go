@@ -227,6 +227,14 @@ func (s *sideConn) connectLater(cfg *config.Config, logger *slog.Logger, reinsta
 	}()
 }
 
+// connected reports whether the side connection is open (it may open after
+// start, when PostgreSQL was down then).
+func (s *sideConn) connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.catalog != nil
+}
+
 // sessions looks up sessions in pg_stat_activity for the status page, once
 // the side connection is open.
 func (s *sideConn) sessions(ctx context.Context, pids []int) ([]telemetry.Session, error) {

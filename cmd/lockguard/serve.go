@@ -148,7 +148,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 					"retry-attempts": cfg.RetryAttempts, "retry-deadline": cfg.RetryDeadline.String(),
 					"yield-waiters": cfg.YieldWaiters, "yield-wait": cfg.YieldWait.String(),
 					"watchdog": cfg.Watchdog, "watchdog-idle": cfg.WatchdogIdle.String(), "watchdog-run": cfg.WatchdogRun.String(),
-					"monitor": cfg.MonitorDSN != "", "replica-secret": cfg.ReplicaSecret != "", "unparsed-ddl": cfg.UnparsedDDL,
+					// What runs, not what the file says: both open only at start.
+					"monitor": side.connected(), "replica-secret": side.bus.Load() != nil, "unparsed-ddl": cfg.UnparsedDDL,
 				})
 				return v
 			}}
