@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestEnforceCodeBlocks: DDL inside a PL/pgSQL DO block — the
@@ -36,8 +35,8 @@ func TestEnforceCodeBlocks(t *testing.T) {
 		pid, release := holdLock(t, users)
 		_, err := conn.Exec(ctxT(t, 15*time.Second), drop, mode)
 		release()
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+		pe, ok := gaveUp(err)
+		if !ok {
 			t.Fatalf("mode %v: the DO block that drops a foreign key behind a long transaction: %v, want lockguard's 55P03 after its retries", mode, err)
 		}
 		if !strings.Contains(pe.Message, orders) || !strings.Contains(pe.Message, users) {
@@ -76,8 +75,8 @@ func TestEnforceCodeBlocks(t *testing.T) {
 	pid, release := holdLock(t, users)
 	_, err := conn.Exec(ctxT(t, 15*time.Second), "CALL "+proc+"()")
 	release()
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") ||
+	pe, ok := gaveUp(err)
+	if !ok ||
 		!strings.Contains(pe.Detail, "4 attempts") || !strings.Contains(pe.Detail, fmt.Sprintf("pid %d", pid)) {
 		t.Fatalf("CALL of a procedure that drops a foreign key behind a long transaction: %v, want lockguard's 55P03 after its retries", err)
 	}

@@ -70,6 +70,14 @@ func holdLock(t *testing.T, tbl string) (int, func()) {
 	return holdLockOn(t, directDSN(), tbl)
 }
 
+// gaveUp returns err as lockguard's 55P03 for a DDL that gave up waiting
+// for its locks after its retries, and whether it is one.
+func gaveUp(err error) (*pgconn.PgError, bool) {
+	var pe *pgconn.PgError
+	ok := errors.As(err, &pe) && pe.Code == "55P03" && strings.HasPrefix(pe.Message, "lockguard: gave up waiting for")
+	return pe, ok
+}
+
 // holdLockOn is holdLock on the server dsn names.
 func holdLockOn(t *testing.T, dsn, tbl string) (int, func()) {
 	t.Helper()
@@ -157,8 +165,8 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 			start := time.Now()
 			_, err := conn.Exec(ctx, "ALTER TABLE "+orders+" DROP CONSTRAINT "+fk, mode)
 			release()
-			var pe *pgconn.PgError
-			if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+			pe, ok := gaveUp(err)
+			if !ok {
 				t.Fatalf("got %v, want lockguard's 55P03", err)
 			}
 			if !strings.Contains(pe.Message, orders) || !strings.Contains(pe.Message, users) {
@@ -1059,8 +1067,7 @@ func TestEnforceCommentsDoNotHideDDL(t *testing.T) {
 	} {
 		start := time.Now()
 		_, err := conn.PgConn().Exec(ctx, sql).ReadAll()
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.HasPrefix(pe.Message, "lockguard: gave up waiting for") {
+		if _, ok := gaveUp(err); !ok {
 			t.Fatalf("%q after %v: got %v, want lockguard's 55P03", sql, time.Since(start).Round(time.Millisecond), err)
 		}
 	}
