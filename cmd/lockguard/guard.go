@@ -28,7 +28,6 @@ import (
 type sideConn struct {
 	catalog *pgcatalog.Catalog // owns the catalog's connection
 	pool    *pgxpool.Pool
-	version int
 	board   guard.Board
 	stop    context.CancelFunc
 	// monitor fills board from pg_locks; watchdog acts on who others wait
@@ -113,8 +112,8 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		conn.Close(ctx)
 		return errors.New("monitor-dsn: lockguard is shutting down")
 	}
-	s.catalog, s.pool, s.version = cat, pool, cat.ServerVersion()
-	logger.Info("monitor connection open", "server_version", s.version)
+	s.catalog, s.pool = cat, pool
+	logger.Info("monitor connection open", "server_version", cat.ServerVersion())
 	mctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if cfg.ReplicaSecret != "" {
@@ -126,7 +125,7 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	go s.forgetSchemaEvery(mctx)
 	// Whatever shed and watchdog say now: a reload may turn them on. The
 	// settings come from install.
-	s.monitor = &pgmonitor.Monitor{Pool: pool, Board: &s.board, ServerVersion: s.version, Logger: logger}
+	s.monitor = &pgmonitor.Monitor{Pool: pool, Board: &s.board, ServerVersion: cat.ServerVersion(), Logger: logger}
 	s.watchdog = &pgmonitor.Watchdog{Pool: pool, Board: &s.board, Logger: logger, OnAction: s.watchdogAction}
 	s.tuneLocked(cfg)
 	go s.monitor.Run(mctx)
