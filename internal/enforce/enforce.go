@@ -570,9 +570,9 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 	return false
 }
 
-// executesAny reports whether the batch executes a statement for which is
-// holds (changesSchema, blocksTraffic), analysing those the batch hook did
-// not.
+// executesAny reports whether the batch executes a statement for which the
+// predicate is holds (changesSchema, blocksTraffic), analysing those the
+// batch hook did not.
 func (g *Guard) executesAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis, is func(*guard.Statement) bool) bool {
 	for i := range b.Stmts {
 		if !b.Stmts[i].Executed {
