@@ -101,6 +101,14 @@ func startBinary(t *testing.T, args ...string) *process {
 	}
 }
 
+// sighup sends SIGHUP and waits for lockguard to log the reload it makes.
+func (p *process) sighup(t *testing.T) {
+	t.Helper()
+	before := strings.Count(p.out.String(), "configuration reloaded")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Count(p.out.String(), "configuration reloaded") > before })
+}
+
 // hasExited reports whether the process has ended; p.exited keeps the
 // result for whoever waits on it next.
 func (p *process) hasExited() bool {
@@ -174,8 +182,7 @@ watchdog-idle: 300ms
 		t.Fatal("debug lines at log-level info")
 	}
 	write("watchdog: terminate\nevent-loops: 2\nlog-level: debug\ndrain-timeout: 30s\n")
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	p.sighup(t)
 	waitFor(t, 10*time.Second, func() bool { return !alive() })
 	if st := p.policySettings(t); st["watchdog"] != "terminate" || st["monitor"] != true {
 		t.Errorf("/api/policy settings watchdog=%v monitor=%v after the reload, want terminate and true", st["watchdog"], st["monitor"])
@@ -200,8 +207,7 @@ watchdog-idle: 300ms
 	// drain-timeout too: started with 30 s, reloaded to 1 s, a SIGTERM
 	// with a transaction open ends lockguard within about a second.
 	write("watchdog: terminate\ndrain-timeout: 1s\n")
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, func() bool { return strings.Count(p.out.String(), "configuration reloaded") == 2 })
+	p.sighup(t)
 	open := connect(t, p.dsn())
 	if _, err := open.Exec(ctx, "BEGIN"); err != nil {
 		t.Fatal(err)
@@ -234,8 +240,7 @@ func TestReloadTurningTheGuardOnSaysWhatIsMissing(t *testing.T) {
 	write(false)
 	p := startBinary(t, "--config", cfgFile)
 	write(true)
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	p.sighup(t)
 	if !strings.Contains(p.out.String(), `level=WARN msg="the guard is on, from the SQL text alone`) {
 		t.Errorf("turning the guard on by reload drew no warning about the side connection:\n%s", p.out)
 	}
@@ -277,8 +282,7 @@ func TestBinarySighupReload(t *testing.T) {
 	before := connect(t, p.dsn())
 
 	write(fmt.Sprintf("upstream: %s\nupstream-sslmode: disable\nmax-connections: 1\n", pg.Addr()))
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	p.sighup(t)
 	if _, err := pgx.Connect(ctx, p.dsn()); pgCode(err) != "53300" {
 		t.Fatalf("after reload to max-connections 1: got %v, want 53300", err)
 	}

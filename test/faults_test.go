@@ -586,8 +586,7 @@ func TestFaultBinarySighupUnderLoad(t *testing.T) {
 	waitFor(t, 30*time.Second, func() bool { return load.successes() >= 30 })
 	for i := 1; i <= 5; i++ {
 		write(100 + i)
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		waitFor(t, 5*time.Second, func() bool { return strings.Count(p.out.String(), "configuration reloaded") >= i })
+		p.sighup(t)
 		before := load.successes()
 		waitFor(t, 10*time.Second, func() bool { return load.successes() >= before+10 })
 	}

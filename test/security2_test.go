@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -203,8 +202,7 @@ func TestSecurityRequireClientTLSReload(t *testing.T) {
 	before := connect(t, p.dsn())
 
 	write("require")
-	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, func() bool { return strings.Contains(p.out.String(), "configuration reloaded") })
+	p.sighup(t)
 	_, err = pgx.Connect(ctx, p.dsn())
 	checkTLSRefusal(t, err, "")
 	if err := before.Ping(ctx); err != nil {
