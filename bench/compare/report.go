@@ -87,6 +87,11 @@ func (r *results) diff(c cell, a, b string, f func(*runResult) float64) spread {
 }
 
 func (r *results) perRound(c cell, a, b string, op func(x, y float64) float64, f func(*runResult) float64) spread {
+	return newSpread(r.paired(c, a, b, op, f))
+}
+
+// paired returns op(f(a), f(b)) for each round in which both succeeded.
+func (r *results) paired(c cell, a, b string, op func(x, y float64) float64, f func(*runResult) float64) []float64 {
 	var v []float64
 	for round := range r.rounds {
 		ra, rb := r.good(c, a, round), r.good(c, b, round)
@@ -94,22 +99,22 @@ func (r *results) perRound(c cell, a, b string, op func(x, y float64) float64, f
 			v = append(v, op(f(ra), f(rb)))
 		}
 	}
-	return newSpread(v)
+	return v
 }
 
-// ahead counts the rounds in which f(a) ≥ f(b), of those in which both
+// ahead counts the rounds in which f(a) ≥ f(b), of the n in which both
 // succeeded.
 func (r *results) ahead(c cell, a, b string, f func(*runResult) float64) (k, n int) {
-	for round := range r.rounds {
-		ra, rb := r.good(c, a, round), r.good(c, b, round)
-		if ra != nil && rb != nil {
-			n++
-			if f(ra) >= f(rb) {
-				k++
-			}
+	v := r.paired(c, a, b, func(x, y float64) float64 {
+		if x >= y {
+			return 1
 		}
+		return 0
+	}, f)
+	for _, x := range v {
+		k += int(x)
 	}
-	return k, n
+	return k, len(v)
 }
 
 func tps(r *runResult) float64        { return r.steady.tps }
