@@ -426,11 +426,39 @@ func (s *Session) carryOut(v *Verdict, payload []byte, ops []extOp, end byte) er
 			return err
 		}
 	}
+	// The named statements the batch creates: an attempt that fails after
+	// their Parse leaves them behind (a prepared statement is not undone
+	// with its transaction), and the next attempt's Parse would fail with
+	// 42P05. Those that exist before the batch are the client's.
+	var fresh []string
+	if retry {
+		for _, op := range ops {
+			if op.kind == 'P' && op.name != "" && !s.ext.Prepared(op.name) && !slices.Contains(fresh, op.name) {
+				fresh = append(fresh, op.name)
+			}
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		out := s.cOut[:0]
 		if inject {
-			// The batch's own sync point follows its Before statements.
+			var leftover []string
+			if attempt > 1 {
+				for _, name := range fresh {
+					if s.ext.Prepared(name) {
+						leftover = append(leftover, name)
+					}
+				}
+			}
+			// The batch's own sync point follows its Before statements
+			// and the Close of what the last attempt left.
 			protects := s.syncSeq + uint64(len(v.Before)) + 1
+			if len(leftover) > 0 {
+				protects++
+				var err error
+				if out, err = s.injectClose(out, leftover, protects); err != nil {
+					return err
+				}
+			}
 			for _, q := range v.Before {
 				var err error
 				if out, err = s.injectQuery(out, q, protects); err != nil {
@@ -748,6 +776,27 @@ func (s *Session) injectQuery(out []byte, sql string, protects uint64) ([]byte, 
 	s.ext.push(extOp{kind: 'B', name: name, stmt: name})
 	s.ext.push(extOp{kind: 'p', name: name})
 	s.ext.push(extOp{kind: 'c', name: name})
+	s.ext.push(extOp{kind: 'S'})
+	return out, nil
+}
+
+// injectClose appends a Close of each prepared statement in names and a
+// Sync to out: a sync point of lockguard's own whose answers the client
+// never sees, for the client's sync point protects.
+func (s *Session) injectClose(out []byte, names []string, protects uint64) ([]byte, error) {
+	if !s.beginSync() {
+		return out, errClosing
+	}
+	s.syncSeq++
+	s.plans.add(&plan{seq: s.syncSeq, swallow: true, protects: protects})
+	var err error
+	for _, name := range names {
+		if out, err = (&pgproto3.Close{ObjectType: 'S', Name: name}).Encode(out); err != nil {
+			return out, fmt.Errorf("encoding injected Close: %w", err)
+		}
+		s.ext.push(extOp{kind: 'c', name: name})
+	}
+	out, _ = (&pgproto3.Sync{}).Encode(out)
 	s.ext.push(extOp{kind: 'S'})
 	return out, nil
 }

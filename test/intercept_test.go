@@ -257,6 +257,71 @@ func TestInterceptRetry(t *testing.T) {
 	}
 }
 
+// TestInterceptRetryReparsesANamedStatement: postgres.js (and node-postgres
+// for a named query the first time) sends Parse of a named statement, Bind,
+// Describe, Execute and Sync in one batch. A prepared statement outlives the
+// error that ends its batch, so the Parse of a retry would fail with 42P05
+// "prepared statement … already exists" unless the statement the failed
+// attempt created is closed first; one that existed before the batch is
+// left alone.
+func TestInterceptRetryReparsesANamedStatement(t *testing.T) {
+	var attempts atomic.Int32
+	lg := startLockguard(t, func(c *proxy.Config) {
+		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
+			if !strings.Contains(sql, "/*retry*/") {
+				return nil
+			}
+			return &proxy.Verdict{
+				Before: []string{"SET lock_timeout = '100ms'"},
+				After:  []string{"RESET lock_timeout"},
+				Retry: func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
+					attempts.Add(1)
+					return code == "55P03" && attempt < 8, 100 * time.Millisecond, nil
+				},
+			}
+		})
+	})
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "reparse", "i int")
+	rc := rawSession(t, lg)
+	// A statement prepared before, whose name the batch parses again after
+	// the DDL: PostgreSQL skips that Parse in every failed attempt, and
+	// must answer it with 42P05 in the last.
+	rc.send(&pgproto3.Parse{Name: "before", Query: "SELECT 1"}, &pgproto3.Sync{})
+	if a := rc.readUntil(isReady); a.code != "" {
+		t.Fatalf("Parse of the earlier statement: %s %s", a.code, a.message)
+	}
+	blocker, err := connect(t, directDSN()).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blocker.Exec(ctx, "LOCK TABLE "+tbl+" IN ACCESS SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() { time.Sleep(450 * time.Millisecond); blocker.Rollback(context.Background()); close(released) }()
+	ddl := "ALTER TABLE " + tbl + " ALTER COLUMN i SET DEFAULT 7 /*retry*/"
+	rc.send(&pgproto3.Parse{Name: "named_ddl", Query: ddl}, &pgproto3.Bind{PreparedStatement: "named_ddl"},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{},
+		&pgproto3.Parse{Name: "before", Query: "SELECT 2"}, &pgproto3.Sync{})
+	a := rc.readUntil(isReady)
+	<-released
+	if n := attempts.Load(); n < 2 {
+		t.Fatalf("%d attempts, want retries (the blocker held the lock for 450 ms)", n)
+	}
+	want := []string{"ParseComplete", "BindComplete", "NoData", "CommandComplete", "ErrorResponse", "ReadyForQuery"}
+	if a.code != "42P05" || !slices.Equal(a.types, want) {
+		t.Fatalf("the retried batch answered %v (first error %s %q), want %v with 42P05 for the second Parse of \"before\" only",
+			a.types, a.code, a.message, want)
+	}
+	// Both statements exist, and "before" is still the earlier one.
+	rc.send(&pgproto3.Bind{PreparedStatement: "named_ddl"}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "before"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if a := rc.readUntil(isReady); a.code != "" || !slices.Equal(a.rows, []string{"1"}) {
+		t.Fatalf("executing the statements after the retry: %v rows %v, %s %q", a.types, a.rows, a.code, a.message)
+	}
+}
+
 // TestInterceptBatchContinuedAfterAFlush: a client may send part of an
 // extended-protocol batch, Flush, and go on with the rest before its Sync.
 // Each part goes to the hook on its own, and all share one sync point.
