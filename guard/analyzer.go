@@ -129,6 +129,7 @@ func analyzeWith(sql string, cat Catalog, codes *codeCache) (an *Analysis) {
 		b := newBuilder(cat)
 		b.codes = codes
 		b.stmt(raw.Stmt)
+		b.markLasting(raw.Stmt, sql[start:end])
 		b.finish()
 		b.st.Start, b.st.End = start, end
 		an.Statements = append(an.Statements, b.st)

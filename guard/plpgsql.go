@@ -138,6 +138,7 @@ func (b *builder) plpgsql(head, body, what, whose string) {
 			}
 			ib := b.child()
 			ib.stmt(raw.Stmt)
+			ib.markLasting(raw.Stmt, s.sql)
 			b.leave()
 			b.absorb(&ib.st, s.cond)
 			if s.stmt {
@@ -226,6 +227,7 @@ func (b *builder) absorb(in *Statement, cond bool) {
 	st.Rewrite = st.Rewrite || in.Rewrite
 	st.Scan = st.Scan || in.Scan
 	st.NoTxBlock = st.NoTxBlock || in.NoTxBlock // a CALL inside that commits
+	st.Lasting = st.Lasting || in.Lasting
 	st.Settings = append(st.Settings, in.Settings...)
 	for _, u := range in.Unknown {
 		b.unknown(u)

@@ -39,6 +39,7 @@ func (b *builder) stmt(n *pg.Node) {
 		// PREPARE runs parse analysis, which locks the query's relations in
 		// the modes execution will use, until the end of the transaction.
 		st.Tag, st.Class = "PREPARE", ClassOther
+		st.Lasting = true // a prepared statement outlives its transaction
 		b.query(x.PrepareStmt.Query)
 		b.dropExecOnly(false)
 	case *pg.Node_ExecuteStmt:
@@ -173,6 +174,7 @@ func (b *builder) stmt(n *pg.Node) {
 		st.Tag, st.Class = "UNLISTEN", ClassSession
 	case *pg.Node_DeallocateStmt:
 		st.Tag, st.Class = "DEALLOCATE", ClassSession
+		st.Lasting = true
 	case *pg.Node_ConstraintsSetStmt:
 		st.Tag, st.Class = "SET CONSTRAINTS", ClassTransaction
 	case *pg.Node_CreateSchemaStmt:

@@ -237,6 +237,13 @@ type Statement struct {
 	Chain bool
 	// Settings lists the parameters the statement sets or resets.
 	Settings []SettingChange
+	// Lasting is set when the statement does something the rollback of
+	// its transaction leaves in place: PREPARE, DEALLOCATE, a call of a
+	// session-level advisory lock function (pg_advisory_lock,
+	// pg_advisory_unlock, …), in a code block too. Running it again, as a
+	// retry of its failed batch would, does it twice. Functions of the
+	// database's own are not looked into.
+	Lasting bool
 	// Unknown lists, in words, facts the analysis needed from the Catalog
 	// and could not get. An empty list means the locks are complete.
 	Unknown []string

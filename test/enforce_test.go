@@ -224,6 +224,54 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	wantOwnLockTimeout(t, "own lower lock_timeout", err)
 }
 
+// TestEnforceDoesNotRetryWhatOutlivesTheBatch: a prepared statement and a
+// session-level advisory lock stay when the batch that made them fails, so
+// lockguard must not send such a batch again when its DDL hits the lock
+// timeout: the retry would take the advisory lock a second time (one
+// unlock would then leave it held, and the next deploy waiting for it) or
+// fail on the PREPARE. One attempt, and a HINT that says why.
+func TestEnforceDoesNotRetryWhatOutlivesTheBatch(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "lasting", "id int")
+	conn := connect(t, lg.superDSN())
+	key := time.Now().UnixNano() % 1e9
+	for _, c := range []struct{ name, first string }{
+		{"advisory lock", fmt.Sprintf("SELECT pg_advisory_lock(%d)", key)},
+		{"PREPARE", "PREPARE lasting_p AS SELECT 1"},
+	} {
+		_, release := holdLock(t, tbl)
+		start := time.Now()
+		_, err := conn.Exec(ctx, c.first+"; ALTER TABLE "+tbl+" ADD COLUMN c int", pgx.QueryExecModeSimpleProtocol)
+		release()
+		pe, ok := gaveUp(err)
+		if !ok {
+			t.Fatalf("%s: got %v, want lockguard's 55P03", c.name, err)
+		}
+		if !strings.Contains(pe.Detail, "1 attempt.") || !strings.Contains(pe.Hint, "does not retry a batch that also runs PREPARE, DEALLOCATE or a session-level advisory lock function") {
+			t.Errorf("%s: detail %q, hint %q; want one attempt and why", c.name, pe.Detail, pe.Hint)
+		}
+		if el := time.Since(start); el > 2*time.Second {
+			t.Errorf("%s: gave up after %v: retried?", c.name, el)
+		}
+	}
+	// The advisory lock was taken once: one unlock releases it.
+	var first, second bool
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", key)).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", key)).Scan(&second); err != nil {
+		t.Fatal(err)
+	}
+	if !first || second {
+		t.Errorf("unlocking the advisory lock twice answered %v then %v; want true then false (taken once)", first, second)
+	}
+	var one int
+	if err := conn.QueryRow(ctx, "EXECUTE lasting_p").Scan(&one); err != nil || one != 1 {
+		t.Errorf("EXECUTE lasting_p: %v, %v", one, err)
+	}
+}
+
 // TestEnforceGivesUpInATransactionQuietly: a DDL in a transaction block
 // that gives up aborts the block, so the statement lockguard sends after it
 // to restore lock_timeout fails with 25P02; the block's rollback restores

@@ -1168,11 +1168,20 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	s.blockers = nil
 	gen := s.ddlGen
 	ltBetween := own.ltMid != nil
-	if inTx || !oneImplicitTx || ltBetween {
+	why := retried
+	switch {
+	case inTx:
+		why = notInTx
+	case slices.ContainsFunc(stmts, func(st *guard.Statement) bool { return st.Lasting }):
+		why = notLasting
+	}
+	if why != retried || !oneImplicitTx || ltBetween {
 		// Never retry inside a transaction block: its earlier locks would
-		// stay held while it sleeps. Nor when the batch sets lock_timeout
-		// before a later protected statement: a 55P03 may then come from
-		// the client's own timeout.
+		// stay held while it sleeps. Nor a batch that also does what its
+		// failure leaves in place (a PREPARE, an advisory lock of the
+		// session's): its retry would do it again. Nor when the batch sets
+		// lock_timeout before a later protected statement: a 55P03 may
+		// then come from the client's own timeout.
 		v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 			yielded := code == codeQueryCanceled && s.takeYielded()
 			if !yielded && (code != guard.CodeLockNotAvailable || ltBetween) {
@@ -1181,7 +1190,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 				// goes to the client as it is.
 				return false, 0, nil
 			}
-			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), inTx)
+			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), why)
 		}
 		g.watchBlockers(s, gen)
 		return true
@@ -1203,7 +1212,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			time.AfterFunc(d, func() { g.watchBlockers(s, gen) })
 			return true, d, nil
 		}
-		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), false)
+		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), retried)
 	}
 	return true
 }
@@ -1296,7 +1305,16 @@ func (g *Guard) watchBlockers(s *session, gen uint64) {
 }
 
 // giveUp builds the final error of a DDL that did not get its lock.
-func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, inTx bool) *proxy.Error {
+// noRetry says why lockguard did not retry a DDL that hit its lock timeout.
+type noRetry int
+
+const (
+	retried    noRetry = iota // it did, or could not for another reason
+	notInTx                   // the DDL ran in a transaction block
+	notLasting                // its batch does what a failure leaves in place
+)
+
+func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, why noRetry) *proxy.Error {
 	e := &proxy.Error{Code: guard.CodeLockNotAvailable,
 		Message: fmt.Sprintf("lockguard: gave up waiting for %s", rels)}
 	var d strings.Builder
@@ -1317,12 +1335,20 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 		d.WriteString(" The blocking session is unknown: lockguard has no monitor connection (monitor-dsn).")
 	}
 	e.Detail = d.String()
-	if inTx {
+	switch why {
+	case notInTx:
 		e.Hint = "lockguard does not retry inside a transaction block, because the transaction's earlier locks would stay held while it waits. Roll back and retry the whole transaction, or run this DDL in its own transaction."
-	} else {
+	case notLasting:
+		e.Hint = "lockguard does not retry a batch that also runs PREPARE, DEALLOCATE or a session-level advisory lock function (pg_advisory_lock, pg_advisory_unlock, …): PostgreSQL keeps what they did when the batch fails, so running it again would do it twice. Send the DDL in a batch of its own to have it retried, or retry when the blocking transaction is done."
+	default:
 		e.Hint = "lockguard gave up its place in the lock queue so that other queries could proceed. End the blocking transaction (for example SELECT pg_terminate_backend(pid)) or retry when it is done."
 	}
-	s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", inTx)
+	if why == notLasting {
+		s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", false,
+			"not_retried", "the batch also runs PREPARE, DEALLOCATE or a session-level advisory lock function")
+	} else {
+		s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", why == notInTx)
+	}
 	return e
 }
 
