@@ -67,6 +67,7 @@ func (h *Hazards) QueuedBehind(pid int, since time.Time) (n int, oldest time.Dur
 type Hazards struct {
 	byName map[string][]Hazard
 	taken  time.Time
+	polled time.Time // when the monitor began the reading in it
 }
 
 // Empty reports whether the snapshot holds no hazard.
@@ -78,6 +79,15 @@ func (h *Hazards) Taken() time.Time {
 		return time.Time{}
 	}
 	return h.taken
+}
+
+// Polled returns when the monitor began the reading of pg_locks this
+// snapshot holds (zero without one).
+func (h *Hazards) Polled() time.Time {
+	if h == nil {
+		return time.Time{}
+	}
+	return h.polled
 }
 
 // All returns every hazard, for status pages.
@@ -140,9 +150,11 @@ type Board struct {
 
 	mu        sync.Mutex
 	monitored []Hazard
+	polled    time.Time // when the reading in monitored began
 	own       map[uint64][]Hazard
 	nextKey   uint64
 	changed   chan struct{} // closed and replaced on every change
+	fresh     chan struct{} // RequestFresh's signal to the monitor
 }
 
 // Snapshot returns the current hazards; never nil.
@@ -164,14 +176,42 @@ func (b *Board) Changed() <-chan struct{} {
 }
 
 // SetMonitored replaces the hazards read from pg_locks.
-func (b *Board) SetMonitored(hs []Hazard) {
+func (b *Board) SetMonitored(hs []Hazard) { b.SetMonitoredAt(hs, time.Now()) }
+
+// SetMonitoredAt replaces the hazards read from pg_locks by a reading that
+// began at at.
+func (b *Board) SetMonitoredAt(hs []Hazard, at time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.polled = at
 	if len(hs) == 0 && len(b.monitored) == 0 {
 		return
 	}
 	b.monitored = hs
 	b.publish()
+}
+
+// RequestFresh asks the monitor for a new reading of pg_locks now: a
+// statement waits in lockguard on a hazard only the monitor reported, which
+// may have cleared since. Requests made before the monitor gets to them
+// count as one.
+func (b *Board) RequestFresh() {
+	select {
+	case b.freshRequests() <- struct{}{}:
+	default:
+	}
+}
+
+// FreshRequests returns the channel on which RequestFresh signals.
+func (b *Board) FreshRequests() <-chan struct{} { return b.freshRequests() }
+
+func (b *Board) freshRequests() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fresh == nil {
+		b.fresh = make(chan struct{}, 1)
+	}
+	return b.fresh
 }
 
 // Add records hazards the proxy knows of (a DDL it forwarded) and returns a
@@ -201,7 +241,7 @@ func (b *Board) Remove(key uint64) {
 
 // publish rebuilds the snapshot; b.mu must be held.
 func (b *Board) publish() {
-	h := &Hazards{byName: make(map[string][]Hazard), taken: time.Now()}
+	h := &Hazards{byName: make(map[string][]Hazard), taken: time.Now(), polled: b.polled}
 	add := func(hz Hazard) {
 		l := h.byName[hz.Rel.Name]
 		for i, e := range l {

@@ -47,3 +47,32 @@ func TestQueuedBehindSince(t *testing.T) {
 		t.Fatalf("QueuedBehind(7, zero) = %d, want 3", n)
 	}
 }
+
+// TestBoardFreshRequests: requests for a new reading coalesce until the
+// monitor takes one, and a snapshot says when its reading began, also one
+// republished for lockguard's own hazards.
+func TestBoardFreshRequests(t *testing.T) {
+	var b Board
+	b.RequestFresh()
+	b.RequestFresh()
+	select {
+	case <-b.FreshRequests():
+	default:
+		t.Fatal("no request pending")
+	}
+	select {
+	case <-b.FreshRequests():
+		t.Fatal("two requests pending; want them counted as one")
+	default:
+	}
+	at := time.Now().Add(-time.Second)
+	rel := RelName{Schema: "public", Name: "users"}
+	b.SetMonitoredAt([]Hazard{{Rel: rel, Mode: AccessExclusive, PID: 7, Source: "monitor"}}, at)
+	if p := b.Snapshot().Polled(); !p.Equal(at) {
+		t.Fatalf("Polled = %v, want %v", p, at)
+	}
+	b.Add([]Hazard{{Rel: rel, Mode: Share, PID: 8, Source: "proxy"}})
+	if p := b.Snapshot().Polled(); !p.Equal(at) {
+		t.Fatalf("after Add, Polled = %v, want the monitor's %v", p, at)
+	}
+}

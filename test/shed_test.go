@@ -494,3 +494,96 @@ func TestShedKeepsRestoreToRedo(t *testing.T) {
 		t.Fatalf("lock_timeout after the shed batch = %q (%v), want the client's 0", v, err)
 	}
 }
+
+// TestHeldStatementAsksForAFreshReading: a lock that a session outside
+// lockguard held is released between two readings of pg_locks. A statement
+// that comes then is held on what the last reading found; it must ask the
+// monitor for a new reading and run, not wait out its hold budget and be
+// shed for a lock that is gone (the monitor's next poll is 10 s away here;
+// by default it is up to 100 ms, which sheds every conflicting statement
+// that comes in that time with a hold budget of 25 ms).
+func TestHeldStatementAsksForAFreshReading(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "fresh", "id int")
+	board := &guard.Board{}
+	pool, err := pgxpool.New(ctx, directDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	mctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&pgmonitor.Monitor{Pool: pool, Board: board, Idle: 100 * time.Millisecond, Busy: 10 * time.Second, Logger: testLogger()}).Run(mctx)
+		close(done)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.Admission = &enforce.Admission{Board: board, HoldBudget: 2 * time.Second}
+	})
+	conn := connect(t, lg.superDSN())
+	for round := range 3 {
+		holder, err := connect(t, directDSN()).Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.Exec(ctx, "LOCK TABLE "+tbl+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		waitHeld(t, board, tbl)
+		if err := holder.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var n int
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&n)
+		if took := time.Since(start); err != nil || took > time.Second {
+			t.Fatalf("round %d: a read after the lock was released ended with %v after %v; want it run at once", round, err, took.Round(time.Millisecond))
+		}
+	}
+}
+
+// TestFreshReadingsAreRateLimited: statements held on a lock that stays
+// may ask for a new reading of pg_locks as often as they come; the monitor
+// reads at most one per pgmonitor.FreshGap.
+func TestFreshReadingsAreRateLimited(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "freshgap", "id int")
+	board := &guard.Board{}
+	pool, err := pgxpool.New(ctx, directDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	mctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&pgmonitor.Monitor{Pool: pool, Board: board, Idle: 100 * time.Millisecond, Busy: 10 * time.Second, Logger: testLogger()}).Run(mctx)
+		close(done)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	holder, err := connect(t, directDSN()).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(ctx, "LOCK TABLE "+tbl+" IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, board, tbl)
+	// Count the readings published while requests come every millisecond.
+	const span = 600 * time.Millisecond
+	readings := 0
+	last := board.Snapshot().Polled()
+	end := time.Now().Add(span)
+	for time.Now().Before(end) {
+		board.RequestFresh()
+		time.Sleep(time.Millisecond)
+		if p := board.Snapshot().Polled(); p.After(last) {
+			readings, last = readings+1, p
+		}
+	}
+	if max := int(span/pgmonitor.FreshGap) + 1; readings < 5 || readings > max {
+		t.Fatalf("%d readings of pg_locks in %v of requests; want some, and at most %d", readings, span, max)
+	}
+}

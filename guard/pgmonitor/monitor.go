@@ -82,7 +82,9 @@ func (m *Monitor) Run(ctx context.Context) {
 		log = slog.Default()
 	}
 	var lastErr string
+	fresh := m.Board.FreshRequests()
 	for {
+		began := time.Now()
 		hs, err := m.Poll(ctx)
 		idle, busy := m.intervals()
 		wait := idle
@@ -97,7 +99,7 @@ func (m *Monitor) Run(ctx context.Context) {
 			}
 		} else {
 			lastErr = ""
-			m.Board.SetMonitored(hs)
+			m.Board.SetMonitoredAt(hs, began)
 			if len(hs) > 0 {
 				// Something is held or awaited: look again soon, both to
 				// see waiters quickly and so that a lock released in the
@@ -106,14 +108,36 @@ func (m *Monitor) Run(ctx context.Context) {
 				wait = busy
 			}
 		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			m.Board.SetMonitored(nil)
 			return
-		case <-time.After(wait):
+		case <-t.C:
+		case <-fresh:
+			// A statement waits in lockguard on what this reading
+			// found; a lock released since would shed it for nothing.
+			t.Stop()
+			if d := FreshGap - time.Since(began); d > 0 {
+				t = time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					m.Board.SetMonitored(nil)
+					return
+				case <-t.C:
+				}
+			}
 		}
 	}
 }
+
+// FreshGap is the least time between the starts of two readings of
+// pg_locks that statements held in lockguard ask for (Board.RequestFresh):
+// while a lock is held or awaited and statements wait on it, the monitor
+// reads pg_locks at most 50 times a second.
+const FreshGap = 20 * time.Millisecond
 
 // Poll reads the hazards once.
 func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {

@@ -117,7 +117,13 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path [
 		}()
 		for {
 			changed := a.Board.Changed()
-			c, ok := a.check(a.Board.Snapshot(), stmts, pid, path)
+			snap := a.Board.Snapshot()
+			c, ok := a.check(snap, stmts, pid, path)
+			if ok && c.hz.Source == "monitor" && snap.Polled().Before(start) {
+				// What the monitor read may have cleared since: ask for
+				// a new reading rather than wait for its next poll.
+				a.Board.RequestFresh()
+			}
 			if !ok {
 				if counted != "" && s.log.Enabled(ctx, slog.LevelDebug) {
 					s.lg().Debug("held statement admitted", "relation", counted, "held", time.Since(start).Round(time.Millisecond))
