@@ -190,11 +190,12 @@ func TestInterceptHold(t *testing.T) {
 	}
 }
 
-// TestInterceptRetry retries a statement that fails with 55P03 until the lock
-// is released, and gives up with the verdict's final error otherwise.
-func TestInterceptRetry(t *testing.T) {
-	var attempts atomic.Int32
-	lg := startLockguard(t, func(c *proxy.Config) {
+// startRetrying starts a lockguard that gives a statement marked /*retry*/
+// a lock timeout of 100 ms and retries it after a 55P03, 8 attempts at
+// most, 100 ms apart, counting them in attempts; then it gives up with
+// "lockguard: gave up". Any other answer reaches the client as it is.
+func startRetrying(t *testing.T, attempts *atomic.Int32) *lockguard {
+	return startLockguard(t, func(c *proxy.Config) {
 		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
 			if !strings.Contains(sql, "/*retry*/") {
 				return nil
@@ -204,7 +205,10 @@ func TestInterceptRetry(t *testing.T) {
 				After:  []string{"RESET lock_timeout"},
 				Retry: func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 					attempts.Add(1)
-					if code == "55P03" && attempt < 8 {
+					switch {
+					case code != "55P03":
+						return false, 0, nil // the answer as PostgreSQL gave it
+					case attempt < 8:
 						return true, 100 * time.Millisecond, nil
 					}
 					return false, 0, &proxy.Error{Code: "55P03", Message: "lockguard: gave up", Detail: "attempts", Hint: "later"}
@@ -212,6 +216,13 @@ func TestInterceptRetry(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestInterceptRetry retries a statement that fails with 55P03 until the lock
+// is released, and gives up with the verdict's final error otherwise.
+func TestInterceptRetry(t *testing.T) {
+	var attempts atomic.Int32
+	lg := startRetrying(t, &attempts)
 	ctx := ctxT(t, 60*time.Second)
 	direct := connect(t, directDSN())
 	tbl := createTable(t, ctx, "retry", "i int")
@@ -266,21 +277,7 @@ func TestInterceptRetry(t *testing.T) {
 // left alone.
 func TestInterceptRetryReparsesANamedStatement(t *testing.T) {
 	var attempts atomic.Int32
-	lg := startLockguard(t, func(c *proxy.Config) {
-		c.Hooks = markerHook(func(sql string, b *proxy.Batch) *proxy.Verdict {
-			if !strings.Contains(sql, "/*retry*/") {
-				return nil
-			}
-			return &proxy.Verdict{
-				Before: []string{"SET lock_timeout = '100ms'"},
-				After:  []string{"RESET lock_timeout"},
-				Retry: func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
-					attempts.Add(1)
-					return code == "55P03" && attempt < 8, 100 * time.Millisecond, nil
-				},
-			}
-		})
-	})
+	lg := startRetrying(t, &attempts)
 	ctx := ctxT(t, 60*time.Second)
 	tbl := createTable(t, ctx, "reparse", "i int")
 	rc := rawSession(t, lg)

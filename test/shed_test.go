@@ -45,18 +45,7 @@ func startShedding(t *testing.T, lockTimeout time.Duration, extra ...func(*enfor
 		t.Fatal(err)
 	}
 	dropAtEnd(t, s.orders, s.users, s.products)
-	pool, err := pgxpool.New(ctx, directDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	mctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&pgmonitor.Monitor{Pool: pool, Board: s.board, Idle: 200 * time.Millisecond, Busy: 50 * time.Millisecond, Logger: testLogger()}).Run(mctx)
-		close(done)
-	}()
-	t.Cleanup(func() { stop(); <-done })
+	pool := runMonitor(t, s.board, 200*time.Millisecond, 50*time.Millisecond)
 	s.lg = startGuarded(t, func(g *enforce.Guard) {
 		g.LockTimeout = lockTimeout
 		g.Backoff = guard.Backoff{Attempts: 20, Base: 50 * time.Millisecond, Cap: 200 * time.Millisecond, Deadline: 30 * time.Second}
@@ -69,6 +58,26 @@ func startShedding(t *testing.T, lockTimeout time.Duration, extra ...func(*enfor
 		}
 	})
 	return s
+}
+
+// runMonitor runs a lock monitor that publishes on board, polling every idle
+// while nothing is held or awaited and every busy while something is, until
+// the test ends; it returns its pool of direct connections.
+func runMonitor(t *testing.T, board *guard.Board, idle, busy time.Duration) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), directDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		(&pgmonitor.Monitor{Pool: pool, Board: board, Idle: idle, Busy: busy, Logger: testLogger()}).Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	return pool
 }
 
 // probe runs sql through lockguard on a fresh connection and reports how it
@@ -506,18 +515,7 @@ func TestHeldStatementAsksForAFreshReading(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	tbl := createTable(t, ctx, "fresh", "id int")
 	board := &guard.Board{}
-	pool, err := pgxpool.New(ctx, directDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	mctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&pgmonitor.Monitor{Pool: pool, Board: board, Idle: 100 * time.Millisecond, Busy: 10 * time.Second, Logger: testLogger()}).Run(mctx)
-		close(done)
-	}()
-	t.Cleanup(func() { stop(); <-done })
+	runMonitor(t, board, 100*time.Millisecond, 10*time.Second)
 	lg := startGuarded(t, func(g *enforce.Guard) {
 		g.Admission = &enforce.Admission{Board: board, HoldBudget: 2 * time.Second}
 	})
@@ -550,18 +548,7 @@ func TestFreshReadingsAreRateLimited(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	tbl := createTable(t, ctx, "freshgap", "id int")
 	board := &guard.Board{}
-	pool, err := pgxpool.New(ctx, directDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	mctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		(&pgmonitor.Monitor{Pool: pool, Board: board, Idle: 100 * time.Millisecond, Busy: 10 * time.Second, Logger: testLogger()}).Run(mctx)
-		close(done)
-	}()
-	t.Cleanup(func() { stop(); <-done })
+	runMonitor(t, board, 100*time.Millisecond, 10*time.Second)
 	holder, err := connect(t, directDSN()).Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

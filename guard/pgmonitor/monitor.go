@@ -108,29 +108,34 @@ func (m *Monitor) Run(ctx context.Context) {
 				wait = busy
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if sleep(ctx, wait, fresh) {
+			// A statement waits in lockguard on what this reading
+			// found, and a lock released since would shed it for
+			// nothing: read again, FreshGap after this reading began.
+			sleep(ctx, FreshGap-time.Since(began), nil)
+		}
+		if ctx.Err() != nil {
 			m.Board.SetMonitored(nil)
 			return
-		case <-t.C:
-		case <-fresh:
-			// A statement waits in lockguard on what this reading
-			// found; a lock released since would shed it for nothing.
-			t.Stop()
-			if d := FreshGap - time.Since(began); d > 0 {
-				t = time.NewTimer(d)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					m.Board.SetMonitored(nil)
-					return
-				case <-t.C:
-				}
-			}
 		}
 	}
+}
+
+// sleep waits for d, or until wake signals (it then reports true), or
+// until ctx is done.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) (woken bool) {
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+		return true
+	}
+	return false
 }
 
 // FreshGap is the least time between the starts of two readings of
