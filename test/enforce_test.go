@@ -224,6 +224,32 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	wantOwnLockTimeout(t, "own lower lock_timeout", err)
 }
 
+// TestEnforceRetriesANamedStatementBatch is postgres.js's way with a DDL:
+// Parse of a named statement, Bind, Describe, Execute and Sync in one
+// batch. The guard retries it after the lock timeout like any autocommit
+// DDL, and the client sees it land (the proxy closes the statement the
+// failed attempt left; TestInterceptRetryReparsesANamedStatement).
+func TestEnforceRetriesANamedStatementBatch(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "named_ddl", "id int")
+	rc := rawSession(t, lg)
+	_, release := holdLock(t, tbl)
+	released := make(chan struct{})
+	go func() { time.Sleep(500 * time.Millisecond); release(); close(released) }()
+	rc.send(&pgproto3.Parse{Name: "n6n48hu5eca5", Query: "ALTER TABLE " + tbl + " ADD COLUMN c int"},
+		&pgproto3.Bind{PreparedStatement: "n6n48hu5eca5"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	a := rc.readUntil(isReady)
+	<-released
+	if a.code != "" {
+		t.Fatalf("the DDL ended with %s %q; want it retried until the blocker left after 500 ms", a.code, a.message)
+	}
+	var n int
+	if err := connect(t, directDSN()).QueryRow(ctx, "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = 'c'", tbl).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("column c: %d, %v", n, err)
+	}
+}
+
 // TestEnforceDoesNotRetryWhatOutlivesTheBatch: a prepared statement and a
 // session-level advisory lock stay when the batch that made them fails, so
 // lockguard must not send such a batch again when its DDL hits the lock
