@@ -1168,14 +1168,14 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	s.blockers = nil
 	gen := s.ddlGen
 	ltBetween := own.ltMid != nil
-	why := retried
+	why := hintGaveUp
 	switch {
 	case inTx:
-		why = notInTx
+		why = hintInTx
 	case slices.ContainsFunc(stmts, func(st *guard.Statement) bool { return st.Lasting }):
-		why = notLasting
+		why = hintLasting
 	}
-	if why != retried || !oneImplicitTx || ltBetween {
+	if why != hintGaveUp || !oneImplicitTx || ltBetween {
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps. Nor a batch that also does what its
 		// failure leaves in place (a PREPARE, an advisory lock of the
@@ -1212,7 +1212,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			time.AfterFunc(d, func() { g.watchBlockers(s, gen) })
 			return true, d, nil
 		}
-		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), retried)
+		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), hintGaveUp)
 	}
 	return true
 }
@@ -1304,17 +1304,18 @@ func (g *Guard) watchBlockers(s *session, gen uint64) {
 	})
 }
 
-// giveUp builds the final error of a DDL that did not get its lock.
-// noRetry says why lockguard did not retry a DDL that hit its lock timeout.
-type noRetry int
+// giveUpHint chooses the HINT of a DDL that did not get its lock: why
+// lockguard gave it no (further) attempt.
+type giveUpHint int
 
 const (
-	retried    noRetry = iota // it did, or could not for another reason
-	notInTx                   // the DDL ran in a transaction block
-	notLasting                // its batch does what a failure leaves in place
+	hintGaveUp  giveUpHint = iota // the attempts ran out, or a reason the general hint covers
+	hintInTx                      // the DDL ran in a transaction block
+	hintLasting                   // its batch does what a failure leaves in place
 )
 
-func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, why noRetry) *proxy.Error {
+// giveUp builds the final error of a DDL that did not get its lock.
+func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, why giveUpHint) *proxy.Error {
 	e := &proxy.Error{Code: guard.CodeLockNotAvailable,
 		Message: fmt.Sprintf("lockguard: gave up waiting for %s", rels)}
 	var d strings.Builder
@@ -1336,19 +1337,18 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	}
 	e.Detail = d.String()
 	switch why {
-	case notInTx:
+	case hintInTx:
 		e.Hint = "lockguard does not retry inside a transaction block, because the transaction's earlier locks would stay held while it waits. Roll back and retry the whole transaction, or run this DDL in its own transaction."
-	case notLasting:
+	case hintLasting:
 		e.Hint = "lockguard does not retry a batch that also runs PREPARE, DEALLOCATE or a session-level advisory lock function (pg_advisory_lock, pg_advisory_unlock, …): PostgreSQL keeps what they did when the batch fails, so running it again would do it twice. Send the DDL in a batch of its own to have it retried, or retry when the blocking transaction is done."
 	default:
 		e.Hint = "lockguard gave up its place in the lock queue so that other queries could proceed. End the blocking transaction (for example SELECT pg_terminate_backend(pid)) or retry when it is done."
 	}
-	if why == notLasting {
-		s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", false,
-			"not_retried", "the batch also runs PREPARE, DEALLOCATE or a session-level advisory lock function")
-	} else {
-		s.lg().Warn("DDL gave up waiting for its lock", "attempts", attempts, "locks", rels, "in_transaction", why == notInTx)
+	attrs := []any{"attempts", attempts, "locks", rels, "in_transaction", why == hintInTx}
+	if why == hintLasting {
+		attrs = append(attrs, "not_retried", "the batch also runs PREPARE, DEALLOCATE or a session-level advisory lock function")
 	}
+	s.lg().Warn("DDL gave up waiting for its lock", attrs...)
 	return e
 }
 
