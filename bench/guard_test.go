@@ -146,7 +146,7 @@ func BenchmarkHazardConflict(b *testing.B) {
 			rel := guard.RelName{Schema: "public", Name: "pgbench_accounts"}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, ok := board.Snapshot().Conflict(rel, guard.AccessShare, 7, nil); ok {
+				if _, ok := board.Snapshot().Conflict(rel, guard.AccessShare, 7, "", nil); ok {
 					b.Fatal("conflict")
 				}
 			}

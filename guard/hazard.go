@@ -11,10 +11,14 @@ import (
 // locks others are waiting for before the granted ones, so a pending ACCESS
 // EXCLUSIVE makes every later read of the table wait.
 type Hazard struct {
-	Rel     RelName // schema-qualified
-	Mode    LockMode
-	Granted bool // held; false means waiting for it
-	PID     int  // the backend that holds or awaits the lock
+	Rel RelName // schema-qualified
+	// Database is the database Rel is in (a relation name means nothing
+	// outside it); "" when the reporter does not know, which matches
+	// every database.
+	Database string
+	Mode     LockMode
+	Granted  bool // held; false means waiting for it
+	PID      int  // the backend that holds or awaits the lock
 	// Source says who reported it: "proxy" for a DDL lockguard itself
 	// forwarded and has not seen complete, "monitor" for pg_locks.
 	Source      string
@@ -102,16 +106,20 @@ func (h *Hazards) All() []Hazard {
 	return out
 }
 
-// Conflict returns a hazard that a request for mode on rel by backend pid
-// would queue behind: a lock of another backend whose mode conflicts. An
+// Conflict returns a hazard that a request for mode on rel by backend pid,
+// whose session is in database db, would queue behind: a lock of another
+// backend on that relation of that database whose mode conflicts. An
 // unqualified rel matches tables in the schemas of searchPath (nil means
 // "public").
-func (h *Hazards) Conflict(rel RelName, mode LockMode, pid int, searchPath []string) (Hazard, bool) {
+func (h *Hazards) Conflict(rel RelName, mode LockMode, pid int, db string, searchPath []string) (Hazard, bool) {
 	if h.Empty() || rel.Name == "" || mode == NoLock {
 		return Hazard{}, false
 	}
 	for _, hz := range h.byName[rel.Name] {
 		if hz.PID == pid || !mode.Conflicts(hz.Mode) {
+			continue
+		}
+		if hz.Database != "" && hz.Database != db {
 			continue
 		}
 		if rel.Schema != "" {
@@ -245,7 +253,7 @@ func (b *Board) publish() {
 	add := func(hz Hazard) {
 		l := h.byName[hz.Rel.Name]
 		for i, e := range l {
-			if e.PID == hz.PID && e.Mode == hz.Mode && e.Rel == hz.Rel && e.Granted == hz.Granted {
+			if e.PID == hz.PID && e.Mode == hz.Mode && e.Rel == hz.Rel && e.Granted == hz.Granted && e.Database == hz.Database {
 				// The monitor's copy has the richer session facts; keep
 				// what only lockguard knows: that it forwarded the DDL,
 				// and the DDL's span.

@@ -22,6 +22,25 @@ func TestBoardKeepsTraceOfDuplicate(t *testing.T) {
 	}
 }
 
+// TestConflictIsPerDatabase: a hazard on a table of one database does not
+// hold back a statement on the table of the same name in another; one whose
+// database the reporter did not know holds back every database's.
+func TestConflictIsPerDatabase(t *testing.T) {
+	rel := RelName{Schema: "public", Name: "orders"}
+	var b Board
+	b.SetMonitored([]Hazard{{Rel: rel, Database: "app", Mode: AccessExclusive, PID: 7}})
+	if _, ok := b.Snapshot().Conflict(rel, AccessShare, 9, "app", nil); !ok {
+		t.Error("no conflict in the hazard's own database")
+	}
+	if hz, ok := b.Snapshot().Conflict(rel, AccessShare, 9, "other", nil); ok {
+		t.Errorf("conflict with %+v in another database", hz)
+	}
+	b.Add([]Hazard{{Rel: rel, Mode: AccessExclusive, PID: 8}})
+	if hz, ok := b.Snapshot().Conflict(rel, AccessShare, 9, "other", nil); !ok || hz.PID != 8 {
+		t.Errorf("hazard of no known database: %+v, %v; want a conflict with pid 8", hz, ok)
+	}
+}
+
 // TestQueuedBehindSince: requests that began waiting for backend 7 before
 // since (behind an earlier statement of it, granted once that one was
 // cancelled, but still in the monitor's last snapshot) do not count; those

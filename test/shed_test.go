@@ -50,8 +50,8 @@ func startShedding(t *testing.T, lockTimeout time.Duration, extra ...func(*enfor
 		g.LockTimeout = lockTimeout
 		g.Backoff = guard.Backoff{Attempts: 20, Base: 50 * time.Millisecond, Cap: 200 * time.Millisecond, Deadline: 30 * time.Second}
 		g.Admission = &enforce.Admission{Board: s.board, HoldBudget: 150 * time.Millisecond,
-			HeldBy: func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
-				return pgmonitor.HeldBy(ctx, pool, pid, rel)
+			HeldBy: func(ctx context.Context, pid int, db string, rel guard.RelName) (bool, error) {
+				return pgmonitor.HeldBy(ctx, pool, pid, db, rel)
 			}}
 		for _, f := range extra {
 			f(g)

@@ -28,8 +28,11 @@ import (
 type sideConn struct {
 	catalog *pgcatalog.Catalog // owns the catalog's connection
 	pool    *pgxpool.Pool
-	board   guard.Board
-	stop    context.CancelFunc
+	// database is the side connection's database: the one whose catalog
+	// and locks lockguard reads.
+	database string
+	board    guard.Board
+	stop     context.CancelFunc
 	// monitor fills board from pg_locks; watchdog acts on who others wait
 	// behind. Both run while the side connection is open; a reload tunes
 	// them (tune).
@@ -78,6 +81,11 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("monitor-dsn: %w", err)
 	}
+	var database string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&database); err != nil {
+		conn.Close(ctx)
+		return fmt.Errorf("monitor-dsn: %w", err)
+	}
 	cat, err := pgcatalog.New(ctx, conn)
 	if err != nil {
 		conn.Close(ctx)
@@ -112,8 +120,8 @@ func (s *sideConn) connect(cfg *config.Config, logger *slog.Logger) error {
 		conn.Close(ctx)
 		return errors.New("monitor-dsn: lockguard is shutting down")
 	}
-	s.catalog, s.pool = cat, pool
-	logger.Info("monitor connection open", "server_version", cat.ServerVersion())
+	s.catalog, s.pool, s.database = cat, pool, database
+	logger.Info("monitor connection open", "server_version", cat.ServerVersion(), "database", database)
 	mctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if cfg.ReplicaSecret != "" {
@@ -284,7 +292,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 		return nil
 	}
 	s.mu.Lock()
-	catalog, pool := s.catalog, s.pool
+	catalog, pool, database := s.catalog, s.pool, s.database
 	s.mu.Unlock()
 	var cat guard.Catalog
 	if catalog != nil {
@@ -297,6 +305,7 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	g := &enforce.Guard{
 		Policy:                     pol,
 		Analyzer:                   guard.NewAnalyzer(cat, cfg.AnalysisCacheSize),
+		CatalogDatabase:            database,
 		LockTimeout:                cfg.LockTimeout,
 		StatementTimeout:           cfg.DDLStatementTimeout,
 		ConcurrentStatementTimeout: cfg.ConcurrentStatementTimeout,
@@ -312,14 +321,15 @@ func (s *sideConn) install(cfg *config.Config, pcfg *proxy.Config, logger *slog.
 	}
 	if pool != nil {
 		g.Blockers = &enforce.PGBlockers{Pool: pool}
+		g.OtherDatabases = guard.NewAnalyzer(nil, cfg.AnalysisCacheSize)
 	}
 	if cfg.Shed {
 		g.Admission = &enforce.Admission{Board: &s.board, HoldBudget: cfg.HoldBudget,
 			MaxHeldPerRelation: cfg.MaxHeldPerRelation}
 		g.Yield = enforce.Yield{Waiters: cfg.YieldWaiters, Wait: cfg.YieldWait}
 		if pool != nil {
-			g.Admission.HeldBy = func(ctx context.Context, pid int, rel guard.RelName) (bool, error) {
-				return pgmonitor.HeldBy(ctx, pool, pid, rel)
+			g.Admission.HeldBy = func(ctx context.Context, pid int, db string, rel guard.RelName) (bool, error) {
+				return pgmonitor.HeldBy(ctx, pool, pid, db, rel)
 			}
 		}
 	}

@@ -5,7 +5,8 @@
 // It polls pg_locks joined with pg_stat_activity: slowly (Idle, default 1 s)
 // while no strong lock is held or awaited, and quickly (Busy, default 100 ms)
 // while one is. Only pending requests and granted locks that block writes (SHARE and
-// stronger) are reported.
+// stronger) are reported, and only those in the side connection's database:
+// relation OIDs name tables only within their database's catalog.
 package pgmonitor
 
 import (
@@ -64,7 +65,7 @@ SELECT l.pid, l.mode, l.granted, n.nspname, c.relname,
        coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''),
        a.xact_start, l.waitstart,
        CASE WHEN l.granted THEN NULL ELSE pg_blocking_pids(l.pid) END,
-       clock_timestamp()
+       clock_timestamp(), current_database()
 FROM pg_locks l
 JOIN pg_class c ON c.oid = l.relation
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -165,7 +166,7 @@ func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
 		var blockedBy []int32
 		var serverNow time.Time
 		if err := rows.Scan(&h.PID, &mode, &h.Granted, &h.Rel.Schema, &h.Rel.Name, &h.State, &h.Query,
-			&h.Application, &h.User, &h.Client, &xact, &wait, &blockedBy, &serverNow); err != nil {
+			&h.Application, &h.User, &h.Client, &xact, &wait, &blockedBy, &serverNow, &h.Database); err != nil {
 			return nil, err
 		}
 		// The server's timestamps on lockguard's clock: the two hosts'
@@ -194,8 +195,9 @@ func (m *Monitor) Poll(ctx context.Context) ([]guard.Hazard, error) {
 
 // HeldBy reports whether backend pid holds any lock on rel (granted), for the
 // exception PostgreSQL makes: a backend that already holds a lock on a table
-// is not queued behind waiters on it.
-func HeldBy(ctx context.Context, pool *pgxpool.Pool, pid int, rel guard.RelName) (bool, error) {
+// is not queued behind waiters on it. rel is looked up in the pool's
+// database; for a backend in another database (db) it reports false.
+func HeldBy(ctx context.Context, pool *pgxpool.Pool, pid int, db string, rel guard.RelName) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	name := pgx.Identifier{rel.Name}.Sanitize()
@@ -203,7 +205,8 @@ func HeldBy(ctx context.Context, pool *pgxpool.Pool, pid int, rel guard.RelName)
 		name = pgx.Identifier{rel.Schema, rel.Name}.Sanitize()
 	}
 	var held bool
-	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND granted
-		AND locktype = 'relation' AND relation = to_regclass($2))`, pid, name).Scan(&held)
+	err := pool.QueryRow(ctx, `SELECT current_database() = $3 AND EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND granted
+		AND locktype = 'relation' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND relation = to_regclass($2))`, pid, name, db).Scan(&held)
 	return held, err
 }

@@ -25,10 +25,10 @@ type Admission struct {
 	// MaxHeldPerRelation bounds the statements held at once per relation;
 	// further ones are shed at once. 0 means 64.
 	MaxHeldPerRelation int
-	// HeldBy reports whether backend pid already holds a lock on rel; such a
-	// backend is not queued behind waiters (PostgreSQL lets it pass). nil
-	// assumes it does not.
-	HeldBy func(ctx context.Context, pid int, rel guard.RelName) (bool, error)
+	// HeldBy reports whether backend pid, whose session is in database db,
+	// already holds a lock on rel; such a backend is not queued behind
+	// waiters (PostgreSQL lets it pass). nil assumes it does not.
+	HeldBy func(ctx context.Context, pid int, db string, rel guard.RelName) (bool, error)
 
 	mu   sync.Mutex
 	held map[string]int
@@ -83,11 +83,11 @@ type conflict struct {
 }
 
 // check returns the first lock of the statements that conflicts with a
-// hazard, or ok = false.
-func (a *Admission) check(h *guard.Hazards, stmts []*guard.Statement, pid int, path []string) (conflict, bool) {
+// hazard in database db, or ok = false.
+func (a *Admission) check(h *guard.Hazards, stmts []*guard.Statement, pid int, db string, path []string) (conflict, bool) {
 	for _, st := range stmts {
 		for _, l := range st.Locks {
-			if hz, ok := h.Conflict(l.Rel, l.Mode, pid, path); ok {
+			if hz, ok := h.Conflict(l.Rel, l.Mode, pid, db, path); ok {
 				return conflict{lock: l, hz: hz}, true
 			}
 		}
@@ -118,7 +118,7 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path [
 		for {
 			changed := a.Board.Changed()
 			snap := a.Board.Snapshot()
-			c, ok := a.check(snap, stmts, pid, path)
+			c, ok := a.check(snap, stmts, pid, s.db, path)
 			if ok && c.hz.Source == "monitor" && snap.Polled().Before(start) {
 				// What the monitor read may have cleared since: ask for
 				// a new reading rather than wait for its next poll.
@@ -131,7 +131,7 @@ func (a *Admission) hold(s *session, stmts []*guard.Statement, inTx bool, path [
 				return nil
 			}
 			if inTx && a.HeldBy != nil {
-				if held, err := a.HeldBy(ctx, pid, c.hz.Rel); err == nil && held {
+				if held, err := a.HeldBy(ctx, pid, s.db, c.hz.Rel); err == nil && held {
 					return nil
 				}
 			}
@@ -221,8 +221,9 @@ func (a *Admission) shed(s *session, c conflict, held time.Duration, why string)
 }
 
 // ownHazards are the hazards a DDL lockguard forwards creates until it
-// completes: its strong locks, as pending requests of its backend.
-func ownHazards(stmts []*guard.Statement, pid int, query string) []guard.Hazard {
+// completes: its strong locks, as pending requests of its backend, whose
+// session is in database db.
+func ownHazards(stmts []*guard.Statement, pid int, db, query string) []guard.Hazard {
 	var hs []guard.Hazard
 	for _, st := range stmts {
 		if !blocksTraffic(st) {
@@ -230,7 +231,7 @@ func ownHazards(stmts []*guard.Statement, pid int, query string) []guard.Hazard 
 		}
 		for _, l := range st.Locks {
 			if l.Mode >= guard.Share && l.Rel.Name != "" {
-				hs = append(hs, guard.Hazard{Rel: l.Rel, Mode: l.Mode, PID: pid, Source: "proxy",
+				hs = append(hs, guard.Hazard{Rel: l.Rel, Database: db, Mode: l.Mode, PID: pid, Source: "proxy",
 					Query: query, WaitStart: time.Now()})
 			}
 		}

@@ -50,6 +50,12 @@ const codeQueryCanceled = proxy.CodeQueryCanceled
 type Guard struct {
 	// Analyzer analyses statements; required.
 	Analyzer *guard.Analyzer
+	// CatalogDatabase is the database whose catalog Analyzer.Catalog reads.
+	// Sessions of other databases are analysed by OtherDatabases, from
+	// the text alone: a table of the same name there is another table.
+	// "" (or OtherDatabases nil) uses Analyzer for every session.
+	CatalogDatabase string
+	OtherDatabases  *guard.Analyzer
 	// Policy decides warn and block; nil means no policy findings.
 	Policy Evaluator
 	// LockTimeout is injected before DDL whose lock would block reads or
@@ -84,6 +90,10 @@ type Guard struct {
 	// Logger receives one line per guard action; nil means slog.Default().
 	Logger *slog.Logger
 
+	// noted holds the databases noteOtherDatabase has logged.
+	notedMu sync.Mutex
+	noted   map[string]bool
+
 	// spans maps a backend pid to the span of its session's last traced
 	// batch, while that session is in a transaction (for links from the
 	// statements that wait behind it).
@@ -97,6 +107,8 @@ type session struct {
 	g   *Guard
 	ps  *proxy.Session
 	log *slog.Logger
+	db  string          // the session's database
+	an  *guard.Analyzer // Analyzer, or OtherDatabases for a database without its catalog
 
 	mu       sync.Mutex
 	settings guard.Settings
@@ -194,6 +206,14 @@ func (g *Guard) Hooks() *proxy.Hooks {
 		Open: func(ps *proxy.Session) any {
 			s := &session{g: g, ps: ps, log: g.logger().With("user", ps.Param("user"),
 				"database", ps.Param("database"), "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
+			s.db, s.an = ps.Param("database"), g.Analyzer
+			if s.db == "" {
+				s.db = ps.Param("user") // PostgreSQL's default
+			}
+			if g.OtherDatabases != nil && g.CatalogDatabase != "" && s.db != g.CatalogDatabase {
+				s.an = g.OtherDatabases
+				g.noteOtherDatabase(s.db)
+			}
 			s.result = s.onResult
 			s.settings.Start(ps.Param)
 			g.openTel(s)
@@ -202,7 +222,11 @@ func (g *Guard) Hooks() *proxy.Hooks {
 		Batch:       g.batch,
 		AfterFailed: g.afterFailed,
 		AwaitsClient: func(ps *proxy.Session, sql []byte) bool {
-			an := g.analyze(ps, view(sql))
+			s, _ := ps.State.(*session)
+			if s == nil {
+				return false
+			}
+			an := s.analyze(view(sql))
 			return an.Err == nil && slices.ContainsFunc(an.Statements, func(st guard.Statement) bool { return st.CopyIn })
 		},
 	}
@@ -212,6 +236,24 @@ func (g *Guard) Hooks() *proxy.Hooks {
 		h.Forwarded = g.forwarded
 	}
 	return h
+}
+
+// noteOtherDatabase logs, once per database, that sessions of db get
+// neither catalog facts nor the monitor's locks.
+func (g *Guard) noteOtherDatabase(db string) {
+	g.notedMu.Lock()
+	first := !g.noted[db] && len(g.noted) < 1000
+	if first {
+		if g.noted == nil {
+			g.noted = make(map[string]bool)
+		}
+		g.noted[db] = true
+	}
+	g.notedMu.Unlock()
+	if first {
+		g.logger().Info("a session of another database than monitor-dsn's: its statements are analysed from their text alone, and only locks of DDL forwarded by lockguard hold them back",
+			"database", db, "monitor_database", g.CatalogDatabase)
+	}
 }
 
 // afterFailed learns that a restore lockguard sent after a batch failed:
@@ -419,7 +461,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 				continue // nothing to decide: skip even the cache lookup
 			}
 		}
-		an := g.analyze(ps, view(st.SQL))
+		an := s.analyze(view(st.SQL))
 		if i < len(ans) {
 			ans[i] = an
 		}
@@ -451,7 +493,7 @@ func (g *Guard) batch(ctx context.Context, ps *proxy.Session, b *proxy.Batch) *p
 					path = s.searchPath()
 				}
 				for _, l := range an.Statements[j].Locks {
-					if _, ok := hz.Conflict(l.Rel, l.Mode, int(ps.BackendPID()), path); ok {
+					if _, ok := hz.Conflict(l.Rel, l.Mode, int(ps.BackendPID()), s.db, path); ok {
 						needs = true
 						break
 					}
@@ -511,14 +553,14 @@ func changesTracked(st *guard.Statement) bool {
 
 // analyze returns sql's analysis. A cache miss may query the catalog on the
 // side connection, so the session leaves its event loop first (MayBlock).
-func (g *Guard) analyze(ps *proxy.Session, sql string) *guard.Analysis {
-	if an := g.Analyzer.Cached(sql); an != nil {
+func (s *session) analyze(sql string) *guard.Analysis {
+	if an := s.an.Cached(sql); an != nil {
 		return an
 	}
-	if g.Analyzer.Catalog != nil && !catalogFree(sql) {
-		ps.MayBlock()
+	if s.an.Catalog != nil && !catalogFree(sql) {
+		s.ps.MayBlock()
 	}
-	return g.Analyzer.Analyze(sql)
+	return s.an.Analyze(sql)
 }
 
 // changesSchema reports statements after which the analyses and catalog
@@ -573,7 +615,7 @@ func mayConsultCatalog(an *guard.Analysis) bool {
 // executesAny reports whether the batch executes a statement for which the
 // predicate is holds (changesSchema, blocksTraffic), analysing those the
 // batch hook did not.
-func (g *Guard) executesAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.Analysis, is func(*guard.Statement) bool) bool {
+func (s *session) executesAny(b *proxy.Batch, ans *[8]*guard.Analysis, is func(*guard.Statement) bool) bool {
 	for i := range b.Stmts {
 		if !b.Stmts[i].Executed {
 			continue
@@ -583,7 +625,7 @@ func (g *Guard) executesAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.An
 			an = ans[i]
 		}
 		if an == nil {
-			an = g.analyze(ps, view(b.Stmts[i].SQL))
+			an = s.analyze(view(b.Stmts[i].SQL))
 		}
 		for j := range an.Statements {
 			if is(&an.Statements[j]) {
@@ -599,7 +641,7 @@ func (g *Guard) executesAny(ps *proxy.Session, b *proxy.Batch, ans *[8]*guard.An
 func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]*guard.Analysis, sampled bool, parent trace.SpanContext) *proxy.Verdict {
 	start := g.now()
 	ps := s.ps
-	if g.Analyzer.Catalog != nil && g.executesAny(ps, b, ans, changesSchema) {
+	if s.an.Catalog != nil && s.executesAny(b, ans, changesSchema) {
 		// The schema may have changed since lockguard last read the
 		// catalog, through a connection that bypasses it or through
 		// another lockguard: a foreign key added there would be missing
@@ -610,7 +652,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		g.ForgetSchema()
 		*ans = [8]*guard.Analysis{}
 	}
-	if b.FlushedPure && g.LockTimeout > 0 && g.executesAny(ps, b, ans, blocksTraffic) {
+	if b.FlushedPure && g.LockTimeout > 0 && s.executesAny(b, ans, blocksTraffic) {
 		// asyncpg's way: Parse, Describe, Flush, then Bind, Execute,
 		// Sync. Nothing has run yet, so lockguard ends the flushed part
 		// with a Sync of its own and protects the DDL as in a batch of
@@ -651,7 +693,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			an = ans[i]
 		}
 		if an == nil {
-			an = g.analyze(ps, raw)
+			an = s.analyze(raw)
 		}
 		if !bs.Executed {
 			// Parsing a statement locks its tables too.
@@ -703,7 +745,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				admit = append(admit, st)
 			}
 		}
-		if g.Analyzer.Catalog != nil && mayConsultCatalog(an) {
+		if s.an.Catalog != nil && mayConsultCatalog(an) {
 			// The policy's rules may query the catalog, and when the
 			// statement succeeds its result resets the catalog, which
 			// waits for a lookup in progress.
@@ -716,9 +758,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// Most decided statements (BEGIN, COMMIT, SET) cannot fire a
 			// rule: they skip the Context and the copy of the transaction.
 			if guard.MayFire(an, inTx, inTx && s.tx.AccessExclusive) {
-				gctx = &guard.Context{User: ps.Param("user"), Database: ps.Param("database"),
+				gctx = &guard.Context{User: ps.Param("user"), Database: s.db,
 					Application: ps.Param("application_name"), InTransaction: inTx,
-					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: g.Analyzer.Catalog, Now: g.now()}
+					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: s.an.Catalog, Now: g.now()}
 				if inTx {
 					// A clone: the upstream side records results into s.tx
 					// while the policy reads this copy.
@@ -761,7 +803,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	var hr *holdRecord
 	if a := g.Admission; a != nil && len(admit) > 0 {
 		path := own.searchPath(s, stmts)
-		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), path); conflict {
+		if _, conflict := a.check(a.Board.Snapshot(), admit, int(ps.BackendPID()), s.db, path); conflict {
 			// The rest of a batch continued after a Flush runs in the
 			// transaction its first part opened, which holds that part's
 			// locks: as in a block, a lock the backend holds already
@@ -880,7 +922,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		v.After, p.restoreLater = v.After[:0], true
 	}
 	if g.Admission != nil && len(protect) > 0 {
-		hs := ownHazards(protect, int(ps.BackendPID()), protectText)
+		hs := ownHazards(protect, int(ps.BackendPID()), s.db, protectText)
 		if tid, sid := ob.traceIDs(); tid != "" {
 			for i := range hs {
 				hs[i].TraceID, hs[i].SpanID = tid, sid
@@ -1567,7 +1609,7 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 			}
 		}
 		s.settings.EndBatch()
-		if slices.ContainsFunc(ran, changesSchema) {
+		if s.an.Catalog != nil && slices.ContainsFunc(ran, changesSchema) {
 			// The schema may have changed: analyses and catalog facts
 			// remembered from before are stale.
 			s.g.ForgetSchema()

@@ -230,7 +230,7 @@ func TestTxStateReadWhileResultsArrive(t *testing.T) {
 	g, ps := newTestGuard()
 	g.Policy = guard.DefaultPolicy()
 	s := ps.State.(*session)
-	alter := g.analyze(ps, "ALTER TABLE t ADD COLUMN c int")
+	alter := s.analyze("ALTER TABLE t ADD COLUMN c int")
 	if alter.Err != nil || len(alter.Statements[0].Locks) == 0 {
 		t.Fatalf("analysis %+v", alter)
 	}

@@ -82,7 +82,7 @@ func (g *Guard) openTel(s *session) {
 		return
 	}
 	m := t.Provider.Metrics
-	st := &sessTel{up: telemetry.Upstream{Host: t.Host, Port: t.Port, Namespace: s.ps.Param("database")}}
+	st := &sessTel{up: telemetry.Upstream{Host: t.Host, Port: t.Port, Namespace: s.db}}
 	if a := s.ps.ClientAddr(); a != nil {
 		st.client = a.String()
 	}
@@ -292,7 +292,7 @@ func (o *batchObs) event(kind string, ev telemetry.Event) {
 	s := o.s
 	ev.Kind = kind
 	ev.PID = int(s.ps.BackendPID())
-	ev.User, ev.Database, ev.Application = s.ps.Param("user"), s.ps.Param("database"), s.ps.Param("application_name")
+	ev.User, ev.Database, ev.Application = s.ps.Param("user"), s.db, s.ps.Param("application_name")
 	if s.t != nil {
 		ev.Client = s.t.client
 	}
