@@ -298,6 +298,26 @@ func TestEnforceDoesNotRetryWhatOutlivesTheBatch(t *testing.T) {
 	}
 }
 
+// TestEnforceRetriesWithSetConstraints: Django drops a foreign key with
+// one string, `SET CONSTRAINTS "fk" IMMEDIATE; ALTER TABLE … DROP
+// CONSTRAINT "fk"`. SET CONSTRAINTS and SET TRANSACTION act on the
+// transaction they run in, an implicit one here that a retry runs anew:
+// such a string is retried like the DDL alone (it was given one attempt,
+// as if it had its own BEGIN or COMMIT).
+func TestEnforceRetriesWithSetConstraints(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "setcons", "id int")
+	conn := connect(t, lg.superDSN())
+	for i, first := range []string{"SET CONSTRAINTS ALL IMMEDIATE", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
+		_, release := holdLock(t, tbl)
+		time.AfterFunc(700*time.Millisecond, release)
+		if _, err := conn.Exec(ctx, fmt.Sprintf("%s; ALTER TABLE %s ADD COLUMN c%d int", first, tbl, i), pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s; ALTER TABLE behind a reader that ends after 700 ms: %v, want it to land after retries", first, err)
+		}
+	}
+}
+
 // TestEnforceGivesUpInATransactionQuietly: a DDL in a transaction block
 // that gives up aborts the block, so the statement lockguard sends after it
 // to restore lock_timeout fails with 25P02; the block's rollback restores

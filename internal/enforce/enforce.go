@@ -719,7 +719,9 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		}
 		for _, st := range ptrs {
 			own.see(st, len(protect) == 0)
-			if st.Class == guard.ClassTransaction || st.NoTxBlock {
+			// SET CONSTRAINTS and SET TRANSACTION (TxNone) act on the
+			// transaction they run in, which a retry runs anew.
+			if st.Class == guard.ClassTransaction && st.TxKind != guard.TxNone || st.NoTxBlock {
 				oneImplicitTx = false
 			}
 			if len(protect) == 0 && len(concurrent) == 0 && endsTxFirst == 0 {
