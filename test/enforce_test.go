@@ -311,8 +311,15 @@ func TestEnforceRetriesWithSetConstraints(t *testing.T) {
 	conn := connect(t, lg.superDSN())
 	for i, first := range []string{"SET CONSTRAINTS ALL IMMEDIATE", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
 		_, release := holdLock(t, tbl)
-		time.AfterFunc(700*time.Millisecond, release)
-		if _, err := conn.Exec(ctx, fmt.Sprintf("%s; ALTER TABLE %s ADD COLUMN c%d int", first, tbl, i), pgx.QueryExecModeSimpleProtocol); err != nil {
+		released := make(chan struct{})
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			release()
+			close(released)
+		}()
+		_, err := conn.Exec(ctx, fmt.Sprintf("%s; ALTER TABLE %s ADD COLUMN c%d int", first, tbl, i), pgx.QueryExecModeSimpleProtocol)
+		<-released
+		if err != nil {
 			t.Fatalf("%s; ALTER TABLE behind a reader that ends after 700 ms: %v, want it to land after retries", first, err)
 		}
 	}
