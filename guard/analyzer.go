@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
@@ -20,12 +21,17 @@ type Analyzer struct {
 	// codes keeps what the PL/pgSQL bodies of procedures take, for the
 	// CALLs of one procedure with other arguments (nil: none kept).
 	codes *codeCache
+	size  int // the cache's size, for ForPath's
+
+	pathMu   sync.Mutex
+	paths    map[string]*Analyzer // ForPath's, by path
+	textOnly *Analyzer            // ForPath's beyond maxPathAnalyzers
 }
 
 // NewAnalyzer returns an Analyzer that consults cat (which may be nil) and
 // keeps up to cacheSize analyses; cacheSize ≤ 0 disables the cache.
 func NewAnalyzer(cat Catalog, cacheSize int) *Analyzer {
-	a := &Analyzer{Catalog: cat, cache: newCache(cacheSize)}
+	a := &Analyzer{Catalog: cat, cache: newCache(cacheSize), size: cacheSize}
 	if a.cache != nil {
 		a.codes = newCodeCache()
 	}
@@ -70,6 +76,7 @@ func (a *Analyzer) Purge() {
 		a.cache.purge()
 		a.codes.purge()
 	}
+	a.purgePaths()
 }
 
 // CacheBytes returns what the cached analyses count against the cache's

@@ -112,6 +112,9 @@ type session struct {
 
 	mu       sync.Mutex
 	settings guard.Settings
+	// pathVal is the search_path pathAn, an.ForPath's analyzer, is for.
+	pathVal  string
+	pathAn   *guard.Analyzer
 	tx       guard.TxState
 	inTx     bool
 	pending  []pendingBatch    // batches forwarded whose results are due, in order
@@ -554,13 +557,43 @@ func changesTracked(st *guard.Statement) bool {
 // analyze returns sql's analysis. A cache miss may query the catalog on the
 // side connection, so the session leaves its event loop first (MayBlock).
 func (s *session) analyze(sql string) *guard.Analysis {
-	if an := s.an.Cached(sql); an != nil {
+	a := s.analyzer()
+	if an := a.Cached(sql); an != nil {
 		return an
 	}
-	if s.an.Catalog != nil && !catalogFree(sql) {
+	if a.Catalog != nil && !catalogFree(sql) {
 		s.ps.MayBlock()
 	}
-	return s.an.Analyze(sql)
+	return a.Analyze(sql)
+}
+
+// analyzer returns the analyzer for the session's search_path as the
+// client set it so far: s.an while the client keeps the server's default
+// ("$user", public, which the catalog's connection resolves alike), else
+// one whose catalog resolves unqualified names in the session's schemas.
+func (s *session) analyzer() *guard.Analyzer {
+	if s.an.Catalog == nil {
+		return s.an // names stay as written
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, set := s.settings.Effective("search_path")
+	if !set {
+		return s.an
+	}
+	if v == s.pathVal && s.pathAn != nil {
+		return s.pathAn
+	}
+	raw := guard.SplitIdentifiers(v)
+	an := s.an
+	if !slices.Equal(raw, []string{"$user", "public"}) {
+		an = s.an.ForPath(s.settings.SearchPath(s.ps.Param("user")))
+	}
+	if !slices.Contains(raw, "$user") {
+		// With $user in it the path follows SET ROLE: looked up each time.
+		s.pathVal, s.pathAn = v, an
+	}
+	return an
 }
 
 // changesSchema reports statements after which the analyses and catalog
@@ -754,6 +787,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			ps.MayBlock()
 		}
 		if g.Policy != nil {
+			pathCat := s.analyzer().Catalog // the rules look names up as the analysis did
 			s.mu.Lock()
 			inTx := s.inTx || status == 'T'
 			var gctx *guard.Context
@@ -762,7 +796,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			if guard.MayFire(an, inTx, inTx && s.tx.AccessExclusive) {
 				gctx = &guard.Context{User: ps.Param("user"), Database: s.db,
 					Application: ps.Param("application_name"), InTransaction: inTx,
-					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: s.an.Catalog, Now: g.now()}
+					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: pathCat, Now: g.now()}
 				if inTx {
 					// A clone: the upstream side records results into s.tx
 					// while the policy reads this copy.

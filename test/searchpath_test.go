@@ -1,0 +1,106 @@
+package test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestSearchPathResolvesPerSession: an unqualified table name is the table
+// of the session's search_path. lockguard resolved it with the catalog
+// connection's (public), and shared that analysis between sessions: with
+// both public.orders and tenant.orders, a session on the tenant's schema
+// was shed behind a lock on public.orders, queued in PostgreSQL behind one
+// on tenant.orders, and a DDL of its gave up naming public.orders. Found
+// with pgjdbc's currentSchema; schema-per-tenant applications set
+// search_path the same way, at connection start or with SET.
+func TestSearchPathResolvesPerSession(t *testing.T) {
+	ctx := ctxT(t, 90*time.Second)
+	direct := connect(t, directDSN())
+	schema := uniqueName(t, "tenant")
+	tbl := uniqueName(t, "sp_orders")
+	if _, err := direct.Exec(ctx, "CREATE SCHEMA "+schema+"; CREATE TABLE "+schema+"."+tbl+" (id int); CREATE TABLE public."+tbl+" (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		connect(t, directDSN()).Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE; DROP TABLE public."+tbl)
+	})
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
+		"--hold-budget", "100ms", "--monitor-interval", "100ms", "--monitor-busy-interval", "50ms",
+		"--lock-timeout", "200ms", "--retry-attempts", "1")
+
+	// One session names the schema at start (pgjdbc's currentSchema), one
+	// with SET; the same text was analysed first in public's session.
+	publicConn := connect(t, p.dsn())
+	cfg, err := pgx.ParseConfig(p.dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["search_path"] = schema
+	cfg.RuntimeParams["statement_timeout"] = "3s" // a read queued in PostgreSQL fails instead of waiting
+	atStart, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { atStart.Close(context.Background()) })
+	withSet := connect(t, p.dsn())
+	if _, err := withSet.Exec(ctx, "SET statement_timeout = '3s'; SET search_path = "+schema); err != nil {
+		t.Fatal(err)
+	}
+	read := "SELECT count(*) FROM " + tbl
+	if _, err := publicConn.Exec(ctx, read); err != nil {
+		t.Fatal(err)
+	}
+
+	lock := func(qualified string) (release func()) {
+		t.Helper()
+		tx, err := connect(t, directDSN()).Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+qualified+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // a few monitor polls
+		return func() { tx.Rollback(context.Background()) }
+	}
+
+	t.Run("lock on the tenant's table", func(t *testing.T) {
+		release := lock(schema + "." + tbl)
+		defer release()
+		for name, conn := range map[string]*pgx.Conn{"search_path at start": atStart, "SET search_path": withSet} {
+			if shed, last := shedWithin(ctx, conn, read, 5*time.Second); !shed {
+				t.Fatalf("%s: read behind a LOCK TABLE on %s.%s: %v, want shed", name, schema, tbl, last)
+			}
+		}
+		if _, err := publicConn.Exec(ctx, read); err != nil {
+			t.Fatalf("the same read in public's session: %v, want it to run", err)
+		}
+	})
+
+	t.Run("lock on public's table", func(t *testing.T) {
+		release := lock("public." + tbl)
+		defer release()
+		for name, conn := range map[string]*pgx.Conn{"search_path at start": atStart, "SET search_path": withSet} {
+			if _, err := conn.Exec(ctx, read); err != nil {
+				t.Fatalf("%s: read of %s.%s behind a LOCK TABLE on public.%s: %v, want it to run", name, schema, tbl, tbl, err)
+			}
+		}
+	})
+
+	t.Run("DDL names the tenant's table", func(t *testing.T) {
+		_, release := holdLockOn(t, directDSN(), schema+"."+tbl)
+		defer release()
+		_, err := withSet.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN note text")
+		pe, ok := gaveUp(err)
+		if !ok {
+			t.Fatalf("ALTER TABLE behind a reader: %v, want lockguard's 55P03", err)
+		}
+		if !strings.Contains(pe.Message, schema+"."+tbl) {
+			t.Errorf("message %q does not name %s.%s", pe.Message, schema, tbl)
+		}
+	})
+}
