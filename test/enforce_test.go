@@ -208,7 +208,7 @@ func TestEnforceLockTimeoutAndRetry(t *testing.T) {
 	start := time.Now()
 	_, err := tx.Exec(ctx, "ALTER TABLE "+users+" ADD COLUMN in_tx int")
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Hint, "does not retry inside a transaction block") {
+	if !errors.As(err, &pe) || pe.Code != "55P03" || !strings.Contains(pe.Hint, "retries a DDL only outside a transaction block") {
 		t.Fatalf("in a transaction: %v", err)
 	}
 	if el := time.Since(start); el > 2*time.Second {
@@ -322,6 +322,70 @@ func TestEnforceRetriesWithSetConstraints(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s; ALTER TABLE behind a reader that ends after 700 ms: %v, want it to land after retries", first, err)
 		}
+	}
+}
+
+// TestEnforceGiveUpSaysWhyItWasNotRetried: a DDL after a BEGIN of its own
+// batch (pgjdbc with autocommit off sends BEGIN with the first statement;
+// golang-migrate sends a `BEGIN; …; COMMIT;` file as one string) runs in a
+// transaction block and is not retried; it got the autocommit HINT ("retry
+// when it is done") and was logged in_transaction=false. A string that
+// runs as several transactions says so.
+func TestEnforceGiveUpSaysWhyItWasNotRetried(t *testing.T) {
+	lg := startGuarded(t, nil)
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "whynot", "id int")
+	conn := connect(t, lg.superDSN())
+	_, release := holdLock(t, tbl)
+	defer release()
+	inBlock := "retries a DDL only outside a transaction block"
+	check := func(name string, err error, hint string) {
+		t.Helper()
+		pe, ok := gaveUp(err)
+		if !ok {
+			t.Fatalf("%s: %v, want lockguard's 55P03", name, err)
+		}
+		if !strings.Contains(pe.Detail, "1 attempt.") || !strings.Contains(pe.Hint, hint) {
+			t.Errorf("%s: detail %q, hint %q; want one attempt and a hint with %q", name, pe.Detail, pe.Hint, hint)
+		}
+	}
+	_, err := conn.Exec(ctx, "BEGIN; ALTER TABLE "+tbl+" ADD COLUMN a int; COMMIT", pgx.QueryExecModeSimpleProtocol)
+	check("BEGIN; ALTER; COMMIT in one string", err, inBlock)
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil { // the COMMIT did not run
+		t.Fatal(err)
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("ALTER TABLE " + tbl + " ADD COLUMN b int")
+	br := conn.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		t.Fatalf("BEGIN in a batch: %v", err)
+	}
+	_, err = br.Exec()
+	br.Close()
+	check("BEGIN and the DDL in one extended-protocol batch", err, inBlock)
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "SELECT 1; COMMIT; ALTER TABLE "+tbl+" ADD COLUMN c int", pgx.QueryExecModeSimpleProtocol)
+	check("a string of two transactions", err, "runs as more than one transaction")
+}
+
+// TestEnforceLogsALockTimeoutSetInTheQuery: a string that sets its own
+// longer lock_timeout before its DDL runs the DDL without lockguard's. The
+// client got a WARNING, which lib/pq and psycopg2 do not show; lockguard's
+// log said nothing, so nobody learnt that the DDL ran unprotected.
+func TestEnforceLogsALockTimeoutSetInTheQuery(t *testing.T) {
+	var logs lockedBuffer
+	lg := startGuarded(t, func(g *enforce.Guard) { g.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "ownlt", "id int")
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "SET lock_timeout = '10s'; ALTER TABLE "+tbl+" ADD COLUMN x int", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "client_lock_timeout=10s") {
+		t.Errorf("no warning in lockguard's log for the DDL under the query's own lock_timeout:\n%s", l)
 	}
 }
 

@@ -414,6 +414,42 @@ func TestDDLYields(t *testing.T) {
 	}
 }
 
+// TestDDLYieldsInATransaction: a DDL in a transaction block that lockguard
+// cancels to yield is not retried; its error says it was cancelled for the
+// queue behind it (it said only "lock_timeout 10s per attempt; 1 attempt",
+// which the client had not hit).
+func TestDDLYieldsInATransaction(t *testing.T) {
+	s := startShedding(t, 10*time.Second)
+	s.lg.guard.Yield = enforce.Yield{Waiters: 1, Wait: 300 * time.Millisecond}
+	_, release := holdLock(t, s.users)
+	defer release()
+	ddl := connect(t, s.lg.superDSN())
+	ctx := ctxT(t, 30*time.Second)
+	tx, err := ddl.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	ddlDone := startExec(ctx, ddl, "ALTER TABLE "+s.users+" ADD COLUMN yielded_tx int")
+	waitHazard(t, s.board, s.users)
+	reader := startExec(ctx, connect(t, directDSN()), "SELECT count(*) FROM "+s.users)
+	select {
+	case err = <-ddlDone:
+	case <-time.After(8 * time.Second):
+		t.Fatal("the DDL did not yield to the reader queued behind it")
+	}
+	pe, ok := gaveUp(err)
+	if !ok {
+		t.Fatalf("DDL cancelled to yield: %v, want lockguard's 55P03", err)
+	}
+	if !strings.Contains(pe.Detail, "requests queued behind it") {
+		t.Errorf("detail %q does not say lockguard cancelled the DDL for the queue behind it", pe.Detail)
+	}
+	if err := <-reader; err != nil {
+		t.Fatalf("the reader queued behind the DDL: %v", err)
+	}
+}
+
 // TestWatchdog: a session idle in its transaction that a DDL waits behind is
 // warned about, or terminated when the policy says so; then the DDL lands.
 func TestWatchdog(t *testing.T) {

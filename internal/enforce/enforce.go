@@ -1248,10 +1248,12 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	ltBetween := own.ltMid != nil
 	why := hintGaveUp
 	switch {
-	case inTx:
+	case inTx || opensBlockBefore(stmts, protect[0]):
 		why = hintInTx
 	case slices.ContainsFunc(stmts, func(st *guard.Statement) bool { return st.Lasting }):
 		why = hintLasting
+	case !oneImplicitTx:
+		why = hintSeveralTx
 	}
 	if why != hintGaveUp || !oneImplicitTx || ltBetween {
 		// Never retry inside a transaction block: its earlier locks would
@@ -1268,20 +1270,26 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 				// goes to the client as it is.
 				return false, 0, nil
 			}
-			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), why)
+			return false, 0, g.giveUp(s, rels, attempt, time.Duration(0), why, yielded)
 		}
 		g.watchBlockers(s, gen)
 		return true
 	}
 	first := g.now()
 	g.watchBlockers(s, gen)
+	yields := 0 // attempts lockguard cancelled to yield
 	v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 		if code == codeQueryCanceled && s.takeYielded() {
 			code = guard.CodeLockNotAvailable // we cancelled it to yield
+			yields++
 		}
 		if code != guard.CodeLockNotAvailable {
-			if attempt > 1 {
-				s.lg().Info("DDL landed after retries", "attempts", attempt, "locks", rels, "sqlstate", code)
+			switch {
+			case attempt == 1:
+			case code == "":
+				s.lg().Info("DDL landed after retries", "attempts", attempt, "locks", rels)
+			default:
+				s.lg().Info("DDL failed after retries, not for its lock", "attempts", attempt, "locks", rels, "sqlstate", code)
 			}
 			return false, 0, nil
 		}
@@ -1290,9 +1298,29 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 			time.AfterFunc(d, func() { g.watchBlockers(s, gen) })
 			return true, d, nil
 		}
-		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), hintGaveUp)
+		return false, 0, g.giveUp(s, rels, attempt, g.now().Sub(first), hintGaveUp, yields > 0)
 	}
 	return true
+}
+
+// opensBlockBefore reports whether the statements before first in stmts
+// leave a transaction block open: a BEGIN in the same batch (pgjdbc with
+// autocommit off sends it with the first statement; a migration file of
+// `BEGIN; …; COMMIT;` is one string).
+func opensBlockBefore(stmts []*guard.Statement, first *guard.Statement) bool {
+	open := false
+	for _, st := range stmts {
+		if st == first {
+			break
+		}
+		switch st.TxKind {
+		case guard.TxBegin:
+			open = true
+		case guard.TxCommit, guard.TxRollback, guard.TxPrepare:
+			open = st.Chain
+		}
+	}
+	return open
 }
 
 // limit sets timeout parameter name to d for the batch and restores it after
@@ -1340,6 +1368,9 @@ func (g *Guard) warnOverridden(s *session, v *proxy.Verdict, c *guard.SettingCha
 	val, set := s.settings.After("lock_timeout", *c)
 	if d, ok := guard.ParseTimeout(val); !set || !ok || d == 0 || d > g.LockTimeout {
 		v.Notices = append(v.Notices, g.overridden(val, set))
+		// Drivers often drop notices (lib/pq, psycopg2 keeps them unread):
+		// the log is where an operator learns the DDL ran unprotected.
+		s.lg().Warn("DDL runs under a lock_timeout its query sets, not lockguard's; not retried", "client_lock_timeout", val, "lock_timeout", g.LockTimeout)
 	}
 }
 
@@ -1387,13 +1418,16 @@ func (g *Guard) watchBlockers(s *session, gen uint64) {
 type giveUpHint int
 
 const (
-	hintGaveUp  giveUpHint = iota // the attempts ran out, or a reason the general hint covers
-	hintInTx                      // the DDL ran in a transaction block
-	hintLasting                   // its batch does what a failure leaves in place
+	hintGaveUp    giveUpHint = iota // the attempts ran out, or a reason the general hint covers
+	hintInTx                        // the DDL ran in a transaction block
+	hintLasting                     // its batch does what a failure leaves in place
+	hintSeveralTx                   // its batch runs as more than one transaction
 )
 
 // giveUp builds the final error of a DDL that did not get its lock.
-func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, why giveUpHint) *proxy.Error {
+// yielded says lockguard cancelled an attempt itself because requests
+// queued behind it (Yield).
+func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Duration, why giveUpHint, yielded bool) *proxy.Error {
 	e := &proxy.Error{Code: guard.CodeLockNotAvailable,
 		Message: fmt.Sprintf("lockguard: gave up waiting for %s", rels)}
 	var d strings.Builder
@@ -1405,6 +1439,9 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 		fmt.Fprintf(&d, " over %v", elapsed.Round(time.Millisecond))
 	}
 	d.WriteString(".")
+	if yielded {
+		d.WriteString(" lockguard cancelled it while it waited because requests queued behind it in PostgreSQL (yield-waiters, yield-wait).")
+	}
 	if bl := s.blockersSnapshot(); len(bl) > 0 {
 		for _, b := range bl {
 			fmt.Fprintf(&d, " Blocked by pid %d (%s, user %s, application %q, transaction open %v): %s.",
@@ -1416,15 +1453,23 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	e.Detail = d.String()
 	switch why {
 	case hintInTx:
-		e.Hint = "lockguard does not retry inside a transaction block, because the transaction's earlier locks would stay held while it waits. Roll back and retry the whole transaction, or run this DDL in its own transaction."
+		e.Hint = "lockguard retries a DDL only outside a transaction block: inside one, the transaction's earlier locks would stay held while it waited. Roll back and retry the whole transaction, or run the DDL outside a transaction block to have it retried (migration tools: Django atomic = False, Alembic autocommit_block(), Rails disable_ddl_transaction!, knex config.transaction = false, goose NO TRANSACTION, node-pg-migrate pgm.noTransaction(), Flyway executeInTransaction=false)."
+	case hintSeveralTx:
+		e.Hint = "lockguard does not retry a string or batch that runs as more than one transaction (its own COMMIT, or a statement such as VACUUM or CREATE INDEX CONCURRENTLY that runs outside one): what committed before the failure would run again. Send the DDL in a batch of its own to have it retried, or retry when the blocking transaction is done."
 	case hintLasting:
 		e.Hint = "lockguard does not retry a batch that also runs PREPARE, DEALLOCATE or a session-level advisory lock function (pg_advisory_lock, pg_advisory_unlock, …): PostgreSQL keeps what they did when the batch fails, so running it again would do it twice. Send the DDL in a batch of its own to have it retried, or retry when the blocking transaction is done."
 	default:
 		e.Hint = "lockguard gave up its place in the lock queue so that other queries could proceed. End the blocking transaction (for example SELECT pg_terminate_backend(pid)) or retry when it is done."
 	}
 	attrs := []any{"attempts", attempts, "locks", rels, "in_transaction", why == hintInTx}
-	if why == hintLasting {
+	switch why {
+	case hintLasting:
 		attrs = append(attrs, "not_retried", "the batch also runs PREPARE, DEALLOCATE or a session-level advisory lock function")
+	case hintSeveralTx:
+		attrs = append(attrs, "not_retried", "the batch runs as more than one transaction")
+	}
+	if yielded {
+		attrs = append(attrs, "yielded", true)
 	}
 	s.lg().Warn("DDL gave up waiting for its lock", attrs...)
 	return e
@@ -1547,7 +1592,9 @@ func describeLocks(stmts []*guard.Statement) string {
 	for _, st := range stmts {
 		for _, l := range st.Locks {
 			if l.Mode >= guard.Share && l.Rel.Name != "" {
-				parts = append(parts, l.Mode.String()+" on "+l.Rel.String())
+				if p := l.Mode.String() + " on " + l.Rel.String(); !slices.Contains(parts, p) {
+					parts = append(parts, p) // each once, however many statements take it
+				}
 			}
 		}
 	}

@@ -264,3 +264,16 @@ func TestTxStateReadWhileResultsArrive(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// TestDescribeLocksNamesEachLockOnce: a string of two ALTERs of one table
+// gave up "waiting for ACCESS EXCLUSIVE on public.t, ACCESS EXCLUSIVE on
+// public.t".
+func TestDescribeLocksNamesEachLockOnce(t *testing.T) {
+	an := guard.Analyze("ALTER TABLE t ADD COLUMN a int; ALTER TABLE t ADD COLUMN b int; ALTER TABLE u ADD COLUMN c int")
+	if an.Err != nil {
+		t.Fatal(an.Err)
+	}
+	if got, want := describeLocks(an.StatementPtrs()), "ACCESS EXCLUSIVE on t, ACCESS EXCLUSIVE on u"; got != want {
+		t.Errorf("describeLocks = %q, want %q", got, want)
+	}
+}
