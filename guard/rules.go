@@ -449,7 +449,7 @@ var ruleCatalog = [numRules]RuleInfo{
 	rWorkAfterAccessExclusive: {
 		ID: "work-after-access-exclusive", Category: "transaction",
 		Summary:     "the transaction keeps working after taking ACCESS EXCLUSIVE",
-		Detects:     "A statement that reads or writes rows, scans or rewrites a table, or locks another table, in a transaction that already holds ACCESS EXCLUSIVE on an existing table.",
+		Detects:     "A statement that reads or writes rows, scans or rewrites a table, or locks another table, in a transaction that already holds ACCESS EXCLUSIVE on an existing table. Not one that touches only system catalogs (pg_catalog, information_schema) and migration tools' history tables (schema_migrations, django_migrations, alembic_version, knex_migrations, pgmigrations, goose_db_version, flyway_schema_history, databasechangelog, …): every tool runs such introspection and writes its history row inside the migration's transaction, after the DDL.",
 		Lock:        "The ACCESS EXCLUSIVE lock stays held for the extra work: the table is unreadable and unwritable until commit.",
 		Alternative: "COMMIT right after the DDL; run backfills and other work in their own transactions.",
 		Default:     warn, Strict: block, Overridable: true,

@@ -299,6 +299,12 @@ var ruleCases = []ruleCase{
 	{rule: "work-after-access-exclusive", sql: "CREATE INDEX CONCURRENTLY i ON users (x)", inTx: true, prior: "ALTER TABLE orders ADD COLUMN x int", fire: true},
 	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; COMMIT; UPDATE orders SET x = 1"},
 	{rule: "work-after-access-exclusive", sql: "BEGIN; CREATE TABLE t (a int); INSERT INTO t VALUES (1); COMMIT"},
+	// A migration tool's history row and introspection, not work.
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; INSERT INTO django_migrations (app, name, applied) VALUES ('a', 'b', now()); COMMIT"},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; UPDATE alembic_version SET version_num = 'r2'; COMMIT"},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace; SELECT column_name FROM information_schema.columns; COMMIT"},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; INSERT INTO schema_migrations SELECT id FROM users; COMMIT", fire: true},
+	{rule: "work-after-access-exclusive", sql: "BEGIN; ALTER TABLE orders ADD COLUMN x int; SELECT 1; COMMIT", fire: true},
 	{rule: "work-after-access-exclusive", sql: "UPDATE orders SET x = 1", inTx: true, prior: "CREATE INDEX CONCURRENTLY i ON orders (note)"},
 	// ROLLBACK TO releases the locks taken since the savepoint; RELEASE keeps them.
 	{rule: "work-after-access-exclusive", sql: "BEGIN; SAVEPOINT a; ALTER TABLE orders ADD COLUMN x int; ROLLBACK TO a; UPDATE orders SET note = ''; COMMIT"},

@@ -1,5 +1,7 @@
 package guard
 
+import "strings"
+
 // The rules about how statements are grouped into transactions and
 // migration files.
 
@@ -40,7 +42,7 @@ func (e *evaluator) checkTxLocks() {
 		return
 	}
 	work := st.Class == ClassRead || st.Class == ClassWrite || st.Tag == "DO" || st.Tag == "CALL" || st.Scan || st.Rewrite
-	if !work {
+	if !work || bookkeeping(st) {
 		return
 	}
 	on := e.tx.AccessExclusiveOn
@@ -50,6 +52,59 @@ func (e *evaluator) checkTxLocks() {
 		detail: "the lock is held through this statement too: " + on.String() + " stays unreadable and unwritable until commit",
 		hint:   "COMMIT right after the DDL; run backfills and other work in their own transactions (backfills in batches)",
 	})
+}
+
+// bookkeeping reports a read or write of system catalogs and migration
+// tools' history tables alone: the introspection and the history row every
+// tool's migration runs after its DDL, inside its transaction (Django,
+// Rails, Alembic, knex, goose, Flyway, …). They are brief, and the tool
+// gives no way to commit before them.
+func bookkeeping(st *Statement) bool {
+	if len(st.Locks) == 0 || st.Tag == "DO" || st.Tag == "CALL" || st.Scan || st.Rewrite {
+		return false
+	}
+	for _, l := range st.Locks {
+		if !catalogRel(l.Rel) && !migrationHistory[l.Rel.Name] {
+			return false
+		}
+	}
+	return true
+}
+
+// catalogRel reports a system catalog or information_schema view; an
+// unqualified pg_* name too (analysed without a catalog, PostgreSQL finds
+// pg_catalog's first).
+func catalogRel(rel RelName) bool {
+	switch rel.Schema {
+	case "pg_catalog", "information_schema":
+		return true
+	case "":
+		return strings.HasPrefix(rel.Name, "pg_")
+	}
+	return false
+}
+
+// migrationHistory names the tables in which migration tools record what
+// they ran, and their lock tables.
+var migrationHistory = map[string]bool{
+	"schema_migrations":          true, // Rails, golang-migrate, dbmate, Ecto
+	"ar_internal_metadata":       true, // Rails
+	"django_migrations":          true,
+	"alembic_version":            true,
+	"knex_migrations":            true,
+	"knex_migrations_lock":       true,
+	"pgmigrations":               true, // node-pg-migrate
+	"goose_db_version":           true,
+	"flyway_schema_history":      true,
+	"schema_version":             true, // Flyway before 5
+	"databasechangelog":          true, // Liquibase
+	"databasechangeloglock":      true,
+	"__EFMigrationsHistory":      true, // Entity Framework
+	"SequelizeMeta":              true,
+	"_prisma_migrations":         true,
+	"_sqlx_migrations":           true,
+	"__diesel_schema_migrations": true,
+	"migrations":                 true, // Laravel, TypeORM, MikroORM
 }
 
 func relsTextComma(rels []RelName) string {

@@ -208,3 +208,42 @@ func TestStrictPolicyLetsThePartitionedIndexRecipeThrough(t *testing.T) {
 		t.Fatalf("the parent's index after the recipe: valid=%v (%v)", valid, err)
 	}
 }
+
+// TestStrictPolicyLetsAMigrationToolRecordItsMigration: a migration tool
+// runs the DDL, reads the catalog and writes its history row in one
+// transaction (Django, Rails, Alembic, knex, goose, Flyway). The strict
+// preset blocked the tool's own statements as work-after-access-exclusive,
+// so no transactional migration of these tools could run under it. Work of
+// the migration's own after the DDL is still blocked.
+func TestStrictPolicyLetsAMigrationToolRecordItsMigration(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	tbl := createTable(t, ctx, "strictmig", "id int")
+	history := createTable(t, ctx, "migrations_hist", "id int")
+	direct := connect(t, directDSN())
+	if _, err := direct.Exec(ctx, "CREATE TABLE IF NOT EXISTS alembic_version (version_num varchar(32) PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	dropAtEnd(t, "alembic_version")
+	lg := startWithPolicy(t, guard.PolicyConfig{Preset: "strict"})
+	conn := connect(t, lg.superDSN())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, sql := range []string{
+		"ALTER TABLE " + tbl + " ADD COLUMN note text",
+		"SELECT c.relname, a.attname FROM pg_catalog.pg_class c JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relname = '" + tbl + "'",
+		"SELECT column_name FROM information_schema.columns WHERE table_name = '" + tbl + "'",
+		"INSERT INTO alembic_version VALUES ('" + tbl + "')",
+	} {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v, want it to run under strict", sql, err)
+		}
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO "+history+" VALUES (1)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "work-after-access-exclusive") {
+		t.Fatalf("a write to a table of the migration's own after the DDL: %v, want LG001 work-after-access-exclusive", err)
+	}
+}
