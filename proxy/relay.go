@@ -717,6 +717,8 @@ func (s *Session) noteServer(typ byte, msg []byte) bool {
 		s.descDone++ // a Describe's answer, or a Query's RowDescription
 	case 'G':
 		s.ext.onCopyIn() // streamed but for planned sync points
+	case 'S':
+		s.noteParameter(msg)
 	}
 	return false
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -30,6 +31,9 @@ type Session struct {
 	protoVersion uint32
 	backendPID   uint32
 	cancelPacket []byte // CancelRequest for our backend, from BackendKeyData
+
+	reportedMu sync.Mutex
+	reported   map[string]string // ParameterStatus after startup (Reported)
 
 	// state holds the number of sync points (Query, Sync, FunctionCall) sent
 	// upstream whose ReadyForQuery has not arrived, and closingBit once the
@@ -166,6 +170,41 @@ func (s *Session) InFlight() int { return int(uint32(s.state.Load())) }
 
 // Param returns a startup parameter sent by the client, such as "user".
 func (s *Session) Param(name string) string { return s.params[name] }
+
+// Reported returns the value the server last reported for parameter name
+// with a ParameterStatus after the session started, and whether it did: a
+// SET of application_name (or TimeZone, …) makes PostgreSQL report the new
+// value, which the startup parameters no longer tell. Followed while hooks
+// watch the session.
+func (s *Session) Reported(name string) (string, bool) {
+	s.reportedMu.Lock()
+	defer s.reportedMu.Unlock()
+	v, ok := s.reported[name]
+	return v, ok
+}
+
+// noteParameter records a ParameterStatus message (header included).
+func (s *Session) noteParameter(msg []byte) {
+	if len(msg) < 5 {
+		return
+	}
+	body := msg[5:]
+	i := bytes.IndexByte(body, 0)
+	if i < 0 {
+		return
+	}
+	name, rest := body[:i], body[i+1:]
+	j := bytes.IndexByte(rest, 0)
+	if j < 0 {
+		return
+	}
+	s.reportedMu.Lock()
+	defer s.reportedMu.Unlock()
+	if s.reported == nil {
+		s.reported = make(map[string]string)
+	}
+	s.reported[string(name)] = string(rest[:j]) // a fixed few names: those PostgreSQL reports
+}
 
 // BackendPID returns the upstream backend's process id.
 func (s *Session) BackendPID() uint32 { return s.backendPID }

@@ -247,3 +247,31 @@ func TestStrictPolicyLetsAMigrationToolRecordItsMigration(t *testing.T) {
 		t.Fatalf("a write to a table of the migration's own after the DDL: %v, want LG001 work-after-access-exclusive", err)
 	}
 }
+
+// TestPolicyFollowsApplicationNameSetLater: a rule scoped to applications
+// matches the application_name in force, not only the startup packet's.
+// pgjdbc (without assumeMinServerVersion) connects without one and SETs
+// ApplicationName afterwards: a block rule for that application did not
+// apply, and the DDL only warned.
+func TestPolicyFollowsApplicationNameSetLater(t *testing.T) {
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "appname", "a int, b int")
+	lg := startWithPolicy(t, guard.PolicyConfig{Rules: map[string]guard.RuleConfig{
+		"rename-column": {Action: "block", Applications: []string{"deploy-*"}},
+	}})
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "SET application_name = 'deploy-tool'"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" RENAME COLUMN a TO a2")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != guard.CodePolicyBlock || !strings.Contains(pe.Detail, "rename-column") {
+		t.Fatalf("RENAME COLUMN after SET application_name = 'deploy-tool': %v, want LG001 rename-column", err)
+	}
+	if _, err := conn.Exec(ctx, "SET application_name = 'web'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" RENAME COLUMN b TO b2"); err != nil {
+		t.Fatalf("RENAME COLUMN after SET application_name = 'web': %v, want it to run", err)
+	}
+}

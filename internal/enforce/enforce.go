@@ -567,6 +567,16 @@ func (s *session) analyze(sql string) *guard.Analysis {
 	return a.Analyze(sql)
 }
 
+// application returns the session's application_name: as the server last
+// reported it (a driver may SET it after connecting: pgjdbc does), else as
+// the startup packet gave it.
+func (s *session) application() string {
+	if v, ok := s.ps.Reported("application_name"); ok {
+		return v
+	}
+	return s.ps.Param("application_name")
+}
+
 // analyzer returns the analyzer for the session's search_path as the
 // client set it so far: s.an while the client keeps the server's default
 // ("$user", public, which the catalog's connection resolves alike), else
@@ -795,7 +805,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 			// rule: they skip the Context and the copy of the transaction.
 			if guard.MayFire(an, inTx, inTx && s.tx.AccessExclusive) {
 				gctx = &guard.Context{User: ps.Param("user"), Database: s.db,
-					Application: ps.Param("application_name"), InTransaction: inTx,
+					Application: s.application(), InTransaction: inTx,
 					RawSQL: raw, ServerVersion: g.ServerVersion, Catalog: pathCat, Now: g.now()}
 				if inTx {
 					// A clone: the upstream side records results into s.tx

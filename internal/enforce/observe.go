@@ -292,7 +292,7 @@ func (o *batchObs) event(kind string, ev telemetry.Event) {
 	s := o.s
 	ev.Kind = kind
 	ev.PID = int(s.ps.BackendPID())
-	ev.User, ev.Database, ev.Application = s.ps.Param("user"), s.db, s.ps.Param("application_name")
+	ev.User, ev.Database, ev.Application = s.ps.Param("user"), s.db, s.application()
 	if s.t != nil {
 		ev.Client = s.t.client
 	}

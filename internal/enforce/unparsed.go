@@ -38,7 +38,7 @@ func (g *Guard) unparsed(s *session, raw string, err error) *proxy.Error {
 		t.Provider.Metrics.ParseFailed(context.Background(), outcome)
 		if refuse && t.Events != nil {
 			t.Events.Add(telemetry.Event{Kind: telemetry.KindParseFailed, PID: int(s.ps.BackendPID()),
-				User: s.ps.Param("user"), Database: s.db, Application: s.ps.Param("application_name"),
+				User: s.ps.Param("user"), Database: s.db, Application: s.application(),
 				Statement: guard.FirstKeyword(raw) + " …", Message: "refused: " + parseErrorShown(err)})
 		}
 	}
