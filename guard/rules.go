@@ -349,7 +349,7 @@ var ruleCatalog = [numRules]RuleInfo{
 	rTruncate: {
 		ID: "truncate", Category: "compat",
 		Summary:     "TRUNCATE takes ACCESS EXCLUSIVE and deletes every row",
-		Detects:     "`TRUNCATE` of existing tables (without CASCADE).",
+		Detects:     "`TRUNCATE` of existing tables (without CASCADE), but for migration tools' history tables (golang-migrate empties schema_migrations to record each migration).",
 		Lock:        "ACCESS EXCLUSIVE on each table: blocks all reads and writes until commit.",
 		Alternative: "Delete in batches, or swap in a new empty table; keep TRUNCATE off busy tables.",
 		Default:     warn, Strict: block, Overridable: true,

@@ -292,13 +292,23 @@ func (e *evaluator) checkDropDatabase() {
 func (e *evaluator) checkTruncate() {
 	st := e.st
 	var targets []RelName
+	history := false // a migration tool's history table among them
 	for _, l := range st.Locks {
 		if l.Role == RoleTarget && !e.isNew(l.Rel) && !e.isTemp(l.Rel) {
 			targets = append(targets, l.Rel)
+			history = history || migrationHistory[l.Rel.Name]
 		}
 	}
 	if len(targets) == 0 {
 		return
+	}
+	if !slices.Contains(st.Subcommands, "CASCADE") && history {
+		// golang-migrate records each migration with TRUNCATE
+		// schema_migrations; INSERT: the tool's bookkeeping, not data.
+		targets = slices.DeleteFunc(targets, func(r RelName) bool { return migrationHistory[r.Name] })
+		if len(targets) == 0 {
+			return
+		}
 	}
 	if slices.Contains(st.Subcommands, "CASCADE") {
 		all := append(slices.Clone(targets), e.others(RelName{}, AccessExclusive, RoleCascaded)...)

@@ -245,6 +245,8 @@ var ruleCases = []ruleCase{
 	{rule: "truncate", sql: "TRUNCATE orders", fire: true},
 	{rule: "truncate", sql: "TRUNCATE orders CASCADE"},
 	{rule: "truncate", sql: "CREATE TABLE t (a int); TRUNCATE t"},
+	{rule: "truncate", sql: "TRUNCATE schema_migrations"},
+	{rule: "truncate", sql: "TRUNCATE schema_migrations, orders", fire: true},
 
 	{rule: "truncate-cascade", sql: "TRUNCATE users CASCADE", fire: true},
 	{rule: "truncate-cascade", sql: "TRUNCATE users"},
