@@ -74,14 +74,7 @@ func TestLocksAndCatalogStayInTheirDatabase(t *testing.T) {
 
 	t.Run("monitored lock", func(t *testing.T) {
 		// LOCK TABLE straight to PostgreSQL, in the monitor's database.
-		tx, err := connect(t, directDSN()).Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(context.Background())
-		if _, err := tx.Exec(ctx, "LOCK TABLE "+orders+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-			t.Fatal(err)
-		}
+		defer lockDirect(t, ctx, orders, "ACCESS EXCLUSIVE")()
 		time.Sleep(300 * time.Millisecond) // a few monitor polls
 		if shed, last := shedWithin(ctx, here, read, 10*time.Second); !shed {
 			t.Fatalf("read behind a LOCK TABLE in the monitor's database: %v, want shed", last)

@@ -78,6 +78,20 @@ func gaveUp(err error) (*pgconn.PgError, bool) {
 	return pe, ok
 }
 
+// lockDirect takes LOCK TABLE tbl IN mode MODE in a transaction on a
+// direct connection (a session that bypasses lockguard); release ends it.
+func lockDirect(t *testing.T, ctx context.Context, tbl, mode string) (release func()) {
+	t.Helper()
+	tx, err := connect(t, directDSN()).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+tbl+" IN "+mode+" MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() { tx.Rollback(context.Background()) }
+}
+
 // holdLockOn is holdLock on the server dsn names.
 func holdLockOn(t *testing.T, dsn, tbl string) (int, func()) {
 	t.Helper()
@@ -1402,5 +1416,33 @@ func TestEnforceRestoreCancelledIsRedone(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // for lockguard to read the restore's error
 	if v := showLockTimeout(t, conn); v != "7s" {
 		t.Fatalf("lock_timeout after a cancel hit lockguard's restore = %q, want the client's 7s", v)
+	}
+}
+
+// TestEnforceConcurrentStatementTimeout: with concurrent-statement-timeout
+// set, a CREATE INDEX CONCURRENTLY gets that statement_timeout (it never
+// gets a lock timeout) and the session's is back afterwards. No test ran
+// the setting before.
+func TestEnforceConcurrentStatementTimeout(t *testing.T) {
+	lg := startGuarded(t, func(g *enforce.Guard) { g.ConcurrentStatementTimeout = 500 * time.Millisecond })
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "cic_timeout", "id int")
+	conn := connect(t, lg.superDSN())
+	if _, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY "+tbl+"_a ON "+tbl+" (id)"); err != nil {
+		t.Fatalf("CREATE INDEX CONCURRENTLY on an idle table: %v", err)
+	}
+	// A transaction that holds a snapshot and a lock on the table makes
+	// the build wait for it, past the 500 ms.
+	_, release := holdLock(t, tbl)
+	start := time.Now()
+	_, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY "+tbl+"_b ON "+tbl+" (id)")
+	release()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" || time.Since(start) > 5*time.Second {
+		t.Fatalf("CREATE INDEX CONCURRENTLY behind a reader: %v after %v, want PostgreSQL's statement timeout (57014) after about 500 ms", err, time.Since(start))
+	}
+	var v string
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil || v != "0" {
+		t.Errorf("statement_timeout after the build = %q (%v), want 0", v, err)
 	}
 }

@@ -57,15 +57,9 @@ func TestSearchPathResolvesPerSession(t *testing.T) {
 
 	lock := func(qualified string) (release func()) {
 		t.Helper()
-		tx, err := connect(t, directDSN()).Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "LOCK TABLE "+qualified+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-			t.Fatal(err)
-		}
+		release = lockDirect(t, ctx, qualified, "ACCESS EXCLUSIVE")
 		time.Sleep(300 * time.Millisecond) // a few monitor polls
-		return func() { tx.Rollback(context.Background()) }
+		return release
 	}
 
 	t.Run("lock on the tenant's table", func(t *testing.T) {

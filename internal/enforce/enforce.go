@@ -207,12 +207,12 @@ func (s *session) searchPath() []string {
 func (g *Guard) Hooks() *proxy.Hooks {
 	h := &proxy.Hooks{
 		Open: func(ps *proxy.Session) any {
-			s := &session{g: g, ps: ps, log: g.logger().With("user", ps.Param("user"),
-				"database", ps.Param("database"), "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
-			s.db, s.an = ps.Param("database"), g.Analyzer
-			if s.db == "" {
-				s.db = ps.Param("user") // PostgreSQL's default
+			db := ps.Param("database")
+			if db == "" {
+				db = ps.Param("user") // PostgreSQL's default
 			}
+			s := &session{g: g, ps: ps, db: db, an: g.Analyzer, log: g.logger().With("user", ps.Param("user"),
+				"database", db, "application", ps.Param("application_name"), "backend_pid", ps.BackendPID())}
 			if g.OtherDatabases != nil && g.CatalogDatabase != "" && s.db != g.CatalogDatabase {
 				s.an = g.OtherDatabases
 				g.noteOtherDatabase(s.db)
@@ -1258,7 +1258,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	ltBetween := own.ltMid != nil
 	why := hintGaveUp
 	switch {
-	case inTx || opensBlockBefore(stmts, protect[0]):
+	case inTx || opensBlockBefore(stmts, protect[0]): // injected: protect is not empty
 		why = hintInTx
 	case slices.ContainsFunc(stmts, func(st *guard.Statement) bool { return st.Lasting }):
 		why = hintLasting
