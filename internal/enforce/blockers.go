@@ -9,6 +9,12 @@ import (
 	"github.com/lockguard/lockguard/guard"
 )
 
+// BackendChecker is an optional extension of BlockerSource: whether pid
+// is a backend of the server the source queries.
+type BackendChecker interface {
+	IsBackend(ctx context.Context, pid uint32) (bool, error)
+}
+
 // PGBlockers finds blockers with pg_blocking_pids on a side connection. It
 // is called only for a backend already waiting for a lock, as the
 // PostgreSQL documentation advises (the function briefly locks the lock
@@ -42,4 +48,11 @@ ORDER BY a.xact_start NULLS LAST`, int32(pid))
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// IsBackend implements BackendChecker.
+func (p *PGBlockers) IsBackend(ctx context.Context, pid uint32) (bool, error) {
+	var ok bool
+	err := p.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid::int8 = $1::int8)", int64(pid)).Scan(&ok)
+	return ok, err
 }

@@ -93,6 +93,9 @@ type Guard struct {
 	// noted holds the databases noteOtherDatabase has logged.
 	notedMu sync.Mutex
 	noted   map[string]bool
+	// backendChecked: a session's backend pid has been (or is being)
+	// checked against the monitor's server (checkBackend).
+	backendChecked atomic.Bool
 
 	// spans maps a backend pid to the span of its session's last traced
 	// batch, while that session is in a transaction (for links from the
@@ -217,6 +220,7 @@ func (g *Guard) Hooks() *proxy.Hooks {
 				s.an = g.OtherDatabases
 				g.noteOtherDatabase(s.db)
 			}
+			g.checkBackend(ps.BackendPID())
 			s.result = s.onResult
 			s.settings.Start(ps.Param)
 			g.openTel(s)
@@ -239,6 +243,31 @@ func (g *Guard) Hooks() *proxy.Hooks {
 		h.Forwarded = g.forwarded
 	}
 	return h
+}
+
+// checkBackend makes sure, once per Guard, that the backend pid the
+// upstream sent (BackendKeyData) is a backend of the server the side
+// connection reaches. A pooler between lockguard and PostgreSQL sends pids
+// of its own (PgBouncer does, in every pool mode): lockguard then cannot
+// tell a session's own locks in pg_locks from others', and sheds its
+// statements behind its own transaction's locks. It says so, loudly.
+func (g *Guard) checkBackend(pid uint32) {
+	bc, ok := g.Blockers.(BackendChecker)
+	if !ok || pid == 0 || !g.backendChecked.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		is, err := bc.IsBackend(ctx, pid)
+		switch {
+		case err != nil:
+			g.backendChecked.Store(false) // the next session tries again
+		case !is:
+			g.logger().Error("the upstream's backend pid is no backend of the server monitor-dsn reaches: a connection pooler between lockguard and PostgreSQL (PgBouncer sends pids of its own), or monitor-dsn names another server. lockguard cannot tell a session's own locks from others' and sheds statements behind their own transaction's locks: put the pooler in front of lockguard, or point monitor-dsn at the upstream's server",
+				"backend_pid", pid)
+		}
+	}()
 }
 
 // noteOtherDatabase logs, once per database, that sessions of db get
