@@ -92,8 +92,14 @@ func (p *pathCatalog) qualify(rel RelName) (RelInfo, RelName, bool) {
 }
 
 // name returns rel qualified (qualify), for the lookups that take a name.
+// A name no schema of the path has is qualified with the path's first
+// schema, so that cat finds nothing rather than resolving it in its own
+// search_path.
 func (p *pathCatalog) name(rel RelName) RelName {
-	_, q, _ := p.qualify(rel)
+	_, q, ok := p.qualify(rel)
+	if !ok && q.Schema == "" && len(p.path) > 0 {
+		q.Schema = p.path[0]
+	}
 	return q
 }
 

@@ -50,3 +50,26 @@ func TestForPathResolvesInTheSessionsSchemas(t *testing.T) {
 		t.Errorf("Purge left %d analyses of the tenant's path", n)
 	}
 }
+
+// TestForPathDoesNotFallBackToTheCatalogsPath: a table the session's path
+// does not have is unknown, not the table of that name in the side
+// connection's search_path.
+func TestForPathDoesNotFallBackToTheCatalogsPath(t *testing.T) {
+	ten := func(n string) RelName { return RelName{"tenant", n} }
+	cat := &StaticCatalog{
+		SearchPath: []string{"tenant"},
+		Relations:  []RelInfo{{Name: ten("orders"), Kind: KindTable}, {Name: ten("users"), Kind: KindTable}},
+		Cons: []Constraint{
+			{Name: "orders_owner", Table: ten("orders"), Type: ConstraintForeignKey, Columns: []string{"user_id"}, RefTable: ten("users"), RefColumns: []string{"id"}, Validated: true},
+		},
+		VersionNum: 150004,
+	}
+	other := NewAnalyzer(cat, 100).ForPath([]string{"other"}).Catalog
+	if info, ok := other.Relation(RelName{Name: "orders"}); ok {
+		t.Errorf("search_path other: orders is %v", info.Name)
+	}
+	// The policy's rules ask by name (sizes, column types, constraints).
+	if cons, _ := other.Constraints(RelName{Name: "orders"}); len(cons) > 0 {
+		t.Errorf("search_path other: constraints of orders %+v, from the catalog's own search_path", cons)
+	}
+}
