@@ -134,7 +134,7 @@ func startupOptions(opts string) [][2]string {
 }
 
 // followed are the parameters Settings follows.
-var followed = [...]string{"lock_timeout", "statement_timeout", "search_path", "role", "session_authorization"}
+var followed = [...]string{"lock_timeout", "statement_timeout", "search_path", "role", "session_authorization", "client_min_messages"}
 
 // Tracked reports whether name is a parameter Settings follows, or "all"
 // (RESET ALL), which changes them all.

@@ -280,3 +280,40 @@ func TestPolicyFollowsApplicationNameSetLater(t *testing.T) {
 		t.Fatalf("RENAME COLUMN after SET application_name = 'web': %v, want it to run", err)
 	}
 }
+
+// TestPolicyWarningsFollowClientMinMessages: a session at
+// client_min_messages = error gets no WARNING from PostgreSQL, and now none
+// from lockguard either (it got lockguard's all the same); RESET brings them
+// back.
+func TestPolicyWarningsFollowClientMinMessages(t *testing.T) {
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "quietpol", "id int")
+	lg := startWithPolicy(t, guard.PolicyConfig{})
+	conn, notices := connectNotices(t, lg.superDSN())
+	warned := func() bool {
+		for _, n := range notices.take() {
+			if strings.HasPrefix(n.Message, "lockguard: ") {
+				return true
+			}
+		}
+		return false
+	}
+	for i, c := range []struct {
+		set  string
+		want bool
+	}{
+		{"SET client_min_messages = error", false},
+		{"SET client_min_messages TO 'ERROR'", false},
+		{"RESET client_min_messages", true},
+	} {
+		if _, err := conn.Exec(ctx, c.set); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE INDEX %s_%d ON %s (id)", tbl, i, tbl)); err != nil {
+			t.Fatal(err)
+		}
+		if got := warned(); got != c.want {
+			t.Errorf("after %s: lockguard warned %v, want %v", c.set, got, c.want)
+		}
+	}
+}

@@ -871,6 +871,7 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		ob := g.observe(s, b, v, stmts, findings, false, sampled, parent, start)
 		g.logFindings(s, findings)
 		ob.wrap(v, nil, 0)
+		s.quiet(v)
 		s.enqueue(pendingBatch{obs: ob, part: !b.Complete}) // a refused batch changes nothing else
 		return v
 	}
@@ -1025,7 +1026,27 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 		timeout = g.LockTimeout
 	}
 	ob.wrap(v, hr, timeout)
+	s.quiet(v)
 	return v
+}
+
+// quiet drops the verdict's WARNINGs (all lockguard sends) when the client
+// set client_min_messages above warning, as PostgreSQL would; they are
+// logged and counted all the same.
+func (s *session) quiet(v *proxy.Verdict) {
+	if len(v.Notices) == 0 {
+		return
+	}
+	s.mu.Lock()
+	level, set := s.settings.Effective("client_min_messages")
+	s.mu.Unlock()
+	if !set {
+		return
+	}
+	switch strings.ToLower(strings.Trim(level, "' ")) {
+	case "error", "fatal", "panic":
+		v.Notices = nil
+	}
 }
 
 // learnTx brings the session's transaction state up to date before a
