@@ -365,6 +365,9 @@ func TestEnforceGiveUpSaysWhyItWasNotRetried(t *testing.T) {
 	}
 	_, err := conn.Exec(ctx, "BEGIN; ALTER TABLE "+tbl+" ADD COLUMN a int; COMMIT", pgx.QueryExecModeSimpleProtocol)
 	check("BEGIN; ALTER; COMMIT in one string", err, inBlock)
+	if pe, ok := gaveUp(err); ok && (!strings.Contains(pe.Hint, "ROLLBACK TO a savepoint") || !strings.Contains(pe.Hint, "atomic = False")) {
+		t.Errorf("the in-block hint %q names neither a savepoint nor the migration tools' switches", pe.Hint)
+	}
 	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil { // the COMMIT did not run
 		t.Fatal(err)
 	}

@@ -1513,7 +1513,7 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	e.Detail = d.String()
 	switch why {
 	case hintInTx:
-		e.Hint = "lockguard retries a DDL only outside a transaction block: inside one, the transaction's earlier locks would stay held while it waited. Roll back and retry the whole transaction, or run the DDL outside a transaction block to have it retried (migration tools: Django atomic = False, Alembic autocommit_block(), Rails disable_ddl_transaction!, knex config.transaction = false, goose NO TRANSACTION, node-pg-migrate pgm.noTransaction(), Flyway executeInTransaction=false)."
+		e.Hint = "lockguard retries a DDL only outside a transaction block: inside one, the transaction's earlier locks would stay held while it waited. Roll back and retry the whole transaction (or ROLLBACK TO a savepoint taken before the DDL and retry from there), or run the DDL outside a transaction block to have it retried (migration tools: Django atomic = False, Alembic autocommit_block(), Rails disable_ddl_transaction!, knex config.transaction = false, goose NO TRANSACTION, node-pg-migrate pgm.noTransaction(), Flyway executeInTransaction=false)."
 	case hintSeveralTx:
 		e.Hint = "lockguard does not retry a string or batch that runs as more than one transaction (its own COMMIT, or a statement such as VACUUM or CREATE INDEX CONCURRENTLY that runs outside one): what committed before the failure would run again. Send the DDL in a batch of its own to have it retried, or retry when the blocking transaction is done."
 	case hintLasting:
