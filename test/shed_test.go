@@ -450,6 +450,52 @@ func TestDDLYieldsInATransaction(t *testing.T) {
 	}
 }
 
+// TestReadsRunBetweenRetries: between the attempts of a DDL that hit its
+// lock timeout, the DDL waits in lockguard, not in PostgreSQL's queue, and
+// reads of its table have nothing to queue behind. lockguard kept shedding
+// them through every backoff, up to the retry deadline (seen with five ORM
+// stacks: every read of users shed for the whole 7 s a reader held it).
+// Reads are shed while an attempt waits, and run between attempts.
+func TestReadsRunBetweenRetries(t *testing.T) {
+	s := startShedding(t, 300*time.Millisecond, func(g *enforce.Guard) {
+		g.Backoff = guard.Backoff{Attempts: 4, Base: time.Second, Cap: time.Second, Deadline: 30 * time.Second}
+	})
+	ctx := ctxT(t, 30*time.Second)
+	_, release := holdLock(t, s.users)
+	defer release()
+	ddl := startExec(ctx, connect(t, s.lg.superDSN()), "ALTER TABLE "+s.users+" ADD COLUMN between_retries int")
+	reader := connect(t, s.lg.superDSN())
+	var ran, shed int
+	for done := false; !done; {
+		_, err := reader.Exec(ctx, "SELECT count(*) FROM "+s.users)
+		select {
+		case derr := <-ddl:
+			// The DDL ended: this read may have run after it.
+			if _, ok := gaveUp(derr); !ok {
+				t.Fatalf("DDL behind a reader that never ends: %v, want lockguard's give-up", derr)
+			}
+			done = true
+			continue
+		default:
+		}
+		var pe *pgconn.PgError
+		switch {
+		case err == nil && shed > 0: // reads before the first attempt was seen do not count
+			ran++
+		case err == nil:
+		case errors.As(err, &pe) && pe.Code == "55P03":
+			shed++
+		default:
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if shed == 0 || ran == 0 {
+		t.Fatalf("reads while the DDL retried: %d shed, %d ran after the first shed; want some shed (during attempts) and some run (between them)", shed, ran)
+	}
+	t.Logf("%d reads shed, %d ran after the first shed", shed, ran)
+}
+
 // TestWatchdog: a session idle in its transaction that a DDL waits behind is
 // warned about, or terminated when the policy says so; then the DDL lands.
 func TestWatchdog(t *testing.T) {

@@ -181,7 +181,7 @@ func (s *session) takeYielded() bool {
 type pendingBatch struct {
 	stmts  []*guard.Statement
 	track  bool
-	hazard uint64             // key of the hazards this DDL put on the board, 0 for none
+	hazard *ownHazard         // the hazards this DDL put on the board, nil for none
 	done   context.CancelFunc // ends the DDL's yield watch
 	obs    *batchObs          // finished with the result; nil without telemetry
 	// restored names the parameters restored at session level after the
@@ -1004,16 +1004,24 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 				hs[i].TraceID, hs[i].SpanID = tid, sid
 			}
 		}
-		p.hazard = g.Admission.Board.Add(hs)
+		p.hazard = &ownHazard{board: g.Admission.Board, hs: hs}
+		p.hazard.add()
 		if v.Retry != nil {
 			var wctx context.Context
 			wctx, p.done = context.WithCancel(context.Background())
 			rels := lockedRels(protect)
 			g.watchYield(wctx, s, rels)
 			retry := v.Retry
+			hz := p.hazard
 			v.Retry = func(attempt int, code string) (bool, time.Duration, *proxy.Error) {
 				again, d, final := retry(attempt, code)
 				if again {
+					// Between attempts the DDL waits in lockguard, not in
+					// PostgreSQL's queue: statements on its tables run.
+					// Its hazard is back a little before the next attempt
+					// goes out, so none slips in behind it.
+					hz.remove()
+					time.AfterFunc(d-min(d/4, 50*time.Millisecond), hz.add)
 					time.AfterFunc(d, func() { g.watchYield(wctx, s, rels) })
 				}
 				return again, d, final
@@ -1028,6 +1036,49 @@ func (g *Guard) decide(ctx context.Context, s *session, b *proxy.Batch, ans *[8]
 	ob.wrap(v, hr, timeout)
 	s.quiet(v)
 	return v
+}
+
+// ownHazard is what a DDL lockguard forwards puts on the board: there while
+// an attempt may be in PostgreSQL, off between attempts, gone at its end.
+type ownHazard struct {
+	board *guard.Board
+	hs    []guard.Hazard
+
+	mu    sync.Mutex
+	key   uint64 // on the board under key; 0 when off
+	ended bool
+}
+
+// add puts the hazards on the board (again), waiting from now.
+func (o *ownHazard) add() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ended || o.key != 0 {
+		return
+	}
+	now := time.Now()
+	for i := range o.hs {
+		o.hs[i].WaitStart = now
+	}
+	o.key = o.board.Add(slices.Clone(o.hs))
+}
+
+// remove takes them off until the next add.
+func (o *ownHazard) remove() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.key != 0 {
+		o.board.Remove(o.key)
+		o.key = 0
+	}
+}
+
+// end takes them off for good.
+func (o *ownHazard) end() {
+	o.mu.Lock()
+	o.ended = true
+	o.mu.Unlock()
+	o.remove()
 }
 
 // quiet drops the verdict's WARNINGs (all lockguard sends) when the client
@@ -1694,8 +1745,8 @@ func (s *session) applyResult(code string, completed int) *batchObs {
 	n := copy(s.pending, s.pending[1:])
 	s.pending[n] = pendingBatch{}
 	s.pending = s.pending[:n]
-	if p.hazard != 0 {
-		s.g.Admission.Board.Remove(p.hazard)
+	if p.hazard != nil {
+		p.hazard.end()
 	}
 	if p.done != nil {
 		p.done()
