@@ -187,6 +187,29 @@ func TestShedBehindPendingDropFK(t *testing.T) {
 	}
 }
 
+// TestShedNamesWhatTheDDLWaitsFor: a statement shed behind a pending DDL
+// is told which session that DDL waits for. The DETAIL named only the
+// DDL ("pid … waits for ACCESS EXCLUSIVE on it (ALTER …)"), and the log
+// line the DDL's pid as blocking_pid: the session an on-call engineer has
+// to look at, the long transaction, was in neither.
+func TestShedNamesWhatTheDDLWaitsFor(t *testing.T) {
+	s := startShedding(t, 3*time.Second)
+	ctx := ctxT(t, 30*time.Second)
+	holder, release := holdLock(t, s.users)
+	defer release()
+	ddl := startExec(ctx, connect(t, directDSN()), "ALTER TABLE "+s.users+" ADD COLUMN behind int")
+	defer func() { release(); <-ddl }()
+	waitHazard(t, s.board, s.users)
+	_, err := connect(t, s.lg.superDSN()).Exec(ctx, "SELECT count(*) FROM "+s.users)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "55P03" {
+		t.Fatalf("read behind the pending DDL: %v, want shed", err)
+	}
+	if want := fmt.Sprintf("behind pid %d", holder); !strings.Contains(pe.Detail, want) {
+		t.Errorf("detail %q does not say %q", pe.Detail, want)
+	}
+}
+
 // TestShedFollowsTenantSchema: a schema-per-tenant application picks its
 // schema per request with set_config('search_path', $1, …) as a bind
 // parameter, or with the role whose name the schema has ("$user" in the

@@ -202,6 +202,10 @@ func (a *Admission) shed(s *session, c conflict, held time.Duration, why string)
 	if !hz.WaitStart.IsZero() {
 		fmt.Fprintf(&d, ", waiting for %v", time.Since(hz.WaitStart).Round(time.Millisecond))
 	}
+	if !hz.Granted && len(hz.BlockedBy) > 0 {
+		// The session to look at: what the waiting DDL itself waits for.
+		fmt.Fprintf(&d, " behind pid %s", pidList(hz.BlockedBy))
+	}
 	if !hz.XactStart.IsZero() {
 		fmt.Fprintf(&d, ", its transaction open for %v", time.Since(hz.XactStart).Round(time.Millisecond))
 	}
@@ -211,13 +215,29 @@ func (a *Admission) shed(s *session, c conflict, held time.Duration, why string)
 	}
 	d.WriteString(".")
 	if n, ok := a.logShed(hz.Rel.String()); ok {
-		s.lg().Info("statements shed", "relation", hz.Rel.String(), "count", n, "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
-			"blocking_mode", hz.Mode.String(), "blocking_granted", hz.Granted, "held", held.Round(time.Millisecond))
+		attrs := []any{"relation", hz.Rel.String(), "count", n, "mode", c.lock.Mode.String(), "blocking_pid", hz.PID,
+			"blocking_mode", hz.Mode.String(), "blocking_granted", hz.Granted, "held", held.Round(time.Millisecond)}
+		if !hz.Granted && len(hz.BlockedBy) > 0 {
+			attrs = append(attrs, "blocking_pid_waits_for", pidList(hz.BlockedBy))
+		}
+		s.lg().Info("statements shed", attrs...)
 	}
 	return &proxy.Error{Code: guard.CodeLockNotAvailable,
 		Message: fmt.Sprintf("lockguard: shed a statement that would wait behind a lock on %s", hz.Rel),
 		Detail:  d.String(),
 		Hint:    "Retry shortly. lockguard refused to join PostgreSQL's lock queue so that this connection stays free while the lock is held or awaited; inside a transaction block this error aborts the transaction like any other."}
+}
+
+// pidList renders pids as "12, 34".
+func pidList(pids []int) string {
+	var b strings.Builder
+	for i, p := range pids {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, p)
+	}
+	return b.String()
 }
 
 // ownHazards are the hazards a DDL lockguard forwards creates until it
