@@ -1449,3 +1449,35 @@ func TestEnforceConcurrentStatementTimeout(t *testing.T) {
 		t.Errorf("statement_timeout after the build = %q (%v), want 0", v, err)
 	}
 }
+
+// TestEnforceGiveUpAgesTheBlockersTransaction: the DETAIL's "transaction
+// open" is the blocker's age at the error. It was its age when lockguard
+// looked it up, half a lock timeout before, rounded to seconds: a helper
+// saw "transaction open 1s" for a transaction 2.3 s old.
+func TestEnforceGiveUpAgesTheBlockersTransaction(t *testing.T) {
+	lg := startGuarded(t, func(g *enforce.Guard) {
+		g.LockTimeout = time.Second
+		g.Backoff = guard.Backoff{Attempts: 1}
+	})
+	ctx := ctxT(t, 30*time.Second)
+	tbl := createTable(t, ctx, "xactage", "id int")
+	conn := connect(t, lg.superDSN())
+	began := time.Now()
+	_, release := holdLock(t, tbl)
+	defer release()
+	_, err := conn.Exec(ctx, "ALTER TABLE "+tbl+" ADD COLUMN x int")
+	atError := time.Since(began)
+	pe, ok := gaveUp(err)
+	if !ok {
+		t.Fatalf("ALTER behind a reader: %v, want lockguard's give-up", err)
+	}
+	var age time.Duration
+	if i := strings.Index(pe.Detail, "transaction open "); i < 0 {
+		t.Fatalf("detail %q names no transaction age", pe.Detail)
+	} else if age, err = time.ParseDuration(strings.SplitN(pe.Detail[i+len("transaction open "):], ")", 2)[0]); err != nil {
+		t.Fatalf("detail %q: %v", pe.Detail, err)
+	}
+	if age < atError-250*time.Millisecond || age > atError+100*time.Millisecond {
+		t.Errorf("transaction open %v in the detail, %v at the error", age, atError)
+	}
+}

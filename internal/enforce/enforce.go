@@ -30,6 +30,9 @@ type Blocker struct {
 	XactAge     time.Duration
 	Application string
 	User        string
+	// Seen is when XactAge was read (zero: just now); the final error adds
+	// the time since, so the age is the transaction's at the error.
+	Seen time.Time
 }
 
 // BlockerSource tells which sessions block a backend. Implementations query
@@ -1518,6 +1521,11 @@ func (g *Guard) watchBlockers(s *session, gen uint64) {
 		}
 		s.mu.Lock()
 		if len(bl) > 0 && gen == s.ddlGen {
+			for i := range bl {
+				if bl[i].Seen.IsZero() {
+					bl[i].Seen = time.Now()
+				}
+			}
 			s.blockers = bl
 		}
 		s.mu.Unlock()
@@ -1555,8 +1563,12 @@ func (g *Guard) giveUp(s *session, rels string, attempts int, elapsed time.Durat
 	}
 	if bl := s.blockersSnapshot(); len(bl) > 0 {
 		for _, b := range bl {
+			age := b.XactAge
+			if !b.Seen.IsZero() {
+				age += time.Since(b.Seen) // read half a lock timeout before
+			}
 			fmt.Fprintf(&d, " Blocked by pid %d (%s, user %s, application %q, transaction open %v): %s.",
-				b.PID, b.State, b.User, b.Application, b.XactAge.Round(time.Second), truncate(b.Query, 200))
+				b.PID, b.State, b.User, b.Application, age.Round(100*time.Millisecond), truncate(b.Query, 200))
 		}
 	} else if g.Blockers == nil {
 		d.WriteString(" The blocking session is unknown: lockguard has no monitor connection (monitor-dsn).")
