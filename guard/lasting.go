@@ -20,7 +20,7 @@ var sessionAdvisory = []string{
 // advisory function is walked; a function, view or rule it defines is not
 // run by defining it.
 func (b *builder) markLasting(n *pg.Node, sql string) {
-	if b.st.Lasting || n == nil || !containsFoldASCII(sql, "ADVISORY") {
+	if b.st.Lasting || n == nil || !ContainsFold(sql, "advisory") {
 		return
 	}
 	switch n.GetNode().(type) {
@@ -34,15 +34,4 @@ func (b *builder) markLasting(n *pg.Node, sql string) {
 			}
 		}
 	})
-}
-
-// containsFoldASCII reports whether s contains upper, an upper-case ASCII
-// word, in any case.
-func containsFoldASCII(s, upper string) bool {
-	for i := 0; i+len(upper) <= len(s); i++ {
-		if c := s[i] &^ 0x20; c == upper[0] && equalFoldASCII(s[i:i+len(upper)], upper) {
-			return true
-		}
-	}
-	return false
 }

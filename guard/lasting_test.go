@@ -40,16 +40,3 @@ func TestLasting(t *testing.T) {
 		}
 	}
 }
-
-func TestContainsFoldASCII(t *testing.T) {
-	for _, c := range []struct {
-		s    string
-		want bool
-	}{
-		{"advisory", true}, {"x_AdViSoRy_y", true}, {"advisor", false}, {"", false}, {"ADVISOR Y", false}, {"aadvisory", true},
-	} {
-		if got := containsFoldASCII(c.s, "ADVISORY"); got != c.want {
-			t.Errorf("containsFoldASCII(%q) = %v, want %v", c.s, got, c.want)
-		}
-	}
-}

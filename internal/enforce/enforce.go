@@ -356,7 +356,7 @@ func plainTxControl(sql []byte) (begin, ok bool) {
 		return false, false // every statement with more to it, at once
 	}
 	for _, w := range [...]string{"begin", "start transaction", "commit", "end", "rollback"} {
-		if len(q) == len(w) && equalFoldLower(q, w) {
+		if len(q) == len(w) && guard.EqualFoldLower(q, w) {
 			return w == "begin" || w == "start transaction", true
 		}
 	}
@@ -378,60 +378,10 @@ func plainDML(sql []byte) (guard.Class, bool) {
 	if i := strings.IndexByte(q, ';'); i >= 0 && strings.TrimRight(q[i:], "; \t\r\n") != "" {
 		return 0, false
 	}
-	if containsFold(q, "set_config") || (c == guard.ClassRead && containsFold(q, "into")) {
+	if guard.ContainsFold(q, "set_config") || (c == guard.ClassRead && guard.ContainsFold(q, "into")) {
 		return 0, false
 	}
 	return c, true
-}
-
-// containsFold reports whether s contains the lower-case ASCII word w in any
-// case, without allocating. Candidates are found with IndexByte (vectorised)
-// for the first letter in either case; each case's next candidate is looked
-// for again only once passed, so s is scanned about twice whatever it holds.
-func containsFold(s, w string) bool {
-	lo, up := w[0], w[0]-('a'-'A')
-	end := len(s) - len(w) + 1 // candidates start before end
-	if end <= 0 {
-		return false
-	}
-	nextLo, nextUp := indexFrom(s[:end], lo, 0), indexFrom(s[:end], up, 0)
-	for nextLo >= 0 || nextUp >= 0 {
-		i := nextLo
-		if i < 0 || nextUp >= 0 && nextUp < i {
-			i = nextUp
-		}
-		if equalFoldLower(s[i:i+len(w)], w) {
-			return true
-		}
-		if i == nextLo {
-			nextLo = indexFrom(s[:end], lo, i+1)
-		} else {
-			nextUp = indexFrom(s[:end], up, i+1)
-		}
-	}
-	return false
-}
-
-// indexFrom returns the index of the first c in s at or after from, or -1.
-func indexFrom(s string, c byte, from int) int {
-	if j := strings.IndexByte(s[from:], c); j >= 0 {
-		return from + j
-	}
-	return -1
-}
-
-// equalFoldLower reports whether s equals the lower-case ASCII w in any case.
-func equalFoldLower(s, w string) bool {
-	for j := 0; j < len(w); j++ {
-		c := s[j]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != w[j] {
-			return false
-		}
-	}
-	return true
 }
 
 // batch decides what to do with one batch.
