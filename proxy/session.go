@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -188,14 +187,12 @@ func (s *Session) noteParameter(msg []byte) {
 	if len(msg) < 5 {
 		return
 	}
-	body := msg[5:]
-	i := bytes.IndexByte(body, 0)
-	if i < 0 {
+	name, rest, ok := cstring(msg[5:])
+	if !ok {
 		return
 	}
-	name, rest := body[:i], body[i+1:]
-	j := bytes.IndexByte(rest, 0)
-	if j < 0 {
+	value, _, ok := cstring(rest)
+	if !ok {
 		return
 	}
 	s.reportedMu.Lock()
@@ -203,7 +200,7 @@ func (s *Session) noteParameter(msg []byte) {
 	if s.reported == nil {
 		s.reported = make(map[string]string)
 	}
-	s.reported[string(name)] = string(rest[:j]) // a fixed few names: those PostgreSQL reports
+	s.reported[string(name)] = string(value) // a fixed few names: those PostgreSQL reports
 }
 
 // BackendPID returns the upstream backend's process id.
