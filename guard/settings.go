@@ -486,13 +486,7 @@ func ParseTimeout(v string) (time.Duration, bool) {
 // made it, or else by user; PostgreSQL's default ("$user", public) when it
 // did not.
 func (s *Settings) SearchPath(user string) []string {
-	// $user is the current user, which SET ROLE and SET SESSION
-	// AUTHORIZATION change.
-	if r, ok := s.Effective("role"); ok && r != "" && !strings.EqualFold(r, "none") {
-		user = r
-	} else if a, ok := s.Effective("session_authorization"); ok && a != "" {
-		user = a
-	}
+	user = s.CurrentUser(user)
 	v, ok := s.Effective("search_path")
 	if !ok {
 		return []string{user, "public"}
@@ -504,6 +498,19 @@ func (s *Settings) SearchPath(user string) []string {
 		}
 	}
 	return out
+}
+
+// CurrentUser returns the role "$user" stands for: the one the session set
+// (SET ROLE, set_config('role', …)), or else the user SET SESSION
+// AUTHORIZATION made it, or else user, the session's.
+func (s *Settings) CurrentUser(user string) string {
+	if r, ok := s.Effective("role"); ok && r != "" && !strings.EqualFold(r, "none") {
+		return r
+	}
+	if a, ok := s.Effective("session_authorization"); ok && a != "" {
+		return a
+	}
+	return user
 }
 
 // SplitIdentifiers reads a comma-separated list of names as PostgreSQL

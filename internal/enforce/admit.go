@@ -252,7 +252,7 @@ func ownHazards(stmts []*guard.Statement, pid int, db, query string) []guard.Haz
 		for _, l := range st.Locks {
 			if l.Mode >= guard.Share && l.Rel.Name != "" {
 				hs = append(hs, guard.Hazard{Rel: l.Rel, Database: db, Mode: l.Mode, PID: pid, Source: "proxy",
-					Query: query, WaitStart: time.Now()})
+					Query: query}) // waiting from when ownHazard.add puts it on the board
 			}
 		}
 	}

@@ -118,8 +118,10 @@ type session struct {
 
 	mu       sync.Mutex
 	settings guard.Settings
-	// pathVal is the search_path pathAn, an.ForPath's analyzer, is for.
+	// pathAn is the analyzer for search_path pathVal with "$user" standing
+	// for pathUser (analyzer).
 	pathVal  string
+	pathUser string
 	pathAn   *guard.Analyzer
 	tx       guard.TxState
 	inTx     bool
@@ -573,18 +575,15 @@ func (s *session) analyzer() *guard.Analyzer {
 	if !set {
 		return s.an
 	}
-	if v == s.pathVal && s.pathAn != nil {
+	user := s.settings.CurrentUser(s.ps.Param("user")) // what "$user" in v means
+	if s.pathAn != nil && v == s.pathVal && user == s.pathUser {
 		return s.pathAn
 	}
-	raw := guard.SplitIdentifiers(v)
 	an := s.an
-	if !slices.Equal(raw, []string{"$user", "public"}) {
+	if !slices.Equal(guard.SplitIdentifiers(v), []string{"$user", "public"}) {
 		an = s.an.ForPath(s.settings.SearchPath(s.ps.Param("user")))
 	}
-	if !slices.Contains(raw, "$user") {
-		// With $user in it the path follows SET ROLE: looked up each time.
-		s.pathVal, s.pathAn = v, an
-	}
+	s.pathVal, s.pathUser, s.pathAn = v, user, an
 	return an
 }
 
@@ -1319,7 +1318,7 @@ func (g *Guard) protect(s *session, v *proxy.Verdict, b *proxy.Batch, status byt
 	case !oneImplicitTx:
 		why = hintSeveralTx
 	}
-	if why != hintGaveUp || !oneImplicitTx || ltBetween {
+	if why != hintGaveUp || ltBetween { // !oneImplicitTx is hintSeveralTx or before
 		// Never retry inside a transaction block: its earlier locks would
 		// stay held while it sleeps. Nor a batch that also does what its
 		// failure leaves in place (a PREPARE, an advisory lock of the
