@@ -299,18 +299,16 @@ func (e *evaluator) checkTruncate() {
 			history = history || migrationHistory[l.Rel.Name]
 		}
 	}
-	if len(targets) == 0 {
-		return
-	}
-	if !slices.Contains(st.Subcommands, "CASCADE") && history {
+	cascade := slices.Contains(st.Subcommands, "CASCADE")
+	if !cascade && history {
 		// golang-migrate records each migration with TRUNCATE
 		// schema_migrations; INSERT: the tool's bookkeeping, not data.
 		targets = slices.DeleteFunc(targets, func(r RelName) bool { return migrationHistory[r.Name] })
-		if len(targets) == 0 {
-			return
-		}
 	}
-	if slices.Contains(st.Subcommands, "CASCADE") {
+	if len(targets) == 0 {
+		return
+	}
+	if cascade {
 		all := append(slices.Clone(targets), e.others(RelName{}, AccessExclusive, RoleCascaded)...)
 		note := ""
 		if e.c.Catalog == nil {
