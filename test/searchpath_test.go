@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +98,44 @@ func TestSearchPathResolvesPerSession(t *testing.T) {
 			t.Errorf("message %q does not name %s.%s", pe.Message, schema, tbl)
 		}
 	})
+}
+
+// TestSearchPathFollowsSetRoleThroughUser: with "$user" in the session's
+// search_path, SET ROLE changes which schema an unqualified name is in.
+// lockguard keeps one analyzer per path and role; a session that first
+// reads as the superuser (public's table) and then as the tenant's role
+// reads the tenant's table, and is shed behind a lock on it.
+func TestSearchPathFollowsSetRoleThroughUser(t *testing.T) {
+	ctx := ctxT(t, 60*time.Second)
+	direct := connect(t, directDSN())
+	tenant, tbl := uniqueName(t, "tenantrole"), uniqueName(t, "sp_items")
+	if _, err := direct.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; CREATE SCHEMA %[1]s AUTHORIZATION %[1]s;
+		CREATE TABLE %[1]s.%[2]s (id int); ALTER TABLE %[1]s.%[2]s OWNER TO %[1]s; CREATE TABLE public.%[2]s (id int)`, tenant, tbl)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c := connect(t, directDSN())
+		c.Exec(context.Background(), "DROP SCHEMA "+tenant+" CASCADE; DROP TABLE public."+tbl)
+		c.Exec(context.Background(), "DROP ROLE "+tenant)
+	})
+	p := startBinary(t, "--upstream", pg.Addr(), "--upstream-sslmode", "disable", "--monitor-dsn", directDSN(),
+		"--hold-budget", "100ms", "--monitor-interval", "100ms", "--monitor-busy-interval", "50ms")
+	conn := connect(t, p.dsn())
+	// Not the server's default path, so lockguard resolves names in it.
+	if _, err := conn.Exec(ctx, `SET statement_timeout = '3s'; SET search_path = "$user", public, pg_temp`); err != nil {
+		t.Fatal(err)
+	}
+	read := "SELECT count(*) FROM " + tbl
+	release := lockDirect(t, ctx, tenant+"."+tbl, "ACCESS EXCLUSIVE")
+	defer release()
+	time.Sleep(300 * time.Millisecond) // a few monitor polls
+	if _, err := conn.Exec(ctx, read); err != nil {
+		t.Fatalf("as the superuser, %s reads public.%s: %v, want it to run", read, tbl, err)
+	}
+	if _, err := conn.Exec(ctx, "SET ROLE "+tenant); err != nil {
+		t.Fatal(err)
+	}
+	if shed, last := shedWithin(ctx, conn, read, 5*time.Second); !shed {
+		t.Fatalf("as %s, the read of %s.%s behind a LOCK TABLE: %v, want shed", tenant, tenant, tbl, last)
+	}
 }
